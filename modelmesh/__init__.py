@@ -1,0 +1,58 @@
+"""ModelMesh Lite: capability-driven LLM routing with automatic failover.
+
+    import modelmesh
+    client = modelmesh.create("chat-completion")          # providers from the environment
+    client = modelmesh.MeshClient(config="modelmesh.yaml")  # or from configuration
+    r = client.chat.completions.create(model="chat-completion", messages=[...])
+
+Importing this package is cheap: the client, requests, YAML and everything else load on
+first use (PEP 562 module `__getattr__`).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._core._errors import (
+    AttemptRecord, AuthenticationError, BadRequestError, BudgetExceededError, ConfigurationError,
+    ContentFilteredError, ContextLengthError, ModelMeshError, NoModelAvailableError, ProviderError,
+    RateLimitError, RequestTimeoutError, RoutingError, StreamInterruptedError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "create", "MeshClient", "QuickProvider", "load_config", "RoutingOptions", "RoutingDecision",
+    "AttemptRecord", "ModelMeshError", "ConfigurationError", "RoutingError", "NoModelAvailableError",
+    "ProviderError", "AuthenticationError", "RateLimitError", "RequestTimeoutError", "BudgetExceededError",
+    "BadRequestError", "ContextLengthError", "ContentFilteredError", "StreamInterruptedError",
+]
+
+_LAZY = {
+    "create": ("modelmesh._convenience", "create"),
+    "QuickProvider": ("modelmesh._convenience", "QuickProvider"),
+    "MeshClient": ("modelmesh.client", "MeshClient"),
+    "load_config": ("modelmesh.config", "load_config"),
+    "RoutingOptions": ("modelmesh._core._mesh", "RoutingOptions"),
+    "RoutingDecision": ("modelmesh._core._mesh", "RoutingDecision"),
+}
+
+if TYPE_CHECKING:
+    from ._convenience import QuickProvider, create
+    from ._core._mesh import RoutingDecision, RoutingOptions
+    from .client import MeshClient
+    from .config import load_config
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'modelmesh' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

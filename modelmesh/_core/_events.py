@@ -1,0 +1,143 @@
+"""Observability events: what the mesh did, as frozen values.
+
+The core appends these to `MeshCore.events` as it decides; a shell drains the list after
+it releases the lock and hands each event to the observability connectors. Events are
+facts about the past ("ModelDeactivated"), never requests to act. They carry no secrets.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "MeshEvent",
+    "RequestRouted",
+    "AttemptFailed",
+    "RetryScheduled",
+    "RequestCompleted",
+    "RequestFailed",
+    "ModelDeactivated",
+    "ModelRecovered",
+    "ProviderDeactivated",
+    "ProviderRecovered",
+    "PoolExhausted",
+    "EVENT_TYPES",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeshEvent:
+    at: float
+
+    @property
+    def type(self) -> str:
+        return _NAMES[type(self)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRouted(MeshEvent):
+    request_id: str
+    pool: str
+    provider: str
+    model: str
+    attempt: int
+    score: float = 0.0
+    fallback_chain: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFailed(MeshEvent):
+    request_id: str
+    pool: str
+    provider: str
+    model: str
+    attempt: int
+    kind: str
+    status: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(MeshEvent):
+    request_id: str
+    pool: str
+    delay: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestCompleted(MeshEvent):
+    request_id: str
+    pool: str
+    provider: str
+    model: str
+    attempts: int
+    latency: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestFailed(MeshEvent):
+    request_id: str
+    pool: str
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelDeactivated(MeshEvent):
+    pool: str
+    model: str  # "provider/model-id"
+    reason: str
+    detail: str = ""
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRecovered(MeshEvent):
+    pool: str
+    model: str
+    how: str  # "cooldown", "probe", "quota_reset", "manual", "trial"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderDeactivated(MeshEvent):
+    provider: str
+    reason: str
+    detail: str = ""
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderRecovered(MeshEvent):
+    provider: str
+    how: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolExhausted(MeshEvent):
+    pool: str
+    recovery_at: float | None = None
+
+
+_NAMES: dict[type, str] = {
+    RequestRouted: "request_routed",
+    AttemptFailed: "attempt_failed",
+    RetryScheduled: "retry",
+    RequestCompleted: "request_completed",
+    RequestFailed: "request_failed",
+    ModelDeactivated: "model_deactivated",
+    ModelRecovered: "model_recovered",
+    ProviderDeactivated: "provider_deactivated",
+    ProviderRecovered: "provider_recovered",
+    PoolExhausted: "pool_exhausted",
+}
+EVENT_TYPES = frozenset(_NAMES.values())

@@ -1,0 +1,100 @@
+"""Value types shared by every part of the sans-IO core.
+
+These are the nouns the core and its shells exchange: what went wrong with an attempt
+(`ErrorKind`, `ErrorInfo`), what a provider told us about its limits (`RateLimitInfo`),
+the HTTP request a codec wants sent (`WireRequest`) and a model's address
+(`ModelRef`). They are frozen, slotted value objects; nothing here does I/O.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = [
+    "ErrorKind",
+    "ErrorInfo",
+    "RateLimitInfo",
+    "WireRequest",
+    "ModelRef",
+    "parse_model_ref",
+]
+
+
+class ErrorKind(enum.Enum):
+    """Why an attempt failed; each kind has one handling in the request state machine."""
+
+    RATE_LIMITED = "rate_limited"          # 429 / rate limit: rotate, honour Retry-After
+    SERVER_ERROR = "server_error"          # 5xx, Anthropic 529 overloaded: retry / rotate
+    TIMEOUT = "timeout"                    # connect/read/first-chunk/total timeout
+    CONNECTION = "connection"              # refused, reset, DNS, stream cut
+    AUTH = "auth"                          # 401/403: the whole provider goes on standby
+    QUOTA_EXHAUSTED = "quota_exhausted"    # billing/quota spent: standby until quota resets
+    MODEL_NOT_FOUND = "model_not_found"    # 404 for the model: this model goes on standby
+    CONTEXT_LENGTH = "context_length"      # prompt too long: go to a model with a larger window
+    CONTENT_FILTERED = "content_filtered"  # safety refusal: try another model, no penalty
+    BAD_REQUEST = "bad_request"            # caller's fault: fail fast, no penalty
+    MALFORMED = "malformed"                # 2xx with a body we cannot parse: provider fault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """A classified failure: what a codec makes of an error status and body."""
+
+    kind: ErrorKind
+    message: str = ""
+    status: int | None = None
+    code: str | None = None          # the vendor's own error code/type, e.g. "insufficient_quota"
+    retry_after: float | None = None  # seconds, from Retry-After or the body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitInfo:
+    """What a provider's response headers say about its limits. None = not reported."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None  # seconds from now until the request budget resets
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None    # seconds from now until the token budget resets
+    retry_after: float | None = None     # seconds
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__slots__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireRequest:
+    """An HTTP request a codec wants sent. `headers` may hold credentials: never print them."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    stream: bool = False
+
+    def __repr__(self) -> str:  # credentials live in headers; keep them out of reprs and logs
+        return f"WireRequest(method={self.method!r}, url={self.url!r}, stream={self.stream})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """`provider/model-id`. The model id keeps every dot and slash of its own."""
+
+    provider: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """Split `provider/model-id` at the first slash: `together/meta-llama/llama-3.1-8b`
+    is provider `together`, model `meta-llama/llama-3.1-8b`."""
+    if not isinstance(text, str) or "/" not in text:
+        raise ValueError(f"expected a model reference like 'provider/model-id', got {text!r}")
+    provider, _, model = text.partition("/")
+    if not provider or not model:
+        raise ValueError(f"expected a model reference like 'provider/model-id', got {text!r}")
+    return ModelRef(provider, model)
