@@ -1,0 +1,156 @@
+"""Loading configuration: the I/O half of the configuration layer.
+
+Theory of operation: `load_config` turns whatever the caller has (a path to a YAML or
+JSON file, a dict, or an already built `MeshConfig`) into plain data, builds a secret
+resolver from the data's own `secrets:` section unless one is given, and hands both to
+the pure `parse_config`. Everything that touches the world lives here: reading the
+file, parsing YAML (imported lazily, so `import modelmesh` stays light), and opening
+the secret store, whose relative paths are taken from the config file's directory.
+
+Every failure is a `ConfigurationError`: a missing file names the path, a YAML or
+JSON syntax error names file, line and column, and the problems of the secret store
+are reported together with those of the configuration itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from modelmesh._core._config import parse_config, parse_secrets_config
+from modelmesh._core._config_schema import MeshConfig
+from modelmesh._core._errors import ConfigurationError
+from modelmesh.connectors.secrets import make_secret_store
+
+__all__ = ["load_config", "read_config_data"]
+
+_SUFFIXES = (".yaml", ".yml", ".json")
+Resolver = Callable[[str], "str | None"]
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | MeshConfig, *,
+                resolve_secret: Resolver | None = None) -> MeshConfig:
+    """A validated `MeshConfig` from a file path, a dict, or a MeshConfig (returned as is)."""
+    if isinstance(source, MeshConfig):
+        return source
+    if isinstance(source, Mapping):
+        data: Any = source
+        name, base_dir = None, Path.cwd()
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        data = read_config_data(path)
+        name, base_dir = str(path), path.resolve().parent
+    else:
+        raise TypeError("config must be a path to a .yaml/.yml/.json file, a dict or a "
+                        f"MeshConfig, got {type(source).__name__}")
+    store_problems: list[str] = []
+    if resolve_secret is None:
+        resolve_secret = _default_resolver(data, base_dir, store_problems)
+    try:
+        config = parse_config(data, resolve_secret=resolve_secret, source=name)
+    except ConfigurationError as exc:
+        raise ConfigurationError([*store_problems, *exc.problems], source=name) from None
+    if store_problems:
+        raise ConfigurationError(store_problems, source=name)
+    return config
+
+
+def read_config_data(path: str | os.PathLike[str]) -> Any:
+    """The plain data in a .yaml/.yml/.json file; ConfigurationError for every failure."""
+    path = Path(path)
+    where = str(path)
+    if path.suffix.lower() not in _SUFFIXES:
+        raise ConfigurationError(
+            [f"{where}: unsupported file type {path.suffix!r} (expected .yaml, .yml or .json)"],
+            source=where)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError([f"config file not found: {where}"], source=where) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError([f"{where}: not UTF-8 text"], source=where) from None
+    except OSError as exc:
+        raise ConfigurationError([f"{where}: cannot read ({exc.strerror or exc})"],
+                                 source=where) from None
+    if path.suffix.lower() == ".json":
+        return _parse_json(text, where)
+    return _parse_yaml(text, where)
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            [f"{where}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"],
+            source=where) from None
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    import yaml  # lazily: only file-based configuration needs it
+
+    duplicates: list[str] = []
+    loader_class = _strict_loader(yaml, duplicates, where)
+    try:
+        data = yaml.load(text, Loader=loader_class)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        raise ConfigurationError([f"{where}: {at}YAML syntax error: {what}"],
+                                 source=where) from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError([f"{where}: YAML error: {exc}"], source=where) from None
+    if duplicates:
+        raise ConfigurationError(duplicates, source=where)
+    return {} if data is None else data
+
+
+def _strict_loader(yaml: Any, duplicates: list[str], where: str) -> type:
+    """A SafeLoader that reports duplicate keys, which PyYAML silently lets win."""
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        loader.flatten_mapping(node)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable key: construct_mapping below reports it
+                continue
+            if duplicate:
+                mark = key_node.start_mark
+                duplicates.append(f"{where}: line {mark.line + 1}, column {mark.column + 1}: "
+                                  f"duplicate key {key!r}")
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 construct_mapping)
+    return StrictLoader
+
+
+def _default_resolver(data: Any, base_dir: Path, problems: list[str]) -> Resolver | None:
+    """The resolver the configuration's own `secrets:` section describes.
+
+    A bad `secrets:` section is left for parse_config to report with everything else;
+    a store that cannot be opened (a missing .env file) adds its problem to `problems`
+    and resolves nothing, so each reference is reported too.
+    """
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        secrets = parse_secrets_config(data.get("secrets"))
+    except ConfigurationError:
+        return lambda name: None
+    try:
+        store = make_secret_store(secrets, base_dir)
+    except ConfigurationError as exc:
+        if secrets.fail_on_missing:
+            problems.extend(exc.problems)
+        return lambda name: None
+    return store.get
