@@ -1,0 +1,376 @@
+"""The codec contract: pure translation between OpenAI-shaped requests and a vendor's wire.
+
+Theory of operation: the core speaks OpenAI (`chat.completion`, `chat.completion.chunk`,
+embeddings and model lists). For each attempt it asks the target's codec to
+`build_request` — a `WireRequest` the shell sends verbatim — and then feeds back what
+came home: a 2xx body goes to `parse_response` (which returns OpenAI-shaped data or
+raises `CodecError(MALFORMED)`), an error status goes to `classify_error` (which returns
+an `ErrorInfo` whose `kind` drives failover), and a streamed body goes through the
+`StreamDecoder` from `stream_decoder`, which yields OpenAI chunks, then `StreamDone` or
+`StreamError`. Codecs hold no per-request state (decoders do) and never read a clock:
+times come in as arguments and `created` timestamps default to 0.
+
+Every vendor error goes through one funnel (`Codec.classify_error`): the HTTP status
+gives a first `ErrorKind` (`kind_for_status`), the codec's `_classify_payload` refines it
+from the body's own codes, and the message is scrubbed of secrets and cut to 300
+characters. Errors that arrive *inside* a 200 stream use the same refinement with
+`status=None`, whose default kind is SERVER_ERROR.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence, Union
+
+from .._errors import redact
+from .._ratelimit import parse_retry_after
+from .._sse import SSEEvent, SSEParser
+from .._types import ErrorInfo, ErrorKind, WireRequest
+
+__all__ = [
+    "OPS",
+    "Target",
+    "CodecError",
+    "StreamError",
+    "StreamDone",
+    "StreamItem",
+    "StreamDecoder",
+    "SSEStreamDecoder",
+    "Codec",
+    "kind_for_status",
+    "clean_message",
+    "load_json",
+    "parse_data_url",
+    "chunk",
+    "merge_headers",
+    "as_int",
+    "as_list",
+    "as_dict",
+    "require_mapping",
+    "register_codec",
+    "get_codec",
+    "codec_names",
+]
+
+OPS = frozenset({"chat", "embeddings", "models"})
+MAX_MESSAGE = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """Where an attempt goes. `api_key` never shows in a repr."""
+
+    provider: str
+    model: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    api_version: str | None = None
+    deployment: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("provider", "model"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"Target.{name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.base_url, str):
+            raise ValueError(f"Target.base_url must be a string, got {self.base_url!r}")
+        # "" means "the codec's default endpoint" (Codec.default_base_url).
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"Target.base_url must start with http:// or https://, got {self.base_url!r}")
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.api_key,) if self.api_key else ()
+
+
+class CodecError(Exception):
+    """A codec could not build a request or make sense of a response; `.info` says why."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+    @classmethod
+    def of(cls, kind: ErrorKind, message: str, *, code: str | None = None,
+           status: int | None = None) -> "CodecError":
+        return cls(ErrorInfo(kind=kind, message=clean_message(message), code=code, status=status))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamError:
+    """The stream failed; nothing more will come from this decoder."""
+
+    info: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamDone:
+    """The vendor's terminal marker arrived: the stream completed normally."""
+
+
+StreamItem = Union[dict, StreamError, StreamDone]
+
+
+class StreamDecoder(abc.ABC):
+    """Turns a streamed body into OpenAI `chat.completion.chunk` dicts."""
+
+    @abc.abstractmethod
+    def feed(self, data: bytes) -> list[StreamItem]: ...
+
+    @abc.abstractmethod
+    def close(self) -> list[StreamItem]: ...
+
+
+class SSEStreamDecoder(StreamDecoder):
+    """Shared plumbing for SSE-based vendors: after a `StreamDone` or `StreamError`
+    the decoder is finished and ignores further input; `close()` reports a stream that
+    ended before its terminal marker as a CONNECTION error."""
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self.finished = False
+
+    @abc.abstractmethod
+    def _on_event(self, event: SSEEvent) -> list[StreamItem]: ...
+
+    def _on_end(self) -> list[StreamItem]:
+        """Called by `close()` when no terminal item was produced."""
+        return [StreamError(info=ErrorInfo(kind=ErrorKind.CONNECTION,
+                                           message="stream ended before completion"))]
+
+    def feed(self, data: bytes) -> list[StreamItem]:
+        if self.finished:
+            return []
+        return self._run(self._sse.feed(data))
+
+    def close(self) -> list[StreamItem]:
+        if self.finished:
+            return []
+        items = self._run(self._sse.close())
+        if not self.finished:
+            items += self._on_end()
+            self.finished = True
+        return items
+
+    def _run(self, events: list[SSEEvent]) -> list[StreamItem]:
+        items: list[StreamItem] = []
+        for event in events:
+            for item in self._on_event(event):
+                items.append(item)
+                if isinstance(item, (StreamDone, StreamError)):
+                    self.finished = True
+                    return items
+        return items
+
+
+class Codec(abc.ABC):
+    """One vendor's wire format. Instances are stateless and shared."""
+
+    name: str = ""
+    ops: frozenset[str] = OPS
+    default_base_url: str | None = None  # used when a Target's base_url is ""
+
+    def base_url(self, target: Target) -> str:
+        url = target.base_url or self.default_base_url
+        if not url:
+            raise ValueError(f"the {self.name} codec needs a base_url for provider {target.provider!r}")
+        return url
+
+    @abc.abstractmethod
+    def build_request(self, target: Target, op: str, body: Mapping[str, Any], *,
+                      stream: bool) -> WireRequest: ...
+
+    @abc.abstractmethod
+    def parse_response(self, target: Target, op: str, status: int,
+                       headers: Mapping[str, str], body: bytes) -> dict: ...
+
+    @abc.abstractmethod
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> StreamDecoder: ...
+
+    @abc.abstractmethod
+    def _classify_payload(self, status: int | None, payload: Any) -> ErrorInfo:
+        """Refine `kind_for_status(status)` with the vendor's body codes. `payload` is
+        the decoded JSON body or None; `status` None means an error inside a 2xx body."""
+
+    def classify_error(self, status: int | None, headers: Mapping[str, str], body: bytes, *,
+                       now: float | None = None, secrets: Sequence[str] = ()) -> ErrorInfo:
+        """Map a failed attempt to an `ErrorInfo`. `status` None = no HTTP response at all."""
+        text = _body_text(body)
+        if status is None:
+            return ErrorInfo(kind=ErrorKind.CONNECTION,
+                             message=clean_message(text or "connection failed", secrets))
+        info = self._classify_payload(status, load_json(body))
+        retry_after = parse_retry_after(headers or {}, now)
+        return ErrorInfo(
+            kind=info.kind,
+            message=clean_message(info.message or text or f"HTTP {status}", secrets),
+            status=status,
+            code=info.code,
+            retry_after=retry_after if retry_after is not None else info.retry_after,
+        )
+
+    def stream_error(self, payload: Any, secrets: Sequence[str] = ()) -> ErrorInfo:
+        """Classify an error object that arrived inside a 200 body or stream."""
+        info = self._classify_payload(None, payload)
+        return replace(info, message=clean_message(info.message or "error in response stream", secrets))
+
+    def _check_op(self, op: str, stream: bool = False) -> None:
+        if op not in self.ops:
+            raise ValueError(f"{self.name} codec has no operation {op!r}; it supports {sorted(self.ops)}")
+        if stream and op != "chat":
+            raise ValueError(f"only 'chat' can stream, not {op!r}")
+
+
+# -- helpers shared by the codecs -----------------------------------------------------------
+
+def kind_for_status(status: int | None) -> ErrorKind:
+    """The first guess from the HTTP status alone; codecs refine it from the body."""
+    if status is None:
+        return ErrorKind.SERVER_ERROR  # an error object inside a 2xx body or stream
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 402:
+        return ErrorKind.QUOTA_EXHAUSTED
+    if status == 404:
+        return ErrorKind.MODEL_NOT_FOUND
+    if status == 408:
+        return ErrorKind.TIMEOUT
+    if status in (409, 425):
+        return ErrorKind.SERVER_ERROR  # conflicts and too-early are transient: retryable
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if 400 <= status < 500:
+        return ErrorKind.BAD_REQUEST
+    return ErrorKind.SERVER_ERROR  # 5xx, and any status a healthy API should not send
+
+
+_WS = re.compile(r"\s+")
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def clean_message(text: str, secrets: Sequence[str] = ()) -> str:
+    """Redact secrets, collapse whitespace, cut to 300 characters."""
+    text = _WS.sub(" ", redact(str(text), secrets)).strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _body_text(body: bytes | None) -> str:
+    """Something readable from a body that is not the JSON we hoped for."""
+    if not body:
+        return ""
+    title = _TITLE.search(body)
+    if title:
+        return title.group(1).decode("utf-8", errors="replace").strip()
+    text = body[:4096].decode("utf-8", errors="replace")
+    return _WS.sub(" ", _TAGS.sub(" ", text)).strip()
+
+
+_NO_JSON: Any = None
+
+
+def load_json(body: bytes | str | None) -> Any:
+    """Decoded JSON, or None when the body is empty or not JSON."""
+    if not body:
+        return _NO_JSON
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _NO_JSON
+
+
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*);base64,(.*)", re.DOTALL)
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """`data:image/png;base64,AAAA` -> ("image/png", "AAAA"); None if not a base64 data URL."""
+    match = _DATA_URL.fullmatch(url.strip()) if isinstance(url, str) else None
+    if not match:
+        return None
+    return (match.group(1) or "application/octet-stream", match.group(3))
+
+
+def chunk(*, id: str, model: str, created: int, delta: Mapping[str, Any] | None = None,
+          finish_reason: str | None = None, index: int = 0,
+          usage: Mapping[str, Any] | None = None) -> dict:
+    """An OpenAI `chat.completion.chunk`; with `usage` and no delta it is the usage chunk."""
+    choices = [] if delta is None else [
+        {"index": index, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}]
+    out: dict[str, Any] = {"id": id, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "choices": choices}
+    if usage is not None:
+        out["usage"] = dict(usage)
+    return out
+
+
+def merge_headers(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """Configured extra headers win, matched case-insensitively (a proxy may need its own auth)."""
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        for existing in [k for k in out if k.lower() == str(key).lower()]:
+            del out[existing]
+        out[str(key)] = str(value)
+    return out
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """A vendor's number as int; anything unreadable counts as `default`."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def require_mapping(body: Any, what: str = "request body") -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise TypeError(f"{what} must be a mapping, got {type(body).__name__}")
+    return body
+
+
+# -- registry -----------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Codec] = {}
+_BUILTINS_LOADED = False
+
+
+def register_codec(codec: Codec) -> Codec:
+    """Make `codec` available to `get_codec(codec.name)`."""
+    if not isinstance(codec, Codec) or not codec.name:
+        raise TypeError("register_codec() takes a Codec instance with a name")
+    _REGISTRY[codec.name] = codec
+    return codec
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from . import anthropic, azure, gemini, openai  # noqa: F401  (they register themselves)
+
+
+def get_codec(name: str) -> Codec:
+    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai"."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown codec {name!r}; known codecs: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def codec_names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+

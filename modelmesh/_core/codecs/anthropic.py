@@ -1,0 +1,479 @@
+"""Anthropic Messages API <-> OpenAI Chat Completions.
+
+Theory of operation. Requests: POST `{base_url}/messages` (the base URL includes `/v1`)
+with `x-api-key`, `anthropic-version: 2023-06-01` (override with
+`target.options["anthropic_version"]`) and a JSON body translated from OpenAI's:
+
+* system/developer messages -> top-level `system`; user and assistant turns -> content
+  blocks (text; `image_url` data URLs -> base64 `image` blocks, http(s) URLs -> `url`
+  image sources; PDF `file` parts -> `document` blocks); assistant `tool_calls` ->
+  `tool_use` blocks; `tool` messages -> `tool_result` blocks in a user turn.
+  Consecutive turns of one role are merged (so parallel tool results share one user turn).
+* tools -> `{name, description, input_schema}`; tool_choice auto/none/required/{function}
+  -> auto/none/any/tool; `parallel_tool_calls: false` -> `disable_parallel_tool_use`.
+* `max_tokens` is required by Anthropic: `max_tokens`, else `max_completion_tokens`, else
+  `target.options["default_max_tokens"]`, else 4096. `stop` -> `stop_sequences`,
+  `user` -> `metadata.user_id`, temperature is clamped to Anthropic's 0..1 range.
+* `response_format` json_object / json_schema has no Anthropic field: it becomes a system
+  instruction asking for JSON (with the schema), which is the mapping Anthropic documents
+  for JSON output without tools.
+* `n > 1` is refused (CodecError BAD_REQUEST). Parameters with no Anthropic meaning are
+  dropped only if listed with their reason in `UNSUPPORTED_PARAMS`; any other key is
+  passed through, so Anthropic-native ones (`top_k`, `thinking`, ...) still work.
+
+Responses: text blocks are joined into `message.content`, `tool_use` blocks become
+`tool_calls` with JSON-string arguments, `stop_reason` maps to `finish_reason`, and usage
+becomes prompt/completion/total tokens (Anthropic's `input_tokens` excludes cache reads
+and writes, so prompt_tokens adds them back and reports reads as `cached_tokens`).
+Streams: the `message_start` ... `message_stop` event sequence is re-emitted as OpenAI
+chunks with a final usage chunk; `event: error` (e.g. `overloaded_error`) is a StreamError.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from .._ratelimit import parse_rfc3339
+from .._sse import SSEEvent
+from .._types import ErrorInfo, ErrorKind, WireRequest
+from ._base import (
+    Codec,
+    CodecError,
+    SSEStreamDecoder,
+    StreamDone,
+    StreamError,
+    StreamItem,
+    Target,
+    as_dict,
+    as_int,
+    as_list,
+    chunk,
+    kind_for_status,
+    load_json,
+    merge_headers,
+    parse_data_url,
+    register_codec,
+    require_mapping,
+)
+
+__all__ = ["AnthropicCodec", "UNSUPPORTED_PARAMS", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+UNSUPPORTED_PARAMS: dict[str, str] = {
+    "logprobs": "Anthropic returns no token log-probabilities",
+    "top_logprobs": "Anthropic returns no token log-probabilities",
+    "logit_bias": "Anthropic has no token biasing",
+    "seed": "Anthropic has no deterministic sampling seed",
+    "presence_penalty": "Anthropic has no presence penalty",
+    "frequency_penalty": "Anthropic has no frequency penalty",
+    "stream_options": "Anthropic streams always report usage; nothing to request",
+    "store": "OpenAI-side storage of completions; no Anthropic equivalent",
+    "metadata": "OpenAI's free-form metadata; Anthropic metadata only holds user_id (mapped from `user`)",
+    "modalities": "Anthropic Messages produces text only",
+    "audio": "Anthropic Messages produces text only",
+    "prediction": "OpenAI predicted outputs have no Anthropic equivalent",
+    "reasoning_effort": "use Anthropic's native `thinking` parameter, which passes through",
+    "service_tier": "OpenAI service tiers do not correspond to Anthropic's",
+    "web_search_options": "OpenAI's built-in web search is not an Anthropic parameter",
+    "verbosity": "OpenAI-only output-length hint",
+    "functions": "deprecated OpenAI function calling; send `tools` instead",
+    "function_call": "deprecated OpenAI function calling; send `tool_choice` instead",
+}
+
+_HANDLED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+            "stop", "user", "stream", "n", "tools", "tool_choice", "parallel_tool_calls",
+            "response_format"}
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "tool_use": "tool_calls",
+           "max_tokens": "length", "model_context_window_exceeded": "length", "refusal": "content_filter"}
+
+_TYPE_KIND = {
+    "invalid_request_error": ErrorKind.BAD_REQUEST,
+    "authentication_error": ErrorKind.AUTH,
+    "permission_error": ErrorKind.AUTH,
+    "billing_error": ErrorKind.QUOTA_EXHAUSTED,
+    "not_found_error": ErrorKind.MODEL_NOT_FOUND,
+    "request_too_large": ErrorKind.CONTEXT_LENGTH,
+    "rate_limit_error": ErrorKind.RATE_LIMITED,
+    "api_error": ErrorKind.SERVER_ERROR,
+    "overloaded_error": ErrorKind.SERVER_ERROR,
+    "timeout_error": ErrorKind.TIMEOUT,
+}
+_QUOTA_WORDS = ("credit balance is too low", "spend limit", "usage limits", "billing")
+
+
+def _bad(message: str) -> CodecError:
+    return CodecError.of(ErrorKind.BAD_REQUEST, message)
+
+
+class AnthropicCodec(Codec):
+    name = "anthropic"
+    default_base_url = "https://api.anthropic.com/v1"
+    ops = frozenset({"chat", "models"})  # Anthropic has no embeddings endpoint
+
+    def build_request(self, target: Target, op: str, body: Mapping[str, Any], *,
+                      stream: bool) -> WireRequest:
+        self._check_op(op, stream)
+        headers = {"anthropic-version": str(target.options.get("anthropic_version", ANTHROPIC_VERSION)),
+                   "Accept": "text/event-stream" if stream else "application/json"}
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        if op == "models":
+            return WireRequest(method="GET", url=f"{self.base_url(target)}/models",
+                               headers=merge_headers(headers, target.headers))
+        headers["Content-Type"] = "application/json"
+        payload = to_anthropic(require_mapping(body), target, stream=stream)
+        return WireRequest(method="POST", url=f"{self.base_url(target)}/messages",
+                           headers=merge_headers(headers, target.headers), json=payload, stream=stream)
+
+    def parse_response(self, target: Target, op: str, status: int,
+                       headers: Mapping[str, str], body: bytes) -> dict:
+        self._check_op(op)
+        data = load_json(body)
+        if isinstance(data, dict) and data.get("type") == "error":
+            raise CodecError(self.stream_error(data, target.secrets))
+        if op == "models":
+            return _models(target, data, status)
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise CodecError.of(ErrorKind.MALFORMED, "Anthropic response is not a message with a content list",
+                                status=status)
+        return _completion(target, data)
+
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "AnthropicStreamDecoder":
+        self._check_op(op, stream=True)
+        return AnthropicStreamDecoder(self, target, created)
+
+    def _classify_payload(self, status: int | None, payload: Any) -> ErrorInfo:
+        kind = kind_for_status(status)
+        err = payload.get("error") if isinstance(payload, dict) else None
+        err = err if isinstance(err, dict) else {}
+        etype = err.get("type") if isinstance(err.get("type"), str) else None
+        message = err.get("message") if isinstance(err.get("message"), str) else ""
+        details = err.get("details") if isinstance(err.get("details"), dict) else {}
+        lowered = message.lower()
+        if etype in _TYPE_KIND and (status is None or status < 500 or etype == "overloaded_error"):
+            kind = _TYPE_KIND[etype]
+        if kind is ErrorKind.BAD_REQUEST and "prompt is too long" in lowered:
+            kind = ErrorKind.CONTEXT_LENGTH
+        if status == 413 and etype != "request_too_large":
+            kind = ErrorKind.BAD_REQUEST
+        if details.get("error_code") == "enforced_spend_limit_reached" or (
+                kind in (ErrorKind.BAD_REQUEST, ErrorKind.RATE_LIMITED)
+                and any(w in lowered for w in _QUOTA_WORDS)):
+            kind = ErrorKind.QUOTA_EXHAUSTED
+        return ErrorInfo(kind=kind, message=message, status=status, code=etype)
+
+
+# -- OpenAI request -> Anthropic request -------------------------------------------------------
+
+def to_anthropic(body: Mapping[str, Any], target: Target, *, stream: bool) -> dict[str, Any]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("chat request needs a non-empty 'messages' list")
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise _bad(f"Anthropic returns one choice per request; n={n!r} is not supported")
+    system, turns = _translate_messages(messages)
+    extra_system = _response_format_instruction(body.get("response_format"))
+    if extra_system:
+        system.append(extra_system)
+    out: dict[str, Any] = {"model": target.model, "messages": turns, "max_tokens": _max_tokens(body, target)}
+    if system:
+        out["system"] = "\n\n".join(system)
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+            raise _bad(f"temperature must be a number, got {temperature!r}")
+        out["temperature"] = min(float(temperature), 1.0)  # OpenAI allows up to 2, Anthropic up to 1
+    if body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if body.get("user"):
+        out["metadata"] = {"user_id": str(body["user"])}
+    if body.get("tools"):
+        out["tools"] = [_tool(t) for t in body["tools"]]
+    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"), bool(body.get("tools")))
+    if choice is not None:
+        out["tool_choice"] = choice
+    if stream:
+        out["stream"] = True
+    for key, value in body.items():
+        if key not in _HANDLED and key not in UNSUPPORTED_PARAMS:
+            out[key] = value  # vendor-native parameters (top_k, thinking, ...) pass through
+    return out
+
+
+def _max_tokens(body: Mapping[str, Any], target: Target) -> int:
+    for value in (body.get("max_tokens"), body.get("max_completion_tokens"),
+                  target.options.get("default_max_tokens"), DEFAULT_MAX_TOKENS):
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _bad(f"max_tokens must be a positive integer, got {value!r}")
+            return value
+    return DEFAULT_MAX_TOKENS
+
+
+def _translate_messages(messages: list) -> tuple[list[str], list[dict[str, Any]]]:
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            raise _bad(f"messages[{i}] must be an object")
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            system.append(_plain_text(msg.get("content"), i))
+            continue
+        if role == "user":
+            blocks = _user_blocks(msg.get("content"), i)
+        elif role == "assistant":
+            blocks = _assistant_blocks(msg, i)
+        elif role == "tool":
+            role, blocks = "user", [_tool_result(msg, i)]
+        else:
+            raise _bad(f"messages[{i}] has unsupported role {role!r}")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    if not turns:
+        raise _bad("Anthropic needs at least one user or assistant message besides the system prompt")
+    return system, turns
+
+
+def _plain_text(content: Any, i: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+        if len(texts) == len(content):
+            return "\n".join(texts)
+    raise _bad(f"messages[{i}] content must be text here")
+
+
+def _user_blocks(content: Any, i: int) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise _bad(f"messages[{i}].content must be a string or a list of parts")
+    return [_part(p, i) for p in content]
+
+
+def _part(part: Any, i: int) -> dict[str, Any]:
+    kind = part.get("type") if isinstance(part, Mapping) else None
+    if kind == "text":
+        return {"type": "text", "text": str(part.get("text", ""))}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if not isinstance(url, str):
+            raise _bad(f"messages[{i}] image_url part has no url")
+        decoded = parse_data_url(url)
+        if decoded:
+            return {"type": "image", "source": {"type": "base64", "media_type": decoded[0], "data": decoded[1]}}
+        if url.startswith(("http://", "https://")):
+            return {"type": "image", "source": {"type": "url", "url": url}}
+        raise _bad(f"messages[{i}] image url must be a base64 data URL or http(s) URL")
+    if kind == "file":
+        file = part.get("file") if isinstance(part.get("file"), Mapping) else {}
+        decoded = parse_data_url(str(file.get("file_data", "")))
+        if decoded and decoded[0] == "application/pdf":
+            return {"type": "document", "source": {"type": "base64", "media_type": decoded[0], "data": decoded[1]}}
+        raise _bad(f"messages[{i}] file parts must carry a base64 PDF data URL for Anthropic")
+    raise _bad(f"messages[{i}] has a content part of type {kind!r} that Anthropic cannot take")
+
+
+def _assistant_blocks(msg: Mapping[str, Any], i: int) -> list[dict[str, Any]]:
+    content = msg.get("content")
+    blocks = [] if content is None else [b for b in _user_blocks(content, i) if b.get("text", True)]
+    for call in as_list(msg.get("tool_calls")):
+        fn = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(fn, Mapping) or not fn.get("name") or not call.get("id"):
+            raise _bad(f"messages[{i}].tool_calls entries need an id and a function name")
+        raw = fn.get("arguments") or "{}"
+        try:
+            args = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise _bad(f"messages[{i}] tool call {fn['name']!r} has arguments that are not JSON") from None
+        if not isinstance(args, dict):
+            raise _bad(f"messages[{i}] tool call {fn['name']!r} arguments must be a JSON object")
+        blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"], "input": args})
+    return blocks
+
+
+def _tool_result(msg: Mapping[str, Any], i: int) -> dict[str, Any]:
+    if not msg.get("tool_call_id"):
+        raise _bad(f"messages[{i}] (role tool) needs a tool_call_id")
+    content = msg.get("content")
+    result = content if isinstance(content, str) else _user_blocks(content or "", i)
+    return {"type": "tool_result", "tool_use_id": msg["tool_call_id"], "content": result}
+
+
+def _tool(tool: Any) -> dict[str, Any]:
+    fn = tool.get("function") if isinstance(tool, Mapping) and tool.get("type") == "function" else None
+    if not isinstance(fn, Mapping) or not fn.get("name"):
+        raise _bad("Anthropic takes only function tools with a name")
+    out = {"name": fn["name"], "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any, have_tools: bool) -> dict[str, Any] | None:
+    if choice is None:
+        out = {"type": "auto"} if (parallel is False and have_tools) else None
+    elif choice in ("auto", "none"):
+        out = {"type": choice}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
+        out = {"type": "tool", "name": choice["function"].get("name")}
+    else:
+        raise _bad(f"tool_choice {choice!r} is not one Anthropic understands")
+    if out is not None and parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def _response_format_instruction(fmt: Any) -> str | None:
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if kind == "json_object":
+        return "Respond with a single valid JSON object and nothing else."
+    if kind == "json_schema":
+        schema = as_dict(fmt.get("json_schema")).get("schema", {})
+        return ("Respond with a single valid JSON value and nothing else, conforming to this JSON Schema:\n"
+                + json.dumps(schema, sort_keys=True))
+    if kind in (None, "text"):
+        return None
+    raise _bad(f"response_format type {kind!r} is not supported for Anthropic")
+
+
+# -- Anthropic response -> OpenAI response ------------------------------------------------------
+
+def _usage(usage: Any, output_tokens: int | None = None) -> dict[str, Any]:
+    usage = usage if isinstance(usage, dict) else {}
+    read = as_int(usage.get("cache_read_input_tokens"))
+    written = as_int(usage.get("cache_creation_input_tokens"))
+    prompt = as_int(usage.get("input_tokens")) + read + written
+    completion = as_int(output_tokens if output_tokens is not None else usage.get("output_tokens"))
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion}
+    if read or written:
+        out["prompt_tokens_details"] = {"cached_tokens": read, "cache_creation_tokens": written}
+    return out
+
+
+def _completion(target: Target, data: dict) -> dict:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in data["content"]:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": block.get("name"),
+                                       "arguments": json.dumps(as_dict(block.get("input")))}})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    reason = data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None
+    return {
+        "id": data.get("id") or "msg", "object": "chat.completion", "created": 0,
+        "model": data.get("model") or target.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": _FINISH.get(reason, "stop") if reason else None}],
+        "usage": _usage(data.get("usage")),
+    }
+
+
+def _models(target: Target, data: Any, status: int) -> dict:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise CodecError.of(ErrorKind.MALFORMED, "Anthropic model list has no 'data' list", status=status)
+    models = []
+    for item in data["data"]:
+        if isinstance(item, dict) and item.get("id"):
+            created = parse_rfc3339(str(item.get("created_at", "")))
+            models.append({"id": item["id"], "object": "model", "created": int(created or 0),
+                           "owned_by": target.provider, "display_name": item.get("display_name")})
+    return {"object": "list", "data": models}
+
+
+class AnthropicStreamDecoder(SSEStreamDecoder):
+    """Re-emits `message_start` .. `message_stop` as OpenAI chunks."""
+
+    def __init__(self, codec: AnthropicCodec, target: Target, created: int) -> None:
+        super().__init__()
+        self._codec, self._target, self._created = codec, target, created
+        self._id, self._model = "msg", target.model
+        self._usage: dict[str, Any] = {}
+        self._output_tokens: int | None = None
+        self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
+
+    def _chunk(self, delta: Mapping[str, Any] | None = None, finish: str | None = None,
+               usage: Mapping[str, Any] | None = None) -> dict:
+        return chunk(id=self._id, model=self._model, created=self._created, delta=delta,
+                     finish_reason=finish, usage=usage)
+
+    def _on_event(self, event: SSEEvent) -> list[StreamItem]:
+        data = load_json(event.data)
+        if not isinstance(data, dict):
+            return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED, message="stream event is not JSON"))]
+        kind = data.get("type") or event.event
+        if kind == "error" or event.event == "error":
+            return [StreamError(info=self._codec.stream_error(data, self._target.secrets))]
+        handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
+        return handler(data) if handler else []  # ping and future event types are ignored
+
+    def _on_message_start(self, data: dict) -> list[StreamItem]:
+        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+        self._id = message.get("id") or self._id
+        self._model = message.get("model") or self._model
+        self._usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _on_content_block_start(self, data: dict) -> list[StreamItem]:
+        block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+        if block.get("type") == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        if block.get("type") != "tool_use":
+            return []
+        index = self._tools.setdefault(as_int(data.get("index"), -1 - len(self._tools)), len(self._tools))
+        call = {"index": index, "id": block.get("id"), "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""}}
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _on_content_block_delta(self, data: dict) -> list[StreamItem]:
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        if delta.get("type") == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if delta.get("type") == "input_json_delta":
+            index = self._tools.get(as_int(data.get("index"), -1))
+            if index is None:
+                return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED,
+                                                   message="tool input delta for an unknown content block"))]
+            call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
+            return [self._chunk({"tool_calls": [call]})]
+        return []  # thinking, signature and citation deltas have no chat.completion.chunk field
+
+    def _on_message_delta(self, data: dict) -> list[StreamItem]:
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        if usage.get("output_tokens") is not None:
+            self._output_tokens = as_int(usage["output_tokens"], 0)  # cumulative, not a delta
+        # Newer API versions also report (cumulative) input and cache counts here.
+        self._usage = {**self._usage, **{k: v for k, v in usage.items() if k != "output_tokens" and v is not None}}
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        reason = delta.get("stop_reason") if isinstance(delta.get("stop_reason"), str) else None
+        return [self._chunk({}, finish=_FINISH.get(reason, "stop"))] if reason else []
+
+    def _on_message_stop(self, data: dict) -> list[StreamItem]:
+        return [self._chunk(usage=_usage(self._usage, self._output_tokens)), StreamDone()]
+
+
+register_codec(AnthropicCodec())

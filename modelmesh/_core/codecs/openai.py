@@ -1,0 +1,248 @@
+"""OpenAI Chat Completions, Embeddings and Models, and every OpenAI-compatible server.
+
+Theory of operation: the request body is already OpenAI-shaped, so the codec's job on the
+way out is small and deliberately conservative: copy the caller's body untouched (tools,
+tool_choice, response_format, seed, n, logprobs, stop, user, parallel_tool_calls, and
+whatever OpenAI adds next), set `model` to the target's vendor id, and settle streaming:
+with `stream=True` we send `"stream": true` and ask for the final usage chunk with
+`stream_options.include_usage` unless the caller chose `stream_options` themselves;
+without streaming both keys are removed, because the API rejects `stream_options` on a
+non-streaming request. Auth is `Authorization: Bearer`, left out when there is no key
+(local servers such as Ollama or vLLM); `OpenAI-Organization` / `OpenAI-Project` come
+from `target.options["organization"]` / `["project"]`.
+
+On the way back, responses and stream chunks are passed through as dicts (the final usage
+chunk has empty `choices`), `data: [DONE]` ends a stream, and an `{"error": {...}}`
+object — in a stream or in a 200 body from a compatible server — becomes an error.
+Error bodies are `{"error": {"message", "type", "param", "code"}}`; the `code`/`type`
+names (`insufficient_quota`, `context_length_exceeded`, `content_policy_violation`, ...)
+refine what the HTTP status alone would say.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from .._ratelimit import parse_duration
+from .._sse import SSEEvent
+from .._types import ErrorInfo, ErrorKind, WireRequest
+from ._base import (
+    Codec,
+    CodecError,
+    SSEStreamDecoder,
+    StreamDone,
+    StreamError,
+    StreamItem,
+    Target,
+    kind_for_status,
+    load_json,
+    merge_headers,
+    register_codec,
+    require_mapping,
+)
+
+__all__ = ["OpenAICodec", "OpenAIStreamDecoder"]
+
+_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "models": "/models"}
+
+_QUOTA = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded"}
+_CONTEXT = {"context_length_exceeded"}
+_FILTERED = {"content_filter", "content_policy_violation", "responsibleaipolicyviolation"}
+_AUTH = {"invalid_api_key", "invalid_authentication", "authentication_error", "permission_denied"}
+_NOT_FOUND = {"model_not_found", "deploymentnotfound"}
+_RATE = {"rate_limit_exceeded"}
+# "Please try again in 20s" / "in 6m0s" / "in 120ms" (OpenAI), "Please retry after 6 seconds" (Azure).
+_RETRY_IN_TEXT = re.compile(
+    r"try again in\s+((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)\b"
+    r"|retry after\s+(\d+(?:\.\d+)?)\s*(?:s|secs?|seconds?)\b",
+    re.IGNORECASE,
+)
+
+class OpenAICodec(Codec):
+    name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+
+    # -- requests ------------------------------------------------------------------------
+
+    def build_request(self, target: Target, op: str, body: Mapping[str, Any], *,
+                      stream: bool) -> WireRequest:
+        self._check_op(op, stream)
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        headers.update(self._auth_headers(target))
+        payload: dict[str, Any] | None = None
+        if op != "models":
+            payload = dict(require_mapping(body))
+            payload["model"] = self._body_model(target)
+            headers["Content-Type"] = "application/json"
+            if op == "chat":
+                self._settle_stream(payload, body, stream)
+        return WireRequest(
+            method="GET" if op == "models" else "POST",
+            url=self._url(target, op),
+            headers=merge_headers(headers, target.headers),
+            json=payload,
+            stream=stream,
+        )
+
+    @staticmethod
+    def _settle_stream(payload: dict[str, Any], body: Mapping[str, Any], stream: bool) -> None:
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise CodecError.of(ErrorKind.BAD_REQUEST, "chat request needs a non-empty 'messages' list")
+        if stream:
+            payload["stream"] = True
+            if body.get("stream_options") is None:
+                payload["stream_options"] = {"include_usage": True}
+        else:
+            payload.pop("stream", None)
+            payload.pop("stream_options", None)
+
+    def _url(self, target: Target, op: str) -> str:
+        return self.base_url(target) + _PATHS[op]
+
+    def _body_model(self, target: Target) -> str:
+        return target.model
+
+    def _auth_headers(self, target: Target) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if target.api_key:
+            headers["Authorization"] = f"Bearer {target.api_key}"
+        organization = target.options.get("organization")
+        if organization:
+            headers["OpenAI-Organization"] = str(organization)
+        project = target.options.get("project")
+        if project:
+            headers["OpenAI-Project"] = str(project)
+        return headers
+
+    # -- responses -----------------------------------------------------------------------
+
+    def parse_response(self, target: Target, op: str, status: int,
+                       headers: Mapping[str, str], body: bytes) -> dict:
+        self._check_op(op)
+        data = load_json(body)
+        if not isinstance(data, dict):
+            raise CodecError.of(ErrorKind.MALFORMED,
+                                f"{target.provider} sent a {status} response that is not a JSON object",
+                                status=status)
+        if "error" in data and not isinstance(data.get("choices" if op == "chat" else "data"), list):
+            # Some compatible servers answer 200 with an error object.
+            raise CodecError(self.stream_error(data, target.secrets))
+        key = "choices" if op == "chat" else "data"
+        if not isinstance(data.get(key), list):
+            raise CodecError.of(ErrorKind.MALFORMED,
+                                f"{target.provider} {op} response has no '{key}' list", status=status)
+        if op == "chat":
+            self._check_chat(target, data)
+        return data
+
+    def _check_chat(self, target: Target, data: dict) -> None:
+        """Hook for vendors that signal failures inside a 200 chat completion."""
+
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "OpenAIStreamDecoder":
+        self._check_op(op, stream=True)
+        return OpenAIStreamDecoder(self, target)
+
+    # -- errors --------------------------------------------------------------------------
+
+    def _classify_payload(self, status: int | None, payload: Any) -> ErrorInfo:
+        kind = kind_for_status(status)
+        message, names = _error_fields(payload)
+        lowered = message.lower()
+        if status is None or status < 500:
+            if names & _QUOTA:
+                kind = ErrorKind.QUOTA_EXHAUSTED
+            elif names & _CONTEXT or "maximum context length" in lowered:
+                kind = ErrorKind.CONTEXT_LENGTH
+            elif names & _FILTERED:
+                kind = ErrorKind.CONTENT_FILTERED
+            elif names & _AUTH:
+                kind = ErrorKind.AUTH
+            elif names & _NOT_FOUND:
+                kind = ErrorKind.MODEL_NOT_FOUND
+            elif names & _RATE and kind is not ErrorKind.AUTH:
+                kind = ErrorKind.RATE_LIMITED
+        code = _vendor_code(payload)
+        return ErrorInfo(kind=kind, message=message, status=status, code=code,
+                         retry_after=_retry_from_text(message))
+
+
+class OpenAIStreamDecoder(SSEStreamDecoder):
+    """`data: {chunk}` ... `data: [DONE]`. With `codec.filter_is_error` (Azure), a
+    `content_filter` finish before any content arrived is reported as CONTENT_FILTERED so
+    the core can fail over cleanly; after content, the chunk passes through as is."""
+
+    def __init__(self, codec: OpenAICodec, target: Target) -> None:
+        super().__init__()
+        self._codec = codec
+        self._target = target
+        self._delivered = False
+
+    def _on_event(self, event: SSEEvent) -> list[StreamItem]:
+        data = event.data.strip()
+        if data == "[DONE]":
+            return [StreamDone()]
+        if not data:
+            return []
+        obj = load_json(data)
+        if not isinstance(obj, dict):
+            return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED,
+                                               message="stream chunk is not a JSON object"))]
+        if event.event == "error" or ("error" in obj and "choices" not in obj):
+            return [StreamError(info=self._codec.stream_error(obj, self._target.secrets))]
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED,
+                                               message="stream chunk has no 'choices' list"))]
+        if getattr(self._codec, "filter_is_error", False) and not self._delivered:
+            if any(isinstance(c, dict) and c.get("finish_reason") == "content_filter" for c in choices):
+                return [StreamError(info=ErrorInfo(kind=ErrorKind.CONTENT_FILTERED, code="content_filter",
+                                                   message="the response was filtered by the content filter"))]
+        self._delivered = self._delivered or any(_has_content(c) for c in choices)
+        return [obj]
+
+
+def _has_content(choice: Any) -> bool:
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    return isinstance(delta, dict) and bool(delta.get("content") or delta.get("tool_calls"))
+
+
+def _error_fields(payload: Any) -> tuple[str, set[str]]:
+    """(message, lower-cased code/type names) from the shapes OpenAI-likes use."""
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        return "", set()
+    err = payload.get("error", payload)
+    if isinstance(err, str):
+        return err, set()
+    if not isinstance(err, dict):
+        return "", set()
+    names = {str(err.get(k)).lower() for k in ("code", "type") if isinstance(err.get(k), str)}
+    inner = err.get("innererror")
+    if isinstance(inner, dict) and isinstance(inner.get("code"), str):
+        names.add(inner["code"].lower())
+    message = err.get("message")
+    return (message if isinstance(message, str) else ""), names
+
+
+def _vendor_code(payload: Any) -> str | None:
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    err = payload.get("error", payload) if isinstance(payload, dict) else None
+    if not isinstance(err, dict):
+        return None
+    for key in ("code", "type"):
+        if isinstance(err.get(key), str) and err[key]:
+            return err[key]
+    return None
+
+
+def _retry_from_text(message: str) -> float | None:
+    match = _RETRY_IN_TEXT.search(message or "")
+    if not match:
+        return None
+    if match.group(1):
+        return parse_duration(match.group(1))
+    return float(match.group(2))
+
+register_codec(OpenAICodec())
