@@ -1,0 +1,27 @@
+"""Test helpers for ModelMesh and for its users' tests: fake vendor servers and a fake clock.
+
+Theory of operation: `FakeUpstream("openai" | "anthropic" | "gemini")` is a real HTTP/1.1
+server on 127.0.0.1 that answers in that vendor's wire format (chat, streamed chat,
+embeddings, models; Azure OpenAI paths too) and records every request it receives in
+`.requests`, so a test asserts on what was really sent. `up.script(*steps)` queues one
+step per coming request (`Error(429, retry_after=2)`, `CutStream(after_chunks=2)`,
+`SlowFirstByte(0.2)`, `Drop()`, ...); `up.always(step)` applies when the queue is empty;
+otherwise it answers "Hello from {name}". `FakeClock` replaces `time.time` and
+`time.sleep` so no test waits for a cooldown.
+
+    with FakeUpstream("anthropic", api_key="k") as up:
+        up.script(Error(529, code="overloaded_error"), Reply(text="hi"))
+        ...  # point the mesh at up.url
+        assert up.requests[0].headers["x-api-key"] == "k"
+"""
+from modelmesh._testing import (STYLES, CutStream, Drop, Error, FakeClock, FakeUpstream, Headers,
+                                HtmlError, MalformedJSON, RecordedRequest, Refuse, Reply,
+                                SlowFirstByte, SlowStream, Step, StepLike, StreamErrorEvent,
+                                ToolCall, fake_embedding, refuse_connections, upstreams)
+
+__all__ = [
+    "FakeClock", "FakeUpstream", "upstreams", "refuse_connections", "STYLES",
+    "RecordedRequest", "Headers", "ToolCall", "Step", "StepLike",
+    "Reply", "Error", "SlowFirstByte", "CutStream", "StreamErrorEvent", "MalformedJSON",
+    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding",
+]
