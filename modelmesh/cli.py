@@ -1,0 +1,96 @@
+"""`modelmesh ...`: the command line.
+
+    modelmesh demo                  route requests through fake upstreams on loopback (no keys)
+    modelmesh check CONFIG          validate a configuration and list every problem
+    modelmesh explain CONFIG MODEL  where a request for MODEL would go now, and its fallbacks
+    modelmesh status CONFIG         every provider and pool member as the mesh sees them now
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+
+def _client(path: str, **kw: Any):
+    from .client import MeshClient
+
+    return MeshClient(path, **kw)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    pools = ", ".join(cfg.pools) or "(none: requests name capabilities or models)"
+    print(f"{args.config}: OK — {len(cfg.providers)} provider(s): {', '.join(cfg.providers)}; pools: {pools}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    with _client(args.config) as client:
+        d = client.route(args.model, session_id=args.session)
+        print(f"{args.model} -> pool '{d.pool_id}': {d.provider_id}/{d.model_id} (score {d.score:.3f})")
+        for i, ref in enumerate(d.fallback_chain, 1):
+            print(f"  fallback {i}: {ref}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args.config) as client:
+        snap = client.status()
+        if args.json:
+            print(json.dumps(snap, indent=2, default=str))
+            return 0
+        for pid, p in snap["providers"].items():
+            print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}")
+        for name, rows in snap["pools"].items():
+            print(f"pool {name}:")
+            for row in rows:
+                print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=sys.stdout, color=sys.stdout.isatty() and not args.no_color)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelmesh", description="Capability-driven LLM routing with automatic failover.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="route requests through local fake upstreams (no API keys needed)")
+    p.add_argument("--no-color", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check", help="validate a configuration file")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("explain", help="show where a request would be routed now")
+    p.add_argument("config")
+    p.add_argument("model", help="pool, capability or model id")
+    p.add_argument("--session", default=None)
+    p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("status", help="show providers and pool members")
+    p.add_argument("config")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ._core._errors import ModelMeshError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelMeshError as exc:
+        print(f"modelmesh: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""MeshClient: an OpenAI-shaped client in front of the mesh.
+
+`client.chat.completions.create(...)`, `client.embeddings.create(...)` and
+`client.models.list()` take the OpenAI SDK's arguments; `model` names a pool, a
+capability (`"chat-completion"`), a `provider/model-id` or a bare model id. Every OpenAI
+parameter is passed through to the provider's codec; None values are left out (as the
+SDK leaves out NOT_GIVEN). Three routing hints are ours: `session_id`,
+`preferred_provider`, `routing_metadata`.
+
+One client is meant to be shared by every thread of a process (a Django or Flask app,
+gunicorn gthread workers): the core decides under a lock and the I/O runs outside it.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+from ._core._call import Deliver
+from ._core._config_schema import MeshConfig
+from ._core._errors import ConfigurationError
+from ._core._mesh import MeshCore, RoutingDecision, RoutingOptions
+from ._response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, MeshObject, ServedBy
+from .config import load_config
+from .connectors.presets import PRESETS
+
+__all__ = ["MeshClient", "ChatStream"]
+
+_ROUTING_KWARGS = ("session_id", "preferred_provider", "routing_metadata")
+
+
+def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tuple[MeshConfig, dict[str, str | None]]:
+    """Fill what the environment provides: preset base URLs and API keys from key variables."""
+    from dataclasses import replace
+
+    providers = {}
+    keys: dict[str, str | None] = {}
+    for pid, p in config.providers.items():
+        preset = PRESETS.get(p.connector)
+        key = p.auth.api_key
+        if key is None and p.auth.api_key_env:
+            key = environ.get(p.auth.api_key_env)
+        if key is None and preset is not None and preset.key_env and p.auth.method != "none":
+            key = environ.get(preset.key_env)
+        base = p.base_url
+        if base is None and preset is not None:
+            base = preset.base_url
+            if preset.host_env and environ.get(preset.host_env):
+                from .connectors.presets import host_url
+
+                base = host_url(preset, environ[preset.host_env]) if preset.local else environ[preset.host_env].rstrip("/")
+        if not base:
+            raise ConfigurationError([f"providers.{pid}.config.base_url: connector '{p.connector}' needs a base_url"])
+        providers[pid] = replace(p, base_url=base)
+        keys[pid] = key
+    return replace(config, providers=providers), keys
+
+
+class MeshClient:
+    """The OpenAI-shaped client. `config` is a path to YAML/JSON, a dict, or a MeshConfig."""
+
+    def __init__(
+        self,
+        config: str | os.PathLike | Mapping[str, Any] | MeshConfig,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        seed: int | None = None,
+        rng: random.Random | None = None,
+        session: Any = None,
+        on_event: Callable[[Any], None] | None = None,
+        strategies: Mapping[str, Callable] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        from .transports.sync import SyncTransport
+
+        cfg = load_config(config)
+        cfg, keys = _resolve_environment(cfg, os.environ if environ is None else environ)
+        self.config = cfg
+        self._clock = clock or time.time
+        self.core = MeshCore(cfg, rng=rng or random.Random(seed), now=self._clock(), api_keys=keys,
+                             user_strategies=strategies)
+        self._listeners: list[Callable[[Any], None]] = [on_event] if on_event else []
+        self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
+                                       on_event=self._dispatch)
+        self.chat = _Chat(self)
+        self.embeddings = _Embeddings(self)
+        self.models = _Models(self)
+
+    def __repr__(self) -> str:
+        return f"MeshClient(providers={list(self.core.providers)!r}, pools={list(self.core.pools)!r})"
+
+    def __enter__(self) -> MeshClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- observability ----------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[Any], None]) -> None:
+        """Call `listener(event)` for every mesh event (routed, failed, deactivated, ...)."""
+        self._listeners.append(listener)
+
+    def _dispatch(self, event: Any) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    # -- routing and state ---------------------------------------------------------------------
+    def route(self, capability: str, *, session_id: str | None = None, preferred_provider: str | None = None) -> RoutingDecision:
+        """The routing decision a request for `capability` would get now (nothing is sent)."""
+        with self.transport.lock:
+            return self.core.route(capability, RoutingOptions(session_id=session_id, preferred_provider=preferred_provider),
+                                   now=self._clock())
+
+    def status(self) -> dict[str, Any]:
+        """Every provider's and pool member's state now."""
+        with self.transport.lock:
+            return self.core.snapshot(self._clock())
+
+    def deactivate(self, model: str, *, pool: str | None = None, until: float | None = None) -> None:
+        with self.transport.lock:
+            self.core.deactivate_model(model, pool=pool, until=until, now=self._clock())
+            events = self.core.drain_events()
+        for ev in events:
+            self._dispatch(ev)
+
+    def reactivate(self, model: str | None = None, *, provider: str | None = None, pool: str | None = None) -> None:
+        with self.transport.lock:
+            if provider is not None:
+                self.core.reactivate_provider(provider, now=self._clock())
+            if model is not None:
+                self.core.reactivate_model(model, pool=pool, now=self._clock())
+            events = self.core.drain_events()
+        for ev in events:
+            self._dispatch(ev)
+
+    def run_probes(self) -> int:
+        return self.transport.run_probes()
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
+        model = kwargs.pop("model", None)
+        if not model:
+            raise TypeError(f"{op}: 'model' is required (a pool, capability or model id)")
+        options = RoutingOptions(
+            session_id=kwargs.pop("session_id", None),
+            preferred_provider=kwargs.pop("preferred_provider", None),
+            metadata=kwargs.pop("routing_metadata", None) or {},
+        )
+        extra = kwargs.pop("extra_body", None) or {}
+        for unsupported in ("extra_headers", "extra_query"):
+            if kwargs.pop(unsupported, None):
+                raise TypeError(f"{op}: '{unsupported}' is not supported; set provider headers in the configuration")
+        kwargs.pop("timeout", None)  # timeouts come from the provider configuration
+        body = {k: v for k, v in kwargs.items() if v is not None}
+        body.update(extra)
+        body["model"] = model
+        if stream:
+            body["stream"] = True
+        call = self.transport.start(op, body, model=model, stream=stream, options=options)
+        if stream:
+            return ChatStream(self.transport.stream(call))
+        return self.transport.execute(call)
+
+
+def _served(result: Any) -> ServedBy:
+    return ServedBy(provider=result.provider, model=result.model, pool=result.pool, request_id=result.request_id,
+                    attempts=result.attempts, latency=result.latency, cost=result.cost)
+
+
+class ChatStream:
+    """An iterator of ChatCompletionChunk; `mesh` (ServedBy) is set once the stream has ended."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.mesh: ServedBy | None = None
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        for item in self._handle:
+            yield self._chunk(item)
+        if self._handle.result is not None:
+            self.mesh = _served(self._handle.result)
+
+    @staticmethod
+    def _chunk(item: Deliver) -> ChatCompletionChunk:
+        chunk = ChatCompletionChunk(item.chunk)
+        object.__setattr__(chunk, "mesh", None)
+        return chunk
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    @property
+    def partial_text(self) -> str:
+        return self._handle.call.partial_text
+
+
+class _Completions:
+    def __init__(self, client: MeshClient) -> None:
+        self._client = client
+
+    def create(self, *, stream: bool = False, **kwargs: Any) -> ChatCompletion | ChatStream:
+        if "messages" not in kwargs:
+            raise TypeError("chat.completions.create: 'messages' is required")
+        result = self._client._request("chat", kwargs, bool(stream))
+        if stream:
+            return result
+        return ChatCompletion(result.response, _served(result))
+
+
+class _Chat:
+    def __init__(self, client: MeshClient) -> None:
+        self.completions = _Completions(client)
+
+
+class _Embeddings:
+    def __init__(self, client: MeshClient) -> None:
+        self._client = client
+
+    def create(self, **kwargs: Any) -> CreateEmbeddingResponse:
+        if "input" not in kwargs:
+            raise TypeError("embeddings.create: 'input' is required")
+        result = self._client._request("embeddings", kwargs, False)
+        return CreateEmbeddingResponse(result.response, _served(result))
+
+
+class _Models:
+    def __init__(self, client: MeshClient) -> None:
+        self._client = client
+
+    def list(self) -> MeshObject:
+        """Every configured model (`provider/model-id`) and every pool, as OpenAI model objects."""
+        core = self._client.core
+        data = [{"id": ref, "object": "model", "created": 0, "owned_by": m.provider,
+                 "capabilities": list(m.capabilities)} for ref, m in core.models.items()]
+        data += [{"id": name, "object": "model", "created": 0, "owned_by": "modelmesh",
+                  "capabilities": [p.config.capability] if p.config.capability else []}
+                 for name, p in core.pools.items()]
+        return MeshObject({"object": "list", "data": data})

@@ -1,0 +1,94 @@
+"""Provider presets: the real base URLs, key variables and codecs of the providers we know.
+
+A preset turns `connector: groq` plus an API key into a complete provider: it fills in the
+base URL, the codec and where the key comes from. `detect(environ)` is what
+`modelmesh.create()` uses to find providers from environment variables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+__all__ = ["Preset", "PRESETS", "preset_for", "detect"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preset:
+    name: str
+    base_url: str
+    key_env: str | None          # environment variable holding the key; None = no key (local)
+    codec: str = "openai"
+    default_models: tuple[str, ...] = ()
+    host_env: str | None = None  # environment variable overriding the base URL
+    local: bool = False
+    docs: str = ""
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(name="openai", base_url="https://api.openai.com/v1", key_env="OPENAI_API_KEY",
+           default_models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
+    Preset(name="anthropic", base_url="https://api.anthropic.com/v1", key_env="ANTHROPIC_API_KEY", codec="anthropic",
+           default_models=("claude-3-5-haiku-latest", "claude-sonnet-4-5")),
+    Preset(name="gemini", base_url="https://generativelanguage.googleapis.com/v1beta", key_env="GOOGLE_API_KEY",
+           codec="gemini", default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
+    Preset(name="azure-openai", base_url="", key_env="AZURE_OPENAI_API_KEY", codec="azure-openai",
+           host_env="AZURE_OPENAI_ENDPOINT"),
+    Preset(name="groq", base_url="https://api.groq.com/openai/v1", key_env="GROQ_API_KEY",
+           default_models=("llama-3.1-8b-instant", "llama-3.3-70b-versatile")),
+    Preset(name="mistral", base_url="https://api.mistral.ai/v1", key_env="MISTRAL_API_KEY",
+           default_models=("mistral-small-latest", "mistral-embed")),
+    Preset(name="deepseek", base_url="https://api.deepseek.com/v1", key_env="DEEPSEEK_API_KEY",
+           default_models=("deepseek-chat",)),
+    Preset(name="together", base_url="https://api.together.xyz/v1", key_env="TOGETHER_API_KEY",
+           default_models=("meta-llama/Llama-3.3-70B-Instruct-Turbo",)),
+    Preset(name="openrouter", base_url="https://openrouter.ai/api/v1", key_env="OPENROUTER_API_KEY",
+           default_models=("openai/gpt-4o-mini",)),
+    Preset(name="xai", base_url="https://api.x.ai/v1", key_env="XAI_API_KEY", default_models=("grok-3-mini",)),
+    Preset(name="perplexity", base_url="https://api.perplexity.ai", key_env="PERPLEXITY_API_KEY",
+           default_models=("sonar",)),
+    Preset(name="fireworks", base_url="https://api.fireworks.ai/inference/v1", key_env="FIREWORKS_API_KEY",
+           default_models=("accounts/fireworks/models/llama-v3p1-8b-instruct",)),
+    Preset(name="cerebras", base_url="https://api.cerebras.ai/v1", key_env="CEREBRAS_API_KEY",
+           default_models=("llama3.1-8b",)),
+    Preset(name="ollama", base_url="http://localhost:11434/v1", key_env=None, host_env="OLLAMA_HOST", local=True),
+    Preset(name="lmstudio", base_url="http://localhost:1234/v1", key_env=None, host_env="LMSTUDIO_HOST", local=True),
+    Preset(name="vllm", base_url="http://localhost:8000/v1", key_env=None, host_env="VLLM_HOST", local=True),
+    Preset(name="localai", base_url="http://localhost:8080/v1", key_env=None, host_env="LOCALAI_HOST", local=True),
+    Preset(name="openai-compatible", base_url="", key_env=None),
+)}
+
+
+def preset_for(connector: str) -> Preset | None:
+    return PRESETS.get(connector)
+
+
+def host_url(preset: Preset, value: str) -> str:
+    """OLLAMA_HOST may be "127.0.0.1:11434" or a full URL; the preset's path (/v1) is kept."""
+    url = value if "://" in value else f"http://{value}"
+    url = url.rstrip("/")
+    if preset.local and not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+def detect(environ: Mapping[str, str]) -> list[tuple[Preset, str | None, str]]:
+    """Providers the environment offers: (preset, key or None, base_url), in preset order.
+    Cloud providers need their key variable; local servers need their host variable."""
+    found = []
+    for preset in PRESETS.values():
+        if preset.name in ("openai-compatible",):
+            continue
+        if preset.key_env is not None:
+            key = environ.get(preset.key_env)
+            if not key:
+                continue
+            base = preset.base_url
+            if preset.host_env:
+                host = environ.get(preset.host_env)
+                if not host:
+                    continue
+                base = host.rstrip("/")
+            found.append((preset, key, base))
+        elif preset.host_env and environ.get(preset.host_env):
+            found.append((preset, None, host_url(preset, environ[preset.host_env])))
+    return found

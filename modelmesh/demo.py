@@ -1,0 +1,133 @@
+"""`modelmesh demo`: the mesh at work against three fake upstreams on loopback.
+
+Three providers speak three real wire formats (OpenAI, Anthropic Messages, Gemini) from
+`modelmesh.testing` servers on 127.0.0.1. They are scripted to fail in the ways real
+providers do: a 429 with Retry-After, 500s until the model goes on standby, an overload
+error before a stream's first chunk, and a stream cut after content was delivered. Time
+is simulated (a FakeClock), so a 30-second cooldown passes without waiting.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+__all__ = ["run_demo", "demo_config"]
+
+
+def demo_config(alpha_url: str, beta_url: str, gamma_url: str) -> dict[str, Any]:
+    def provider(connector: str, url: str, model: str, price: tuple[float, float]) -> dict[str, Any]:
+        return {"connector": connector, "config": {
+            "base_url": url, "auth": {"method": "api_key", "api_key": f"demo-{connector}-key"},
+            "models": [{"id": model, "capabilities": ["chat-completion"], "context_window": 128000,
+                        "pricing": {"input_per_1m": price[0], "output_per_1m": price[1]}}]}}
+
+    return {
+        "providers": {
+            "alpha": provider("openai-compatible", alpha_url, "gpt-demo", (0.15, 0.60)),
+            "beta": provider("anthropic", beta_url, "claude-demo", (0.80, 4.00)),
+            "gamma": provider("gemini", gamma_url, "gemini-demo", (0.10, 0.40)),
+        },
+        "pools": {"chat": {
+            "capability": "chat-completion",
+            "strategy": "priority",
+            "rotation": {
+                "deactivation": {"retry_limit": 2},
+                "recovery": {"cooldown": "60s"},
+                "selection": {"model_priority": ["alpha/gpt-demo", "beta/claude-demo", "gamma/gemini-demo"]},
+            },
+        }},
+    }
+
+
+class _Printer:
+    def __init__(self, out: TextIO, clock: Any, color: bool) -> None:
+        self.out, self.clock, self.color = out, clock, color
+        self.t0 = clock()
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def event(self, ev: Any) -> None:
+        kind = ev.type
+        when = lambda t: "" if t is None else f" until t+{t - self.t0:.0f}s"  # noqa: E731
+        if kind == "attempt_failed":
+            status = f" {ev.status}" if ev.status else ""
+            self.line(self.paint(f"    ✗ {ev.provider}/{ev.model}: {ev.kind}{status} {ev.message[:60]}", "33"))
+        elif kind == "model_deactivated":
+            self.line(self.paint(f"    ↓ {ev.model} on standby in pool {ev.pool} ({ev.reason}){when(ev.until)}", "31"))
+        elif kind == "model_recovered":
+            self.line(self.paint(f"    ↑ {ev.model} back in pool {ev.pool} ({ev.how})", "32"))
+        elif kind in ("provider_deactivated", "provider_recovered"):
+            self.line(self.paint(f"    ! provider {ev.provider}: {kind.replace('_', ' ')}", "35"))
+        elif kind == "retry":
+            self.line(self.paint(f"    … waiting {ev.delay:.2f}s: {ev.reason}", "2"))
+
+    def status(self, client: Any) -> None:
+        snap = client.status()
+        for row in snap["pools"]["chat"]:
+            state = row["status"] if row["status"] == "active" else f"standby ({row['reason']})"
+            self.line(f"      {row['model']:<20} {state:<28} requests={row['requests']} failures={row['failures']}")
+
+
+def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
+    from .client import MeshClient
+    from .errors import StreamInterruptedError
+    from .testing import CutStream, Error, FakeClock, FakeUpstream, StreamErrorEvent
+
+    clock = FakeClock()
+    p = _Printer(out, clock, color)
+    with FakeUpstream("openai", name="alpha", models=["gpt-demo"]) as alpha, \
+            FakeUpstream("anthropic", name="beta", models=["claude-demo"]) as beta, \
+            FakeUpstream("gemini", name="gamma", models=["gemini-demo"]) as gamma:
+        config = demo_config(alpha.url, beta.url, gamma.url)
+        with MeshClient(config, clock=clock, sleep=clock.sleep, seed=7, on_event=p.event) as client:
+            p.line(p.paint("ModelMesh Lite demo: pool 'chat' = alpha/gpt-demo (OpenAI), beta/claude-demo (Anthropic), "
+                           "gamma/gemini-demo (Gemini), by priority", "1"))
+            p.line(f"  fake upstreams on loopback: {alpha.url}  {beta.url}  {gamma.url}")
+            n = 0
+
+            def ask(note: str, stream: bool = False) -> None:
+                nonlocal n
+                n += 1
+                p.line()
+                p.line(p.paint(f"[t+{clock() - p.t0:.0f}s] request {n}: {note}", "1"))
+                messages = [{"role": "user", "content": f"Say hello (request {n})"}]
+                try:
+                    if stream:
+                        s = client.chat.completions.create(model="chat", messages=messages, stream=True)
+                        text = []
+                        for chunk in s:
+                            if chunk.choices and chunk.choices[0].delta.content:
+                                text.append(chunk.choices[0].delta.content)
+                                p.line(p.paint(f"    ▸ chunk {chunk.choices[0].delta.content!r}", "36"))
+                        served = s.mesh
+                        reply = "".join(text)
+                    else:
+                        r = client.chat.completions.create(model="chat", messages=messages)
+                        served, reply = r.mesh, r.choices[0].message.content
+                    p.line(p.paint(f"  → served by {served.provider}/{served.model} after {len(served.attempts)} attempt(s): "
+                                   f"{reply!r} (${served.cost:.6f})", "32"))
+                except StreamInterruptedError as exc:
+                    p.line(p.paint(f"  → StreamInterruptedError: {exc.reason}; partial text kept: {exc.partial_text!r}", "31"))
+                p.status(client)
+
+            alpha.script(Error(429, retry_after=30))
+            ask("alpha answers 429 with Retry-After: 30")
+            ask("alpha is cooling down, so it is skipped without being called")
+            clock.advance(31)
+            ask("31 simulated seconds later alpha's cooldown is over; a trial request goes to it")
+            alpha.script(Error(500), Error(500))
+            ask("alpha starts failing with 500")
+            ask("a second 500: retry_limit=2 puts alpha on standby for 60s")
+            beta.script(StreamErrorEvent(after_chunks=0, code="overloaded_error"))
+            ask("streaming: beta sends an overloaded_error event before any content", stream=True)
+            beta.script(CutStream(after_chunks=2))
+            ask("streaming: beta's connection is cut after two chunks reached the caller", stream=True)
+            clock.advance(61)
+            ask("61 simulated seconds later alpha is back")
+            p.line()
+            p.line(f"upstream requests seen: alpha={len(alpha.requests)} beta={len(beta.requests)} gamma={len(gamma.requests)}")
+    return 0

@@ -1,0 +1,259 @@
+"""The synchronous shell: drives the core with a pooled `requests.Session`.
+
+It decides nothing. For each action of a `Call` it performs the I/O (an HTTP request, a
+read from an open stream, a sleep) and feeds back what happened. The core is shared by
+every thread of the process: each `next_action`/`feed` runs under one lock, and all I/O
+runs outside it, so a slow upstream never blocks another thread's routing decision.
+Exceptions of requests/urllib3 are translated here, at the boundary, into the core's
+`TransportFailed` input; nothing foreign escapes to the caller.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from .._core._call import (
+    Attempt, Call, Cancelled, DataReceived, Deliver, Failed, Read, ResponseReceived, StreamEnded,
+    StreamOpened, Succeeded, TransportFailed, Wait,
+)
+from .._core._mesh import MeshCore, Probe
+from .._core._types import ErrorKind
+
+__all__ = ["SyncTransport", "StreamHandle"]
+
+
+def _translate(exc: Exception) -> TransportFailed:
+    """requests/urllib3 exceptions -> the core's vocabulary."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return TransportFailed(kind=ErrorKind.TIMEOUT, message="connect timeout", connect=True)
+    if isinstance(exc, (requests.ReadTimeout, requests.Timeout)):
+        return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return TransportFailed(kind=ErrorKind.CONNECTION, message="stream cut by the upstream (incomplete chunked body)")
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        connect = any(s in text for s in ("NewConnectionError", "Connection refused", "Failed to establish", "NameResolution"))
+        if "Read timed out" in text:
+            return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
+        return TransportFailed(kind=ErrorKind.CONNECTION, message="connection refused" if connect else "connection failed", connect=connect)
+    return TransportFailed(kind=ErrorKind.CONNECTION, message=type(exc).__name__)
+
+
+class SyncTransport:
+    def __init__(
+        self,
+        core: MeshCore,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+        pool_maxsize: int = 64,
+        on_event: Callable[[Any], None] | None = None,
+        probe_check_interval: float = 1.0,
+    ) -> None:
+        self.core = core
+        self.clock = clock
+        self.sleep = sleep
+        self.lock = threading.Lock()
+        self.on_event = on_event
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_maxsize, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
+        self._probe_every = probe_check_interval
+        self._next_probe_check = 0.0
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _step(self, call: Call) -> Any:
+        with self.lock:
+            action = call.next_action(self.clock())
+            events = self.core.drain_events() if self.core.events else None
+        if events:
+            self._emit(events)
+        return action
+
+    def _feed(self, call: Call, event: Any) -> None:
+        with self.lock:
+            call.feed(event, self.clock())
+            events = self.core.drain_events() if self.core.events else None
+        if events:
+            self._emit(events)
+
+    def _emit(self, events: list) -> None:
+        if self.on_event is not None:
+            for ev in events:
+                self.on_event(ev)
+
+    def _cancel(self, call: Call) -> None:
+        with self.lock:
+            call.feed(Cancelled(), self.clock())
+            self.core.drain_events()
+
+    def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
+        self.maybe_probe()
+        with self.lock:
+            return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
+
+    # -- non-streaming ----------------------------------------------------------------------
+    def execute(self, call: Call) -> Succeeded:
+        finished = False
+        try:
+            while True:
+                action = self._step(call)
+                if isinstance(action, Attempt):
+                    self._feed(call, self._send(action))
+                elif isinstance(action, Wait):
+                    self.sleep(action.seconds)
+                elif isinstance(action, Succeeded):
+                    finished = True
+                    return action
+                elif isinstance(action, Failed):
+                    finished = True
+                    raise action.error
+                else:  # Read/Deliver cannot happen without a stream
+                    raise RuntimeError(f"unexpected action {action!r} for a non-streaming call")
+        finally:
+            if not finished:
+                self._cancel(call)
+
+    def _send(self, a: Attempt) -> Any:
+        req = a.request
+        try:
+            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
+                                     timeout=(a.connect_timeout, a.read_timeout))
+            return ResponseReceived(status=r.status_code, headers=r.headers, body=r.content)
+        except requests.RequestException as exc:
+            return _translate(exc)
+
+    # -- streaming --------------------------------------------------------------------------
+    def stream(self, call: Call) -> StreamHandle:
+        return StreamHandle(self, call)
+
+    def _open(self, a: Attempt) -> tuple[requests.Response | None, Any]:
+        req = a.request
+        try:
+            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
+                                     timeout=(a.connect_timeout, a.first_chunk_timeout), stream=True)
+        except requests.RequestException as exc:
+            return None, _translate(exc)
+        if r.status_code >= 300:
+            try:
+                body = r.content
+            except requests.RequestException:
+                body = b""
+            r.close()
+            return None, ResponseReceived(status=r.status_code, headers=r.headers, body=body)
+        return r, StreamOpened(headers=r.headers)
+
+    # -- probes ------------------------------------------------------------------------------
+    def maybe_probe(self) -> None:
+        now = self.clock()
+        if now < self._next_probe_check:
+            return
+        self._next_probe_check = now + self._probe_every
+        self.run_probes()
+
+    def run_probes(self) -> int:
+        """Send every probe recovery asks for now; returns how many were sent."""
+        with self.lock:
+            probes = self.core.due_probes(self.clock())
+        for probe in probes:
+            ok, latency = self._probe(probe)
+            with self.lock:
+                self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency)
+                events = self.core.drain_events()
+            self._emit(events)
+        return len(probes)
+
+    def _probe(self, probe: Probe) -> tuple[bool, float | None]:
+        req = probe.request
+        start = self.clock()
+        try:
+            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json, timeout=probe.timeout)
+        except requests.RequestException:
+            return False, None
+        return r.status_code < 300, self.clock() - start
+
+
+class StreamHandle:
+    """Iterates the chunks of a streaming call; `result` holds the Succeeded once it ends."""
+
+    def __init__(self, transport: SyncTransport, call: Call) -> None:
+        self._t = transport
+        self.call = call
+        self.result: Succeeded | None = None
+        self._response: requests.Response | None = None
+        self._iter: Iterator[bytes] | None = None
+        self._started = 0.0
+        self._total = 0.0
+        self._done = False
+        self._gen = self._run()
+
+    def __iter__(self) -> StreamHandle:
+        return self
+
+    def __next__(self) -> Deliver:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def _drop(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response = None
+        self._iter = None
+
+    def _run(self) -> Iterator[Deliver]:
+        t, call = self._t, self.call
+        try:
+            while True:
+                action = t._step(call)
+                if isinstance(action, Deliver):
+                    yield action
+                elif isinstance(action, Read):
+                    t._feed(call, self._read())
+                elif isinstance(action, Attempt):
+                    self._drop()
+                    self._response, event = t._open(action)
+                    if self._response is not None:
+                        self._iter = self._response.iter_content(chunk_size=None)
+                        self._started = t.clock()
+                        self._total = action.total_timeout
+                    t._feed(call, event)
+                elif isinstance(action, Wait):
+                    t.sleep(action.seconds)
+                elif isinstance(action, Succeeded):
+                    self.result = action
+                    self._done = True
+                    return
+                else:
+                    self._done = True
+                    raise action.error
+        finally:
+            self._drop()
+            if not self._done:
+                t._cancel(call)
+
+    def _read(self) -> Any:
+        if self._t.clock() - self._started > self._total:
+            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream exceeded its total timeout of {self._total:g}s")
+        try:
+            data = next(self._iter)
+        except StopIteration:
+            return StreamEnded()
+        except requests.RequestException as exc:
+            return _translate(exc)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # a stream cut below requests' wrappers
+            return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream broken ({type(exc).__name__})")
+        return DataReceived(data=data)
