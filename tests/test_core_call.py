@@ -291,3 +291,101 @@ def test_route_returns_a_decision_with_its_fallback_chain():
     d = mesh.route("chat", now=T0)
     assert (d.provider_id, d.model_id, d.pool_id) == ("a", "m1", "chat")
     assert d.fallback_chain == ("b/m2", "c/m3")
+
+
+def test_same_model_retries_back_off_on_the_same_model_first():
+    mesh = three(retry={"same_model_retries": 1, "backoff": "fixed", "base_delay": "2s", "jitter": False},
+                 rotation={"deactivation": {"retry_limit": 10}})
+    final, seen = drive(start(mesh), {"a/m1": [503, 200], "b/m2": [200]})
+    assert final.provider == "a" and len(final.attempts) == 2
+    assert [a.seconds for a in seen if isinstance(a, Wait)] == [2.0]
+
+
+@pytest.mark.parametrize("scope,expected", [("same-model", ["a/m1", "a/m1"]), ("same-provider", ["a/m1", "a/m9", "a/m1"])])
+def test_retry_scope_restricts_where_retries_go(scope, expected):
+    mesh = make_mesh({"a": provider(["m1", "m9"]), "b": provider(["m2"])},
+                     {"chat": {"models": ["a/m1", "a/m9", "b/m2"], "strategy": "priority",
+                               "rotation": {"deactivation": {"retry_limit": 10}},
+                               "retry": {"scope": scope, "max_attempts": len(expected), "backoff": "fixed",
+                                         "base_delay": "1s", "jitter": False}}})
+    final, seen = drive(start(mesh), {"a/m1": [500], "a/m9": [500], "b/m2": [200]})
+    assert isinstance(final, Failed)
+    assert [a.ref for a in seen if isinstance(a, Attempt)] == expected
+
+
+def test_retry_after_longer_than_allowed_ends_the_request_instead_of_sleeping():
+    mesh = make_mesh({"a": provider(["m1"])}, {"chat": {"models": ["a/m1"], "retry": {"max_retry_after": "10s"},
+                                                       "rotation": {"deactivation": {"retry_limit": 10}}}})
+    final, seen = drive(start(mesh), {"a/m1": [(503, err_body(), {"retry-after": "120"})]})
+    assert isinstance(final.error, E.ProviderError) and not any(isinstance(a, Wait) for a in seen)
+
+
+def test_a_vendor_that_cannot_express_the_request_is_skipped_without_penalty():
+    providers = {"a": provider(["claude"], connector="anthropic"), "b": provider(["m2"])}
+    mesh = make_mesh(providers, {"chat": {"models": ["a/claude", "b/m2"], "strategy": "priority"}})
+    final, seen = drive(start(mesh, n=2), {"b/m2": [200]})
+    assert final.provider == "b" and final.attempts[0].outcome == "bad_request"
+    assert mesh.pools["chat"].states["a/claude"].consecutive_failures == 0
+
+
+def test_model_not_found_takes_only_that_model_out():
+    mesh = three()
+    final, _ = drive(start(mesh), {"a/m1": [(404, err_body("no such model", type_="invalid_request_error", code="model_not_found"))],
+                                    "b/m2": [200]})
+    assert final.provider == "b"
+    state = mesh.pools["chat"].states["a/m1"]
+    assert state.reason.value == "model_not_found" and mesh.providers["a"].is_up(T0 + 1)
+
+
+def test_a_failed_trial_sends_the_model_back_to_standby_for_another_cooldown():
+    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "10s"}})
+    drive(start(mesh), {"a/m1": [500], "b/m2": [200]})
+    clock = Clock(T0 + 11)
+    final, _ = drive(start(mesh, now=clock.t), {"a/m1": [500], "b/m2": [200]}, clock)
+    assert final.provider == "b" and [a.outcome for a in final.attempts] == ["server_error", "ok"]
+    assert mesh.pools["chat"].states["a/m1"].breaker.open_until == pytest.approx(clock.t - 0.1 + 10, abs=0.2)
+
+
+def test_connectors_doing_their_own_io_feed_parsed_results():
+    from modelmesh._core._call import ChunkReceived, ErrorReceived, ResultReceived
+    from modelmesh._core._types import ErrorInfo
+
+    mesh = three()
+    call = start(mesh)
+    call.next_action(T0)
+    call.feed(ErrorReceived(info=ErrorInfo(kind=ErrorKind.SERVER_ERROR, message="down")), T0)
+    assert call.next_action(T0).ref == "b/m2"
+    call.feed(ResultReceived(response={"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 1}}), T0)
+    assert isinstance(call.next_action(T0), Succeeded)
+    call = start(mesh, stream=True)
+    call.next_action(T0)
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hey"}, "finish_reason": None}]}
+    call.feed(ChunkReceived(chunk=chunk), T0)
+    assert isinstance(call.next_action(T0), Deliver)
+    call.feed(ChunkReceived(chunk=None), T0)
+    call.feed(StreamEnded(), T0)
+    assert isinstance(call.next_action(T0), Succeeded)
+
+
+def test_cancelling_a_stream_frees_the_trial_slot_without_a_verdict():
+    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "10s"}})
+    drive(start(mesh), {"a/m1": [500], "b/m2": [200]})
+    call = start(mesh, stream=True, now=T0 + 11)
+    assert call.next_action(T0 + 11).ref == "a/m1"  # the half-open trial
+    assert mesh.route("chat", now=T0 + 11).provider_id == "b"  # its only trial slot is taken
+    call.feed(Cancelled(), T0 + 11)
+    assert mesh.route("chat", now=T0 + 11).provider_id == "a"
+
+
+def test_manual_deactivation_and_status_snapshot():
+    mesh = three()
+    mesh.deactivate_model("a/m1", now=T0)
+    snap = mesh.snapshot(T0)
+    row = {r["model"]: r for r in snap["pools"]["chat"]}["a/m1"]
+    assert row["status"] == "standby" and row["reason"] == "manual" and row["until"] is None
+    mesh.reactivate_model("a/m1", now=T0)
+    assert mesh.route("chat", now=T0).provider_id == "a"
+    with pytest.raises(E.RoutingError):
+        mesh.deactivate_model("zz/none", now=T0)
+    with pytest.raises(E.RoutingError):
+        mesh.reactivate_provider("zz", now=T0)
