@@ -57,6 +57,36 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
     return replace(config, providers=providers), keys
 
 
+def _custom_connectors(config: MeshConfig) -> dict[str, Any]:
+    """Providers whose connector is "package.module:Class": import and instantiate the class."""
+    import importlib
+
+    from ._core.codecs._base import Codec
+
+    out: dict[str, Any] = {}
+    problems = []
+    for pid, p in config.providers.items():
+        if ":" not in p.connector:
+            continue
+        module, _, name = p.connector.partition(":")
+        where = f"providers.{pid}.connector"
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{where}: cannot load '{p.connector}' ({type(exc).__name__}: {exc})")
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Codec)):
+            problems.append(f"{where}: '{p.connector}' is not a modelmesh.cdk provider class")
+            continue
+        try:
+            out[pid] = cls()
+        except TypeError as exc:
+            problems.append(f"{where}: cannot create '{p.connector}': {exc}")
+    if problems:
+        raise ConfigurationError(problems)
+    return out
+
+
 class MeshClient:
     """The OpenAI-shaped client. `config` is a path to YAML/JSON, a dict, or a MeshConfig."""
 
@@ -80,7 +110,7 @@ class MeshClient:
         self.config = cfg
         self._clock = clock or time.time
         self.core = MeshCore(cfg, rng=rng or random.Random(seed), now=self._clock(), api_keys=keys,
-                             user_strategies=strategies)
+                             user_strategies=strategies, codecs=_custom_connectors(cfg))
         self._listeners: list[Callable[[Any], None]] = [on_event] if on_event else []
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
                                        on_event=self._dispatch)

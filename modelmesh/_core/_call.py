@@ -342,9 +342,11 @@ class Call:
         body = self._body_for_attempt(model)
         try:
             request = provider.codec.build_request(target, self.op, body, stream=self.stream)
-        except CodecError as exc:  # this vendor cannot express the request: skip it, no penalty
+        except (CodecError, ValueError) as exc:  # this vendor cannot express the request: skip it, no penalty
+            info = exc.info if isinstance(exc, CodecError) else ErrorInfo(kind=ErrorKind.BAD_REQUEST, message=str(exc))
             self._excluded.add(ref)
-            self._record(ref, model, exc.info, now)
+            self._record(ref, model, info, now)
+            self._last_error, self._model = info, model
             return self._choose(now)
         state = pool.states[ref]
         state.breaker.on_request(now)

@@ -133,26 +133,6 @@ class MeshCore:
             members = [m for m in members if m.provider in pcfg.providers]
         return [m for m in members if self.providers[m.provider].config.enabled]
 
-    def add_model(self, info: ModelInfo) -> None:
-        """Register a discovered model; pools that target its capability gain it."""
-        if info.ref in self.models:
-            return
-        self.models[info.ref] = info
-        for name, pool in list(self.pools.items()):
-            if info.ref in pool.by_ref:
-                continue
-            if pool.config.capability and any(is_under(c, pool.config.capability) for c in info.capabilities):
-                if not pool.config.providers or info.provider in pool.config.providers:
-                    self.pools[name] = self._rebuilt(pool, list(pool.members) + [info])
-        self._implicit.clear()
-
-    def _rebuilt(self, pool: Pool, members: list[ModelInfo]) -> Pool:
-        new = Pool(pool.name, pool.config, members, strategy=pool.strategy, implicit=pool.implicit)
-        for ref, state in pool.states.items():
-            new.states[ref] = state
-        new.previous = pool.previous
-        return new
-
     # -- resolving a request's `model` ----------------------------------------------------------
     def resolve(self, name: str, op: str = "chat") -> Pool:
         if not isinstance(name, str) or not name:

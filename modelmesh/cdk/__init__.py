@@ -1,0 +1,105 @@
+"""The Connector Development Kit: base classes for provider connectors (seed 003).
+
+A provider connector here is a *codec*: pure translation between the OpenAI-shaped
+requests the mesh speaks and a vendor's wire format. The shells do the HTTP, so a
+connector written once works under every shell and in replay, and gets retries,
+failover, rotation, rate-limit and budget handling for free.
+
+- `BaseProvider`: the full contract (build_request, parse_response, stream_decoder,
+  error classification). Implement it for full control.
+- `OpenAICompatibleProvider`: the OpenAI chat-completions format; subclass and override
+  `_auth_headers`, `_url` or `_body_model` for a service that differs a little (Azure's
+  connector is one such subclass).
+- `HttpApiProvider`: a JSON REST API that is not OpenAI-shaped. Set `path` (and the auth
+  header), override `translate_request` and `translate_response`; errors are classified
+  from the HTTP status and `error_message`. It does not stream: streaming requests skip it.
+
+Use one from configuration as `connector: "my_package.module:MyProvider"`.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+from .._core._types import ErrorInfo, ErrorKind, WireRequest
+from .._core.codecs._base import (
+    Codec, CodecError, SSEStreamDecoder, StreamDecoder, StreamDone, StreamError, Target, kind_for_status,
+    load_json, merge_headers, register_codec,
+)
+from .._core.codecs.openai import OpenAICodec
+
+__all__ = [
+    "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
+    "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError", "register_codec",
+]
+
+BaseProvider = Codec
+
+
+class OpenAICompatibleProvider(OpenAICodec):
+    """The OpenAI wire format; every parameter passes through."""
+
+    name = "openai-compatible"
+
+
+class _NoStream(StreamDecoder):
+    def feed(self, data: bytes) -> list:
+        return [StreamError(info=ErrorInfo(kind=ErrorKind.BAD_REQUEST, message="this connector does not stream"))]
+
+    def close(self) -> list:
+        return []
+
+
+class HttpApiProvider(Codec):
+    """A JSON REST API: override `translate_request` and `translate_response`."""
+
+    name = "http-api"
+    ops = frozenset({"chat"})
+    path = "/chat"
+    method = "POST"
+    auth_header = "Authorization"
+    auth_scheme = "Bearer"  # "" sends the bare key
+
+    @abc.abstractmethod
+    def translate_request(self, body: Mapping[str, Any], target: Target) -> Any:
+        """OpenAI-shaped `body` -> the JSON this API takes."""
+
+    @abc.abstractmethod
+    def translate_response(self, data: Any, target: Target) -> dict:
+        """This API's JSON -> an OpenAI `chat.completion` dict."""
+
+    def error_message(self, payload: Any) -> str:
+        if isinstance(payload, Mapping):
+            for key in ("error", "message", "detail"):
+                value = payload.get(key)
+                if isinstance(value, str):
+                    return value
+                if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+                    return value["message"]
+        return ""
+
+    def build_request(self, target: Target, op: str, body: Mapping[str, Any], *, stream: bool) -> WireRequest:
+        self._check_op(op)
+        if stream:
+            raise CodecError.of(ErrorKind.BAD_REQUEST, f"the {self.name} connector does not stream")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if target.api_key:
+            headers[self.auth_header] = f"{self.auth_scheme} {target.api_key}".strip()
+        return WireRequest(method=self.method, url=self.base_url(target) + self.path,
+                           headers=merge_headers(headers, target.headers), json=self.translate_request(body, target))
+
+    def parse_response(self, target: Target, op: str, status: int, headers: Mapping[str, str], body: bytes) -> dict:
+        data = load_json(body)
+        try:
+            out = self.translate_response(data, target)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise CodecError.of(ErrorKind.MALFORMED, f"unexpected response from {self.name}: {type(exc).__name__}") from None
+        if not isinstance(out, dict) or not out.get("choices"):
+            raise CodecError.of(ErrorKind.MALFORMED, f"{self.name}: translate_response must return a chat.completion dict")
+        return out
+
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> StreamDecoder:
+        return _NoStream()
+
+    def _classify_payload(self, status: int | None, payload: Any) -> ErrorInfo:
+        return ErrorInfo(kind=kind_for_status(status), message=self.error_message(payload))
