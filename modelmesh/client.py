@@ -111,7 +111,15 @@ class MeshClient:
         self._clock = clock or time.time
         self.core = MeshCore(cfg, rng=rng or random.Random(seed), now=self._clock(), api_keys=keys,
                              user_strategies=strategies, codecs=_custom_connectors(cfg))
-        self._listeners: list[Callable[[Any], None]] = [on_event] if on_event else []
+        if cfg.storage.connector != "memory":
+            raise ConfigurationError([f"storage.connector: the '{cfg.storage.connector}' storage connector is not "
+                                      "available in this version; state is kept in memory (use 'memory')"])
+        from .connectors.observability import build_sinks
+
+        self._sinks = build_sinks(cfg.observability, self.core.secret_values)
+        self._listeners: list[Callable[[Any], None]] = [s.emit for s in self._sinks]
+        if on_event:
+            self._listeners.append(on_event)
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
                                        on_event=self._dispatch)
         self.chat = _Chat(self)
@@ -129,6 +137,8 @@ class MeshClient:
 
     def close(self) -> None:
         self.transport.close()
+        for sink in self._sinks:
+            sink.close()
 
     # -- observability ----------------------------------------------------------------------
     def subscribe(self, listener: Callable[[Any], None]) -> None:
