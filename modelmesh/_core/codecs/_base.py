@@ -49,6 +49,7 @@ __all__ = [
     "as_list",
     "as_dict",
     "require_mapping",
+    "split_turns",
     "register_codec",
     "get_codec",
     "codec_names",
@@ -338,6 +339,32 @@ def require_mapping(body: Any, what: str = "request body") -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise TypeError(f"{what} must be a mapping, got {type(body).__name__}")
     return body
+
+
+def split_turns(messages: list, convert: Any, *, key: str, vendor: str) -> tuple[list[tuple[int, Mapping]], list[dict]]:
+    """OpenAI messages -> (the system/developer messages with their index, the vendor's turns).
+
+    `convert(i, msg)` gives (vendor role, items) for every other message. Consecutive turns
+    of one role are merged, since Anthropic and Gemini both want roles to alternate."""
+    system: list[tuple[int, Mapping]] = []
+    turns: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            raise CodecError.of(ErrorKind.BAD_REQUEST, f"messages[{i}] must be an object")
+        if msg.get("role") in ("system", "developer"):
+            system.append((i, msg))
+            continue
+        role, items = convert(i, msg)
+        if not items:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1][key].extend(items)
+        else:
+            turns.append({"role": role, key: items})
+    if not turns:
+        raise CodecError.of(ErrorKind.BAD_REQUEST,
+                            f"{vendor} needs at least one user or assistant message besides the system prompt")
+    return system, turns
 
 
 # -- registry -----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from ._base import (
     StreamItem,
     Target,
     as_dict,
+    split_turns,
     as_int,
     as_list,
     chunk,
@@ -218,32 +219,18 @@ def _max_tokens(body: Mapping[str, Any], target: Target) -> int:
 
 
 def _translate_messages(messages: list) -> tuple[list[str], list[dict[str, Any]]]:
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, Mapping):
-            raise _bad(f"messages[{i}] must be an object")
+    def convert(i: int, msg: Mapping[str, Any]) -> tuple[str, list]:
         role = msg.get("role")
-        if role in ("system", "developer"):
-            system.append(_plain_text(msg.get("content"), i))
-            continue
         if role == "user":
-            blocks = _user_blocks(msg.get("content"), i)
-        elif role == "assistant":
-            blocks = _assistant_blocks(msg, i)
-        elif role == "tool":
-            role, blocks = "user", [_tool_result(msg, i)]
-        else:
-            raise _bad(f"messages[{i}] has unsupported role {role!r}")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    if not turns:
-        raise _bad("Anthropic needs at least one user or assistant message besides the system prompt")
-    return system, turns
+            return "user", _user_blocks(msg.get("content"), i)
+        if role == "assistant":
+            return "assistant", _assistant_blocks(msg, i)
+        if role == "tool":
+            return "user", [_tool_result(msg, i)]
+        raise _bad(f"messages[{i}] has unsupported role {role!r}")
+
+    system, turns = split_turns(messages, convert, key="content", vendor="Anthropic")
+    return [_plain_text(msg.get("content"), i) for i, msg in system], turns
 
 
 def _plain_text(content: Any, i: int) -> str:

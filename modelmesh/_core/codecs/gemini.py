@@ -39,7 +39,7 @@ from .._sse import SSEEvent
 from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
     Codec, CodecError, SSEStreamDecoder, StreamDone, StreamError, StreamItem, Target, as_dict, as_int, as_list, chunk,
-    kind_for_status, load_json, merge_headers, parse_data_url, register_codec, require_mapping,
+    kind_for_status, load_json, merge_headers, parse_data_url, register_codec, require_mapping, split_turns,
 )
 
 __all__ = ["GeminiCodec", "UNSUPPORTED_PARAMS", "DEFAULT_BASE_URL"]
@@ -235,32 +235,20 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _translate_messages(messages: list) -> tuple[list[str], list[dict[str, Any]]]:
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, Mapping):
-            raise _bad(f"messages[{i}] must be an object")
+    call_names: dict[str, str] = {}  # tool_call id -> function name, for functionResponse parts
+
+    def convert(i: int, msg: Mapping[str, Any]) -> tuple[str, list]:
         role = msg.get("role")
-        if role in ("system", "developer"):
-            system.extend(p["text"] for p in _parts(msg.get("content"), i) if "text" in p)
-            continue
         if role == "user":
-            gemini_role, parts = "user", _parts(msg.get("content"), i)
-        elif role == "assistant":
-            gemini_role, parts = "model", _model_parts(msg, i, call_names)
-        elif role == "tool":
-            gemini_role, parts = "user", [_function_response(msg, i, call_names)]
-        else:
-            raise _bad(f"messages[{i}] has unsupported role {role!r}")
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == gemini_role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": gemini_role, "parts": parts})
-    if not contents:
-        raise _bad("Gemini needs at least one user or assistant message besides the system prompt")
+            return "user", _parts(msg.get("content"), i)
+        if role == "assistant":
+            return "model", _model_parts(msg, i, call_names)
+        if role == "tool":
+            return "user", [_function_response(msg, i, call_names)]
+        raise _bad(f"messages[{i}] has unsupported role {role!r}")
+
+    system_msgs, contents = split_turns(messages, convert, key="parts", vendor="Gemini")
+    system = [p["text"] for i, msg in system_msgs for p in _parts(msg.get("content"), i) if "text" in p]
     return system, contents
 
 
