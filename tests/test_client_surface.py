@@ -1,0 +1,386 @@
+"""MeshClient's public surface, end to end over loopback: responses that read like the OpenAI
+SDK's, streams, route/status, manual control, events, argument handling, session
+stickiness, budgets, and secrets that never show."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import modelmesh
+from modelmesh import errors as E
+from modelmesh._core._events import EVENT_TYPES, MeshEvent
+from modelmesh.testing import Error, FakeClock, FakeUpstream, Reply
+
+KEYS = {"a": "sk-surface-a-0123456789", "b": "sk-surface-b-0123456789", "c": "sk-surface-c-0123456789"}
+MSG = [{"role": "user", "content": "Say hi"}]
+ORDER = ["a/gpt-x", "b/gpt-x", "c/gpt-x"]
+
+
+def prov(url, key, model="gpt-x", **extra):
+    cfg = {"base_url": url, "auth": {"api_key": key}, "timeout": "2s",
+           "models": [{"id": model, "capabilities": ["chat-completion"]}]}
+    cfg.update(extra)
+    return {"connector": "openai", "config": cfg}
+
+
+@pytest.fixture
+def ups():
+    with FakeUpstream("openai", name="alpha", models=["gpt-x"]) as a, \
+            FakeUpstream("openai", name="beta", models=["gpt-x"]) as b, \
+            FakeUpstream("openai", name="gamma", models=["gpt-x"]) as c:
+        yield a, b, c
+
+
+def make(ups, strategy="priority", pool_extra=None, provider_extra=None, **client_kw):
+    a, b, c = ups
+    provider_extra = provider_extra or {}
+    providers = {name: prov(up.url, KEYS[name], **provider_extra.get(name, {})) for name, up in zip("abc", ups)}
+    pool = {"models": ORDER, "strategy": strategy, "rotation": {"selection": {"model_priority": ORDER}}}
+    pool.update(pool_extra or {})
+    clock = FakeClock()
+    events: list = []
+    client = modelmesh.MeshClient({"providers": providers, "pools": {"chat": pool}}, clock=clock, sleep=clock.sleep,
+                                  environ={}, on_event=events.append, **client_kw)
+    return client, clock, events
+
+
+def chat_requests(up):
+    return [r for r in up.requests if r.path.endswith("/chat/completions")]
+
+
+# -- responses ------------------------------------------------------------------------------
+
+def test_a_response_reads_like_the_openai_sdk(ups):
+    client, _, _ = make(ups)
+    with client:
+        r = client.chat.completions.create(model="chat", messages=MSG)
+    assert r.choices[0].message.content == "Hello from alpha"
+    assert r.choices[0].message.role == "assistant" and r.choices[0].finish_reason == "stop"
+    assert r.object == "chat.completion" and r.model == "gpt-x" and r.id
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens > 0
+    assert r["choices"][0]["message"]["content"] == r.choices[0].message.content
+    assert r.system_fingerprint_that_does_not_exist is None  # optional fields read as None, like the SDK's
+    dumped = r.model_dump()
+    assert isinstance(dumped, dict) and json.loads(json.dumps(dumped)) == dumped
+    assert json.loads(r.model_dump_json()) == dumped == r.to_dict()
+    dumped["choices"][0]["message"]["content"] = "changed"
+    assert r.choices[0].message.content == "Hello from alpha"  # a dump is a copy
+    assert r.mesh.provider == "a" and r.mesh.model == "gpt-x" and r.mesh.pool == "chat"
+    assert r.mesh.request_id and r.mesh.failovers == 0
+    assert [(x.provider, x.outcome) for x in r.mesh.attempts] == [("a", "ok")]
+
+
+def test_attempts_record_every_failover(ups):
+    a, b, c = ups
+    client, _, _ = make(ups)
+    a.script(Error(503))
+    b.script(Error(429, code="rate_limit_exceeded"))
+    with client:
+        r = client.chat.completions.create(model="chat", messages=MSG)
+    assert r.choices[0].message.content == "Hello from gamma" and r.mesh.failovers == 2
+    assert [(x.provider, x.outcome, x.status) for x in r.mesh.attempts] == [
+        ("a", "server_error", 503), ("b", "rate_limited", 429), ("c", "ok", None)]
+
+
+def test_a_stream_gets_its_mesh_info_once_iterated(ups):
+    a, b, _ = ups
+    client, _, _ = make(ups)
+    a.script(Error(500))
+    with client:
+        s = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+        assert s.mesh is None
+        chunks = list(s)
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Hello from beta"
+    assert chunks[0].object == "chat.completion.chunk" and chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert s.mesh.provider == "b" and [x.outcome for x in s.mesh.attempts] == ["server_error", "ok"]
+    assert chat_requests(b)[-1].json["stream"] is True
+
+
+def test_a_stream_closed_early_leaves_the_client_usable(ups):
+    _, _, _ = ups
+    client, _, _ = make(ups)
+    with client:
+        with client.chat.completions.create(model="chat", messages=MSG, stream=True) as s:
+            first = next(iter(s))
+            assert first.choices
+        assert s.mesh is None
+        r = client.chat.completions.create(model="chat", messages=MSG)
+        assert r.mesh.provider == "a"
+
+
+# -- route and status ------------------------------------------------------------------------
+
+def test_route_decides_without_sending_anything(ups):
+    client, _, _ = make(ups)
+    with client:
+        d = client.route("chat")
+    assert isinstance(d, modelmesh.RoutingDecision)
+    assert (d.pool_id, d.provider_id, d.model_id) == ("chat", "a", "gpt-x")
+    assert d.fallback_chain == ("b/gpt-x", "c/gpt-x")
+    assert all(up.requests == [] for up in ups)
+
+
+def test_route_follows_manual_deactivation_and_raises_when_nothing_is_left(ups):
+    client, _, _ = make(ups)
+    with client:
+        client.deactivate("a/gpt-x")
+        assert client.route("chat").provider_id == "b"
+        client.deactivate("b/gpt-x")
+        client.deactivate("c/gpt-x")
+        with pytest.raises(modelmesh.NoModelAvailableError):
+            client.route("chat")
+    assert all(up.requests == [] for up in ups)
+
+
+def test_status_has_every_provider_and_every_pool_member(ups):
+    a, _, _ = ups
+    client, _, _ = make(ups)
+    a.script(Error(500))
+    with client:
+        client.chat.completions.create(model="chat", messages=MSG)
+        snap = client.status()
+    json.dumps(snap)  # plain data
+    assert set(snap) == {"providers", "pools"}
+    assert set(snap["providers"]) == {"a", "b", "c"}
+    assert set(snap["providers"]["a"]) == {"up", "reason", "until", "spend_day", "spend_month", "enabled"}
+    rows = {row["model"]: row for row in snap["pools"]["chat"]}
+    assert list(rows) == ORDER
+    assert set(rows["a/gpt-x"]) == {"model", "status", "breaker", "reason", "until", "requests", "failures",
+                                    "success_rate", "avg_latency", "tokens", "cost"}
+    assert (rows["a/gpt-x"]["requests"], rows["a/gpt-x"]["failures"]) == (1, 1)
+    assert (rows["b/gpt-x"]["requests"], rows["b/gpt-x"]["failures"]) == (1, 0) and rows["b/gpt-x"]["tokens"] > 0
+    assert rows["c/gpt-x"]["requests"] == 0
+
+
+# -- manual control ----------------------------------------------------------------------------
+
+def test_manual_deactivate_and_reactivate(ups):
+    a, b, _ = ups
+    client, _, events = make(ups)
+    with client:
+        client.deactivate("a/gpt-x")
+        row = client.status()["pools"]["chat"][0]
+        assert (row["status"], row["reason"], row["until"]) == ("standby", "manual", None)
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "b"
+        assert chat_requests(a) == []
+        client.reactivate("a/gpt-x")
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+    kinds = [(e.type, getattr(e, "reason", None) or getattr(e, "how", None)) for e in events if e.type.startswith("model_")]
+    assert kinds == [("model_deactivated", "manual"), ("model_recovered", "manual")]
+
+
+def test_manual_deactivation_until_a_time_ends_by_itself(ups):
+    client, clock, _ = make(ups)
+    with client:
+        client.deactivate("a/gpt-x", until=clock() + 10)
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "b"
+        clock.advance(10)
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+
+
+def test_manual_control_names_what_it_does_not_know(ups):
+    client, _, _ = make(ups)
+    with client:
+        with pytest.raises(modelmesh.RoutingError, match="unknown model 'z/nope'"):
+            client.deactivate("z/nope")
+        with pytest.raises(modelmesh.RoutingError, match="not in pool 'other'"):
+            client.deactivate("a/gpt-x", pool="other")
+        with pytest.raises(modelmesh.RoutingError, match="unknown provider 'zz'"):
+            client.reactivate(provider="zz")
+
+
+def test_reactivating_a_provider_by_hand_after_an_auth_failure(ups):
+    a, _, _ = ups
+    client, _, events = make(ups)
+    a.script(Error(401))
+    with client:
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "b"
+        assert client.status()["providers"]["a"]["up"] is False
+        client.reactivate(provider="a")
+        assert client.status()["providers"]["a"]["up"] is True
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+    assert [(e.type, e.how) for e in events if e.type == "provider_recovered"] == [("provider_recovered", "manual")]
+
+
+def test_reactivating_by_hand_a_model_that_failed_its_way_to_standby(ups):
+    a, _, _ = ups
+    client, _, events = make(ups, pool_extra={"rotation": {"selection": {"model_priority": ORDER},
+                                                           "deactivation": {"retry_limit": 1},
+                                                           "recovery": {"cooldown": "1h"}}})
+    a.script(Error(500))
+    with client:
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "b"
+        client.reactivate("a/gpt-x")
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+
+
+# -- events ------------------------------------------------------------------------------------
+
+def test_subscribers_receive_every_event_in_order(ups):
+    a, _, _ = ups
+    client, _, from_init = make(ups)
+    seen: list = []
+    client.subscribe(seen.append)
+    a.script(Error(500))
+    with client:
+        client.chat.completions.create(model="chat", messages=MSG)
+    assert seen == from_init  # every listener gets the same events
+    assert all(isinstance(e, MeshEvent) and e.type in EVENT_TYPES for e in seen)
+    assert [e.type for e in seen] == ["request_routed", "attempt_failed", "request_routed", "request_completed"]
+    routed, failed, _, done = seen
+    assert (routed.provider, routed.attempt, routed.fallback_chain) == ("a", 1, ("b/gpt-x", "c/gpt-x"))
+    assert (failed.provider, failed.kind, failed.status) == ("a", "server_error", 500)
+    assert (done.provider, done.attempts, done.stream) == ("b", 2, False)
+    assert len({e.request_id for e in (routed, failed, done)}) == 1
+    assert all(e.to_dict()["type"] == e.type for e in seen)
+
+
+def test_events_of_a_standby_and_a_recovery(ups):
+    a, _, _ = ups
+    client, clock, events = make(ups, pool_extra={"rotation": {"selection": {"model_priority": ORDER},
+                                                               "deactivation": {"retry_limit": 1},
+                                                               "recovery": {"cooldown": "20s"}}})
+    a.script(Error(500))
+    with client:
+        client.chat.completions.create(model="chat", messages=MSG)
+        clock.advance(20)
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+    down = next(e for e in events if e.type == "model_deactivated")
+    assert (down.pool, down.model, down.reason, down.until) == ("chat", "a/gpt-x", "retry_limit", down.at + 20)
+    up = next(e for e in events if e.type == "model_recovered")
+    assert (up.model, up.how) == ("a/gpt-x", "cooldown")
+
+
+# -- arguments ---------------------------------------------------------------------------------
+
+def test_missing_required_arguments_are_type_errors(ups):
+    client, _, _ = make(ups)
+    with client:
+        with pytest.raises(TypeError, match="'messages' is required"):
+            client.chat.completions.create(model="chat")
+        with pytest.raises(TypeError, match="'model' is required"):
+            client.chat.completions.create(messages=MSG)
+        with pytest.raises(TypeError, match="'model' is required"):
+            client.chat.completions.create(model="", messages=MSG)
+        with pytest.raises(TypeError, match="'input' is required"):
+            client.embeddings.create(model="chat")
+        with pytest.raises(TypeError, match="extra_headers"):
+            client.chat.completions.create(model="chat", messages=MSG, extra_headers={"x": "y"})
+    assert all(up.requests == [] for up in ups)
+
+
+def test_extra_body_is_merged_and_none_values_are_left_out(ups):
+    a, _, _ = ups
+    client, _, _ = make(ups)
+    with client:
+        client.chat.completions.create(model="chat", messages=MSG, temperature=None, max_tokens=None, top_p=0.5,
+                                       user=None, extra_body={"top_k": 40, "repetition_penalty": 1.1},
+                                       timeout=5, session_id=None, routing_metadata=None)
+    body = chat_requests(a)[-1].json
+    assert body == {"messages": MSG, "top_p": 0.5, "top_k": 40, "repetition_penalty": 1.1, "model": "gpt-x"}
+
+
+def test_routing_hints_are_not_sent_upstream(ups):
+    a, b, _ = ups
+    client, _, _ = make(ups)
+    with client:
+        r = client.chat.completions.create(model="chat", messages=MSG, preferred_provider="b", session_id="s1",
+                                           routing_metadata={"tenant": "t"})
+    assert r.mesh.provider == "b"
+    body = chat_requests(b)[-1].json
+    assert not {"preferred_provider", "session_id", "routing_metadata"} & set(body)
+
+
+def test_session_id_sticks_to_one_model(ups):
+    client, _, _ = make(ups, strategy="session-sticky")
+    placed = {}
+    with client:
+        for sid in (f"user-{i}" for i in range(12)):
+            where = {client.chat.completions.create(model="chat", messages=MSG, session_id=sid).mesh.provider
+                     for _ in range(3)}
+            assert len(where) == 1, (sid, where)
+            placed[sid] = where.pop()
+            assert client.route("chat", session_id=sid).provider_id == placed[sid]
+    assert len(set(placed.values())) >= 2  # sessions are spread, each stays put
+
+
+def test_a_session_moves_when_its_model_fails_and_stays_on_the_new_one(ups):
+    client, _, _ = make(ups, strategy="session-sticky")
+    by_name = dict(zip("abc", ups))
+    with client:
+        home = client.chat.completions.create(model="chat", messages=MSG, session_id="s").mesh.provider
+        by_name[home].script(Error(500))
+        moved = client.chat.completions.create(model="chat", messages=MSG, session_id="s").mesh.provider
+        again = client.chat.completions.create(model="chat", messages=MSG, session_id="s").mesh.provider
+    assert moved != home and again == moved
+
+
+# -- budgets -------------------------------------------------------------------------------------
+
+def test_a_spent_daily_budget_stops_requests_until_the_next_day(ups):
+    a, _, _ = ups
+    priced = {"models": [{"id": "gpt-x", "capabilities": ["chat-completion"],
+                          "pricing": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}],
+              "budget": {"daily_limit": 0.001}}
+    client, clock, events = make(ups, pool_extra={"models": ["a/gpt-x"]}, provider_extra={"a": priced})
+    a.always(Reply(usage=(10, 5)))
+    with client:
+        r = client.chat.completions.create(model="chat", messages=MSG)
+        assert r.mesh.cost == pytest.approx(15 * 1000.0 / 1e6)
+        assert client.status()["providers"]["a"]["spend_day"] == pytest.approx(0.015)
+        with pytest.raises(modelmesh.BudgetExceededError) as info:
+            client.chat.completions.create(model="chat", messages=MSG)
+        assert "budget" in str(info.value) and "'chat'" in str(info.value)
+        assert len(chat_requests(a)) == 1  # refused before anything was sent
+        clock.advance(86400)
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+    done = [e for e in events if e.type == "request_completed"]
+    assert done[0].cost == pytest.approx(0.015) and (done[0].prompt_tokens, done[0].completion_tokens) == (10, 5)
+
+
+def test_a_spent_budget_fails_over_to_a_provider_with_money_left(ups):
+    a, b, _ = ups
+    priced = {"models": [{"id": "gpt-x", "capabilities": ["chat-completion"],
+                          "pricing": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}],
+              "budget": {"daily_limit": 0.001}}
+    client, _, _ = make(ups, provider_extra={"a": priced})
+    with client:
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "a"
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "b"
+    assert len(chat_requests(a)) == 1
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+def test_keys_never_show_in_reprs_errors_or_events(ups):
+    a, b, c = ups
+    client, _, events = make(ups)
+    a.always(Error(500, message=f"upstream log: key {KEYS['a']} rejected"))
+    b.always(Error(401, message=f"Incorrect API key provided: {KEYS['b']}"))
+    c.always(Error(503, message=f"bad {KEYS['c']}"))
+    with client:
+        with pytest.raises(modelmesh.ModelMeshError) as info:
+            client.chat.completions.create(model="chat", messages=MSG)
+        err = info.value
+        text = " ".join([str(err), repr(err), repr(client), repr(client.core), repr(client.config),
+                         repr(client.core.providers), repr(client.core.pools), str(client.status())]
+                        + [str(x) for x in err.attempts]
+                        + [json.dumps(e.to_dict(), default=str) + repr(e) for e in events])
+    assert [x.status for x in err.attempts][:3] == [500, 401, 503]
+    assert "rejected" in text and "Incorrect API key provided" in text  # the messages are kept...
+    for key in KEYS.values():
+        assert key not in text  # ...without the keys
+    assert chat_requests(a)[0].headers["authorization"] == f"Bearer {KEYS['a']}"  # yet the key was sent
+
+
+def test_an_authentication_error_carries_its_attempts_but_no_key(ups):
+    a, _, _ = ups
+    client, _, _ = make(ups, pool_extra={"models": ["a/gpt-x"]})
+    a.always(Error(401))
+    with client, pytest.raises(E.AuthenticationError) as info:
+        client.chat.completions.create(model="chat", messages=MSG)
+    err = info.value
+    assert err.status == 401 and err.provider == "a" and err.attempts
+    assert KEYS["a"] not in str(err) + repr(err)

@@ -1,0 +1,249 @@
+"""Health probes end to end: provider auth failure and recovery, standby models probed back.
+
+The shell (`client.run_probes()`, also run at the start of a request at most once per
+simulated second) asks the core for `due_probes(now)`, sends each over HTTP to a fake
+upstream and feeds `probe_result`. Provider probes are GET {base_url}/models; model probes
+are a one-token "ping" to the model. Time is a FakeClock: no test waits.
+"""
+from __future__ import annotations
+
+import pytest
+
+import modelmesh
+from modelmesh.testing import Error, FakeClock, FakeUpstream
+
+KEY = "sk-probe-secret-0123456789"
+MSG = [{"role": "user", "content": "hello"}]
+ORDER = ["a/m1", "b/m2"]
+
+
+def prov(url, model):
+    return {"connector": "openai", "config": {"base_url": url, "auth": {"api_key": KEY},
+                                              "models": [{"id": model, "capabilities": ["chat-completion"]}]}}
+
+
+def pool(**rotation):
+    rot = {"selection": {"model_priority": ORDER}}
+    rot.update(rotation)
+    return {"models": ORDER, "strategy": "priority", "rotation": rot}
+
+
+@pytest.fixture
+def ups():
+    with FakeUpstream("openai", name="a", models=["m1"]) as a, FakeUpstream("openai", name="b", models=["m2"]) as b:
+        yield a, b
+
+
+def make(ups, pools=None, **top):
+    a, b = ups
+    clock = FakeClock()
+    events = []
+    config = {"providers": {"a": prov(a.url, "m1"), "b": prov(b.url, "m2")}, "pools": pools or {"p1": pool()}, **top}
+    client = modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, on_event=events.append)
+    return client, clock, events
+
+
+def ask(client, model="p1"):
+    return client.chat.completions.create(model=model, messages=MSG)
+
+
+def probe_paths(up):
+    return [r.path for r in up.requests if r.method == "GET"]
+
+
+# -- provider-level: auth failure and recovery by probe ----------------------------------------
+
+def test_auth_failure_puts_the_provider_down_in_every_pool(ups):
+    a, b = ups
+    client, _, events = make(ups, {"p1": pool(), "p2": pool()})
+    a.script(Error(401))
+    with client:
+        assert ask(client, "p1").mesh.provider == "b"
+        status = client.status()
+        assert status["providers"]["a"]["up"] is False and status["providers"]["a"]["reason"] == "auth_failure"
+        for name in ("p1", "p2"):
+            row = next(r for r in status["pools"][name] if r["model"] == "a/m1")
+            assert row["status"] == "standby" and row["reason"] == "auth_failure" and row["until"] is None
+        sent = len(a.requests)
+        assert ask(client, "p2").mesh.provider == "b"  # the other pool never tries a
+        assert len(a.requests) == sent
+    down = [e for e in events if e.type == "provider_deactivated"]
+    assert [(e.provider, e.reason, e.until) for e in down] == [("a", "auth_failure", None)]
+
+
+def test_a_request_naming_only_the_down_provider_fails_without_calling_it(ups):
+    a, _ = ups
+    client, _, _ = make(ups)
+    a.script(Error(401))
+    with client:
+        ask(client)
+        sent = len(a.requests)
+        with pytest.raises(modelmesh.NoModelAvailableError) as info:
+            ask(client, "a/m1")
+    assert len(a.requests) == sent
+    assert KEY not in str(info.value)
+
+
+def test_run_probes_sends_models_listing_and_the_provider_recovers_on_200(ups):
+    a, b = ups
+    client, clock, events = make(ups)
+    a.script(Error(401))
+    with client:
+        ask(client)
+        assert client.run_probes() == 1
+        probe = a.requests[-1]
+        assert (probe.method, probe.path) == ("GET", "/v1/models")
+        assert probe.headers["authorization"] == f"Bearer {KEY}"
+        assert client.status()["providers"]["a"]["up"] is True
+        assert ask(client).mesh.provider == "a"  # priority puts it first again
+        assert client.run_probes() == 0  # nothing is down: nothing to probe
+
+
+def test_a_failing_probe_keeps_the_provider_down(ups):
+    a, b = ups
+    client, clock, _ = make(ups)
+    a.script(Error(401), Error(401))  # the chat request, then the probe
+    with client:
+        ask(client)
+        assert client.run_probes() == 1
+        assert probe_paths(a) == ["/v1/models"]
+        assert client.status()["providers"]["a"]["up"] is False
+        assert ask(client).mesh.provider == "b"
+
+
+def test_provider_probes_respect_the_discovery_health_interval(ups):
+    a, b = ups
+    client, clock, _ = make(ups, discovery={"health": {"interval": "45s"}})
+    a.script(Error(401), Error(500), Error(500))
+    with client:
+        ask(client)
+        assert client.run_probes() == 1
+        clock.advance(44)
+        assert client.run_probes() == 0  # no second probe before the interval
+        assert ask(client).mesh.provider == "b"  # requests start probes too: still none due
+        assert probe_paths(a) == ["/v1/models"]
+        clock.advance(1)
+        assert client.run_probes() == 1
+        assert probe_paths(a) == ["/v1/models", "/v1/models"]
+        clock.advance(45)
+        assert client.run_probes() == 1
+        assert client.status()["providers"]["a"]["up"] is True
+
+
+def test_requests_run_due_probes_before_routing(ups):
+    a, b = ups
+    client, clock, _ = make(ups)
+    a.script(Error(401))
+    with client:
+        assert ask(client).mesh.provider == "b"
+        clock.advance(2)  # past the shell's one-second probe check
+        r = ask(client)
+    assert r.mesh.provider == "a"
+    assert [(q.method, q.path) for q in a.requests] == [
+        ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
+
+
+def test_provider_recovery_by_probe_is_announced_and_clears_the_reason(ups):
+    a, _ = ups
+    client, _, events = make(ups)
+    a.script(Error(401))
+    with client:
+        ask(client)
+        client.run_probes()
+        assert client.status()["providers"]["a"]["reason"] is None
+    recovered = [e for e in events if e.type == "provider_recovered"]
+    assert [(e.provider, e.how) for e in recovered] == [("a", "probe")]
+
+
+def test_provider_recovery_on_manual_is_not_undone_by_a_probe(ups):
+    a, _ = ups
+    client, _, _ = make(ups, {"p1": pool(provider_recovery="on_manual")})
+    a.script(Error(401))
+    with client:
+        ask(client)
+        client.run_probes()
+        assert client.status()["providers"]["a"]["up"] is False
+        assert ask(client).mesh.provider == "b"
+        client.reactivate(provider="a")
+        assert ask(client).mesh.provider == "a"
+
+
+# -- model-level: standby models probed back ------------------------------------------------------
+
+def standby_pool(probe_interval="30s"):
+    return {"p1": pool(deactivation={"retry_limit": 1}, recovery={"cooldown": "1h", "probe_interval": probe_interval})}
+
+
+def test_a_standby_model_is_probed_with_a_one_token_ping_and_recovers_on_success(ups):
+    a, b = ups
+    client, clock, events = make(ups, standby_pool())
+    a.script(Error(500))
+    with client:
+        assert ask(client).mesh.provider == "b"
+        assert client.status()["pools"]["p1"][0]["status"] == "standby"
+        clock.advance(30)
+        assert client.run_probes() == 1
+        probe = a.requests[-1]
+        assert (probe.method, probe.path) == ("POST", "/v1/chat/completions")
+        assert probe.json["model"] == "m1" and probe.json["max_tokens"] == 1
+        assert probe.json["messages"] == [{"role": "user", "content": "ping"}]
+        assert client.run_probes() == 0
+    recovered = [e for e in events if e.type == "model_recovered"]
+    assert [(e.pool, e.model, e.how) for e in recovered] == [("p1", "a/m1", "probe")]
+    assert len(b.requests) == 1  # probes go only to the model on standby
+
+
+def test_a_failed_model_probe_keeps_it_down_and_the_next_waits_an_interval(ups):
+    a, b = ups
+    client, clock, events = make(ups, standby_pool())
+    a.script(Error(500), Error(500))  # the request, then the probe
+    with client:
+        ask(client)
+        clock.advance(30)
+        assert client.run_probes() == 1
+        assert [e for e in events if e.type == "model_recovered"] == []
+        assert client.status()["pools"]["p1"][0]["status"] == "standby"
+        assert ask(client).mesh.provider == "b"
+        clock.advance(29)
+        assert client.run_probes() == 0
+        clock.advance(1)
+        assert client.run_probes() == 1  # this one succeeds (default reply)
+    assert [e.how for e in events if e.type == "model_recovered"] == ["probe"]
+    assert sum(1 for r in a.requests if r.json and r.json.get("max_tokens") == 1) == 2
+
+
+def test_without_a_probe_interval_a_standby_model_is_never_probed(ups):
+    a, _ = ups
+    client, clock, _ = make(ups, {"p1": pool(deactivation={"retry_limit": 1}, recovery={"cooldown": "1h"})})
+    a.script(Error(500))
+    with client:
+        ask(client)
+        for _ in range(3):
+            clock.advance(600)
+            assert client.run_probes() == 0
+    assert len(a.requests) == 1
+
+
+def test_no_model_probe_before_the_interval_has_passed(ups):
+    a, _ = ups
+    client, clock, _ = make(ups, standby_pool())
+    a.script(Error(500))
+    with client:
+        ask(client)
+        assert client.run_probes() == 0
+        clock.advance(29)
+        assert client.run_probes() == 0
+        clock.advance(1)
+        assert client.run_probes() == 1
+
+
+def test_a_model_recovered_by_probe_serves_the_next_request(ups):
+    a, _ = ups
+    client, clock, events = make(ups, standby_pool())
+    a.script(Error(500))
+    with client:
+        ask(client)
+        clock.advance(30)
+        assert client.run_probes() == 1
+        assert ask(client).mesh.provider == "a"
+    assert [e.type for e in events if e.type.startswith("model_")] == ["model_deactivated", "model_recovered"]
