@@ -35,6 +35,7 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
     from dataclasses import replace
 
     providers = {}
+    problems: list[str] = []
     keys: dict[str, str | None] = {}
     for pid, p in config.providers.items():
         preset = PRESETS.get(p.connector)
@@ -43,6 +44,9 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
             key = environ.get(p.auth.api_key_env)
         if key is None and preset is not None and preset.key_env and p.auth.method != "none":
             key = environ.get(preset.key_env)
+            if key is None:
+                problems.append(f"providers.{pid}.config.auth.api_key: no key for connector '{p.connector}': "
+                                f"set {preset.key_env}, give auth.api_key, or set auth.method: none")
         base = p.base_url
         if base is None and preset is not None:
             base = preset.base_url
@@ -51,9 +55,11 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
 
                 base = host_url(preset, environ[preset.host_env]) if preset.local else environ[preset.host_env].rstrip("/")
         if not base:
-            raise ConfigurationError([f"providers.{pid}.config.base_url: connector '{p.connector}' needs a base_url"])
+            problems.append(f"providers.{pid}.config.base_url: connector '{p.connector}' needs a base_url")
         providers[pid] = replace(p, base_url=base)
         keys[pid] = key
+    if problems:
+        raise ConfigurationError(problems)
     return replace(config, providers=providers), keys
 
 

@@ -268,7 +268,8 @@ class MeshCore:
                 if not (rec.probe_interval or first):
                     continue
                 key = f"model:{pool.name}:{ref}"
-                last = self._probed.get(key, float("-inf"))
+                # the interval counts from the deactivation: a model that just failed is not hit again at once
+                last = max(self._probed.get(key, float("-inf")), state.deactivated_at or float("-inf"))
                 if not first and now - last < rec.probe_interval:
                     continue
                 self._probed[key] = now
@@ -287,16 +288,19 @@ class MeshCore:
 
     def probe_result(self, probe: Probe, *, ok: bool, now: float, latency: float | None = None) -> None:
         provider = self.providers[probe.provider]
-        provider.state.record_probe(ok, latency, now)
-        if not ok:
-            return
-        if probe.ref is None:
-            if self._provider_recovers_by_probe(probe.provider):
-                provider.reactivate(now, "probe", self.events)
-        else:
+        if probe.ref is not None:  # a model probe says nothing about the provider's availability
             pool = next((p for p in self.all_pools() if p.name == probe.pool), None)
             if pool is not None:
-                pool.reactivate(probe.ref, now, "probe", self.events)
+                pool.states[probe.ref].record_probe(now)
+                if ok:
+                    pool.reactivate(probe.ref, now, "probe", self.events)
+            return
+        if ok and not self._provider_recovers_by_probe(probe.provider):
+            provider.state.last_probe = now  # on_manual: a good probe is noted, recovery stays manual
+            return
+        if ok:
+            provider.reactivate(now, "probe", self.events)
+        provider.state.record_probe(ok, latency, now)
 
     def _provider_recovers_by_probe(self, provider: str) -> bool:
         rules = {p.config.rotation.provider_recovery for p in self.all_pools()

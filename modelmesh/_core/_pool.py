@@ -318,6 +318,8 @@ class Pool:
         state.breaker.reset(now)
         state.reason = None
         state.recover_at = None
+        state.consecutive_failures = 0  # or the retry limit would trip again on the next look
+        state.failure_streak = {}
         self._announced_down.discard(ref)
         events.append(ModelRecovered(at=now, pool=self.name, model=ref, how=how))
 
