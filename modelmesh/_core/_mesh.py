@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from . import _errors as E
 from ._call import Call
@@ -27,12 +27,9 @@ from ._capabilities import is_capability, is_under, resolve_capability
 from ._config_schema import MeshConfig, PoolConfig
 from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._selection import SelectionContext
-from ._types import WireRequest
+from ._types import Rng, WireRequest
 from .codecs import get_codec
 from .codecs._base import Target
-
-if TYPE_CHECKING:
-    import random
 
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "OP_CAPABILITY"]
 
@@ -82,7 +79,7 @@ class MeshCore:
         self,
         config: MeshConfig,
         *,
-        rng: random.Random,
+        rng: Rng,
         now: float,
         api_keys: Mapping[str, str | None] | None = None,
         codecs: Mapping[str, Any] | None = None,

@@ -46,10 +46,9 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-if TYPE_CHECKING:
-    import random
+from ._types import Rng
 
 __all__ = [
     "Candidate",
@@ -131,7 +130,7 @@ class SelectionContext:
     """What a strategy knows about the request being routed."""
 
     now: float
-    rng: random.Random          # injected, so that choices replay from a seed
+    rng: Rng          # injected, so that choices replay from a seed
     session_id: str | None = None
     preferred_provider: str | None = None
     previous: str | None = None  # ref that served this pool's previous request
@@ -562,7 +561,7 @@ class LoadBalanced(BaseStrategy):
             live = self._weighted_shuffle(live, ctx.rng)
         return live + idle
 
-    def _weighted_shuffle(self, live: list[Candidate], rng: random.Random) -> list[Candidate]:
+    def _weighted_shuffle(self, live: list[Candidate], rng: Rng) -> list[Candidate]:
         rest, out = list(live), []
         while len(rest) > 1:
             cumulative, total = [], 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 __all__ = [
     "ErrorKind",
@@ -18,7 +18,14 @@ __all__ = [
     "WireRequest",
     "ModelRef",
     "parse_model_ref",
+    "Rng",
 ]
+
+
+class Rng(Protocol):
+    """What the core needs of its injected randomness; a `random.Random` is one."""
+
+    def random(self) -> float: ...
 
 
 class ErrorKind(enum.Enum):
