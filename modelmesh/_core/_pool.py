@@ -264,16 +264,17 @@ class Pool:
         window = state.window
         rl = providers[model.provider].config.rate_limits
         stale = state.rate_reset_at is not None and state.rate_reset_at <= now
+        count, average, success_rate, score, last_minute = window.summary(now, 60.0)
         return Candidate(
             ref=model.ref,
             provider=model.provider,
             model=model.model,
             index=index,
             cost_per_1k=model.cost_per_1k,
-            latency=window.average(now) if window.count(now) else None,
-            success_rate=window.success_rate(now),
-            score=window.score(now),
-            requests_last_minute=window.count_since(now, 60.0),
+            latency=average if count else None,
+            success_rate=success_rate,
+            score=score,
+            requests_last_minute=last_minute,
             last_used=state.last_used,
             remaining_requests=None if stale else state.remaining_requests,
             limit_requests=state.limit_requests,

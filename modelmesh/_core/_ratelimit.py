@@ -121,6 +121,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimitInfo:
     """Fold OpenAI-style, Anthropic-style and Retry-After headers into one `RateLimitInfo`."""
     lowered = _lower(headers)
+    if not any(k.startswith(_RATE_PREFIXES) for k in lowered):  # most answers carry none
+        return RateLimitInfo()
     found: dict[str, float | int | None] = {}
     for kind in ("requests", "tokens"):
         found[f"limit_{kind}"] = _count(lowered.get(f"x-ratelimit-limit-{kind}"))
@@ -140,6 +142,8 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
                 found[f"{field}_{kind}"] = value
     return RateLimitInfo(retry_after=parse_retry_after(lowered, now), **found)  # type: ignore[arg-type]
 
+
+_RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
 # -- helpers -----------------------------------------------------------------------------
 

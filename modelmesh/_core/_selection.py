@@ -341,7 +341,8 @@ class Priority(BaseStrategy):
     def order(self, pool: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
         fallback = self.fallback.preview(pool, ctx)
         # a user fallback may leave some out; they still belong in the chain, in index order
-        fallback += [c for c in pool if c not in fallback]
+        seen = {c.ref for c in fallback}
+        fallback += [c for c in pool if c.ref not in seen]
         position = {c.ref: i for i, c in enumerate(fallback)}
         return sorted(pool, key=lambda c: (self._tier(c), position[c.ref]))
 

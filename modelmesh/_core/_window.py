@@ -132,6 +132,31 @@ class RollingWindow:
             value = self.alpha * sample.value + (1.0 - self.alpha) * value
         return value
 
+    def summary(self, now: float, since_seconds: float) -> tuple[int, float, float, float, int]:
+        """(count, average, success_rate, score, count in the last `since_seconds`) in one pass."""
+        live = self._live(now)
+        if not live:
+            return 0, 0.0, 1.0, 0.0, 0
+        since = now - since_seconds
+        alpha, beta = self.alpha, 1.0 - self.alpha
+        ok = recent = 0
+        total = 0.0
+        ewma = live[0].value
+        first = True
+        for s in live:
+            if s.success:
+                ok += 1
+            if s.at >= since:
+                recent += 1
+            total += s.value
+            if first:
+                first = False
+            else:
+                ewma = alpha * s.value + beta * ewma
+        n = len(live)
+        rate = ok / n
+        return n, total / n, rate, ewma * rate, recent
+
     def score(self, now: float) -> float:
         """EWMA of the values times the success rate (seed 000); 0.0 when empty."""
         return self.ewma(now) * self.success_rate(now)
