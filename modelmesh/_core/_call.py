@@ -292,7 +292,8 @@ class Call:
         if not ranked:
             return self._exhausted(now, [], earliest)
         best = ranked[0]
-        return self._attempt(best.ref, pool.strategy.score(best, ctx), tuple(c.ref for c in ranked[1:]), now)
+        score = pool.strategy.score(pool.full(best, now, mesh.providers), ctx)
+        return self._attempt(best.ref, score, tuple(c.ref for c in ranked[1:]), now)
 
     def _exhausted(self, now: float, tried_but_available: list, earliest: float | None):
         """Nothing fresh to try: start a new round after a backoff, wait for a recovery, or fail."""

@@ -198,7 +198,7 @@ class MeshCore:
                                           recovery_at=earliest, retry_after=None if earliest is None else earliest - now)
         best = ranked[0]
         return RoutingDecision(model_id=best.model, provider_id=best.provider, pool_id=pool.name,
-                               score=pool.strategy.score(best, ctx), fallback_chain=tuple(c.ref for c in ranked[1:]))
+                               score=pool.strategy.score(pool.full(best, now, self.providers), ctx), fallback_chain=tuple(c.ref for c in ranked[1:]))
 
     def drain_events(self) -> list:
         events, self.events = self.events, []

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ._breaker import BreakerState
 from ._cron import next_quota_reset
 from ._events import ModelDeactivated, ModelRecovered, ProviderDeactivated, ProviderRecovered
-from ._policies import Deactivation, DeactivationReason, build_policies
-from ._selection import Candidate, build_strategy
+from ._policies import (
+    AnyOf, BudgetLimit, Deactivation, DeactivationReason, ErrorRate, RequestLimit, RetryLimit, TokenLimit, build_policies,
+)
+from ._selection import Candidate, Priority, RoundRobin, SessionSticky, StickUntilFailure, build_strategy
 from ._state import ModelState, ProviderState
 from .codecs._base import Target
 
@@ -185,7 +187,13 @@ class Pool:
         rotation = config.rotation
         self.strategy = strategy or build_strategy(config.strategy, rotation.selection, user_strategies=user_strategies)
         self.deactivation, self.recovery = build_policies(rotation.deactivation, rotation.recovery)
+        # policies whose verdict can change with time alone (maintenance windows, quota periods,
+        # user functions) are asked again at selection; the rest only change after an outcome
+        timed = [p for p in getattr(self.deactivation, "policies", (self.deactivation,))
+                 if not isinstance(p, (RetryLimit, ErrorRate, RequestLimit, TokenLimit, BudgetLimit))]
+        self._timed = AnyOf(*timed) if timed else None
         self.states: dict[str, ModelState] = {m.ref: self._new_state(m) for m in self.members}
+        self.order_only = _ranks_on_order_alone(self.strategy)
         self.previous: str | None = None
         self._announced_down: set[str] = set()
 
@@ -237,8 +245,8 @@ class Pool:
     def _check_time_policies(self, state: ModelState, now: float, events: list) -> None:
         # maintenance windows and quota periods change with time alone, so they are
         # checked when a model is considered, not only after an outcome
-        if state.breaker.state is BreakerState.CLOSED:
-            decision = self.deactivation.should_deactivate(state, now)
+        if self._timed is not None and state.breaker.state is BreakerState.CLOSED:
+            decision = self._timed.should_deactivate(state, now)
             if decision is not None:
                 self.deactivate(state.model, decision, now, events)
 
@@ -256,8 +264,18 @@ class Pool:
                 if block != float("inf") and (earliest is None or block < earliest):
                     earliest = block
                 continue
-            out.append(self.candidate(model, index, now, providers))
+            if self.order_only:  # the strategy reads no health figures: skip computing them
+                out.append(Candidate(ref=model.ref, provider=model.provider, model=model.model, index=index,
+                                     context_window=model.context_window))
+            else:
+                out.append(self.candidate(model, index, now, providers))
         return out, earliest
+
+    def full(self, cand: Candidate, now: float, providers: Mapping[str, ProviderRuntime]) -> Candidate:
+        """The candidate with its health figures, for the score a decision reports."""
+        if not self.order_only:
+            return cand
+        return self.candidate(self.by_ref[cand.ref], cand.index, now, providers)
 
     def candidate(self, model: ModelInfo, index: int, now: float, providers: Mapping[str, ProviderRuntime]) -> Candidate:
         state = self.states[model.ref]
@@ -353,3 +371,10 @@ class Pool:
             )
         return rows
 
+
+def _ranks_on_order_alone(strategy: Any) -> bool:
+    """True for built-in strategies that rank by configured order, names and their own
+    state only, never by a candidate's health, cost or rate-limit figures."""
+    if isinstance(strategy, Priority):
+        return _ranks_on_order_alone(strategy.fallback)
+    return type(strategy) in (StickUntilFailure, RoundRobin, SessionSticky)

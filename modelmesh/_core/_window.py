@@ -134,6 +134,8 @@ class RollingWindow:
 
     def summary(self, now: float, since_seconds: float) -> tuple[int, float, float, float, int]:
         """(count, average, success_rate, score, count in the last `since_seconds`) in one pass."""
+        if not self._samples:  # most pool members most of the time: skip the list building
+            return 0, 0.0, 1.0, 0.0, 0
         live = self._live(now)
         if not live:
             return 0, 0.0, 1.0, 0.0, 0
