@@ -12,6 +12,7 @@ gunicorn gthread workers): the core decides under a lock and the I/O runs outsid
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -61,6 +62,26 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
     if problems:
         raise ConfigurationError(problems)
     return replace(config, providers=providers), keys
+
+
+def _user_strategies(config: MeshConfig, given: Mapping[str, Callable] | None) -> dict[str, Callable]:
+    """Strategies named "package.module:function" in pools are imported here, outside the core."""
+    import importlib
+
+    out = dict(given or {})
+    problems = []
+    for name, pool in config.pools.items():
+        spec = pool.strategy
+        if ":" not in spec or spec in out:
+            continue
+        module, _, attr = spec.partition(":")
+        try:
+            out[spec] = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"pools.{name}.strategy: cannot load '{spec}' ({type(exc).__name__}: {exc})")
+    if problems:
+        raise ConfigurationError(problems)
+    return out
 
 
 def _custom_connectors(config: MeshConfig) -> dict[str, Any]:
@@ -116,7 +137,7 @@ class MeshClient:
         self.config = cfg
         self._clock = clock or time.time
         self.core = MeshCore(cfg, rng=rng or random.Random(seed), now=self._clock(), api_keys=keys,
-                             user_strategies=strategies, codecs=_custom_connectors(cfg))
+                             user_strategies=_user_strategies(cfg, strategies), codecs=_custom_connectors(cfg))
         if cfg.storage.connector != "memory":
             raise ConfigurationError([f"storage.connector: the '{cfg.storage.connector}' storage connector is not "
                                       "available in this version; state is kept in memory (use 'memory')"])
@@ -153,7 +174,10 @@ class MeshClient:
 
     def _dispatch(self, event: Any) -> None:
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # an observer's bug must not fail the request it observes
+                logging.getLogger("modelmesh").exception("observability listener %r failed on %s", listener, event.type)
 
     # -- routing and state ---------------------------------------------------------------------
     def route(self, capability: str, *, session_id: str | None = None, preferred_provider: str | None = None) -> RoutingDecision:
@@ -192,16 +216,19 @@ class MeshClient:
         model = kwargs.pop("model", None)
         if not model:
             raise TypeError(f"{op}: 'model' is required (a pool, capability or model id)")
+        timeout = kwargs.pop("timeout", None)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise TypeError(f"{op}: 'timeout' must be a positive number of seconds, got {timeout!r}")
         options = RoutingOptions(
             session_id=kwargs.pop("session_id", None),
             preferred_provider=kwargs.pop("preferred_provider", None),
             metadata=kwargs.pop("routing_metadata", None) or {},
+            timeout=timeout,
         )
         extra = kwargs.pop("extra_body", None) or {}
         for unsupported in ("extra_headers", "extra_query"):
             if kwargs.pop(unsupported, None):
                 raise TypeError(f"{op}: '{unsupported}' is not supported; set provider headers in the configuration")
-        kwargs.pop("timeout", None)  # timeouts come from the provider configuration
         body = {k: v for k, v in kwargs.items() if v is not None}
         body.update(extra)
         body["model"] = model

@@ -384,3 +384,32 @@ def test_an_authentication_error_carries_its_attempts_but_no_key(ups):
     err = info.value
     assert err.status == 401 and err.provider == "a" and err.attempts
     assert KEYS["a"] not in str(err) + repr(err)
+
+
+def test_a_failing_listener_does_not_fail_the_request():
+    from modelmesh.testing import FakeUpstream
+
+    def broken(event):
+        raise RuntimeError("observer bug")
+
+    with FakeUpstream("openai", models=["m"]) as up:
+        config = {"providers": {"p": {"connector": "openai", "config": {"base_url": up.url, "auth": {"api_key": "sk-l-0123456789"},
+                                                                        "models": ["m"]}}}}
+        with modelmesh.MeshClient(config, environ={}, on_event=broken) as client:
+            r = client.chat.completions.create(model="p/m", messages=[{"role": "user", "content": "hi"}], timeout=5)
+            assert r.choices[0].message.content
+            with pytest.raises(TypeError, match="timeout"):
+                client.chat.completions.create(model="p/m", messages=[{"role": "user", "content": "hi"}], timeout="soon")
+
+
+def test_a_pool_strategy_named_by_module_path_is_imported(tmp_path, monkeypatch):
+    (tmp_path / "mm_strategy_mod.py").write_text("def last(cands, ctx):\n    return cands[-1]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = {"providers": {"p": {"connector": "openai", "config": {"base_url": "http://127.0.0.1:9/v1",
+                                                                    "auth": {"api_key": "sk-s-0123456789"}, "models": ["m1", "m2"]}}},
+              "pools": {"chat": {"models": ["p/m1", "p/m2"], "strategy": "mm_strategy_mod:last"}}}
+    with modelmesh.MeshClient(config, environ={}) as client:
+        assert client.route("chat").model_id == "m2"
+    config["pools"]["chat"]["strategy"] = "mm_strategy_mod:nope"
+    with pytest.raises(modelmesh.ConfigurationError, match="pools.chat.strategy"):
+        modelmesh.MeshClient(config, environ={})

@@ -389,3 +389,42 @@ def test_manual_deactivation_and_status_snapshot():
         mesh.deactivate_model("zz/none", now=T0)
     with pytest.raises(E.RoutingError):
         mesh.reactivate_provider("zz", now=T0)
+
+
+def test_a_request_timeout_caps_the_pool_deadline():
+    from modelmesh._core._mesh import RoutingOptions
+
+    mesh = three(rotation={"deactivation": {"retry_limit": 10}}, retry={"deadline": "60s", "max_attempts": 10})
+    call = mesh.start("chat", {"messages": [{"role": "user", "content": "hi"}]}, model="chat", now=T0,
+                      options=RoutingOptions(timeout=1.0))
+    slow = TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
+    final, _ = drive(call, {"a/m1": [slow], "b/m2": [200], "c/m3": [200]}, latency=2.0)
+    assert isinstance(final.error, E.RequestTimeoutError)
+
+
+def test_a_resume_that_finds_no_model_still_raises_with_the_partial_text():
+    mesh = three(stream_resume=True, retry={"max_attempts": 2})
+    final, _ = drive(start(mesh, stream=True), {"a/m1": [Stream(sse_chunks(["Hel"], done=False))], "b/m2": [500]})
+    assert isinstance(final.error, E.StreamInterruptedError) and final.error.partial_text == "Hel"
+
+
+def test_waiting_for_a_recovery_tries_the_recovered_model_without_another_backoff():
+    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "20s"}},
+                 on_exhausted="wait", max_wait="30s", retry={"max_attempts": 4})
+    final, seen = drive(start(mesh), {"a/m1": [500, 200], "b/m2": [500], "c/m3": [500]}, latency=0)
+    assert isinstance(final, Succeeded) and final.provider == "a"
+    assert [a.seconds for a in seen if isinstance(a, Wait)] == [pytest.approx(20)]
+
+
+def test_malformed_success_bodies_count_toward_the_retry_limit():
+    mesh = three(rotation={"deactivation": {"retry_limit": 2}})
+    for _ in range(2):
+        drive(start(mesh), {"a/m1": [(200, b"{not json")], "b/m2": [200]})
+    assert mesh.pools["chat"].states["a/m1"].reason.value == "retry_limit"
+
+
+def test_anthropic_version_comes_from_the_provider_api_version():
+    mesh = make_mesh({"a": provider(["claude"], connector="anthropic", api_version="2099-01-01")},
+                     {"chat": {"models": ["a/claude"]}})
+    attempt = start(mesh).next_action(T0)
+    assert attempt.request.headers["anthropic-version"] == "2099-01-01"

@@ -207,7 +207,8 @@ class Call:
         self.started = now
         retry = pool.config.retry
         self.retry = retry
-        self.deadline = now + retry.deadline if retry.deadline else None
+        limits = [t for t in (retry.deadline, options.timeout) if t]
+        self.deadline = now + min(limits) if limits else None
         self.phase = Phase.READY
         self.attempts: list[E.AttemptRecord] = []
         self._queue: deque = deque()
@@ -306,6 +307,7 @@ class Call:
         elif earliest is not None and self.pool.config.on_exhausted == "wait":
             delay = max(0.0, earliest - now)
             if delay <= self.pool.config.max_wait and (self.deadline is None or earliest <= self.deadline):
+                self._round.clear()  # what recovers gets a fresh try, without another backoff
                 return self._wait(now, delay, "every model is on standby; waiting for the first recovery")
         if not tried_but_available:
             self.mesh.events.append(PoolExhausted(at=now, pool=self.pool.name, recovery_at=earliest))
@@ -622,7 +624,8 @@ class Call:
         state = pool.states[ref]
         provider = mesh.providers[model.provider]
         kind = info.kind
-        state.record_failure(now, kind.value, info.status)
+        # a malformed 2xx is the provider's fault, whatever its status said: count it like a timeout
+        state.record_failure(now, kind.value, None if kind is ErrorKind.MALFORMED else info.status)
         provider_rules = pool.config.rotation.provider_deactivation
         if kind is ErrorKind.AUTH:
             state.breaker.release(now)
@@ -707,6 +710,12 @@ class Call:
         )
 
     def _finish_failed(self, err: E.ModelMeshError, now: float) -> Failed:
+        if self._parts and not isinstance(err, E.StreamInterruptedError):
+            # a resumed stream found no model to finish it: the caller still gets what was delivered
+            err = E.StreamInterruptedError(
+                f"stream broke after content was delivered and could not be resumed: {err.message}",
+                partial_text=self.partial_text, reason=err.message, provider=err.provider, model=err.model,
+                status=err.status, attempts=self.attempts)
         self.phase = Phase.DONE  # queued deliveries still go out first: nothing delivered is lost
         self.mesh.events.append(RequestFailed(at=now, request_id=self.request_id, pool=self.pool.name, error=type(err).__name__, attempts=len(self.attempts)))
         self._final = Failed(error=err)

@@ -31,14 +31,7 @@ from ._types import Rng, WireRequest
 from .codecs import get_codec
 from .codecs._base import Target
 
-__all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "OP_CAPABILITY"]
-
-# what a request's operation needs from a model when it names a broad pool
-OP_CAPABILITY = {
-    "chat": "generation.text-generation.chat-completion",
-    "embeddings": "representation.embeddings.text-embeddings",
-}
-
+__all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingOptions:
@@ -48,6 +41,7 @@ class RoutingOptions:
     preferred_provider: str | None = None
     session_id: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None  # seconds for the whole request; caps the pool's retry deadline
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,7 +2,7 @@
 
 Theory of operation. Requests: POST `{base_url}/messages` (the base URL includes `/v1`)
 with `x-api-key`, `anthropic-version: 2023-06-01` (override with
-`target.options["anthropic_version"]`) and a JSON body translated from OpenAI's:
+the provider's `api_version`, or `target.options["anthropic_version"]`) and a JSON body translated from OpenAI's:
 
 * system/developer messages -> top-level `system`; user and assistant turns -> content
   blocks (text; `image_url` data URLs -> base64 `image` blocks, http(s) URLs -> `url`
@@ -117,7 +117,8 @@ class AnthropicCodec(Codec):
     def build_request(self, target: Target, op: str, body: Mapping[str, Any], *,
                       stream: bool) -> WireRequest:
         self._check_op(op, stream)
-        headers = {"anthropic-version": str(target.options.get("anthropic_version", ANTHROPIC_VERSION)),
+        version = target.api_version or target.options.get("anthropic_version", ANTHROPIC_VERSION)
+        headers = {"anthropic-version": str(version),
                    "Accept": "text/event-stream" if stream else "application/json"}
         if target.api_key:
             headers["x-api-key"] = target.api_key
