@@ -138,6 +138,10 @@ class MeshClient:
         self._clock = clock or time.time
         self.core = MeshCore(cfg, rng=rng or random.Random(seed), now=self._clock(), api_keys=keys,
                              user_strategies=_user_strategies(cfg, strategies), codecs=_custom_connectors(cfg))
+        unbuilt = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
+                   "version; list the models under config.models" for pid, p in cfg.providers.items() if p.auto_discover]
+        if unbuilt:
+            raise ConfigurationError(unbuilt)
         if cfg.storage.connector != "memory":
             raise ConfigurationError([f"storage.connector: the '{cfg.storage.connector}' storage connector is not "
                                       "available in this version; state is kept in memory (use 'memory')"])
