@@ -73,9 +73,10 @@ def _one_request(mesh: MeshCore, reply: ResponseReceived, t: float) -> tuple[Any
     return attempt, done
 
 
-def bench_core(iterations: int = 20_000, *, models: int = 10, strategy: str = "priority",
-               warmup: int = 1_000, step: float = 0.01) -> dict[str, Any]:
-    """Time start + Attempt + feed(200) + Succeeded per request; returns the summary (us)."""
+def _time_each(iterations: int, models: int, strategy: str, warmup: int, step: float,
+               op: Any) -> tuple[list[int], Any]:
+    """A mesh warmed with real requests (so windows are full), then `op(mesh, t)` timed
+    `iterations` times; returns the samples (ns) and op's last result."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations!r}")
     mesh = build_mesh(models, strategy)
@@ -87,12 +88,19 @@ def bench_core(iterations: int = 20_000, *, models: int = 10, strategy: str = "p
     samples = [0] * iterations
     clock = time.perf_counter_ns
     gc.collect()
-    attempt = done = None
+    result = None
     for i in range(iterations):
         t += step
         start = clock()
-        attempt, done = _one_request(mesh, reply, t)
+        result = op(mesh, reply, t)
         samples[i] = clock() - start
+    return samples, result
+
+
+def bench_core(iterations: int = 20_000, *, models: int = 10, strategy: str = "priority",
+               warmup: int = 1_000, step: float = 0.01) -> dict[str, Any]:
+    """Time start + Attempt + feed(200) + Succeeded per request; returns the summary (us)."""
+    samples, (attempt, done) = _time_each(iterations, models, strategy, warmup, step, _one_request)
     if not isinstance(attempt, Attempt) or not isinstance(done, Succeeded):
         raise AssertionError(f"the benchmark request did not succeed: {attempt!r} then {done!r}")
     return {"what": "start+attempt+feed(200)+succeeded", "models": models, "strategy": strategy,
@@ -102,23 +110,7 @@ def bench_core(iterations: int = 20_000, *, models: int = 10, strategy: str = "p
 def bench_route(iterations: int = 20_000, *, models: int = 10, strategy: str = "priority",
                 warmup: int = 1_000, step: float = 0.01) -> dict[str, Any]:
     """Time `mesh.route("chat")` alone, after a warm-up of real requests filled the windows."""
-    if iterations < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations!r}")
-    mesh = build_mesh(models, strategy)
-    reply = ResponseReceived(status=200, headers={}, body=ok_body())
-    t = T0
-    for _ in range(warmup):
-        _one_request(mesh, reply, t)
-        t += step
-    samples = [0] * iterations
-    clock = time.perf_counter_ns
-    route = mesh.route
-    gc.collect()
-    decision = None
-    for i in range(iterations):
-        t += step
-        start = clock()
-        decision = route("chat", now=t)
-        samples[i] = clock() - start
+    samples, decision = _time_each(iterations, models, strategy, warmup, step,
+                                   lambda mesh, reply, t: mesh.route("chat", now=t))
     return {"what": "route", "models": models, "strategy": strategy,
             "served_by": f"{decision.provider_id}/{decision.model_id}", **summarize_ns(samples)}
