@@ -65,10 +65,21 @@ class QuickProvider:
         return {"connector": self.connector, "config": {"base_url": self.base_url, "auth": auth, "models": entries}}
 
 
-def _preset_config(preset: Preset, key: str | None, base_url: str) -> dict[str, Any]:
-    models = list(preset.default_models) or discover_models(base_url, key)
-    auth = {"method": "api_key", "api_key": key} if key else {"method": "none"}
-    return {"connector": preset.name, "config": {"base_url": base_url, "auth": auth, "models": models}}
+def _preset_config(preset: Preset, key: str | None, base_url: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    config: dict[str, Any] = {"base_url": base_url}
+    if preset.models_env:  # Azure serves deployments, which no endpoint lists for an API key
+        listed = [m.strip() for m in environ.get(preset.models_env, "").split(",") if m.strip()]
+        if not listed:
+            raise ConfigurationError([f"{preset.name}: {preset.key_names} is set; also set {preset.models_env} "
+                                      "to your deployment names, comma-separated"])
+        models = listed
+        if environ.get("AZURE_OPENAI_API_VERSION"):
+            config["api_version"] = environ["AZURE_OPENAI_API_VERSION"]
+    else:
+        models = list(preset.default_models) or discover_models(base_url, key)
+    config["auth"] = {"method": "api_key", "api_key": key} if key else {"method": "none"}
+    config["models"] = models
+    return {"connector": preset.name, "config": config}
 
 
 def _providers_from(providers: Iterable[Any] | None, api_keys: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -81,7 +92,7 @@ def _providers_from(providers: Iterable[Any] | None, api_keys: Mapping[str, str]
                 if name not in PRESETS:
                     raise ConfigurationError([f"api_keys.{name}: unknown provider (known: {', '.join(PRESETS)})"])
                 out[name] = (PRESETS[name], key, PRESETS[name].base_url)
-        return {name: _preset_config(*spec) for name, spec in out.items()}
+        return {name: _preset_config(*spec, environ) for name, spec in out.items()}
     for i, item in enumerate(providers):
         if isinstance(item, QuickProvider):
             out[item.name] = item.to_config()
@@ -89,15 +100,15 @@ def _providers_from(providers: Iterable[Any] | None, api_keys: Mapping[str, str]
             preset = PRESETS.get(item)
             if preset is None:
                 raise ConfigurationError([f"providers[{i}]: unknown provider '{item}' (known: {', '.join(PRESETS)})"])
-            key = api_keys.get(item) or (environ.get(preset.key_env) if preset.key_env else None)
+            key = api_keys.get(item) or preset.key_in(environ)
             if preset.key_env and not key:
-                raise ConfigurationError([f"providers[{i}]: '{item}' needs an API key: set {preset.key_env} or pass api_keys={{'{item}': ...}}"])
+                raise ConfigurationError([f"providers[{i}]: '{item}' needs an API key: set {preset.key_names} or pass api_keys={{'{item}': ...}}"])
             base = preset.base_url
             if preset.host_env and environ.get(preset.host_env):
                 from .connectors.presets import host_url
 
                 base = host_url(preset, environ[preset.host_env])
-            out[item] = _preset_config(preset, key, base)
+            out[item] = _preset_config(preset, key, base, environ)
         elif isinstance(item, Mapping) and "id" in item:
             spec = dict(item)
             out[spec.pop("id")] = spec

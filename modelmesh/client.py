@@ -44,10 +44,10 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
         if key is None and p.auth.api_key_env:
             key = environ.get(p.auth.api_key_env)
         if key is None and preset is not None and preset.key_env and p.auth.method != "none":
-            key = environ.get(preset.key_env)
+            key = preset.key_in(environ)
             if key is None:
                 problems.append(f"providers.{pid}.config.auth.api_key: no key for connector '{p.connector}': "
-                                f"set {preset.key_env}, give auth.api_key, or set auth.method: none")
+                                f"set {preset.key_names}, give auth.api_key, or set auth.method: none")
         base = p.base_url
         if base is None and preset is not None:
             base = preset.base_url

@@ -310,3 +310,26 @@ def test_config_errors_name_the_file_and_config_excludes_providers(tmp_path):
         modelmesh.create(config=str(path), providers=["openai"], environ={})
     with pytest.raises(ConfigurationError, match="config file not found"):
         modelmesh.create(config=str(tmp_path / "missing.yaml"), environ={})
+
+
+def test_gemini_key_is_also_read_from_GEMINI_API_KEY():
+    client = modelmesh.create(environ={"GEMINI_API_KEY": "AIzaAltKey0123456789abcdefghij"})
+    assert list(client.core.providers) == ["gemini"]
+    assert client.core.providers["gemini"].secret == "AIzaAltKey0123456789abcdefghij"
+
+
+def test_azure_from_the_environment_routes_to_its_deployments():
+    from modelmesh.testing import FakeUpstream
+
+    with FakeUpstream("openai", name="azure", models=["prod-4o"]) as up:
+        env = {"AZURE_OPENAI_API_KEY": "azure-env-key-0123456789", "AZURE_OPENAI_ENDPOINT": up.root_url,
+               "AZURE_OPENAI_DEPLOYMENTS": "prod-4o", "AZURE_OPENAI_API_VERSION": "2024-10-21"}
+        with modelmesh.create(environ=env) as client:
+            r = client.chat.completions.create(model="chat-completion", messages=[{"role": "user", "content": "hi"}])
+            assert r.mesh.provider == "azure-openai" and r.choices[0].message.content
+        sent = up.requests[-1]
+        assert "/openai/deployments/prod-4o/" in sent.path and sent.headers["api-key"] == env["AZURE_OPENAI_API_KEY"]
+        assert sent.query["api-version"] == "2024-10-21"
+    with pytest.raises(modelmesh.ConfigurationError, match="AZURE_OPENAI_DEPLOYMENTS") as info:
+        modelmesh.create(environ={k: v for k, v in env.items() if k != "AZURE_OPENAI_DEPLOYMENTS"})
+    assert env["AZURE_OPENAI_API_KEY"] not in str(info.value)

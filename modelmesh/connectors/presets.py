@@ -22,6 +22,18 @@ class Preset:
     host_env: str | None = None  # environment variable overriding the base URL
     local: bool = False
     docs: str = ""
+    alt_key_envs: tuple[str, ...] = ()  # other spellings of the key variable, read in order
+    models_env: str | None = None       # variable listing the models (Azure deployments), comma-separated
+
+    def key_in(self, environ: Mapping[str, str]) -> str | None:
+        for name in (self.key_env, *self.alt_key_envs):
+            if name and environ.get(name):
+                return environ[name]
+        return None
+
+    @property
+    def key_names(self) -> str:
+        return " or ".join(n for n in (self.key_env, *self.alt_key_envs) if n)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
@@ -30,9 +42,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="anthropic", base_url="https://api.anthropic.com/v1", key_env="ANTHROPIC_API_KEY", codec="anthropic",
            default_models=("claude-3-5-haiku-latest", "claude-sonnet-4-5")),
     Preset(name="gemini", base_url="https://generativelanguage.googleapis.com/v1beta", key_env="GOOGLE_API_KEY",
-           codec="gemini", default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
+           alt_key_envs=("GEMINI_API_KEY",), codec="gemini", default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
     Preset(name="azure-openai", base_url="", key_env="AZURE_OPENAI_API_KEY", codec="azure-openai",
-           host_env="AZURE_OPENAI_ENDPOINT"),
+           host_env="AZURE_OPENAI_ENDPOINT", models_env="AZURE_OPENAI_DEPLOYMENTS"),
     Preset(name="groq", base_url="https://api.groq.com/openai/v1", key_env="GROQ_API_KEY",
            default_models=("llama-3.1-8b-instant", "llama-3.3-70b-versatile")),
     Preset(name="mistral", base_url="https://api.mistral.ai/v1", key_env="MISTRAL_API_KEY",
@@ -79,7 +91,7 @@ def detect(environ: Mapping[str, str]) -> list[tuple[Preset, str | None, str]]:
         if preset.name in ("openai-compatible",):
             continue
         if preset.key_env is not None:
-            key = environ.get(preset.key_env)
+            key = preset.key_in(environ)
             if not key:
                 continue
             base = preset.base_url
