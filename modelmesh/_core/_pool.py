@@ -89,11 +89,19 @@ class ProviderRuntime:
         self.spend_month = 0.0
         self._day_end: float | None = None
         self._month_end: float | None = None
+        self._targets: dict[str, Target] = {}
 
     def __repr__(self) -> str:
         return f"ProviderRuntime(id={self.id!r}, connector={self.config.connector!r})"
 
     def target(self, model: ModelInfo) -> Target:
+        # a Target depends only on configuration, so each model's is built once
+        cached = self._targets.get(model.ref)
+        if cached is None:
+            cached = self._targets[model.ref] = self._build_target(model)
+        return cached
+
+    def _build_target(self, model: ModelInfo) -> Target:
         cfg = self.config
         return Target(
             provider=self.id,
