@@ -218,3 +218,53 @@ def test_32_threads_share_one_client_nothing_lost_or_sent_twice(ups):
     assert attempts == len(a.requests) + len(b.requests)  # every attempt reached exactly one upstream
     status = client.status()["pools"]["chat"]
     assert sum(row["requests"] for row in status) == attempts
+
+
+FAULTS = [Error(500), Error(503), Error(429, retry_after=5), Error(401), Error(404, code="model_not_found"),
+          MalformedJSON(), HtmlError(502), Drop(), SlowFirstByte(1.0)]
+STREAM_FAULTS = [Error(500), StreamErrorEvent(after_chunks=0, code="overloaded_error"), CutStream(after_chunks=0),
+                 SlowFirstByte(1.0)]
+
+
+def _first_fails(style):
+    """A pool whose first model speaks `style` and fails; the second is a healthy OpenAI one."""
+    up = FakeUpstream(style, name="first", models=["m-1"])
+    backup = FakeUpstream("openai", name="backup", models=["b-1"])
+    fast = {"timeout": "500ms", "stream_first_chunk_timeout": "500ms"}
+    client, _ = client_for({"f": prov(style, up.url, "m-1", **fast), "k": prov("openai", backup.url, "b-1")},
+                           ["f/m-1", "k/b-1"])
+    return up, backup, client
+
+
+@pytest.mark.parametrize("style", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: type(f).__name__ + str(getattr(f, "status", "")))
+def test_every_connector_fails_over_on_every_fault(style, fault):
+    up, backup, client = _first_fails(style)
+    with up, backup, client:
+        up.script(fault)
+        r = client.chat.completions.create(model="chat", messages=MSG)
+        assert r.mesh.provider == "k" and r.mesh.attempts[0].outcome != "ok"
+
+
+@pytest.mark.parametrize("style", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("fault", STREAM_FAULTS, ids=lambda f: type(f).__name__)
+def test_every_connector_fails_over_a_stream_before_its_first_chunk(style, fault):
+    up, backup, client = _first_fails(style)
+    with up, backup, client:
+        up.script(fault)
+        s = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in s if c.choices) == "Hello from backup"
+        assert s.mesh.provider == "k"
+
+
+@pytest.mark.parametrize("style", ["openai", "anthropic", "gemini"])
+def test_every_connector_reports_a_stream_cut_after_content(style):
+    up, backup, client = _first_fails(style)
+    with up, backup, client:
+        up.script(CutStream(after_chunks=2))
+        got = []
+        with pytest.raises(E.StreamInterruptedError) as info:
+            for c in client.chat.completions.create(model="chat", messages=MSG, stream=True):
+                got.append(c.choices[0].delta.content or "" if c.choices else "")
+        assert "".join(got) == info.value.partial_text != ""
+        assert len(backup.requests) == 0
