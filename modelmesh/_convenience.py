@@ -103,12 +103,7 @@ def _providers_from(providers: Iterable[Any] | None, api_keys: Mapping[str, str]
             key = api_keys.get(item) or preset.key_in(environ)
             if preset.key_env and not key:
                 raise ConfigurationError([f"providers[{i}]: '{item}' needs an API key: set {preset.key_names} or pass api_keys={{'{item}': ...}}"])
-            base = preset.base_url
-            if preset.host_env and environ.get(preset.host_env):
-                from .connectors.presets import host_url
-
-                base = host_url(preset, environ[preset.host_env])
-            out[item] = _preset_config(preset, key, base, environ)
+            out[item] = _preset_config(preset, key, preset.base_url_in(environ), environ)
         elif isinstance(item, Mapping) and "id" in item:
             spec = dict(item)
             out[spec.pop("id")] = spec

@@ -18,7 +18,6 @@ import random
 import time
 from typing import Any, Callable, Iterator, Mapping
 
-from ._core._call import Deliver
 from ._core._config_schema import MeshConfig
 from ._core._errors import ConfigurationError
 from ._core._mesh import MeshCore, RoutingDecision, RoutingOptions
@@ -27,9 +26,6 @@ from .config import load_config
 from .connectors.presets import PRESETS
 
 __all__ = ["MeshClient", "ChatStream"]
-
-_ROUTING_KWARGS = ("session_id", "preferred_provider", "routing_metadata")
-
 
 def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tuple[MeshConfig, dict[str, str | None]]:
     """Fill what the environment provides: preset base URLs and API keys from key variables."""
@@ -50,11 +46,7 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tupl
                                 f"set {preset.key_names}, give auth.api_key, or set auth.method: none")
         base = p.base_url
         if base is None and preset is not None:
-            base = preset.base_url
-            if preset.host_env and environ.get(preset.host_env):
-                from .connectors.presets import host_url
-
-                base = host_url(preset, environ[preset.host_env]) if preset.local else environ[preset.host_env].rstrip("/")
+            base = preset.base_url_in(environ)
         if not base:
             problems.append(f"providers.{pid}.config.base_url: connector '{p.connector}' needs a base_url")
         providers[pid] = replace(p, base_url=base)
@@ -258,15 +250,9 @@ class ChatStream:
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         for item in self._handle:
-            yield self._chunk(item)
+            yield ChatCompletionChunk(item.chunk)
         if self._handle.result is not None:
             self.mesh = _served(self._handle.result)
-
-    @staticmethod
-    def _chunk(item: Deliver) -> ChatCompletionChunk:
-        chunk = ChatCompletionChunk(item.chunk)
-        object.__setattr__(chunk, "mesh", None)
-        return chunk
 
     def __enter__(self) -> ChatStream:
         return self

@@ -5,7 +5,7 @@ import pytest
 
 from modelmesh import errors as E
 from modelmesh._core._call import (
-    Attempt, CallProtocolError, Cancelled, Deliver, Failed, ResponseReceived, StreamEnded, Succeeded,
+    Attempt, CallProtocolError, Cancelled, Deliver, Failed, StreamEnded, Succeeded,
     TransportFailed, Wait,
 )
 from modelmesh._core._types import ErrorKind

@@ -35,7 +35,6 @@ from ._breaker import BreakerState
 from ._events import AttemptFailed, RequestCompleted, RequestFailed, RequestRouted, RetryScheduled, PoolExhausted
 from ._policies import Deactivation, DeactivationReason
 from ._ratelimit import parse_rate_limit_headers
-from ._selection import SelectionContext
 from ._types import ErrorInfo, ErrorKind, WireRequest
 from .codecs._base import CodecError, StreamDone, StreamError, Target
 
@@ -222,7 +221,6 @@ class Call:
         self._wait_until = now
         self._round_no = 0
         self._last_error: ErrorInfo | None = None
-        self._last_ref: str | None = None
         self._retry_ref: str | None = None
         # per attempt
         self._ref: str | None = None
@@ -284,11 +282,7 @@ class Call:
         fresh = [c for c in cands if c.ref not in self._round]
         if not fresh:
             return self._exhausted(now, cands, earliest)
-        ctx = SelectionContext(
-            now=now, rng=mesh.rng, session_id=self.options.session_id,
-            preferred_provider=self.options.preferred_provider, previous=pool.previous,
-            excluded=frozenset(), min_context=None, metadata=self.options.metadata,
-        )
+        ctx = pool.context(now, mesh.rng, self.options)
         ranked = pool.strategy.rank(fresh, ctx)
         if not ranked:
             return self._exhausted(now, [], earliest)
@@ -585,7 +579,6 @@ class Call:
         ref, model = self._ref, self._model
         self._record(ref, model, info, now)
         self._last_error = info
-        self._last_ref = ref
         self.phase = Phase.READY
         kind = info.kind
         state = self.pool.states[ref]

@@ -6,7 +6,7 @@ facts about the past ("ModelDeactivated"), never requests to act. They carry no 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [

@@ -26,7 +26,6 @@ from ._call import Call
 from ._capabilities import is_capability, is_under, resolve_capability
 from ._config_schema import MeshConfig, PoolConfig
 from ._pool import ModelInfo, Pool, ProviderRuntime
-from ._selection import SelectionContext
 from ._types import Rng, WireRequest
 from .codecs import get_codec
 from .codecs._base import Target
@@ -104,7 +103,6 @@ class MeshCore:
                                     strategy=(strategies or {}).get(name))
         self._implicit: dict[str, Pool] = {}
         self._probed: dict[str, float] = {}
-        self._started = now
 
     def __repr__(self) -> str:
         return f"MeshCore(providers={list(self.providers)!r}, pools={list(self.pools)!r})"
@@ -182,9 +180,7 @@ class MeshCore:
         options = options or RoutingOptions()
         pool = self.resolve(capability)
         cands, earliest = pool.candidates(now, self.providers, self.events)
-        ctx = SelectionContext(now=now, rng=self.rng, session_id=options.session_id,
-                               preferred_provider=options.preferred_provider, previous=pool.previous,
-                               metadata=options.metadata)
+        ctx = pool.context(now, self.rng, options)
         ranked = pool.strategy.preview(cands, ctx) if cands else []  # a question, not a request: no state moves
         if not ranked:
             when = f"; the first recovers in {earliest - now:.1f}s" if earliest is not None else ""
@@ -230,7 +226,7 @@ class MeshCore:
                       "enabled": p.config.enabled}
                 for pid, p in self.providers.items()
             },
-            "pools": {pool.name: pool.snapshot(now, self.providers) for pool in self.all_pools()},
+            "pools": {pool.name: pool.snapshot(now, self.providers, self.events) for pool in self.all_pools()},
         }
 
     # -- probes -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ._events import ModelDeactivated, ModelRecovered, ProviderDeactivated, Prov
 from ._policies import (
     AnyOf, BudgetLimit, Deactivation, DeactivationReason, ErrorRate, RequestLimit, RetryLimit, TokenLimit, build_policies,
 )
-from ._selection import Candidate, Priority, RoundRobin, SessionSticky, StickUntilFailure, build_strategy
+from ._selection import Candidate, Priority, SelectionContext, RoundRobin, SessionSticky, StickUntilFailure, build_strategy
 from ._state import ModelState, ProviderState
 from .codecs._base import Target
 
@@ -312,6 +312,12 @@ class Pool:
             in_flight=0,
         )
 
+    def context(self, now: float, rng: Any, options: Any) -> SelectionContext:
+        """What the strategy is told about a request for this pool (options: RoutingOptions)."""
+        return SelectionContext(now=now, rng=rng, session_id=options.session_id,
+                                preferred_provider=options.preferred_provider, previous=self.previous,
+                                metadata=options.metadata)
+
     # -- state changes -------------------------------------------------------------
     def deactivate(self, ref: str, decision: Deactivation, now: float, events: list) -> None:
         state = self.states[ref]
@@ -356,12 +362,12 @@ class Pool:
             return None
         return next_quota_reset(now, schedule)
 
-    def snapshot(self, now: float, providers: Mapping[str, ProviderRuntime]) -> list[dict[str, Any]]:
+    def snapshot(self, now: float, providers: Mapping[str, ProviderRuntime], events: list) -> list[dict[str, Any]]:
         rows = []
         for model in self.members:
             state = self.states[model.ref]
             provider = providers[model.provider]
-            block = None if not provider.config.enabled else self.model_block(model.ref, now, providers, [])
+            block = None if not provider.config.enabled else self.model_block(model.ref, now, providers, events)
             rows.append(
                 {
                     "model": model.ref,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["Preset", "PRESETS", "preset_for", "detect"]
+__all__ = ["Preset", "PRESETS", "detect", "host_url"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +30,11 @@ class Preset:
             if name and environ.get(name):
                 return environ[name]
         return None
+
+    def base_url_in(self, environ: Mapping[str, str]) -> str:
+        """The base URL: the host variable's when it is set (OLLAMA_HOST, AZURE_OPENAI_ENDPOINT), else the preset's."""
+        host = environ.get(self.host_env) if self.host_env else None
+        return host_url(self, host) if host else self.base_url
 
     @property
     def key_names(self) -> str:
@@ -70,10 +75,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
-def preset_for(connector: str) -> Preset | None:
-    return PRESETS.get(connector)
-
-
 def host_url(preset: Preset, value: str) -> str:
     """OLLAMA_HOST may be "127.0.0.1:11434" or a full URL; the preset's path (/v1) is kept."""
     url = value if "://" in value else f"http://{value}"
@@ -94,13 +95,9 @@ def detect(environ: Mapping[str, str]) -> list[tuple[Preset, str | None, str]]:
             key = preset.key_in(environ)
             if not key:
                 continue
-            base = preset.base_url
-            if preset.host_env:
-                host = environ.get(preset.host_env)
-                if not host:
-                    continue
-                base = host.rstrip("/")
-            found.append((preset, key, base))
+            if preset.host_env and not environ.get(preset.host_env):
+                continue  # Azure: a key without its endpoint is no provider
+            found.append((preset, key, preset.base_url_in(environ)))
         elif preset.host_env and environ.get(preset.host_env):
-            found.append((preset, None, host_url(preset, environ[preset.host_env])))
+            found.append((preset, None, preset.base_url_in(environ)))
     return found
