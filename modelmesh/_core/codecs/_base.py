@@ -38,6 +38,7 @@ __all__ = [
     "StreamItem",
     "StreamDecoder",
     "SSEStreamDecoder",
+    "TranslatingStreamDecoder",
     "Codec",
     "kind_for_status",
     "clean_message",
@@ -167,6 +168,23 @@ class SSEStreamDecoder(StreamDecoder):
                     self.finished = True
                     return items
         return items
+
+
+class TranslatingStreamDecoder(SSEStreamDecoder):
+    """A vendor stream re-emitted as OpenAI chunks that share one id and model, both
+    learnt from the vendor's events as they come (Anthropic, Gemini)."""
+
+    NOT_JSON = ErrorInfo(kind=ErrorKind.MALFORMED, message="stream event is not JSON")
+
+    def __init__(self, codec: Codec, target: Target, created: int, default_id: str) -> None:
+        super().__init__()
+        self._codec, self._target, self._created = codec, target, created
+        self._id, self._model = default_id, target.model
+
+    def _chunk(self, delta: Mapping[str, Any] | None = None, finish: str | None = None,
+               usage: Mapping[str, Any] | None = None, index: int = 0) -> dict:
+        return chunk(id=self._id, model=self._model, created=self._created, delta=delta,
+                     finish_reason=finish, usage=usage, index=index)
 
 
 class Codec(abc.ABC):

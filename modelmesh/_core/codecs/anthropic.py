@@ -39,7 +39,7 @@ from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
     Codec,
     CodecError,
-    SSEStreamDecoder,
+    TranslatingStreamDecoder,
     StreamDone,
     StreamError,
     StreamItem,
@@ -48,7 +48,6 @@ from ._base import (
     split_turns,
     as_int,
     as_list,
-    chunk,
     kind_for_status,
     load_json,
     merge_headers,
@@ -393,26 +392,19 @@ def _models(target: Target, data: Any, status: int) -> dict:
     return {"object": "list", "data": models}
 
 
-class AnthropicStreamDecoder(SSEStreamDecoder):
+class AnthropicStreamDecoder(TranslatingStreamDecoder):
     """Re-emits `message_start` .. `message_stop` as OpenAI chunks."""
 
     def __init__(self, codec: AnthropicCodec, target: Target, created: int) -> None:
-        super().__init__()
-        self._codec, self._target, self._created = codec, target, created
-        self._id, self._model = "msg", target.model
+        super().__init__(codec, target, created, "msg")
         self._usage: dict[str, Any] = {}
         self._output_tokens: int | None = None
         self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
 
-    def _chunk(self, delta: Mapping[str, Any] | None = None, finish: str | None = None,
-               usage: Mapping[str, Any] | None = None) -> dict:
-        return chunk(id=self._id, model=self._model, created=self._created, delta=delta,
-                     finish_reason=finish, usage=usage)
-
     def _on_event(self, event: SSEEvent) -> list[StreamItem]:
         data = load_json(event.data)
         if not isinstance(data, dict):
-            return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED, message="stream event is not JSON"))]
+            return [StreamError(info=self.NOT_JSON)]
         kind = data.get("type") or event.event
         if kind == "error" or event.event == "error":
             return [StreamError(info=self._codec.stream_error(data, self._target.secrets))]

@@ -38,8 +38,8 @@ from .._ratelimit import parse_duration
 from .._sse import SSEEvent
 from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
-    Codec, CodecError, SSEStreamDecoder, StreamDone, StreamError, StreamItem, Target, as_dict, as_int, as_list, chunk,
-    kind_for_status, load_json, merge_headers, parse_data_url, register_codec, require_mapping, split_turns,
+    Codec, CodecError, StreamDone, StreamError, StreamItem, Target, TranslatingStreamDecoder, as_dict, as_int,
+    as_list, kind_for_status, load_json, merge_headers, parse_data_url, register_codec, require_mapping, split_turns,
 )
 
 __all__ = ["GeminiCodec", "UNSUPPORTED_PARAMS", "DEFAULT_BASE_URL"]
@@ -471,13 +471,11 @@ def _models(target: Target, data: dict, status: int) -> dict:
     return {"object": "list", "data": models}
 
 
-class GeminiStreamDecoder(SSEStreamDecoder):
+class GeminiStreamDecoder(TranslatingStreamDecoder):
     """Each event is a whole GenerateContentResponse; chunks go out per candidate."""
 
     def __init__(self, codec: GeminiCodec, target: Target, created: int) -> None:
-        super().__init__()
-        self._codec, self._target, self._created = codec, target, created
-        self._id, self._model = "gemini", target.model
+        super().__init__(codec, target, created, "gemini")
         self._calls: dict[int, int] = {}    # candidate index -> tool calls emitted so far
         self._started: set[int] = set()     # candidates whose role chunk went out
         self._finished = False
@@ -488,7 +486,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
         if not isinstance(data, dict):
-            return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED, message="stream event is not JSON"))]
+            return [StreamError(info=self.NOT_JSON)]
         if isinstance(data.get("error"), dict):
             return [StreamError(info=self._codec.stream_error(data, self._target.secrets))]
         self._id = data.get("responseId") or self._id
@@ -514,16 +512,14 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             delta["tool_calls"] = calls
         finish = _finish(cand.get("finishReason"), self._calls[index] > 0)
         self._finished = self._finished or finish is not None
-        out = chunk(id=self._id, model=self._model, created=self._created, delta=delta,
-                    finish_reason=finish, index=index)
+        out = self._chunk(delta, finish, index=index)
         out["choices"][0]["logprobs"] = _logprobs(cand)
         return out
 
     def _on_end(self) -> list[StreamItem]:
         if not self._finished:
             return super()._on_end()
-        usage_chunk = chunk(id=self._id, model=self._model, created=self._created, usage=self._usage
-                            or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        usage_chunk = self._chunk(usage=self._usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         return [usage_chunk, StreamDone()]
 
 
