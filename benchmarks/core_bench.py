@@ -51,7 +51,7 @@ def build_mesh(models: int = 10, strategy: str = "priority", *, now: float = T0,
     if strategy == "priority":
         pool.update(strategy="priority", rotation={"selection": {"model_priority": refs}})
     cfg = parse_config({"providers": providers, "pools": {"chat": pool}})
-    return MeshCore(cfg, rng=random.Random(seed), now=now)
+    return MeshCore(cfg, rng=random.Random(seed))
 
 
 def ok_body(model: str = "m0") -> bytes:

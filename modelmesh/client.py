@@ -128,7 +128,7 @@ class MeshClient:
         cfg, keys = _resolve_environment(cfg, os.environ if environ is None else environ)
         self.config = cfg
         self._clock = clock or time.time
-        self.core = MeshCore(cfg, rng=rng or random.Random(seed), now=self._clock(), api_keys=keys,
+        self.core = MeshCore(cfg, rng=rng or random.Random(seed), api_keys=keys,
                              user_strategies=_user_strategies(cfg, strategies), codecs=_custom_connectors(cfg))
         unbuilt = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
                    "version; list the models under config.models" for pid, p in cfg.providers.items() if p.auto_discover]

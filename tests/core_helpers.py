@@ -36,7 +36,7 @@ def make_mesh(providers: dict, pools: dict | None = None, seed: int = 0, now: fl
         data["pools"] = pools
     data.update(top)
     cfg = parse_config(data)
-    return MeshCore(cfg, rng=random.Random(seed), now=now)
+    return MeshCore(cfg, rng=random.Random(seed))
 
 
 def ok_body(text="hi", model="m", prompt=3, completion=2) -> bytes:

@@ -47,7 +47,7 @@ def config_data(priority=CHAT) -> dict:
 
 
 def build(seed: int, data: dict | None = None) -> MeshCore:
-    return MeshCore(parse_config(data or config_data()), rng=random.Random(seed), now=T0)
+    return MeshCore(parse_config(data or config_data()), rng=random.Random(seed))
 
 
 CUT = TransportFailed(kind=ErrorKind.CONNECTION, message="connection reset")

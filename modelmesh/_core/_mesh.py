@@ -18,6 +18,7 @@ outside it).
 from __future__ import annotations
 
 import difflib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -25,6 +26,7 @@ from . import _errors as E
 from ._call import Call
 from ._capabilities import is_capability, is_under, resolve_capability
 from ._config_schema import MeshConfig, PoolConfig
+from ._policies import PolicySet
 from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._types import Rng, WireRequest
 from .codecs import get_codec
@@ -73,12 +75,16 @@ class MeshCore:
         config: MeshConfig,
         *,
         rng: Rng,
-        now: float,
         api_keys: Mapping[str, str | None] | None = None,
         codecs: Mapping[str, Any] | None = None,
         user_strategies: Mapping[str, Callable] | None = None,
         strategies: Mapping[str, Any] | None = None,
+        policies: Mapping[str, PolicySet] | None = None,
+        lock: Any = None,
     ) -> None:
+        """`policies` plugs user policies into pools by pool name, "*" for every pool.
+        `lock` is a context manager guarding shared health (a threading.Lock from a shell
+        whose threads share this core); by default nothing is locked."""
         self.config = config
         self.rng = rng
         self.events: list = []
@@ -96,11 +102,13 @@ class MeshCore:
                 info = ModelInfo.from_config(pid, mcfg)
                 self.models[info.ref] = info
         self.secret_values = tuple(sorted({k for k in (p.secret for p in self.providers.values()) if k} | set(config.secret_values())))
+        self._policies = dict(policies or {})
+        self.lock = lock if lock is not None else nullcontext()
         self.pools: dict[str, Pool] = {}
         for name, pcfg in config.pools.items():
             members = self._members(pcfg)
             self.pools[name] = Pool(name, pcfg, members, user_strategies=self._user_strategies,
-                                    strategy=(strategies or {}).get(name))
+                                    strategy=(strategies or {}).get(name), policies=self._plugged(name))
         self._implicit: dict[str, Pool] = {}
         self._probed: dict[str, float] = {}
 
@@ -160,7 +168,11 @@ class MeshCore:
         cfg = PoolConfig(name=name, capability=capability, models=tuple(m.ref for m in members),
                          strategy=d.strategy, rotation=d.rotation, retry=d.retry, on_exhausted=d.on_exhausted,
                          max_wait=d.max_wait, stream_resume=d.stream_resume)
-        return Pool(name, cfg, members, user_strategies=self._user_strategies, implicit=True)
+        return Pool(name, cfg, members, user_strategies=self._user_strategies, implicit=True,
+                    policies=self._plugged(name))
+
+    def _plugged(self, pool: str) -> PolicySet:
+        return self._policies.get("*", PolicySet()) + self._policies.get(pool, PolicySet())
 
     def all_pools(self) -> list[Pool]:
         return list(self.pools.values()) + [p for p in self._implicit.values() if p.implicit and p.name not in self.pools]

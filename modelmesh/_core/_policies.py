@@ -58,6 +58,7 @@ __all__ = [
     "as_deactivation_policy",
     "as_recovery_policy",
     "build_policies",
+    "PolicySet",
     "QUOTA_REASONS",
 ]
 
@@ -478,10 +479,24 @@ class Probe(_Recoverer):
 
 
 # -- from configuration -------------------------------------------------------------------------
-def build_policies(deactivation_cfg: Any, recovery_cfg: Any) -> tuple[AnyOf, FirstOf]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySet:
+    """Policies a user plugs into a pool beside the configured ones: objects or plain functions.
+    Deactivation policies are asked after the configured ones; recovery policies before them,
+    so a user's recovery time wins over the configured cooldown."""
+
+    deactivation: tuple[DeactivationLike, ...] = ()
+    recovery: tuple[RecoveryLike, ...] = ()
+
+    def __add__(self, other: PolicySet) -> PolicySet:
+        return PolicySet(deactivation=self.deactivation + other.deactivation, recovery=self.recovery + other.recovery)
+
+
+def build_policies(deactivation_cfg: Any, recovery_cfg: Any, plugged: PolicySet | None = None) -> tuple[AnyOf, FirstOf]:
     """(deactivation, recovery) policies from config objects, read by attribute name (a
-    missing attribute or a None object takes the default). A refused value raises
-    ValueError naming the setting, e.g. "deactivation.retry_limit: ..."."""
+    missing attribute or a None object takes the default), with `plugged` user policies
+    composed in. A refused value raises ValueError naming the setting, e.g.
+    "deactivation.retry_limit: ..."."""
     d = _Settings(deactivation_cfg, "deactivation")
     r = _Settings(recovery_cfg, "recovery")
     parts: list[DeactivationLike] = []
@@ -506,7 +521,8 @@ def build_policies(deactivation_cfg: Any, recovery_cfg: Any) -> tuple[AnyOf, Fir
     if d.get("error_rate_threshold") is not None:
         parts.append(d.make("error_rate_threshold", ErrorRate, d.get("error_rate_threshold"),
                             d.get("error_rate_min_requests", 10)))
-    return AnyOf(*parts), FirstOf(*_recovery_parts(r, d))
+    plugged = plugged or PolicySet()
+    return AnyOf(*parts, *plugged.deactivation), FirstOf(*plugged.recovery, *_recovery_parts(r, d))
 
 
 def _recovery_parts(r: _Settings, d: _Settings) -> list[RecoveryLike]:

@@ -20,7 +20,7 @@ from ._breaker import BreakerState
 from ._cron import next_quota_reset
 from ._events import ModelDeactivated, ModelRecovered, ProviderDeactivated, ProviderRecovered
 from ._policies import (
-    AnyOf, BudgetLimit, Deactivation, DeactivationReason, ErrorRate, RequestLimit, RetryLimit, TokenLimit, build_policies,
+    AnyOf, BudgetLimit, Deactivation, DeactivationReason, ErrorRate, RequestLimit, RetryLimit, TokenLimit, PolicySet, build_policies,
 )
 from ._selection import Candidate, Priority, SelectionContext, RoundRobin, SessionSticky, StickUntilFailure, build_strategy
 from ._state import ModelState, ProviderState
@@ -186,6 +186,7 @@ class Pool:
         user_strategies: Mapping[str, Any] | None = None,
         strategy: Any = None,
         implicit: bool = False,
+        policies: PolicySet | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -194,7 +195,7 @@ class Pool:
         self.implicit = implicit
         rotation = config.rotation
         self.strategy = strategy or build_strategy(config.strategy, rotation.selection, user_strategies=user_strategies)
-        self.deactivation, self.recovery = build_policies(rotation.deactivation, rotation.recovery)
+        self.deactivation, self.recovery = build_policies(rotation.deactivation, rotation.recovery, policies)
         # policies whose verdict can change with time alone (maintenance windows, quota periods,
         # user functions) are asked again at selection; the rest only change after an outcome
         timed = [p for p in getattr(self.deactivation, "policies", (self.deactivation,))
