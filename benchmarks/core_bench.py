@@ -69,7 +69,7 @@ def _one_request(mesh: MeshCore, reply: ResponseReceived, t: float) -> tuple[Any
     attempt = call.next_action(t)
     call.feed(reply, t)
     done = call.next_action(t)
-    mesh.drain_events()
+    call.drain_events()
     return attempt, done
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from typing import Any, Callable, Iterator, Mapping
 
@@ -128,7 +129,7 @@ class MeshClient:
         cfg, keys = _resolve_environment(cfg, os.environ if environ is None else environ)
         self.config = cfg
         self._clock = clock or time.time
-        self.core = MeshCore(cfg, rng=rng or random.Random(seed), api_keys=keys,
+        self.core = MeshCore(cfg, rng=rng or random.Random(seed), api_keys=keys, lock=threading.Lock(),
                              user_strategies=_user_strategies(cfg, strategies), codecs=_custom_connectors(cfg))
         unbuilt = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
                    "version; list the models under config.models" for pid, p in cfg.providers.items() if p.auto_discover]
@@ -178,29 +179,23 @@ class MeshClient:
     # -- routing and state ---------------------------------------------------------------------
     def route(self, capability: str, *, session_id: str | None = None, preferred_provider: str | None = None) -> RoutingDecision:
         """The routing decision a request for `capability` would get now (nothing is sent)."""
-        with self.transport.lock:
-            return self.core.route(capability, RoutingOptions(session_id=session_id, preferred_provider=preferred_provider),
-                                   now=self._clock())
+        return self.core.route(capability, RoutingOptions(session_id=session_id, preferred_provider=preferred_provider),
+                               now=self._clock())
 
     def status(self) -> dict[str, Any]:
         """Every provider's and pool member's state now."""
-        with self.transport.lock:
-            return self.core.snapshot(self._clock())
+        return self.core.snapshot(self._clock())
 
     def deactivate(self, model: str, *, pool: str | None = None, until: float | None = None) -> None:
-        with self.transport.lock:
-            self.core.deactivate_model(model, pool=pool, until=until, now=self._clock())
-            events = self.core.drain_events()
-        for ev in events:
+        for ev in self.core.deactivate_model(model, pool=pool, until=until, now=self._clock()):
             self._dispatch(ev)
 
     def reactivate(self, model: str | None = None, *, provider: str | None = None, pool: str | None = None) -> None:
-        with self.transport.lock:
-            if provider is not None:
-                self.core.reactivate_provider(provider, now=self._clock())
-            if model is not None:
-                self.core.reactivate_model(model, pool=pool, now=self._clock())
-            events = self.core.drain_events()
+        events = []
+        if provider is not None:
+            events += self.core.reactivate_provider(provider, now=self._clock())
+        if model is not None:
+            events += self.core.reactivate_model(model, pool=pool, now=self._clock())
         for ev in events:
             self._dispatch(ev)
 

@@ -120,3 +120,17 @@ def drive(call, script: dict, clock: Clock | None = None, latency: float = 0.1, 
             status, body, *rest = answer
             call.feed(ResponseReceived(status=status, headers=rest[0] if rest else {}, body=body), clock())
     raise AssertionError("call did not finish")
+
+
+def health_of(mesh: MeshCore, ref: str, pool: str = "chat"):
+    """The health record of `ref` in `pool`."""
+    return mesh.health.state(pool, ref)
+
+
+def provider_up(mesh: MeshCore, pid: str, now: float) -> bool:
+    return mesh.snapshot(now)["providers"][pid]["up"]
+
+
+def member(mesh: MeshCore, ref: str, now: float, pool: str = "chat") -> dict:
+    """`ref`'s row of the status view at `now`."""
+    return next(r for r in mesh.snapshot(now)["pools"][pool] if r["model"] == ref)

@@ -5,12 +5,12 @@ import pytest
 
 from modelmesh import errors as E
 from modelmesh._core._call import (
-    Attempt, CallProtocolError, Cancelled, Deliver, Failed, StreamEnded, Succeeded,
+    Attempt, CallProtocolError, Cancelled, Deliver, Failed, ResponseReceived, StreamEnded, StreamOpened, Succeeded,
     TransportFailed, Wait,
 )
 from modelmesh._core._types import ErrorKind
 
-from core_helpers import T0, Clock, Stream, drive, err_body, make_mesh, ok_body, provider, sse_chunks
+from core_helpers import T0, Clock, Stream, drive, err_body, make_mesh, member, ok_body, provider, provider_up, sse_chunks, health_of
 
 
 def three(**pool):
@@ -45,17 +45,19 @@ def test_first_model_serves_and_usage_and_cost_are_counted():
 def test_rate_limit_with_retry_after_fails_over_and_cools_down_exactly_that_long():
     mesh = three()
     clock = Clock()
-    final, _ = drive(start(mesh), {"a/m1": [(429, err_body(type_="rate_limit_exceeded"), {"retry-after": "30"})], "b/m2": [200]}, clock)
+    first = start(mesh)
+    final, _ = drive(first, {"a/m1": [(429, err_body(type_="rate_limit_exceeded"), {"retry-after": "30"})], "b/m2": [200]}, clock)
     assert final.provider == "b" and [a.outcome for a in final.attempts] == ["rate_limited", "ok"]
-    pool = mesh.pools["chat"]
-    assert pool.model_block("a/m1", clock.t + 1, mesh.providers, []) == pytest.approx(T0 + 0.1 + 30)
+    row = member(mesh, "a/m1", clock.t + 1)
+    assert row["status"] == "standby" and row["until"] == pytest.approx(T0 + 0.1 + 30)
     # before the deadline a is skipped without being called; after it, a gets its trial request
     final, seen = drive(start(mesh, now=clock.t), {"a/m1": [200], "b/m2": [200]}, Clock(clock.t + 5))
     assert final.provider == "b"
-    final, seen = drive(start(mesh, now=clock.t + 31), {"a/m1": [200], "b/m2": [200]}, Clock(clock.t + 31))
+    last = start(mesh, now=clock.t + 31)
+    final, seen = drive(last, {"a/m1": [200], "b/m2": [200]}, Clock(clock.t + 31))
     assert final.provider == "a"
-    kinds = [e.type for e in mesh.drain_events()]
-    assert "model_deactivated" in kinds and "model_recovered" in kinds
+    assert "model_deactivated" in [e.type for e in first.drain_events()]
+    assert "model_recovered" in [e.type for e in last.drain_events()]
 
 
 def test_retry_limit_puts_a_model_on_standby_and_redeactivation_never_shortens():
@@ -64,7 +66,7 @@ def test_retry_limit_puts_a_model_on_standby_and_redeactivation_never_shortens()
     for _ in range(2):
         final, _ = drive(start(mesh, now=clock.t), {"a/m1": [500], "b/m2": [200]}, clock)
         assert final.provider == "b"
-    state = mesh.pools["chat"].states["a/m1"]
+    state = health_of(mesh, "a/m1")
     assert state.reason.value == "retry_limit"
     until = state.breaker.open_until
     assert until == pytest.approx(clock.t + 60, abs=1)
@@ -85,7 +87,7 @@ def test_auth_failure_puts_every_model_of_the_provider_on_standby_in_every_pool(
     assert final.provider == "b"
     final, seen = drive(start(mesh, model="other"), {"a/e1": [200], "b/m2": [200]})
     assert final.provider == "b" and len(final.attempts) == 1  # a/e1 was never tried
-    assert not mesh.providers["a"].is_up(T0 + 10_000)  # until a probe or a hand brings it back
+    assert not provider_up(mesh, "a", T0 + 10_000)  # until a probe or a hand brings it back
     mesh.reactivate_provider("a", now=T0 + 1)
     final, _ = drive(start(mesh, model="other", now=T0 + 1), {"a/e1": [200], "b/m2": [200]}, Clock(T0 + 1))
     assert final.provider == "a"
@@ -98,8 +100,8 @@ def test_quota_exhausted_is_provider_standby_until_the_quota_resets():
     final, _ = drive(start(mesh), {"a/m1": [(429, body)], "b/m2": [200]})
     assert final.provider == "b"
     midnight = (T0 // 86400 + 1) * 86400
-    assert mesh.providers["a"].standby_until == pytest.approx(midnight)
-    assert not mesh.providers["a"].is_up(midnight - 1) and mesh.providers["a"].is_up(midnight)
+    assert mesh.snapshot(T0)["providers"]["a"]["until"] == pytest.approx(midnight)
+    assert not provider_up(mesh, "a", midnight - 1) and provider_up(mesh, "a", midnight)
 
 
 def test_bad_request_fails_fast_without_penalising_the_model():
@@ -107,7 +109,7 @@ def test_bad_request_fails_fast_without_penalising_the_model():
     final, seen = drive(start(mesh), {"a/m1": [(400, err_body("bad 'temperature'", type_="invalid_request_error"))]})
     assert isinstance(final, Failed) and isinstance(final.error, E.BadRequestError)
     assert len(final.error.attempts) == 1
-    state = mesh.pools["chat"].states["a/m1"]
+    state = health_of(mesh, "a/m1")
     assert state.consecutive_failures == 0 and state.breaker.state.value == "closed"
 
 
@@ -119,7 +121,7 @@ def test_context_length_goes_to_a_model_with_a_larger_window():
     body = err_body("maximum context length is 8000 tokens", type_="invalid_request_error", code="context_length_exceeded")
     final, seen = drive(start(mesh), {"a/small": [(400, body)], "b/mid": [200], "c/big": [200]})
     assert final.provider == "c"  # b/mid has the same window and is skipped
-    assert mesh.pools["chat"].states["a/small"].consecutive_failures == 0
+    assert health_of(mesh, "a/small").consecutive_failures == 0
 
 
 def test_content_filter_tries_another_model_and_reports_when_all_refuse():
@@ -181,7 +183,7 @@ def test_connection_refused_is_a_provider_outage():
     refused = TransportFailed(kind=ErrorKind.CONNECTION, message="connection refused", connect=True)
     final, _ = drive(start(mesh), {"a/m1": [refused], "b/m2": [200]})
     assert final.provider == "b"
-    assert not mesh.providers["a"].is_up(T0 + 1) and mesh.providers["a"].is_up(T0 + 61)
+    assert not provider_up(mesh, "a", T0 + 1) and provider_up(mesh, "a", T0 + 61)
 
 
 def test_provider_daily_budget_rotates_away_then_raises_budget_exceeded():
@@ -267,7 +269,7 @@ def test_illegal_inputs_raise_protocol_errors():
         call.next_action(T0)
     call.feed(Cancelled(), T0)
     assert isinstance(call.next_action(T0), Failed)
-    assert mesh.pools["chat"].states["a/m1"].consecutive_failures == 0
+    assert health_of(mesh, "a/m1").consecutive_failures == 0
 
 
 def test_unknown_model_names_get_a_suggestion():
@@ -325,7 +327,7 @@ def test_a_vendor_that_cannot_express_the_request_is_skipped_without_penalty():
     mesh = make_mesh(providers, {"chat": {"models": ["a/claude", "b/m2"], "strategy": "priority"}})
     final, seen = drive(start(mesh, n=2), {"b/m2": [200]})
     assert final.provider == "b" and final.attempts[0].outcome == "bad_request"
-    assert mesh.pools["chat"].states["a/claude"].consecutive_failures == 0
+    assert health_of(mesh, "a/claude").consecutive_failures == 0
 
 
 def test_model_not_found_takes_only_that_model_out():
@@ -333,8 +335,8 @@ def test_model_not_found_takes_only_that_model_out():
     final, _ = drive(start(mesh), {"a/m1": [(404, err_body("no such model", type_="invalid_request_error", code="model_not_found"))],
                                     "b/m2": [200]})
     assert final.provider == "b"
-    state = mesh.pools["chat"].states["a/m1"]
-    assert state.reason.value == "model_not_found" and mesh.providers["a"].is_up(T0 + 1)
+    state = health_of(mesh, "a/m1")
+    assert state.reason.value == "model_not_found" and provider_up(mesh, "a", T0 + 1)
 
 
 def test_a_failed_trial_sends_the_model_back_to_standby_for_another_cooldown():
@@ -343,28 +345,21 @@ def test_a_failed_trial_sends_the_model_back_to_standby_for_another_cooldown():
     clock = Clock(T0 + 11)
     final, _ = drive(start(mesh, now=clock.t), {"a/m1": [500], "b/m2": [200]}, clock)
     assert final.provider == "b" and [a.outcome for a in final.attempts] == ["server_error", "ok"]
-    assert mesh.pools["chat"].states["a/m1"].breaker.open_until == pytest.approx(clock.t - 0.1 + 10, abs=0.2)
+    assert health_of(mesh, "a/m1").breaker.open_until == pytest.approx(clock.t - 0.1 + 10, abs=0.2)
 
 
-def test_connectors_doing_their_own_io_feed_parsed_results():
-    from modelmesh._core._call import ChunkReceived, ErrorReceived, ResultReceived
-    from modelmesh._core._types import ErrorInfo
-
+def test_a_stream_input_to_a_non_streaming_call_is_a_protocol_error():
     mesh = three()
     call = start(mesh)
     call.next_action(T0)
-    call.feed(ErrorReceived(info=ErrorInfo(kind=ErrorKind.SERVER_ERROR, message="down")), T0)
-    assert call.next_action(T0).ref == "b/m2"
-    call.feed(ResultReceived(response={"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 1}}), T0)
+    with pytest.raises(CallProtocolError, match="non-streaming"):
+        call.feed(StreamOpened(headers={}), T0)
+    call.feed(ResponseReceived(status=200, body=ok_body()), T0)
     assert isinstance(call.next_action(T0), Succeeded)
-    call = start(mesh, stream=True)
-    call.next_action(T0)
-    chunk = {"choices": [{"index": 0, "delta": {"content": "hey"}, "finish_reason": None}]}
-    call.feed(ChunkReceived(chunk=chunk), T0)
-    assert isinstance(call.next_action(T0), Deliver)
-    call.feed(ChunkReceived(chunk=None), T0)
-    call.feed(StreamEnded(), T0)
-    assert isinstance(call.next_action(T0), Succeeded)
+    stream = start(mesh, stream=True)
+    stream.next_action(T0)
+    with pytest.raises(CallProtocolError, match="fed as StreamOpened"):
+        stream.feed(ResponseReceived(status=200, body=ok_body()), T0)
 
 
 def test_cancelling_a_stream_frees_the_trial_slot_without_a_verdict():
@@ -420,7 +415,7 @@ def test_malformed_success_bodies_count_toward_the_retry_limit():
     mesh = three(rotation={"deactivation": {"retry_limit": 2}})
     for _ in range(2):
         drive(start(mesh), {"a/m1": [(200, b"{not json")], "b/m2": [200]})
-    assert mesh.pools["chat"].states["a/m1"].reason.value == "retry_limit"
+    assert health_of(mesh, "a/m1").reason.value == "retry_limit"
 
 
 def test_anthropic_version_comes_from_the_provider_api_version():

@@ -35,10 +35,16 @@ def fail(s: ModelState, now: float, status: int | None = 500, n: int = 1) -> Non
         s.record_failure(now, "server_error", status)
 
 
+def standby(s: ModelState, now: float, reason: R, until: float | None = None) -> None:
+    """What the health owner does to put a model on standby."""
+    s.breaker.trip(now, until=INF if until is None else until, reason=reason.value)
+    s.reason = reason
+
+
 def apply(s: ModelState, decision: Deactivation, recovery, now: float) -> None:
-    """What the pool does with a decision."""
+    """What the health owner does with a decision."""
     until = decision.until if decision.until is not None else recovery.recover_at(s, decision, now)
-    s.deactivate(now, decision.reason, until)
+    standby(s, now, decision.reason, until)
 
 
 # -- the decision value ---------------------------------------------------------------------------
@@ -244,7 +250,7 @@ def test_recovery_functions_are_policies():
 def test_probe_asks_for_probes_of_standby_models_only():
     p, s = Probe(300), state()
     assert not p.probe_due(s, 1000.0)                  # active
-    s.deactivate(1000.0, R.RETRY_LIMIT, until=None)
+    standby(s, 1000.0, R.RETRY_LIMIT)
     assert not p.probe_due(s, 1299.0)
     assert p.probe_due(s, 1300.0)
     s.record_probe(1300.0)
@@ -256,16 +262,16 @@ def test_probe_asks_for_probes_of_standby_models_only():
 
 def test_probe_on_start_asks_once_with_no_interval():
     p, s = Probe(None, on_start=True), state()
-    s.deactivate(0.0, R.MANUAL)
+    standby(s, 0.0, R.MANUAL)
     assert p.probe_due(s, 0.0)
     s.record_probe(1.0)
     assert not p.probe_due(s, 1e9)
 
 
-def test_probe_without_any_time_reference_is_due():
+def test_a_first_probe_is_due_one_interval_after_the_standby_began():
     s = state()
-    s.breaker.trip(0.0, until=INF)   # opened by the breaker alone, no deactivated_at
-    assert Probe(10).probe_due(s, 0.0)
+    s.breaker.trip(0.0, until=INF)   # opened by the breaker alone: it still knows when
+    assert not Probe(10).probe_due(s, 9.0) and Probe(10).probe_due(s, 10.0)
 
 
 # -- the whole cycle ------------------------------------------------------------------------------
@@ -276,9 +282,9 @@ def test_deactivate_cool_down_trial_and_recover():
     decision = deactivation.should_deactivate(s, 10.0)
     apply(s, decision, recovery, 10.0)
     assert s.status.value == "standby" and s.recover_at == 40.0
-    assert not s.is_available(39.0)
-    assert s.is_available(40.0) and s.breaker.state is BreakerState.HALF_OPEN
-    s.on_request(40.0)
+    assert not s.breaker.allow(39.0)
+    assert s.breaker.allow(40.0) and s.breaker.state is BreakerState.HALF_OPEN
+    s.breaker.on_request(40.0)
     s.record_success(41.0, 0.2)
     s.breaker.record_success(41.0)
     assert s.breaker.state is BreakerState.CLOSED and deactivation.should_deactivate(s, 41.0) is None
@@ -286,8 +292,8 @@ def test_deactivate_cool_down_trial_and_recover():
 
 def test_redeactivating_extends_and_never_shortens():
     s = state()
-    s.deactivate(0.0, R.MAINTENANCE, until=500.0)
-    s.deactivate(10.0, R.RETRY_LIMIT, until=100.0)
+    standby(s, 0.0, R.MAINTENANCE, until=500.0)
+    standby(s, 10.0, R.RETRY_LIMIT, until=100.0)
     assert s.recover_at == 500.0 and s.breaker.open_until == 500.0
 
 
@@ -395,7 +401,7 @@ def test_user_policy_objects_without_probe_due_never_ask_for_probes():
 
     chain = FirstOf(Noon(), Probe(10))
     s = state()
-    s.deactivate(0.0, R.MANUAL)
+    standby(s, 0.0, R.MANUAL)
     assert chain.recover_at(s, errors, 0.0) == 43200.0
     assert not FirstOf(Noon()).probe_due(s, 100.0)
     assert chain.probe_due(s, 100.0)

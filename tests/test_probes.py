@@ -247,3 +247,28 @@ def test_a_model_recovered_by_probe_serves_the_next_request(ups):
         assert client.run_probes() == 1
         assert ask(client).mesh.provider == "a"
     assert [e.type for e in events if e.type.startswith("model_")] == ["model_deactivated", "model_recovered"]
+
+
+def test_after_four_failed_probes_a_passing_probe_brings_the_provider_back_for_good(ups):
+    # regression: the passing probe announced the recovery and the next line put the provider
+    # down again (its score was still below the threshold), leaving {"up": False, "reason": None}
+    a, _ = ups
+    client, clock, events = make(ups)
+    a.script(Error(401), Error(500), Error(500), Error(500), Error(500))
+    with client:
+        ask(client)
+        for _ in range(4):
+            clock.advance(60)
+            assert client.run_probes() == 1
+            assert client.status()["providers"]["a"] == {**client.status()["providers"]["a"], "up": False,
+                                                         "reason": "auth_failure"}
+        clock.advance(60)
+        assert client.run_probes() == 1  # the fake answers 200 now
+        row = client.status()["providers"]["a"]
+        assert row["up"] is True and row["reason"] is None and row["until"] is None
+        clock.advance(60)
+        assert client.run_probes() == 0  # up: nothing to probe
+        assert ask(client).mesh.provider == "a"
+    downs = [e for e in events if e.type == "provider_deactivated"]
+    ups_ = [e for e in events if e.type == "provider_recovered"]
+    assert [e.reason for e in downs] == ["auth_failure"] and [e.how for e in ups_] == ["probe"]

@@ -158,7 +158,7 @@ def record(seed: int, script: dict | None = None, batches: list | None = None, g
     def feed(live: _Live, ev: Any) -> None:
         log.append(["feed", now, live.cid, encode(ev)])
         live.call.feed(ev, now)
-        events.extend(norm_events(mesh.drain_events()))
+        events.extend(norm_events(live.call.drain_events()))
 
     for batch in batches if batches is not None else session():
         live = []
@@ -178,7 +178,7 @@ def record(seed: int, script: dict | None = None, batches: list | None = None, g
                 log.append(["next", now, x.cid])
                 action = x.call.next_action(now)
                 actions.append(norm(x.cid, action))
-                events.extend(norm_events(mesh.drain_events()))
+                events.extend(norm_events(x.call.drain_events()))
                 if isinstance(action, (Succeeded, Failed)):
                     x.done = True
                 elif isinstance(action, Wait):
@@ -221,7 +221,8 @@ def replay(log: list[str], seed: int, data: dict | None = None) -> tuple[list, l
             actions.append(norm(cid, calls[cid].next_action(now)))
         else:
             calls[cid].feed(decode(rest[0]), now)
-        events.extend(norm_events(mesh.drain_events()))
+        if kind != "start":
+            events.extend(norm_events(calls[cid].drain_events()))
     return actions, events
 
 

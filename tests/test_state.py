@@ -97,43 +97,15 @@ def test_recording_does_not_drive_the_breaker():
 
 
 # -- standby --------------------------------------------------------------------------------------
-def test_status_is_derived_from_the_breaker():
+def test_status_and_deadlines_are_read_from_the_breaker():
     s = model()
-    assert s.status is ModelStatus.ACTIVE
-    s.deactivate(10.0, R.RETRY_LIMIT, until=70.0)
-    assert s.status is ModelStatus.STANDBY
-    assert (s.reason, s.deactivated_at, s.recover_at) == (R.RETRY_LIMIT, 10.0, 70.0)
-    assert s.breaker.reason == "retry_limit"
-    assert not s.is_available(69.0)
-    assert s.is_available(70.0)
-    assert s.status is ModelStatus.ACTIVE            # half-open: a trial may go
-    s.reactivate(71.0)
-    assert s.breaker.state is BreakerState.CLOSED and s.reason is None and s.recover_at is None
-
-
-def test_deactivate_without_until_is_not_by_time():
-    s = model()
-    s.deactivate(0.0, R.AUTH_FAILURE, detail="invalid key")
-    assert s.recover_at is None and s.breaker.open_until == INF and s.breaker.reason == "invalid key"
-    assert not s.is_available(1e12)
-    with pytest.raises(TypeError, match="DeactivationReason"):
-        s.deactivate(0.0, "manual")  # type: ignore[arg-type]
-
-
-def test_on_request_takes_a_trial_slot_and_stamps_last_used():
-    s = model()
-    s.deactivate(0.0, R.RETRY_LIMIT, until=5.0)
-    s.on_request(5.0)
-    assert s.last_used == 5.0 and s.breaker.in_flight == 1 and not s.is_available(5.0)
-
-
-def test_rate_limit_snapshot_blocks_until_reset():
-    s = model(remaining_requests=0, limit_requests=100, rate_reset_at=50.0)
-    assert not s.is_available(49.0)
-    assert s.is_available(50.0)
-    s2 = model(remaining_tokens=0, rate_reset_at=50.0)
-    assert not s2.is_available(10.0)
-    assert model(remaining_requests=3, rate_reset_at=50.0).is_available(10.0)
+    assert s.status is ModelStatus.ACTIVE and s.deactivated_at is None and s.recover_at is None
+    s.breaker.trip(10.0, until=70.0, reason="retry_limit")
+    assert s.status is ModelStatus.STANDBY and (s.deactivated_at, s.recover_at) == (10.0, 70.0)
+    s.breaker.allow(70.0)
+    assert s.status is ModelStatus.ACTIVE and s.recover_at is None  # half-open: a trial may go
+    s.breaker.trip(80.0, until=INF)
+    assert s.recover_at is None and s.deactivated_at == 80.0       # not by time
 
 
 # -- quota periods --------------------------------------------------------------------------------
@@ -173,8 +145,10 @@ def busy_model() -> ModelState:
     s.roll_period(ts(2024, 1, 1), "daily")
     s.record_success(ts(2024, 1, 1, 1), 0.25, tokens=50, cost=0.01)
     s.record_failure(ts(2024, 1, 1, 2), "rate_limited", 429)
-    s.on_request(ts(2024, 1, 1, 2))
-    s.deactivate(ts(2024, 1, 1, 3), R.QUOTA_WINDOW, until=ts(2024, 1, 2))
+    s.breaker.on_request(ts(2024, 1, 1, 2))
+    s.last_used = ts(2024, 1, 1, 2)
+    s.breaker.trip(ts(2024, 1, 1, 3), until=ts(2024, 1, 2), reason="quota_window")
+    s.reason = R.QUOTA_WINDOW
     s.record_probe(ts(2024, 1, 1, 4))
     return s
 
@@ -192,9 +166,9 @@ def test_model_state_round_trips_through_strict_json():
 
 def test_an_endless_standby_survives_persistence():
     s = model()
-    s.deactivate(0.0, R.MANUAL)
+    s.breaker.trip(0.0, until=INF, reason="manual")
     back = ModelState.from_dict(json.loads(json.dumps(s.to_dict(), allow_nan=False)))
-    assert back.breaker.open_until == INF and back.recover_at is None and not back.is_available(1e12)
+    assert back.breaker.open_until == INF and back.recover_at is None and not back.breaker.allow(1e12)
 
 
 def test_from_dict_fills_defaults():
@@ -253,27 +227,15 @@ def test_provider_defaults_are_the_seeds():
     assert p.is_healthy()
 
 
-def test_probe_score_is_an_ewma_and_drives_availability():
+def test_probe_score_is_an_ewma():
     p = ProviderState()
     p.record_probe(False, now=10.0)
-    assert p.availability_score == pytest.approx(0.7) and p.available and p.last_probe == 10.0
+    assert p.availability_score == pytest.approx(0.7) and p.last_probe == 10.0
     p.record_probe(False, 2.5, now=20.0)
-    assert p.availability_score == pytest.approx(0.49)
-    assert not p.available and not p.is_healthy()
-    assert p.reason == "availability score below threshold" and p.deactivated_at == 20.0
-    assert p.last_probe_latency == 2.5
-    p.record_probe(False, now=30.0)
-    assert p.deactivated_at == 20.0                 # still the time it went down
-    p.record_probe(True, 0.3, now=40.0)             # 0.3 + 0.7 * 0.343 = 0.5401
-    assert p.availability_score == pytest.approx(0.5401)
-    assert p.available and p.is_healthy() and p.reason is None and p.deactivated_at is None
-
-
-def test_a_passing_probe_below_the_threshold_does_not_bring_it_back():
-    p = ProviderState(availability_score=0.1, available=False)
-    p.record_probe(True)
-    assert p.availability_score == pytest.approx(0.37) and not p.available
-    assert p.last_probe is None
+    assert p.availability_score == pytest.approx(0.49) and p.last_probe_latency == 2.5
+    assert not p.is_healthy()          # the score alone; whether it is up is the health owner's call
+    p.record_probe(True, 0.3, now=30.0)
+    assert p.availability_score == pytest.approx(0.643)
 
 
 def test_score_below_threshold_is_unhealthy_even_if_flagged_available():
@@ -281,30 +243,10 @@ def test_score_below_threshold_is_unhealthy_even_if_flagged_available():
     assert ProviderState(availability_score=MIN_AVAILABILITY).is_healthy()
 
 
-def test_auth_failure_then_probe_success():
-    p = ProviderState()
-    p.deactivate(R.AUTH_FAILURE, now=5.0)
-    assert not p.auth_valid and not p.available and p.reason == "auth_failure" and p.deactivated_at == 5.0
-    p.deactivate("provider_outage", now=6.0)
-    assert p.reason == "provider_outage" and p.deactivated_at == 5.0
-    p.record_probe(True, now=7.0)
-    assert p.available and p.auth_valid and p.is_healthy()
-
-
-def test_reactivate_lifts_the_score_to_healthy():
-    p = ProviderState(availability_score=0.2)
-    p.deactivate("manual")
-    p.reactivate(1.0)
-    assert p.is_healthy() and p.availability_score == MIN_AVAILABILITY
-    p.deactivate("outage")
-    p.reactivate()
-    assert p.availability_score == MIN_AVAILABILITY  # never lowered
-
-
 def test_provider_state_round_trip():
     p = ProviderState(total_cost=1.25, total_quota_used=900, active_model_count=3)
     p.record_probe(False, 0.8, now=100.0)
-    p.deactivate(R.PROVIDER_OUTAGE, now=101.0)
+    p.available, p.reason, p.deactivated_at, p.until = False, "provider_outage", 101.0, 161.0
     data = json.loads(json.dumps(p.to_dict(), allow_nan=False))
     assert set(data) >= {"available", "auth_valid", "last_probe", "availability_score", "active_model_count",
                          "total_quota_used", "total_cost"}

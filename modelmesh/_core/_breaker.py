@@ -125,6 +125,11 @@ class CircuitBreaker:
         return self._open_until
 
     @property
+    def opened_at(self) -> float | None:
+        """When the breaker last opened; None while closed."""
+        return self._opened_at
+
+    @property
     def reason(self) -> str:
         return self._reason
 

@@ -1,219 +1,109 @@
 """The per-request state machine: one logical request, its attempts, retries and failover.
 
-Theory of operation. A shell asks `call.next_action(now)` and carries out what it gets:
+Theory of operation. A shell asks `call.next_action(now)`, carries out what it gets (see
+`_protocol.py` for the actions and inputs) and feeds the outcome back with
+`call.feed(input, now)`. Rule 1: which input is legal in which phase, and which phases it
+may lead to, is the table `TRANSITIONS` (one per mode: a stream input fed to a
+non-streaming call is a `CallProtocolError`). A handler decides among the end phases the
+table names for it and returns one; `feed` checks it and sets it, in one place.
 
-    Attempt   send `request` (a WireRequest) to `target`, then feed what happened
-    Wait      sleep `seconds`, then ask again
-    Read      (streams) read the next bytes of the open stream and feed them
-    Deliver   hand `chunk` to the caller
-    Succeeded / Failed   the request is over
+A call belongs to the one thread that drives it: encoding the request, parsing the
+response and decoding stream bytes happen here with no lock held. Shared state is touched
+only through the health owner (`_health.Health`) and the pool's selection strategy, under
+the core's injected lock, for microseconds whatever the size of a response. What a
+failure means (whose fault, standby, same-model retry, fail/exclude/rotate, the error
+raised) is read from the one table in `_consequences.py`; this machine only acts on it.
 
-and feeds the outcome back with `call.feed(input, now)`: ResponseReceived (any status),
-StreamOpened, DataReceived, StreamEnded, TransportFailed (timeouts, refused or cut
-connections), ResultReceived / ErrorReceived / ChunkReceived (connectors that do their
-own I/O), Cancelled (the caller walked away). The call classifies every outcome through
-the provider's codec, updates the shared health of models and providers, and decides the
-next step. Which input is legal in which phase is the table `_TRANSITIONS`; anything else
-raises `CallProtocolError`.
+Events go to `call.events`, the call's own list: those it caused and those its steps
+caused in shared health. The shell drains them with `drain_events()`; nobody else's
+events are ever in it, and cancelling drops none.
 
-Streams fail over only while that is invisible: chunks without content are held back
-until the first chunk with content, and before that any failure moves to the next model.
-Once content reached the caller a failure either resumes on another model from the
-partial answer (pool option `stream_resume`) or ends in StreamInterruptedError carrying
-the partial text. Nothing delivered is repeated or dropped, and an interrupted stream is
-never reported as a success.
+Streams fail over only while that is invisible (see `_stream.py`). Once content reached
+the caller a failure either resumes on another model from the partial answer (pool option
+`stream_resume`) or ends in StreamInterruptedError carrying the partial text. Nothing
+delivered is repeated or dropped, and an interrupted stream is never a success.
 """
 from __future__ import annotations
 
-import enum
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from . import _errors as E
-from ._breaker import BreakerState
-from ._events import AttemptFailed, RequestCompleted, RequestFailed, RequestRouted, RetryScheduled, PoolExhausted
-from ._policies import Deactivation, DeactivationReason
+from ._consequences import Consequence, Effect, consequence_for
+from ._events import AttemptFailed, MeshEvent, PoolExhausted, RequestCompleted, RequestFailed, RequestRouted, RetryScheduled
+from ._health import Faulted, Health, Released, Sent, Served
+from ._protocol import (
+    Action, Attempt, CallProtocolError, Cancelled, DataReceived, Deliver, Failed, Phase, Read, ResponseReceived,
+    RoutingOptions, StreamEnded, StreamOpened, Succeeded, TransportFailed, Wait,
+)
 from ._ratelimit import parse_rate_limit_headers
-from ._types import ErrorInfo, ErrorKind, WireRequest
+from ._stream import StreamAssembly
+from ._types import ErrorInfo, ErrorKind, RateLimitInfo, Rng
 from .codecs._base import CodecError, StreamDone, StreamError, Target
 
 if TYPE_CHECKING:
-    from ._mesh import MeshCore, RoutingOptions
-    from ._pool import ModelInfo, Pool
+    from ._pool import ModelInfo, Pool, ProviderRuntime
 
-__all__ = [
-    "Call", "CallProtocolError", "Phase",
-    "Attempt", "Wait", "Read", "Deliver", "Succeeded", "Failed",
-    "ResponseReceived", "StreamOpened", "DataReceived", "StreamEnded", "TransportFailed",
-    "ResultReceived", "ErrorReceived", "ChunkReceived", "Cancelled",
-]
+__all__ = ["Call", "TRANSITIONS"]
 
-
-class CallProtocolError(RuntimeError):
-    """A shell fed an input the call cannot take in its current phase."""
-
-
-class Phase(enum.Enum):
-    READY = "ready"          # choose the next attempt
-    SENDING = "sending"      # an attempt is out; its outcome must be fed
-    STREAMING = "streaming"  # a stream is open; feed its bytes
-    WAITING = "waiting"      # backing off until `wait_until`
-    DONE = "done"            # Succeeded or Failed has been decided
-
-
-# -- actions (what the shell should do) ------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt:
-    number: int
-    pool: str
-    ref: str
-    target: Target
-    request: WireRequest
-    op: str
-    stream: bool
-    connect_timeout: float
-    read_timeout: float
-    first_chunk_timeout: float
-    total_timeout: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Wait:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Read:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Deliver:
-    chunk: dict
-    provider: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Succeeded:
-    response: dict | None  # None for streams: the chunks were delivered
-    request_id: str
-    pool: str
-    provider: str
-    model: str
-    attempts: tuple[E.AttemptRecord, ...]
-    latency: float
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Failed:
-    error: E.ModelMeshError
-
-
-# -- inputs (what happened) --------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResponseReceived:
-    status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamOpened:
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataReceived:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamEnded:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransportFailed:
-    kind: ErrorKind  # TIMEOUT or CONNECTION
-    message: str = ""
-    connect: bool = False  # the connection itself could not be made
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResultReceived:
-    response: dict
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorReceived:
-    info: ErrorInfo
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChunkReceived:
-    chunk: dict | None  # None = the connector's stream finished
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cancelled:
-    pass
-
-
-_TRANSITIONS: dict[tuple[Phase, type], str] = {
-    (Phase.SENDING, ResponseReceived): "_on_response",
-    (Phase.SENDING, StreamOpened): "_on_stream_opened",
-    (Phase.SENDING, TransportFailed): "_on_transport_failed",
-    (Phase.SENDING, ResultReceived): "_on_result",
-    (Phase.SENDING, ErrorReceived): "_on_error_received",
-    (Phase.SENDING, ChunkReceived): "_on_chunk_opened",
-    (Phase.STREAMING, DataReceived): "_on_data",
-    (Phase.STREAMING, ChunkReceived): "_on_chunk",
-    (Phase.STREAMING, StreamEnded): "_on_stream_ended",
-    (Phase.STREAMING, TransportFailed): "_on_transport_failed",
-    (Phase.STREAMING, ErrorReceived): "_on_error_received",
-    (Phase.READY, Cancelled): "_on_cancel",
-    (Phase.SENDING, Cancelled): "_on_cancel",
-    (Phase.STREAMING, Cancelled): "_on_cancel",
-    (Phase.WAITING, Cancelled): "_on_cancel",
-    (Phase.DONE, Cancelled): "_ignore",
-}
-
-# failure kinds that count against a model's health
-_PENALISED = {ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.MALFORMED}
 _RESUME_PROMPT = "Continue exactly where your previous answer stopped. Do not repeat any of it."
+_P = Phase
+_ANY_END = frozenset({_P.READY, _P.WAITING, _P.DONE})
+_COMMON: dict[tuple[Phase, type], tuple[str, frozenset[Phase]]] = {
+    (_P.SENDING, ResponseReceived): ("_on_response", _ANY_END),
+    (_P.SENDING, TransportFailed): ("_on_transport_failed", _ANY_END),
+    (_P.READY, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
+    (_P.SENDING, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
+    (_P.WAITING, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
+    (_P.DONE, Cancelled): ("_on_late_cancel", frozenset({_P.DONE})),
+}
+_STREAMING: dict[tuple[Phase, type], tuple[str, frozenset[Phase]]] = {
+    (_P.SENDING, StreamOpened): ("_on_stream_opened", frozenset({_P.STREAMING})),
+    (_P.STREAMING, DataReceived): ("_on_data", _ANY_END | {_P.STREAMING}),
+    (_P.STREAMING, StreamEnded): ("_on_stream_ended", _ANY_END),
+    (_P.STREAMING, TransportFailed): ("_on_transport_failed", _ANY_END),
+    (_P.STREAMING, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
+}
+# (phase, input type) -> (handler, the phases it may end in); by mode: streaming or not
+TRANSITIONS: dict[bool, dict[tuple[Phase, type], tuple[str, frozenset[Phase]]]] = {
+    False: _COMMON,
+    True: {**_COMMON, **_STREAMING},
+}
 
 
 class Call:
-    """One logical request. Not thread-safe by itself: the shell holds the mesh lock."""
+    """One logical request, driven by one thread."""
 
     def __init__(
-        self, mesh: MeshCore, pool: Pool, op: str, body: Mapping[str, Any], *, stream: bool,
-        options: RoutingOptions, now: float, request_id: str,
+        self, *, health: Health, pool: Pool, providers: Mapping[str, ProviderRuntime], rng: Rng,
+        lock: AbstractContextManager[Any], secrets: tuple[str, ...], op: str, body: Mapping[str, Any],
+        stream: bool, options: RoutingOptions, now: float, request_id: str,
     ) -> None:
-        self.mesh = mesh
+        self.health = health
         self.pool = pool
+        self.providers = providers
+        self.rng = rng
+        self.lock = lock
+        self.secrets = secrets
         self.op = op
         self.body = dict(body)
         self.stream = stream
         self.options = options
         self.request_id = request_id
         self.started = now
-        retry = pool.config.retry
-        self.retry = retry
+        self.retry = retry = pool.config.retry
         limits = [t for t in (retry.deadline, options.timeout) if t]
         self.deadline = now + min(limits) if limits else None
         self.phase = Phase.READY
         self.attempts: list[E.AttemptRecord] = []
-        self._queue: deque = deque()
+        self.events: list[MeshEvent] = []
+        self._table = TRANSITIONS[stream]
+        self._queue: deque[Deliver] = deque()
         self._final: Succeeded | Failed | None = None
-        self._excluded: set[str] = set()      # for this request: filtered, too short, incompatible
-        self._round: set[str] = set()         # failed in the current round of attempts
+        self._excluded: set[str] = set()       # for this request: too short, filtered, inexpressible
+        self._round: set[str] = set()          # failed in the current round of attempts
         self._same_model: dict[str, int] = {}  # same-model retries used per ref
         self._retry_after: float | None = None
         self._min_context: int | None = None
@@ -222,24 +112,21 @@ class Call:
         self._round_no = 0
         self._last_error: ErrorInfo | None = None
         self._retry_ref: str | None = None
-        # per attempt
-        self._ref: str | None = None
+        self._assembly = StreamAssembly(bool((self.body.get("stream_options") or {}).get("include_usage")))
+        # the attempt in flight (set by _attempt before any input can refer to it)
+        self._ref = ""
         self._model: ModelInfo | None = None
         self._target: Target | None = None
         self._attempt_started = now
         self._decoder: Any = None
-        self._held: list[dict] = []
-        self._delivered = False
-        self._parts: list[str] = []           # delivered text, for resume and interruption
-        self._usage: dict[str, int] = {}
+        self._limits: RateLimitInfo | None = None
         self._finished = False
-        self._want_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
 
     def __repr__(self) -> str:
         return f"Call(id={self.request_id!r}, pool={self.pool.name!r}, phase={self.phase.value})"
 
     # -- the protocol ------------------------------------------------------------------
-    def next_action(self, now: float) -> Attempt | Wait | Read | Deliver | Succeeded | Failed:
+    def next_action(self, now: float) -> Action:
         if self._queue:
             return self._queue.popleft()
         if self._final is not None:
@@ -248,63 +135,92 @@ class Call:
             raise CallProtocolError(f"{self!r}: feed the outcome of the attempt before asking what to do next")
         if self.phase is Phase.STREAMING:
             return Read()
-        if self.phase is Phase.WAITING:
-            if now < self._wait_until:
-                return Wait(seconds=self._wait_until - now)
-            self.phase = Phase.READY
-        return self._choose(now)
+        if self.phase is Phase.WAITING and now < self._wait_until:
+            return Wait(seconds=self._wait_until - now)
+        action, self.phase = self._choose(now)
+        return action
 
     def feed(self, event: Any, now: float) -> None:
-        handler = _TRANSITIONS.get((self.phase, type(event)))
-        if handler is None:
-            raise CallProtocolError(f"{self!r} cannot take {type(event).__name__} in phase {self.phase.value}")
-        getattr(self, handler)(event, now)
+        entry = self._table.get((self.phase, type(event)))
+        if entry is None:
+            mode = "streaming" if self.stream else "non-streaming"
+            raise CallProtocolError(f"{self!r} ({mode}) cannot take {type(event).__name__} in phase {self.phase.value}")
+        handler, ends = entry
+        phase: Phase = getattr(self, handler)(event, now)
+        if phase not in ends:  # a bug in a handler, not in the shell
+            raise CallProtocolError(f"{self!r}: {handler} ended in {phase.value}, not one of its table's end phases")
+        self.phase = phase
+
+    def drain_events(self) -> list[MeshEvent]:
+        events, self.events = self.events, []
+        return events
 
     @property
     def partial_text(self) -> str:
-        return "".join(self._parts)
+        return self._assembly.partial_text
 
     # -- choosing an attempt -----------------------------------------------------------
-    def _choose(self, now: float):
-        mesh, pool = self.mesh, self.pool
+    def _choose(self, now: float) -> tuple[Action, Phase]:
         if self.deadline is not None and now >= self.deadline and self.attempts:
             return self._fail(now, timeout=True)
         if len(self.attempts) >= self.retry.max_attempts:
             return self._fail(now)
+        while True:
+            with self.lock:
+                picked = self._pick(now)
+                if isinstance(picked, _Pick):
+                    self.health.record(Sent(pool=self.pool.name, ref=picked.ref), now, self.events)
+            if not isinstance(picked, _Pick):
+                return self._exhausted(now, *picked)
+            model = self.pool.by_ref[picked.ref]
+            provider = self.providers[model.provider]
+            target = provider.target(model)
+            try:
+                request = provider.codec.build_request(target, self.op, self._body_for_attempt(model), stream=self.stream)
+            except (CodecError, ValueError) as exc:  # this vendor cannot express the request: skip it, no penalty
+                info = exc.info if isinstance(exc, CodecError) else ErrorInfo(kind=ErrorKind.BAD_REQUEST, message=str(exc))
+                with self.lock:
+                    self.health.record(Released(pool=self.pool.name, ref=picked.ref), now, self.events)
+                self._excluded.add(picked.ref)
+                self._note_failure(model, info, now, latency=None)
+                self._last_error, self._model = info, model
+                continue
+            return self._attempt(model, target, request, picked, now), Phase.SENDING
+
+    def _pick(self, now: float) -> _Pick | tuple[bool, float | None]:
+        """Under the lock: the next model, or (some available model failed this round, earliest recovery)."""
+        health, pool = self.health, self.pool
         if self._retry_ref is not None:
             ref, self._retry_ref = self._retry_ref, None
-            if pool.model_block(ref, now, mesh.providers, mesh.events) is None:
-                return self._attempt(ref, 0.0, (), now)
-        cands, earliest = pool.candidates(now, mesh.providers, mesh.events, restrict=self._restrict)
-        cands = [c for c in cands if c.ref not in self._excluded]
-        if self._min_context is not None:
-            cands = [c for c in cands if c.context_window is None or c.context_window >= self._min_context]
-        fresh = [c for c in cands if c.ref not in self._round]
-        if not fresh:
-            return self._exhausted(now, cands, earliest)
-        ctx = pool.context(now, mesh.rng, self.options)
-        ranked = pool.strategy.rank(fresh, ctx)
+            if health.free(pool, ref, now, self.events):
+                return _Pick(ref, 0.0, ())
+        cands, earliest = health.available(pool, now, self.events, restrict=self._restrict)
+        ctx = pool.context(now, self.rng, self.options, excluded=frozenset(self._excluded | self._round),
+                           min_context=self._min_context)
+        ranked = pool.strategy.rank(cands, ctx) if cands else []
         if not ranked:
-            return self._exhausted(now, [], earliest)
+            need = self._min_context
+            tried = any(c.ref in self._round and c.ref not in self._excluded
+                        and (need is None or c.context_window is None or c.context_window >= need) for c in cands)
+            return tried, earliest
         best = ranked[0]
-        score = pool.strategy.score(pool.full(best, now, mesh.providers), ctx)
-        return self._attempt(best.ref, score, tuple(c.ref for c in ranked[1:]), now)
+        score = pool.strategy.score(health.full(pool, best, now), ctx)
+        return _Pick(best.ref, score, tuple(c.ref for c in ranked[1:]))
 
-    def _exhausted(self, now: float, tried_but_available: list, earliest: float | None):
+    def _exhausted(self, now: float, tried: bool, earliest: float | None) -> tuple[Action, Phase]:
         """Nothing fresh to try: start a new round after a backoff, wait for a recovery, or fail."""
-        retry = self.retry
-        if tried_but_available and len(self.attempts) < retry.max_attempts:
+        if tried and len(self.attempts) < self.retry.max_attempts:
             delay = self._backoff(now)
             if delay is not None:
                 self._round.clear()
-                return self._wait(now, delay, "every model of the pool failed once; retrying")
+                return Wait(seconds=delay), self._wait(now, delay, "every model of the pool failed once; retrying")
         elif earliest is not None and self.pool.config.on_exhausted == "wait":
             delay = max(0.0, earliest - now)
             if delay <= self.pool.config.max_wait and (self.deadline is None or earliest <= self.deadline):
                 self._round.clear()  # what recovers gets a fresh try, without another backoff
-                return self._wait(now, delay, "every model is on standby; waiting for the first recovery")
-        if not tried_but_available:
-            self.mesh.events.append(PoolExhausted(at=now, pool=self.pool.name, recovery_at=earliest))
+                return Wait(seconds=delay), self._wait(now, delay, "every model is on standby; waiting for the first recovery")
+        if not tried:
+            self.events.append(PoolExhausted(at=now, pool=self.pool.name, recovery_at=earliest))
         return self._fail(now, recovery_at=earliest)
 
     def _backoff(self, now: float) -> float | None:
@@ -315,7 +231,7 @@ class Call:
         else:
             delay = min(retry.max_delay, retry.base_delay * (2 ** (self._round_no - 1)))
             if retry.jitter:
-                delay = delay * (0.5 + self.mesh.rng.random() / 2)  # "equal jitter": keeps a floor
+                delay = delay * (0.5 + self.rng.random() / 2)  # "equal jitter": keeps a floor
         if self._retry_after is not None and retry.respect_retry_after:
             if self._retry_after > retry.max_retry_after:
                 return None  # the provider asks for longer than we may wait
@@ -324,357 +240,222 @@ class Call:
             return None
         return delay
 
-    def _wait(self, now: float, delay: float, reason: str) -> Wait:
-        self.phase = Phase.WAITING
+    def _wait(self, now: float, delay: float, reason: str) -> Phase:
         self._wait_until = now + delay
         self._retry_after = None
-        self.mesh.events.append(RetryScheduled(at=now, request_id=self.request_id, pool=self.pool.name, delay=delay, reason=reason))
-        return Wait(seconds=delay)
+        self.events.append(RetryScheduled(at=now, request_id=self.request_id, pool=self.pool.name, delay=delay, reason=reason))
+        return Phase.WAITING
 
-    def _attempt(self, ref: str, score: float, fallback: tuple[str, ...], now: float):
-        mesh, pool = self.mesh, self.pool
-        model = pool.by_ref[ref]
-        provider = mesh.providers[model.provider]
-        target = provider.target(model)
-        body = self._body_for_attempt(model)
-        try:
-            request = provider.codec.build_request(target, self.op, body, stream=self.stream)
-        except (CodecError, ValueError) as exc:  # this vendor cannot express the request: skip it, no penalty
-            info = exc.info if isinstance(exc, CodecError) else ErrorInfo(kind=ErrorKind.BAD_REQUEST, message=str(exc))
-            self._excluded.add(ref)
-            self._record(ref, model, info, now)
-            self._last_error, self._model = info, model
-            return self._choose(now)
-        state = pool.states[ref]
-        state.breaker.on_request(now)
-        state.last_used = now
+    def _attempt(self, model: ModelInfo, target: Target, request: Any, picked: _Pick, now: float) -> Attempt:
+        pool = self.pool
         if self._restrict is None:
             if self.retry.scope == "same-model":
-                self._restrict = frozenset({ref})
+                self._restrict = frozenset({model.ref})
             elif self.retry.scope == "same-provider":
                 self._restrict = frozenset(m.ref for m in pool.members if m.provider == model.provider)
-        self.phase = Phase.SENDING
-        self._ref, self._model, self._target = ref, model, target
+        self._ref, self._model, self._target = model.ref, model, target
         self._attempt_started = now
         self._decoder = None
-        self._held = []
+        self._limits = None
         self._finished = False
+        self._assembly.begin()
         number = len(self.attempts) + 1
-        mesh.events.append(RequestRouted(
+        self.events.append(RequestRouted(
             at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
-            attempt=number, score=score, fallback_chain=fallback,
+            attempt=number, score=picked.score, fallback_chain=picked.fallback,
         ))
-        cfg = provider.config
+        cfg = self.providers[model.provider].config
         remaining = (self.deadline - now) if self.deadline is not None else cfg.stream_total_timeout
         total = min(cfg.stream_total_timeout, remaining) if self.stream else min(cfg.timeout, remaining)
+        floor = max(remaining, 0.001)
         return Attempt(
-            number=number, pool=pool.name, ref=ref, target=target, request=request, op=self.op, stream=self.stream,
-            connect_timeout=min(cfg.connect_timeout, max(remaining, 0.001)), read_timeout=min(cfg.timeout, max(remaining, 0.001)),
-            first_chunk_timeout=min(cfg.stream_first_chunk_timeout, max(remaining, 0.001)), total_timeout=max(total, 0.001),
+            number=number, pool=pool.name, ref=model.ref, target=target, request=request, op=self.op, stream=self.stream,
+            connect_timeout=min(cfg.connect_timeout, floor), read_timeout=min(cfg.timeout, floor),
+            first_chunk_timeout=min(cfg.stream_first_chunk_timeout, floor), total_timeout=max(total, 0.001),
         )
 
-    def _body_for_attempt(self, model: ModelInfo) -> dict:
+    def _body_for_attempt(self, model: ModelInfo) -> dict[str, Any]:
         body = dict(self.body)
         body["model"] = model.model
-        if self._parts and self.stream:  # resuming an interrupted stream on another model
+        if self._assembly.parts and self.stream:  # resuming an interrupted stream on another model
             body["messages"] = list(body.get("messages") or []) + [
                 {"role": "assistant", "content": self.partial_text},
                 {"role": "user", "content": _RESUME_PROMPT},
             ]
         return body
 
-    # -- outcomes -------------------------------------------------------------------------
-    def _on_response(self, ev: ResponseReceived, now: float) -> None:
-        self._absorb_headers(ev.headers, now)
-        codec = self.mesh.providers[self._model.provider].codec
-        if 200 <= ev.status < 300:
-            try:
-                response = codec.parse_response(self._target, self.op, ev.status, ev.headers, ev.body)
-            except CodecError as exc:
-                self._failure(exc.info, now)
-                return
-            self._success(response, now)
-        else:
-            self._failure(codec.classify_error(ev.status, ev.headers, ev.body, now=now, secrets=self._secrets()), now)
+    # -- outcomes (no lock held: parsing is this call's own work) -------------------------
+    def _on_response(self, ev: ResponseReceived, now: float) -> Phase:
+        limits = parse_rate_limit_headers(ev.headers, now) if ev.headers else None
+        codec = self.providers[self._m.provider].codec
+        if not 200 <= ev.status < 300:
+            return self._failure(codec.classify_error(ev.status, ev.headers, ev.body, now=now, secrets=self.secrets),
+                                 now, limits)
+        if self.stream:
+            raise CallProtocolError(f"{self!r}: a stream's {ev.status} answer is fed as StreamOpened, then its bytes")
+        try:
+            response = codec.parse_response(self._t, self.op, ev.status, ev.headers, ev.body)
+        except CodecError as exc:
+            return self._failure(exc.info, now, limits)
+        return self._success(response, now, limits)
 
-    def _on_result(self, ev: ResultReceived, now: float) -> None:
-        self._absorb_headers(ev.headers, now)
-        self._success(dict(ev.response), now)
-
-    def _on_error_received(self, ev: ErrorReceived, now: float) -> None:
+    def _on_transport_failed(self, ev: TransportFailed, now: float) -> Phase:
+        info = ErrorInfo(kind=ev.kind, message=E.redact(ev.message, self.secrets), code="connect" if ev.connect else None)
         if self.phase is Phase.STREAMING:
-            self._stream_failure(ev.info, now)
-        else:
-            self._failure(ev.info, now)
+            return self._stream_failure(info, now)
+        return self._failure(info, now, None)
 
-    def _on_transport_failed(self, ev: TransportFailed, now: float) -> None:
-        info = ErrorInfo(kind=ev.kind, message=E.redact(ev.message, self._secrets()), code="connect" if ev.connect else None)
-        if self.phase is Phase.STREAMING:
-            self._stream_failure(info, now)
-        else:
-            self._failure(info, now)
+    def _on_stream_opened(self, ev: StreamOpened, now: float) -> Phase:
+        self._limits = parse_rate_limit_headers(ev.headers, now) if ev.headers else None
+        self._decoder = self.providers[self._m.provider].codec.stream_decoder(self._t, self.op)
+        return Phase.STREAMING
 
-    def _on_stream_opened(self, ev: StreamOpened, now: float) -> None:
-        self._absorb_headers(ev.headers, now)
-        self._decoder = self.mesh.providers[self._model.provider].codec.stream_decoder(self._target, self.op)
-        self.phase = Phase.STREAMING
+    def _on_data(self, ev: DataReceived, now: float) -> Phase:
+        return self._take(self._decoder.feed(ev.data), now)
 
-    def _on_chunk_opened(self, ev: ChunkReceived, now: float) -> None:
-        self.phase = Phase.STREAMING
-        self._on_chunk(ev, now)
+    def _on_stream_ended(self, ev: StreamEnded, now: float) -> Phase:
+        phase = self._take(self._decoder.close(), now)
+        if phase is not Phase.STREAMING:
+            return phase
+        if not self._finished:
+            return self._stream_failure(ErrorInfo(kind=ErrorKind.CONNECTION, message="stream ended before completion"), now)
+        self._queue.extend(self._deliver(c) for c in self._assembly.flush())
+        return self._success(None, now, self._limits)
 
-    def _on_data(self, ev: DataReceived, now: float) -> None:
-        self._take(self._decoder.feed(ev.data), now)
-
-    def _on_chunk(self, ev: ChunkReceived, now: float) -> None:
-        self._take([StreamDone()] if ev.chunk is None else [ev.chunk], now)
-
-    def _on_stream_ended(self, ev: StreamEnded, now: float) -> None:
-        if self._decoder is not None:
-            self._take(self._decoder.close(), now)
-        if self.phase is Phase.STREAMING and not self._finished:
-            info = ErrorInfo(kind=ErrorKind.CONNECTION, message="stream ended before completion")
-            self._stream_failure(info, now)
-        elif self.phase is Phase.STREAMING:
-            self._stream_success(now)
-
-    def _on_cancel(self, ev: Cancelled, now: float) -> None:
-        if self.phase in (Phase.SENDING, Phase.STREAMING) and self._ref is not None:
-            self.pool.states[self._ref].breaker.release(now)  # no verdict on the model
-        self.phase = Phase.DONE
+    def _on_cancel(self, ev: Cancelled, now: float) -> Phase:
+        if self.phase in (Phase.SENDING, Phase.STREAMING):
+            with self.lock:  # no verdict on the model
+                self.health.record(Released(pool=self.pool.name, ref=self._ref), now, self.events)
         self._queue.clear()
         self._final = Failed(error=E.ModelMeshError("request cancelled by the caller", attempts=self.attempts))
+        return Phase.DONE
 
-    def _ignore(self, ev: Any, now: float) -> None:
-        return None
+    def _on_late_cancel(self, ev: Cancelled, now: float) -> Phase:
+        return Phase.DONE  # the request had already ended: nothing to release
 
     # -- streams -----------------------------------------------------------------------------
-    def _take(self, items: list, now: float) -> None:
+    def _take(self, items: list[Any], now: float) -> Phase:
         for item in items:
-            if self.phase is not Phase.STREAMING:
-                return  # a failure earlier in this batch already decided
             if isinstance(item, StreamDone):
                 self._finished = True
             elif isinstance(item, StreamError):
-                self._stream_failure(item.info, now)
+                return self._stream_failure(item.info, now)  # what follows in this batch is moot
             else:
-                self._chunk(item)
+                self._queue.extend(self._deliver(c) for c in self._assembly.take(item))
+        return Phase.STREAMING
 
-    def _chunk(self, chunk: dict) -> None:
-        usage = chunk.get("usage")
-        if usage:
-            self._usage = {k: v for k, v in usage.items() if isinstance(v, int)}
-        choices = chunk.get("choices") or []
-        if not choices:
-            if usage and self._want_usage:
-                self._emit(chunk)
-            return
-        delta = choices[0].get("delta") or {}
-        text = delta.get("content")
-        has_content = bool(text) or bool(delta.get("tool_calls")) or choices[0].get("finish_reason") is not None
-        if self._parts and delta.get("role") and not text:
-            return  # a resumed stream's opening role chunk: the caller already has one
-        if not self._delivered and not has_content:
-            self._held.append(chunk)
-            return
-        for held in self._held:
-            self._emit(held)
-        self._held = []
-        self._delivered = True
-        if text:
-            self._parts.append(text)
-        self._emit(chunk)
+    def _deliver(self, chunk: dict[str, Any]) -> Deliver:
+        return Deliver(chunk=chunk, provider=self._m.provider, model=self._m.model)
 
-    def _emit(self, chunk: dict) -> None:
-        self._queue.append(Deliver(chunk=chunk, provider=self._model.provider, model=self._model.model))
-
-    def _stream_failure(self, info: ErrorInfo, now: float) -> None:
-        if not self._delivered:
-            self._failure(info, now)  # nothing reached the caller: fail over invisibly
-            return
-        self._record(self._ref, self._model, info, now)
-        self._penalise(info, now)
+    def _stream_failure(self, info: ErrorInfo, now: float) -> Phase:
+        if not self._assembly.delivered:
+            return self._failure(info, now, self._limits)  # nothing reached the caller: fail over invisibly
+        model = self._m
+        self._note_failure(model, info, now, latency=now - self._attempt_started)
         self._last_error = info
+        with self.lock:
+            self.health.record(Faulted(pool=self.pool.name, ref=self._ref, info=info, limits=self._limits), now, self.events)
         if self.pool.config.stream_resume and len(self.attempts) < self.retry.max_attempts:
             self._round.add(self._ref)
-            self.phase = Phase.READY
-            return
+            return Phase.READY
         reason = f"{info.kind.value}: {info.message}" if info.message else info.kind.value
-        err = E.StreamInterruptedError(
+        return self._finish_failed(E.StreamInterruptedError(
             f"stream from {self._ref} broke after content was delivered ({reason})",
-            partial_text=self.partial_text, reason=reason, provider=self._model.provider, model=self._model.model,
+            partial_text=self.partial_text, reason=reason, provider=model.provider, model=model.model,
             status=info.status, attempts=self.attempts,
-        )
-        self._finish_failed(err, now)
+        ), now)
 
-    def _stream_success(self, now: float) -> None:
-        for held in self._held:  # a stream that never carried content still ends properly
-            self._emit(held)
-        self._held = []
-        self._success(None, now)
-
-    # -- shared health -------------------------------------------------------------------------
-    def _secrets(self) -> tuple[str, ...]:
-        return self.mesh.secret_values
-
-    def _absorb_headers(self, headers: Mapping[str, str], now: float) -> None:
-        if not headers:
-            return
-        info = parse_rate_limit_headers(headers, now)
-        if info.is_empty():
-            return
-        state = self.pool.states[self._ref]
-        if info.limit_requests is not None:
-            state.limit_requests = info.limit_requests
-        if info.limit_tokens is not None:
-            state.limit_tokens = info.limit_tokens
-        state.remaining_requests = info.remaining_requests
-        state.remaining_tokens = info.remaining_tokens
-        resets = [r for r in (info.reset_requests, info.reset_tokens) if r is not None]
-        state.rate_reset_at = now + max(resets) if resets else None
-
-    def _success(self, response: dict | None, now: float) -> None:
-        model, pool, ref = self._model, self.pool, self._ref
-        usage = (response or {}).get("usage") or self._usage
+    # -- verdicts ------------------------------------------------------------------------------
+    def _success(self, response: dict[str, Any] | None, now: float, limits: RateLimitInfo | None) -> Phase:
+        model, pool = self._m, self.pool
+        usage = (response or {}).get("usage") or self._assembly.usage
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
         cost = model.cost(prompt, completion)
         latency = now - self._attempt_started
-        state = pool.states[ref]
-        state.record_success(now, latency, tokens=prompt + completion, cost=cost)
-        pool.reactivate_after_trial(ref, now, self.mesh.events)
-        provider = self.mesh.providers[model.provider]
-        provider.add_spend(now, cost)
-        provider.state.total_quota_used += prompt + completion
-        decision = pool.deactivation.should_deactivate(state, now)
-        if decision is not None:  # a limit reached by this very request: rotate away before the next
-            pool.deactivate(ref, decision, now, self.mesh.events)
-        pool.previous = ref
+        with self.lock:
+            self.health.record(Served(pool=pool.name, ref=model.ref, latency=latency, prompt_tokens=prompt,
+                                      completion_tokens=completion, cost=cost, limits=limits), now, self.events)
+            pool.previous = model.ref
         self.attempts.append(E.AttemptRecord(provider=model.provider, model=model.model, pool=pool.name, latency=latency))
-        self.mesh.events.append(RequestCompleted(
+        self.events.append(RequestCompleted(
             at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
             attempts=len(self.attempts), latency=now - self.started, prompt_tokens=prompt, completion_tokens=completion,
             cost=cost, stream=self.stream,
         ))
-        self.phase = Phase.DONE
         self._final = Succeeded(
             response=response, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
             attempts=tuple(self.attempts), latency=now - self.started, prompt_tokens=prompt,
             completion_tokens=completion, cost=cost,
         )
+        return Phase.DONE
 
-    def _record(self, ref: str, model: ModelInfo, info: ErrorInfo, now: float) -> None:
-        latency = now - self._attempt_started if ref == self._ref else None
+    def _failure(self, info: ErrorInfo, now: float, limits: RateLimitInfo | None) -> Phase:
+        """An attempt failed before anything reached the caller: health decides the model's fate,
+        the consequence table what this request does next."""
+        model = self._m
+        self._note_failure(model, info, now, latency=now - self._attempt_started)
+        self._last_error = info
+        with self.lock:
+            c = self.health.record(Faulted(pool=self.pool.name, ref=model.ref, info=info, limits=limits), now, self.events)
+            assert c is not None
+            free = c.effect is Effect.ROTATE and self.health.free(self.pool, model.ref, now, self.events)
+            provider_up = self.health.provider_up(model.provider, now)
+        if c.effect is Effect.FAIL:
+            return self._finish_failed(self._error_for(c, info, "the request was rejected as invalid"), now)
+        if c.effect is Effect.EXCLUDE:
+            self._excluded.add(model.ref)
+            if info.kind is ErrorKind.CONTEXT_LENGTH and model.context_window:
+                self._min_context = max(self._min_context or 0, model.context_window + 1)
+            return Phase.READY
+        if not provider_up:
+            return Phase.READY  # the whole provider went on standby; selection skips its models
+        used = self._same_model.get(model.ref, 0)
+        allowed = self.providers[model.provider].config.max_retries or self.retry.same_model_retries
+        if c.same_model_retry and free and used < allowed:
+            delay = self._backoff(now)
+            if delay is not None:
+                self._same_model[model.ref] = used + 1
+                self._retry_ref = model.ref
+                return self._wait(now, delay, f"retrying {model.ref}")
+        self._round.add(model.ref)
+        if info.retry_after is not None:
+            self._retry_after = max(self._retry_after or 0.0, info.retry_after)
+        return Phase.READY
+
+    def _note_failure(self, model: ModelInfo, info: ErrorInfo, now: float, *, latency: float | None) -> None:
         self.attempts.append(E.AttemptRecord(
             provider=model.provider, model=model.model, pool=self.pool.name, outcome=info.kind.value,
             status=info.status, message=info.message, latency=latency,
         ))
-        self.mesh.events.append(AttemptFailed(
+        self.events.append(AttemptFailed(
             at=now, request_id=self.request_id, pool=self.pool.name, provider=model.provider, model=model.model,
             attempt=len(self.attempts), kind=info.kind.value, status=info.status, message=info.message,
         ))
 
-    def _failure(self, info: ErrorInfo, now: float) -> None:
-        """An attempt failed before anything reached the caller: decide the model's fate and what next."""
-        ref, model = self._ref, self._model
-        self._record(ref, model, info, now)
-        self._last_error = info
-        self.phase = Phase.READY
-        kind = info.kind
-        state = self.pool.states[ref]
-        if kind is ErrorKind.BAD_REQUEST:
-            state.breaker.release(now)
-            self._finish_failed(self._error_for(info, "the request was rejected as invalid"), now)
-            return
-        if kind is ErrorKind.CONTEXT_LENGTH:
-            state.breaker.release(now)
-            self._excluded.add(ref)
-            if model.context_window:
-                self._min_context = max(self._min_context or 0, model.context_window + 1)
-            return
-        if kind is ErrorKind.CONTENT_FILTERED:
-            state.breaker.release(now)
-            self._excluded.add(ref)
-            return
-        self._penalise(info, now)
-        if not self.mesh.providers[model.provider].is_up(now):
-            return  # the whole provider went on standby; selection skips its models
-        used = self._same_model.get(ref, 0)
-        if kind in _PENALISED and used < self.retry.same_model_retries and self.pool.model_block(ref, now, self.mesh.providers, self.mesh.events) is None:
-            delay = self._backoff(now)
-            if delay is not None:
-                self._same_model[ref] = used + 1
-                self._retry_ref = ref
-                self._wait(now, delay, f"retrying {ref}")
-                return
-        self._round.add(ref)
-        if info.retry_after is not None:
-            self._retry_after = max(self._retry_after or 0.0, info.retry_after)
-
-    def _penalise(self, info: ErrorInfo, now: float) -> None:
-        """Count a failure against the model, and against its provider when the provider is at fault."""
-        mesh, pool, ref, model = self.mesh, self.pool, self._ref, self._model
-        state = pool.states[ref]
-        provider = mesh.providers[model.provider]
-        kind = info.kind
-        # a malformed 2xx is the provider's fault, whatever its status said: count it like a timeout
-        state.record_failure(now, kind.value, None if kind is ErrorKind.MALFORMED else info.status)
-        provider_rules = pool.config.rotation.provider_deactivation
-        if kind is ErrorKind.AUTH:
-            state.breaker.release(now)
-            if "on_auth_failure" in provider_rules:
-                provider.deactivate(now, DeactivationReason.AUTH_FAILURE.value, None, mesh.events)
-            else:
-                pool.deactivate(ref, Deactivation(reason=DeactivationReason.AUTH_FAILURE, detail=info.message, until=None), now, mesh.events)
-            return
-        if kind is ErrorKind.QUOTA_EXHAUSTED:
-            state.breaker.release(now)
-            until = pool.quota_reset_at(provider, now) or now + pool.config.rotation.recovery.cooldown
-            provider.deactivate(now, DeactivationReason.QUOTA_EXHAUSTED.value, until, mesh.events)
-            return
-        if kind is ErrorKind.CONNECTION and info.code == "connect" and "on_api_outage" in provider_rules:
-            state.breaker.release(now)
-            until = now + pool.config.rotation.recovery.cooldown
-            provider.deactivate(now, DeactivationReason.PROVIDER_OUTAGE.value, until, mesh.events)
-            return
-        if kind is ErrorKind.MODEL_NOT_FOUND:
-            state.breaker.release(now)
-            pool.deactivate(ref, Deactivation(reason=DeactivationReason.MODEL_NOT_FOUND, detail=info.message, until=None), now, mesh.events)
-            return
-        if kind is ErrorKind.RATE_LIMITED and info.retry_after is not None:
-            state.breaker.release(now)
-            pool.deactivate(ref, Deactivation(reason=DeactivationReason.RATE_LIMITED, detail=info.message, until=now + info.retry_after), now, mesh.events)
-            return
-        was_trial = state.breaker.state is BreakerState.HALF_OPEN
-        if was_trial:
-            state.breaker.record_failure(now)
-        else:
-            state.breaker.release(now)
-        decision = pool.deactivation.should_deactivate(state, now)
-        if decision is None and was_trial:
-            decision = Deactivation(reason=state.reason or DeactivationReason.RETRY_LIMIT, detail="trial request failed", until=None)
-        if decision is not None:
-            pool.deactivate(ref, decision, now, mesh.events)
-
     # -- endings -----------------------------------------------------------------------------------
-    def _fail(self, now: float, *, timeout: bool = False, recovery_at: float | None = None):
+    def _fail(self, now: float, *, timeout: bool = False, recovery_at: float | None = None) -> tuple[Action, Phase]:
         info = self._last_error
         if timeout:
-            err = E.RequestTimeoutError(
+            err: E.ModelMeshError = E.RequestTimeoutError(
                 f"request to pool '{self.pool.name}' ran out of time after {len(self.attempts)} attempt(s)",
                 attempts=self.attempts,
             )
         elif info is None:
             err = self._nothing_available(now, recovery_at)
         else:
-            err = self._error_for(info, f"every attempt to pool '{self.pool.name}' failed")
-        return self._finish_failed(err, now)
+            err = self._error_for(None, info, f"every attempt to pool '{self.pool.name}' failed")
+        phase = self._finish_failed(err, now)
+        assert self._final is not None
+        return self._final, phase
 
     def _nothing_available(self, now: float, recovery_at: float | None) -> E.ModelMeshError:
         name = self.pool.name
-        budget = [p for p in {m.provider for m in self.pool.members} if self.mesh.providers[p].budget_block(now)]
-        if budget and len(budget) == len({m.provider for m in self.pool.members}):
-            return E.BudgetExceededError(f"pool '{name}': every provider has spent its budget ({', '.join(sorted(budget))})")
+        providers = {m.provider for m in self.pool.members}
+        with self.lock:
+            budget = sorted(p for p in providers if self.health.budget_spent(p, now))
+        if budget and len(budget) == len(providers):
+            return E.BudgetExceededError(f"pool '{name}': every provider has spent its budget ({', '.join(budget)})")
         if recovery_at is not None:
             return E.NoModelAvailableError(
                 f"pool '{name}': every model is on standby; the first recovers in {recovery_at - now:.1f}s",
@@ -684,33 +465,46 @@ class Call:
             return E.ContextLengthError(f"pool '{name}': no model has a context window of {self._min_context} tokens or more", attempts=self.attempts)
         return E.NoModelAvailableError(f"pool '{name}': no model is available and none recovers by time (probe or manual recovery needed)", attempts=self.attempts)
 
-    def _error_for(self, info: ErrorInfo, head: str) -> E.ModelMeshError:
-        cls = {
-            ErrorKind.AUTH: E.AuthenticationError,
-            ErrorKind.RATE_LIMITED: E.RateLimitError,
-            ErrorKind.TIMEOUT: E.RequestTimeoutError,
-            ErrorKind.BAD_REQUEST: E.BadRequestError,
-            ErrorKind.CONTEXT_LENGTH: E.ContextLengthError,
-            ErrorKind.CONTENT_FILTERED: E.ContentFilteredError,
-            ErrorKind.QUOTA_EXHAUSTED: E.BudgetExceededError,
-        }.get(info.kind, E.ProviderError)
-        last = f"{self._model.provider}/{self._model.model}" if self._model else "?"
-        detail = f" (last: {last}: {info.kind.value}{f' {info.status}' if info.status else ''}" + (f": {info.message})" if info.message else ")")
-        return cls(
-            head + detail, status=info.status, provider=self._model.provider if self._model else None,
-            model=self._model.model if self._model else None, retry_after=info.retry_after, attempts=self.attempts,
-            code=info.code,
+    def _error_for(self, c: Consequence | None, info: ErrorInfo, head: str) -> E.ModelMeshError:
+        if c is None:
+            c = consequence_for(info)
+        model = self._model
+        last = f"{model.provider}/{model.model}" if model else "?"
+        status = f" {info.status}" if info.status else ""
+        detail = f" (last: {last}: {info.kind.value}{status}" + (f": {info.message})" if info.message else ")")
+        return c.error(
+            head + detail, status=info.status, provider=model.provider if model else None,
+            model=model.model if model else None, retry_after=info.retry_after, attempts=self.attempts, code=info.code,
         )
 
-    def _finish_failed(self, err: E.ModelMeshError, now: float) -> Failed:
-        if self._parts and not isinstance(err, E.StreamInterruptedError):
+    def _finish_failed(self, err: E.ModelMeshError, now: float) -> Phase:
+        if self._assembly.parts and not isinstance(err, E.StreamInterruptedError):
             # a resumed stream found no model to finish it: the caller still gets what was delivered
             err = E.StreamInterruptedError(
                 f"stream broke after content was delivered and could not be resumed: {err.message}",
                 partial_text=self.partial_text, reason=err.message, provider=err.provider, model=err.model,
                 status=err.status, attempts=self.attempts)
-        self.phase = Phase.DONE  # queued deliveries still go out first: nothing delivered is lost
-        self.mesh.events.append(RequestFailed(at=now, request_id=self.request_id, pool=self.pool.name, error=type(err).__name__, attempts=len(self.attempts)))
+        # queued deliveries still go out first: nothing delivered is lost
+        self.events.append(RequestFailed(at=now, request_id=self.request_id, pool=self.pool.name,
+                                         error=type(err).__name__, attempts=len(self.attempts)))
         self._final = Failed(error=err)
-        return self._final
+        return Phase.DONE
+
+    # -- the attempt in flight -----------------------------------------------------------------------
+    @property
+    def _m(self) -> ModelInfo:
+        assert self._model is not None, "no attempt in flight"
+        return self._model
+
+    @property
+    def _t(self) -> Target:
+        assert self._target is not None, "no attempt in flight"
+        return self._target
+
+
+class _Pick:
+    __slots__ = ("ref", "score", "fallback")
+
+    def __init__(self, ref: str, score: float, fallback: tuple[str, ...]) -> None:
+        self.ref, self.score, self.fallback = ref, score, fallback
 

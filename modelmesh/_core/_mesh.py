@@ -10,63 +10,31 @@
 - `route(capability, options, now)`: the RoutingDecision a request would get now.
 - `start(op, body, ...)`: a `Call`, the per-request state machine a shell drives.
 
-It also owns what outlives a request: model and provider health, budgets, the events
-list that shells drain for observability, and the probes that recovery asks for.
-Nothing here is locked: the shells serialise access (decide under their lock, do I/O
-outside it).
+What outlives a request (model and provider health, budgets, probes) belongs to its one
+owner, `self.health`. Every door here that touches shared state holds `self.lock` (the
+shell's, injected) for as long as the decision takes; calls take it themselves around
+their health updates only. Doors that change state return the events they caused.
 """
 from __future__ import annotations
 
 import difflib
+import itertools
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from . import _errors as E
 from ._call import Call
 from ._capabilities import is_capability, is_under, resolve_capability
 from ._config_schema import MeshConfig, PoolConfig
+from ._events import MeshEvent
+from ._health import Health, ModelByHand, Probe, Probed, ProviderByHand
 from ._policies import PolicySet
 from ._pool import ModelInfo, Pool, ProviderRuntime
-from ._types import Rng, WireRequest
+from ._protocol import RoutingDecision, RoutingOptions
+from ._types import Rng
 from .codecs import get_codec
-from .codecs._base import Target
 
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe"]
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoutingOptions:
-    """Optional hints that influence routing (seed 004)."""
-
-    delivery_mode: str | None = None
-    preferred_provider: str | None = None
-    session_id: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    timeout: float | None = None  # seconds for the whole request; caps the pool's retry deadline
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoutingDecision:
-    """The model a request would go to now, and what follows it if it fails (seed 004)."""
-
-    model_id: str
-    provider_id: str
-    pool_id: str
-    score: float
-    fallback_chain: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Probe:
-    """A health check recovery asks for; the shell sends `request` and feeds the result."""
-
-    key: str
-    provider: str
-    pool: str | None
-    ref: str | None
-    target: Target
-    request: WireRequest
-    timeout: float
 
 
 class MeshCore:
@@ -87,8 +55,7 @@ class MeshCore:
         whose threads share this core); by default nothing is locked."""
         self.config = config
         self.rng = rng
-        self.events: list = []
-        self._ids = 0
+        self._ids = itertools.count(1)
         self._user_strategies = dict(user_strategies or {})
         api_keys = dict(api_keys or {})
         codecs = dict(codecs or {})
@@ -104,13 +71,14 @@ class MeshCore:
         self.secret_values = tuple(sorted({k for k in (p.secret for p in self.providers.values()) if k} | set(config.secret_values())))
         self._policies = dict(policies or {})
         self.lock = lock if lock is not None else nullcontext()
+        self.health = Health(self.providers, config.discovery)
         self.pools: dict[str, Pool] = {}
         for name, pcfg in config.pools.items():
             members = self._members(pcfg)
             self.pools[name] = Pool(name, pcfg, members, user_strategies=self._user_strategies,
                                     strategy=(strategies or {}).get(name), policies=self._plugged(name))
+            self.health.add_pool(self.pools[name])
         self._implicit: dict[str, Pool] = {}
-        self._probed: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"MeshCore(providers={list(self.providers)!r}, pools={list(self.pools)!r})"
@@ -140,6 +108,8 @@ class MeshCore:
             return self._implicit[name]
         pool = self._implicit_pool(name, op)
         self._implicit[name] = pool
+        if pool.name not in self.health.pools:
+            self.health.add_pool(pool)
         return pool
 
     def _implicit_pool(self, name: str, op: str) -> Pool:
@@ -175,36 +145,33 @@ class MeshCore:
         return self._policies.get("*", PolicySet()) + self._policies.get(pool, PolicySet())
 
     def all_pools(self) -> list[Pool]:
-        return list(self.pools.values()) + [p for p in self._implicit.values() if p.implicit and p.name not in self.pools]
+        return list(self.health.pools.values())
 
     # -- routing --------------------------------------------------------------------------------
-    def next_request_id(self) -> str:
-        self._ids += 1
-        return f"mm-{self._ids}"
-
     def start(self, op: str, body: Mapping[str, Any], *, model: str, stream: bool = False,
               options: RoutingOptions | None = None, now: float) -> Call:
-        pool = self.resolve(model, op)
-        return Call(self, pool, op, body, stream=stream, options=options or RoutingOptions(), now=now,
-                    request_id=self.next_request_id())
+        with self.lock:
+            pool = self.resolve(model, op)
+        return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,
+                    secrets=self.secret_values, op=op, body=body, stream=stream, options=options or RoutingOptions(),
+                    now=now, request_id=f"mm-{next(self._ids)}")
 
     def route(self, capability: str, options: RoutingOptions | None = None, *, now: float) -> RoutingDecision:
+        """The decision a request would get now. A question: nothing moves, nothing is emitted."""
         options = options or RoutingOptions()
-        pool = self.resolve(capability)
-        cands, earliest = pool.candidates(now, self.providers, self.events)
-        ctx = pool.context(now, self.rng, options)
-        ranked = pool.strategy.preview(cands, ctx) if cands else []  # a question, not a request: no state moves
-        if not ranked:
-            when = f"; the first recovers in {earliest - now:.1f}s" if earliest is not None else ""
-            raise E.NoModelAvailableError(f"pool '{pool.name}': no model is available{when}",
-                                          recovery_at=earliest, retry_after=None if earliest is None else earliest - now)
-        best = ranked[0]
-        return RoutingDecision(model_id=best.model, provider_id=best.provider, pool_id=pool.name,
-                               score=pool.strategy.score(pool.full(best, now, self.providers), ctx), fallback_chain=tuple(c.ref for c in ranked[1:]))
-
-    def drain_events(self) -> list:
-        events, self.events = self.events, []
-        return events
+        with self.lock:
+            pool = self.resolve(capability)
+            cands, earliest = self.health.available(pool, now, None)
+            ctx = pool.context(now, self.rng, options)
+            ranked = pool.strategy.preview(cands, ctx) if cands else []
+            if not ranked:
+                when = f"; the first recovers in {earliest - now:.1f}s" if earliest is not None else ""
+                raise E.NoModelAvailableError(f"pool '{pool.name}': no model is available{when}", recovery_at=earliest,
+                                              retry_after=None if earliest is None else earliest - now)
+            best = ranked[0]
+            score = pool.strategy.score(self.health.full(pool, best, now), ctx)
+        return RoutingDecision(model_id=best.model, provider_id=best.provider, pool_id=pool.name, score=score,
+                               fallback_chain=tuple(c.ref for c in ranked[1:]))
 
     # -- manual control and status -----------------------------------------------------------------
     def _pools_with(self, ref: str, pool: str | None) -> list[Pool]:
@@ -215,96 +182,43 @@ class MeshCore:
             raise E.RoutingError(f"model '{ref}' is not in pool '{pool}'")
         return pools
 
-    def deactivate_model(self, ref: str, *, now: float, pool: str | None = None, until: float | None = None) -> None:
-        from ._policies import Deactivation, DeactivationReason
+    def deactivate_model(self, ref: str, *, now: float, pool: str | None = None, until: float | None = None) -> list[MeshEvent]:
+        return self._set_model(ref, pool, up=False, until=until, now=now)
 
-        for p in self._pools_with(ref, pool):
-            p.deactivate(ref, Deactivation(reason=DeactivationReason.MANUAL, detail="by hand", until=until or float("inf")), now, self.events)
+    def reactivate_model(self, ref: str, *, now: float, pool: str | None = None) -> list[MeshEvent]:
+        return self._set_model(ref, pool, up=True, until=None, now=now)
 
-    def reactivate_model(self, ref: str, *, now: float, pool: str | None = None) -> None:
-        for p in self._pools_with(ref, pool):
-            p.reactivate(ref, now, "manual", self.events)
+    def _set_model(self, ref: str, pool: str | None, *, up: bool, until: float | None, now: float) -> list[MeshEvent]:
+        events: list[MeshEvent] = []
+        with self.lock:
+            for p in self._pools_with(ref, pool):
+                self.health.record(ModelByHand(pool=p.name, ref=ref, up=up, until=until), now, events)
+        return events
 
-    def reactivate_provider(self, provider: str, *, now: float) -> None:
+    def reactivate_provider(self, provider: str, *, now: float) -> list[MeshEvent]:
         if provider not in self.providers:
             raise E.RoutingError(f"unknown provider '{provider}'")
-        self.providers[provider].reactivate(now, "manual", self.events)
+        events: list[MeshEvent] = []
+        with self.lock:
+            self.health.record(ProviderByHand(provider=provider), now, events)
+        return events
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        return {
-            "providers": {
-                pid: {"up": p.is_up(now), "reason": p.reason, "until": p.standby_until,
-                      "spend_day": round(p.spend_day, 6), "spend_month": round(p.spend_month, 6),
-                      "enabled": p.config.enabled}
-                for pid, p in self.providers.items()
-            },
-            "pools": {pool.name: pool.snapshot(now, self.providers, self.events) for pool in self.all_pools()},
-        }
+        """Every provider and pool member as the mesh sees them now (a pure read)."""
+        with self.lock:
+            return self.health.view(now)
 
     # -- probes -------------------------------------------------------------------------------------
     def due_probes(self, now: float) -> list[Probe]:
-        """Health checks recovery wants now: providers down until a probe, standby models of pools
-        with a probe interval (and, once, of pools that probe on start)."""
-        probes: list[Probe] = []
-        interval = self.config.discovery.health_interval
-        for pid, provider in self.providers.items():
-            if provider.is_up(now) or provider.standby_until is not None or not provider.config.enabled:
-                continue
-            key = f"provider:{pid}"
-            if now - self._probed.get(key, float("-inf")) >= interval:
-                self._probed[key] = now
-                target = provider.target(next(iter(m for m in self.models.values() if m.provider == pid), ModelInfo(
-                    ref=f"{pid}/-", provider=pid, model="-", capabilities=())))
-                probes.append(Probe(key=key, provider=pid, pool=None, ref=None, target=target,
-                                    request=provider.codec.build_request(target, "models", {}, stream=False),
-                                    timeout=self.config.discovery.health_timeout))
-        for pool in self.all_pools():
-            rec = pool.config.rotation.recovery
-            for ref, state in pool.states.items():
-                if state.breaker.state.value == "closed":
-                    continue
-                first = rec.probe_on_start and f"start:{pool.name}:{ref}" not in self._probed
-                if not (rec.probe_interval or first):
-                    continue
-                key = f"model:{pool.name}:{ref}"
-                # the interval counts from the deactivation: a model that just failed is not hit again at once
-                last = max(self._probed.get(key, float("-inf")), state.deactivated_at or float("-inf"))
-                if not first and now - last < rec.probe_interval:
-                    continue
-                self._probed[key] = now
-                self._probed[f"start:{pool.name}:{ref}"] = now
-                model = pool.by_ref[ref]
-                provider = self.providers[model.provider]
-                target = provider.target(model)
-                body = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
-                op = "embeddings" if "embeddings" in " ".join(model.capabilities) else "chat"
-                if op == "embeddings":
-                    body = {"input": "ping"}
-                probes.append(Probe(key=key, provider=model.provider, pool=pool.name, ref=ref, target=target,
-                                    request=provider.codec.build_request(target, op, body, stream=False),
-                                    timeout=provider.config.timeout))
-        return probes
+        """Health checks recovery wants now; each is marked as sent, so no other thread sends it too."""
+        with self.lock:
+            return self.health.due_probes(now, self.models)
 
-    def probe_result(self, probe: Probe, *, ok: bool, now: float, latency: float | None = None) -> None:
-        provider = self.providers[probe.provider]
-        if probe.ref is not None:  # a model probe says nothing about the provider's availability
-            pool = next((p for p in self.all_pools() if p.name == probe.pool), None)
-            if pool is not None:
-                pool.states[probe.ref].record_probe(now)
-                if ok:
-                    pool.reactivate(probe.ref, now, "probe", self.events)
-            return
-        if ok and not self._provider_recovers_by_probe(probe.provider):
-            provider.state.last_probe = now  # on_manual: a good probe is noted, recovery stays manual
-            return
-        if ok:
-            provider.reactivate(now, "probe", self.events)
-        provider.state.record_probe(ok, latency, now)
-
-    def _provider_recovers_by_probe(self, provider: str) -> bool:
-        rules = {p.config.rotation.provider_recovery for p in self.all_pools()
-                 if any(m.provider == provider for m in p.members)}
-        return not rules or "on_probe_success" in rules
+    def probe_result(self, probe: Probe, *, ok: bool, now: float, latency: float | None = None) -> list[MeshEvent]:
+        events: list[MeshEvent] = []
+        with self.lock:
+            self.health.record(Probed(probe=probe, ok=ok, latency=latency), now, events)
+        return events
 
 
 def _codec_name(connector: str) -> str:

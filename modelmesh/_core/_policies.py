@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Protocol, Union
 
 from ._breaker import BreakerState
 from ._cron import CronSchedule, next_quota_reset
+from ._types import QUOTA_REASONS, DeactivationReason
 
 if TYPE_CHECKING:
     from ._state import ModelState
@@ -63,32 +64,6 @@ __all__ = [
 ]
 
 _INF = float("inf")
-
-
-class DeactivationReason(enum.Enum):
-    RETRY_LIMIT = "retry_limit"
-    ERROR_RATE = "error_rate"
-    REQUEST_LIMIT = "request_limit"
-    TOKEN_LIMIT = "token_limit"
-    BUDGET_LIMIT = "budget_limit"
-    QUOTA_WINDOW = "quota_window"          # a limit of the daily/monthly period is spent
-    QUOTA_EXHAUSTED = "quota_exhausted"    # the provider said the quota is spent
-    MAINTENANCE = "maintenance"
-    AUTH_FAILURE = "auth_failure"
-    PROVIDER_OUTAGE = "provider_outage"
-    MODEL_NOT_FOUND = "model_not_found"
-    RATE_LIMITED = "rate_limited"
-    MANUAL = "manual"
-
-
-# reasons that a quota reset cures
-QUOTA_REASONS = frozenset({
-    DeactivationReason.REQUEST_LIMIT,
-    DeactivationReason.TOKEN_LIMIT,
-    DeactivationReason.BUDGET_LIMIT,
-    DeactivationReason.QUOTA_WINDOW,
-    DeactivationReason.QUOTA_EXHAUSTED,
-})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Collection, Mapping
 
 from ._breaker import BreakerState, CircuitBreaker
 from ._cron import next_quota_reset
-from ._policies import DeactivationReason
+from ._types import DeactivationReason
 from ._window import RollingWindow
 
 if TYPE_CHECKING:
@@ -123,9 +123,7 @@ class ModelState:
 
     model: str                                   # "provider/model-id"
     pool: str = ""
-    reason: DeactivationReason | None = None     # why it is on standby
-    deactivated_at: float | None = None
-    recover_at: float | None = None              # None = only by probe, hand or quota reset
+    reason: DeactivationReason | None = None     # why it is (or was last) on standby
     consecutive_failures: int = 0
     failure_streak: dict[str, int] = field(default_factory=dict)  # status (or "none") -> count
     total_requests: int = 0
@@ -151,7 +149,7 @@ class ModelState:
     window: RollingWindow = field(default_factory=RollingWindow, metadata=_codec(RollingWindow))
 
     _KINDS: ClassVar[dict[str, str]] = {
-        "model": "str", "pool": "str", "deactivated_at": "time?", "recover_at": "time?",
+        "model": "str", "pool": "str",
         "consecutive_failures": "count", "failure_streak": "streak", "total_requests": "count",
         "total_failures": "count", "tokens_used": "count", "cost": "amount", "quota_window": "str?",
         "period_start": "time?", "period_end": "time?", "period_requests": "count", "period_tokens": "count",
@@ -168,12 +166,18 @@ class ModelState:
     def status(self) -> ModelStatus:
         return ModelStatus.STANDBY if self.breaker.state is BreakerState.OPEN else ModelStatus.ACTIVE
 
-    # -- outcomes --------------------------------------------------------------------
-    def on_request(self, now: float) -> None:
-        """A request is being sent to this model (takes a half-open trial slot if need be)."""
-        self.breaker.on_request(now)
-        self.last_used = now
+    @property
+    def deactivated_at(self) -> float | None:
+        """When the current standby began (the breaker's record); None while active."""
+        return self.breaker.opened_at if self.breaker.state is BreakerState.OPEN else None
 
+    @property
+    def recover_at(self) -> float | None:
+        """When the current standby ends by time; None while active or when not by time."""
+        until = self.breaker.open_until
+        return None if until is None or math.isinf(until) else until
+
+    # -- outcomes (bookkeeping only; the health owner drives the breaker) ----------------------
     def record_success(self, now: float, latency: float, tokens: int = 0, cost: float = 0.0) -> None:
         latency = _amount("latency", latency)
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
@@ -237,45 +241,23 @@ class ModelState:
         self.period_start = now
         self.period_end = next_quota_reset(now, self.quota_window)
 
-    # -- availability ------------------------------------------------------------------------
-    def is_available(self, now: float) -> bool:
-        """The breaker lets a request through and the rate-limit headers do not say it is spent."""
-        if not self.breaker.allow(now):
-            return False
-        if self.rate_reset_at is not None and now < self.rate_reset_at:
-            return self.remaining_requests != 0 and self.remaining_tokens != 0
-        return True
-
-    def deactivate(self, now: float, reason: DeactivationReason, until: float | None = None, detail: str = "") -> None:
-        """Standby until `until` (None = not by time); a later standby never shortens an earlier one."""
-        if not isinstance(reason, DeactivationReason):
-            raise TypeError(f"reason must be a DeactivationReason, got {reason!r}")
-        self.breaker.trip(now, until=math.inf if until is None else until, reason=detail or reason.value)
-        self.reason = reason
-        self.deactivated_at = now
-        deadline = self.breaker.open_until
-        self.recover_at = None if deadline is None or math.isinf(deadline) else deadline
-
-    def reactivate(self, now: float) -> None:
-        self.breaker.reset(now)
-        self.reason = None
-        self.deactivated_at = None
-        self.recover_at = None
-
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = _encode(self)
         data["status"] = self.status.value  # derived; for readers of the stored state
+        data["deactivated_at"], data["recover_at"] = self.deactivated_at, self.recover_at
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelState:
-        return _decode(cls, data)
+        derived = ("status", "deactivated_at", "recover_at")
+        return _decode(cls, {k: v for k, v in data.items() if k not in derived} if isinstance(data, Mapping) else data)
 
 
 @dataclass(slots=True)
 class ProviderState:
-    """Per-provider aggregate health (seed 001), plus why and since when it is down."""
+    """Per-provider aggregate health (seed 001), plus why, since and until when it is down and
+    its spend in the current budget periods. A record: the health owner decides what changes."""
 
     available: bool = True
     auth_valid: bool = True
@@ -286,52 +268,32 @@ class ProviderState:
     total_cost: float = 0.0
     reason: str | None = None
     deactivated_at: float | None = None
+    until: float | None = None                   # while down: when it ends by time (None = not by time)
     last_probe_latency: float | None = None
+    spend_day: float = 0.0
+    spend_month: float = 0.0
+    day_end: float | None = None                 # when the current budget day and month end
+    month_end: float | None = None
 
     _KINDS: ClassVar[dict[str, str]] = {
         "available": "bool", "auth_valid": "bool", "last_probe": "time?", "availability_score": "score",
         "active_model_count": "count", "total_quota_used": "count", "total_cost": "amount", "reason": "str?",
-        "deactivated_at": "time?", "last_probe_latency": "time?",
+        "deactivated_at": "time?", "until": "time?", "last_probe_latency": "time?", "spend_day": "amount",
+        "spend_month": "amount", "day_end": "time?", "month_end": "time?",
     }
 
     def is_healthy(self) -> bool:
         return self.available and self.auth_valid and self.availability_score >= MIN_AVAILABILITY
 
     def record_probe(self, success: bool, latency: float | None = None, now: float | None = None) -> None:
-        """Fold a probe into the availability score (EWMA, alpha 0.3). The provider becomes
-        unavailable when the score falls below 0.5, and a passing probe that brings the score
-        back to 0.5 or more brings it back (auth included: the probe authenticated)."""
+        """Fold a probe into the availability score (EWMA, alpha 0.3). Whether the provider
+        is up is the health owner's decision, taken with the score this leaves."""
         if latency is not None:
             self.last_probe_latency = _amount("latency", latency)
         if now is not None:
             self.last_probe = now
         sample = 1.0 if success else 0.0
         self.availability_score = PROBE_ALPHA * sample + (1.0 - PROBE_ALPHA) * self.availability_score
-        if self.availability_score < MIN_AVAILABILITY:
-            self.available = False
-            self.reason = self.reason or "availability score below threshold"
-            if self.deactivated_at is None:
-                self.deactivated_at = now
-        elif success and not (self.available and self.auth_valid):
-            self.reactivate(now)
-
-    def deactivate(self, reason: str | DeactivationReason, now: float | None = None) -> None:
-        """Down for `reason`; an auth failure also marks the credentials invalid."""
-        text = reason.value if isinstance(reason, DeactivationReason) else str(reason)
-        if text == DeactivationReason.AUTH_FAILURE.value:
-            self.auth_valid = False
-        self.available = False
-        self.reason = text
-        if self.deactivated_at is None:
-            self.deactivated_at = now
-
-    def reactivate(self, now: float | None = None) -> None:
-        """Up again (by hand or probe); the score is lifted to the threshold so it is healthy."""
-        self.available = True
-        self.auth_valid = True
-        self.reason = None
-        self.deactivated_at = None
-        self.availability_score = max(self.availability_score, MIN_AVAILABILITY)
 
     def to_dict(self) -> dict[str, Any]:
         return _encode(self)

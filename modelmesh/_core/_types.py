@@ -19,6 +19,8 @@ __all__ = [
     "ModelRef",
     "parse_model_ref",
     "Rng",
+    "DeactivationReason",
+    "QUOTA_REASONS",
 ]
 
 
@@ -42,6 +44,32 @@ class ErrorKind(enum.Enum):
     CONTENT_FILTERED = "content_filtered"  # safety refusal: try another model, no penalty
     BAD_REQUEST = "bad_request"            # caller's fault: fail fast, no penalty
     MALFORMED = "malformed"                # 2xx with a body we cannot parse: provider fault
+
+
+class DeactivationReason(enum.Enum):
+    RETRY_LIMIT = "retry_limit"
+    ERROR_RATE = "error_rate"
+    REQUEST_LIMIT = "request_limit"
+    TOKEN_LIMIT = "token_limit"
+    BUDGET_LIMIT = "budget_limit"
+    QUOTA_WINDOW = "quota_window"          # a limit of the daily/monthly period is spent
+    QUOTA_EXHAUSTED = "quota_exhausted"    # the provider said the quota is spent
+    MAINTENANCE = "maintenance"
+    AUTH_FAILURE = "auth_failure"
+    PROVIDER_OUTAGE = "provider_outage"
+    MODEL_NOT_FOUND = "model_not_found"
+    RATE_LIMITED = "rate_limited"
+    MANUAL = "manual"
+
+
+# reasons that a quota reset cures
+QUOTA_REASONS = frozenset({
+    DeactivationReason.REQUEST_LIMIT,
+    DeactivationReason.TOKEN_LIMIT,
+    DeactivationReason.BUDGET_LIMIT,
+    DeactivationReason.QUOTA_WINDOW,
+    DeactivationReason.QUOTA_EXHAUSTED,
+})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

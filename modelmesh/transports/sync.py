@@ -2,14 +2,15 @@
 
 It decides nothing. For each action of a `Call` it performs the I/O (an HTTP request, a
 read from an open stream, a sleep) and feeds back what happened. The core is shared by
-every thread of the process: each `next_action`/`feed` runs under one lock, and all I/O
-runs outside it, so a slow upstream never blocks another thread's routing decision.
+every thread of the process; its lock (`core.lock`, a threading.Lock given to the core
+when it was built) is taken by the core itself around shared health only, so parsing a
+large response or a slow upstream never holds up another thread. A call's events are
+its own: after each step they are handed to `on_event`, with no lock held.
 Exceptions of requests/urllib3 are translated here, at the boundary, into the core's
 `TransportFailed` input; nothing foreign escapes to the caller.
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -17,11 +18,12 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from .._core._call import (
-    Attempt, Call, Cancelled, DataReceived, Deliver, Failed, Read, ResponseReceived, StreamEnded,
-    StreamOpened, Succeeded, TransportFailed, Wait,
-)
+from .._core._call import Call
 from .._core._mesh import MeshCore, Probe
+from .._core._protocol import (
+    Attempt, Cancelled, DataReceived, Deliver, Failed, Read, ResponseReceived, StreamEnded, StreamOpened, Succeeded,
+    TransportFailed, Wait,
+)
 from .._core._types import ErrorKind
 
 __all__ = ["SyncTransport", "StreamHandle"]
@@ -59,7 +61,6 @@ class SyncTransport:
         self.core = core
         self.clock = clock
         self.sleep = sleep
-        self.lock = threading.Lock()
         self.on_event = on_event
         if session is None:
             session = requests.Session()
@@ -75,19 +76,15 @@ class SyncTransport:
 
     # -- helpers ---------------------------------------------------------------------------
     def _step(self, call: Call) -> Any:
-        with self.lock:
-            action = call.next_action(self.clock())
-            events = self.core.drain_events() if self.core.events else None
-        if events:
-            self._emit(events)
+        action = call.next_action(self.clock())
+        if call.events:
+            self._emit(call.drain_events())
         return action
 
     def _feed(self, call: Call, event: Any) -> None:
-        with self.lock:
-            call.feed(event, self.clock())
-            events = self.core.drain_events() if self.core.events else None
-        if events:
-            self._emit(events)
+        call.feed(event, self.clock())
+        if call.events:
+            self._emit(call.drain_events())
 
     def _emit(self, events: list) -> None:
         if self.on_event is not None:
@@ -95,14 +92,11 @@ class SyncTransport:
                 self.on_event(ev)
 
     def _cancel(self, call: Call) -> None:
-        with self.lock:
-            call.feed(Cancelled(), self.clock())
-            self.core.drain_events()
+        self._feed(call, Cancelled())
 
     def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
         self.maybe_probe()
-        with self.lock:
-            return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
+        return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
 
     # -- non-streaming ----------------------------------------------------------------------
     def execute(self, call: Call) -> Succeeded:
@@ -165,14 +159,10 @@ class SyncTransport:
 
     def run_probes(self) -> int:
         """Send every probe recovery asks for now; returns how many were sent."""
-        with self.lock:
-            probes = self.core.due_probes(self.clock())
+        probes = self.core.due_probes(self.clock())
         for probe in probes:
             ok, latency = self._probe(probe)
-            with self.lock:
-                self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency)
-                events = self.core.drain_events()
-            self._emit(events)
+            self._emit(self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency))
         return len(probes)
 
     def _probe(self, probe: Probe) -> tuple[bool, float | None]:

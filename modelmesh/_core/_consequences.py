@@ -1,0 +1,109 @@
+"""What each kind of failure means: one table, `ErrorKind -> Consequence`.
+
+Theory of operation. A failed attempt is classified by its codec into an `ErrorKind`.
+Everything that follows from the kind is read from `CONSEQUENCES`, here and nowhere else:
+
+- `scope`: whose fault it is. NONE (the caller's request: no verdict on anyone), MODEL
+  (this model, in this pool) or PROVIDER (every model of the provider, in every pool);
+- `penalise`: whether it counts in the model's failure streak and rolling window;
+- `standby`: how the standby is decided (see `Standby`);
+- `provider_rule`: for PROVIDER scope, the pool's `provider_deactivation` rule that must be
+  on for the provider to go down; when it is off the model alone goes on standby;
+- `same_model_retry`: whether the request may try the same model again after a backoff;
+- `effect`: what the request does next: FAIL at once, EXCLUDE the model for this request
+  (and try another, without penalty), or ROTATE to the next model;
+- `error`: the error class a request that ends on this kind raises;
+- `reason`: the DeactivationReason of a standby this row puts in place by itself.
+
+A refused connection is a CONNECTION whose code is "connect": it has a row of its own
+(`REFUSED`), since a provider whose host refuses connections is down as a whole.
+
+Per provider, two seed keys adjust `same_model_retry` by status: a status listed in
+`retryable_codes` may be retried on the same model, one in `non_retryable_codes` rotates
+at once. Rows whose effect is FAIL or EXCLUDE are never retried, whatever the lists say.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+from . import _errors as E
+from ._types import DeactivationReason, ErrorInfo, ErrorKind
+
+__all__ = ["Scope", "Standby", "Effect", "Consequence", "CONSEQUENCES", "REFUSED", "consequence_for"]
+
+
+class Scope(enum.Enum):
+    NONE = "none"
+    MODEL = "model"
+    PROVIDER = "provider"
+
+
+class Standby(enum.Enum):
+    NONE = "none"                # no standby
+    POLICY = "policy"            # the pool's deactivation policies decide; a failed trial re-opens
+    RETRY_AFTER = "retry_after"  # until the provider's Retry-After when it gives one, else POLICY
+    RECOVERY = "recovery"        # at once; the pool's recovery policy says until when
+    UNTIL_PROBE = "until_probe"  # the provider at once, until a probe or a person brings it back
+    QUOTA_RESET = "quota_reset"  # the provider at once, until its next quota reset (else a cooldown)
+    COOLDOWN = "cooldown"        # the provider at once, for the pool's recovery cooldown
+
+
+class Effect(enum.Enum):
+    FAIL = "fail"
+    EXCLUDE = "exclude"
+    ROTATE = "rotate"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Consequence:
+    scope: Scope
+    penalise: bool
+    standby: Standby
+    same_model_retry: bool
+    effect: Effect
+    error: type[E.ModelMeshError]
+    reason: DeactivationReason | None = None
+    provider_rule: str | None = None
+
+
+def _row(scope: Scope, penalise: bool, standby: Standby, retry: bool, effect: Effect,
+         error: type[E.ModelMeshError], reason: DeactivationReason | None = None,
+         rule: str | None = None) -> Consequence:
+    return Consequence(scope=scope, penalise=penalise, standby=standby, same_model_retry=retry, effect=effect,
+                       error=error, reason=reason, provider_rule=rule)
+
+
+_K, _S, _B, _X, _R = ErrorKind, Scope, Standby, Effect, DeactivationReason
+CONSEQUENCES: dict[ErrorKind, Consequence] = {
+    #                        scope   penalise standby     retry  effect     error                  reason
+    _K.RATE_LIMITED:     _row(_S.MODEL, True, _B.RETRY_AFTER, True, _X.ROTATE, E.RateLimitError, _R.RATE_LIMITED),
+    _K.SERVER_ERROR:     _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
+    _K.TIMEOUT:          _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.RequestTimeoutError),
+    _K.CONNECTION:       _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
+    _K.MALFORMED:        _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
+    _K.AUTH:             _row(_S.PROVIDER, True, _B.UNTIL_PROBE, False, _X.ROTATE, E.AuthenticationError,
+                              _R.AUTH_FAILURE, "on_auth_failure"),
+    _K.QUOTA_EXHAUSTED:  _row(_S.PROVIDER, True, _B.QUOTA_RESET, False, _X.ROTATE, E.BudgetExceededError,
+                              _R.QUOTA_EXHAUSTED),
+    _K.MODEL_NOT_FOUND:  _row(_S.MODEL, True, _B.RECOVERY, False, _X.ROTATE, E.ProviderError, _R.MODEL_NOT_FOUND),
+    _K.CONTEXT_LENGTH:   _row(_S.NONE, False, _B.NONE, False, _X.EXCLUDE, E.ContextLengthError),
+    _K.CONTENT_FILTERED: _row(_S.NONE, False, _B.NONE, False, _X.EXCLUDE, E.ContentFilteredError),
+    _K.BAD_REQUEST:      _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.BadRequestError),
+}
+# a connection the provider's host refused: the provider is down, not one model
+REFUSED = _row(_S.PROVIDER, True, _B.COOLDOWN, True, _X.ROTATE, E.ProviderError, _R.PROVIDER_OUTAGE, "on_api_outage")
+
+
+def consequence_for(info: ErrorInfo, retryable_codes: Collection[int] = (),
+                    non_retryable_codes: Collection[int] = ()) -> Consequence:
+    """The row for `info`, with the provider's per-status retry lists applied."""
+    row = REFUSED if info.kind is ErrorKind.CONNECTION and info.code == "connect" else CONSEQUENCES[info.kind]
+    if info.status is None or row.effect is not Effect.ROTATE:
+        return row
+    if info.status in non_retryable_codes and row.same_model_retry:
+        return replace(row, same_model_retry=False)
+    if info.status in retryable_codes and not row.same_model_retry:
+        return replace(row, same_model_retry=True)
+    return row

@@ -1,0 +1,512 @@
+"""Health: the one owner of everything about models and providers that outlives a request.
+
+Theory of operation. Rule 1: whether a model or a provider is up, why, since and until
+when, its failure streak, rolling window, spend and rate-limit figures live here and only
+here: one `ProviderState` per provider and one `ModelState` per (pool, model). The circuit
+breaker, the rolling window and the rotation policies are parts this owner uses; nobody
+else stores a standby. There are three doors:
+
+- `available(pool, now, events)`: the members that can take a request now, and when the
+  first blocked one frees up. It is the only place where time alone changes state: a
+  cooldown that ended (the model goes half-open for a trial), a provider standby that
+  ended, a maintenance window or quota period that began. Each emits its event once,
+  into the `events` list of whoever asked.
+- `record(outcome, now, events)`: every outcome (an attempt sent, served, failed or
+  released; a probe; a change by hand). What a failure means is read from one table,
+  `CONSEQUENCES` in `_consequences.py`, adjusted per provider by its retry code lists.
+- `view(now)`: a pure read for `status()`, `route()`, `explain` and persistence. It
+  computes what `available` would find (a cooldown over reads as half-open) and changes
+  nothing, emits nothing.
+
+Nothing here locks: the core's caller holds its lock around these doors, and they take
+microseconds whatever the size of a response (parsing happens in the call, outside).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ._breaker import BreakerState
+from ._consequences import Consequence, Scope, Standby, consequence_for
+from ._cron import next_quota_reset
+from ._events import MeshEvent, ModelDeactivated, ModelRecovered, ProviderDeactivated, ProviderRecovered
+from ._policies import Deactivation
+from ._selection import Candidate
+from ._state import MIN_AVAILABILITY, ModelState, ProviderState
+from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, WireRequest
+
+if TYPE_CHECKING:
+    from ._config_schema import BudgetConfig, DiscoveryConfig
+    from ._pool import ModelInfo, Pool, ProviderRuntime
+    from .codecs._base import Target
+
+__all__ = [
+    "Health", "Probe", "Sent", "Served", "Faulted", "Released", "Probed", "ModelByHand", "ProviderByHand",
+]
+
+_INF = math.inf
+_AVAILABILITY_LOW = "availability score below threshold"
+
+
+# -- outcomes: what `record` is told ------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sent:
+    """An attempt goes to `ref` (takes a half-open trial slot when the model is on trial)."""
+
+    pool: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Served:
+    pool: str
+    ref: str
+    latency: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    limits: RateLimitInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Faulted:
+    pool: str
+    ref: str
+    info: ErrorInfo
+    limits: RateLimitInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Released:
+    """The attempt ended with no verdict on the model (cancelled, or never sent)."""
+
+    pool: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe:
+    """A health check recovery asks for; the shell sends `request` and records `Probed`."""
+
+    key: str
+    provider: str
+    pool: str | None
+    ref: str | None
+    target: Target
+    request: WireRequest
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probed:
+    probe: Probe
+    ok: bool
+    latency: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelByHand:
+    """A person puts `ref` on standby (`up=False`, until `until` or not by time) or back."""
+
+    pool: str
+    ref: str
+    up: bool
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderByHand:
+    provider: str
+
+
+Blocked = tuple[float, "str | None"]  # (until when, inf = not by time; why)
+
+
+class Health:
+    def __init__(self, providers: Mapping[str, ProviderRuntime], discovery: DiscoveryConfig) -> None:
+        self.providers = providers
+        self.provider_states: dict[str, ProviderState] = {pid: ProviderState() for pid in providers}
+        self.model_states: dict[tuple[str, str], ModelState] = {}
+        self.pools: dict[str, Pool] = {}
+        self._discovery = discovery
+        self._record = {
+            Sent: self._sent, Served: self._served, Faulted: self._faulted, Released: self._released,
+            Probed: self._probed, ModelByHand: self._model_by_hand, ProviderByHand: self._provider_by_hand,
+        }
+
+    def add_pool(self, pool: Pool) -> None:
+        self.pools[pool.name] = pool
+        rec = pool.config.rotation.recovery
+        for model in pool.members:
+            state = ModelState(model=model.ref, pool=pool.name)
+            # deactivation policies decide when a closed breaker trips (they know error_codes);
+            # the breaker's own failure counting only matters while half-open
+            state.breaker.configure(failure_threshold=10**9, reset_timeout=rec.cooldown,
+                                    half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
+            self.model_states.setdefault((pool.name, model.ref), state)
+
+    def state(self, pool: str, ref: str) -> ModelState:
+        return self.model_states[(pool, ref)]
+
+    # -- door 1: available ----------------------------------------------------------------------
+    def available(self, pool: Pool, now: float, events: list[MeshEvent] | None, *,
+                  restrict: frozenset[str] | None = None) -> tuple[list[Candidate], float | None]:
+        """Members that can take a request now, as selection snapshots, and the earliest time
+        a blocked one frees up. `events=None` asks without moving anything (for `view`)."""
+        out: list[Candidate] = []
+        earliest: float | None = None
+        for index, model in enumerate(pool.members):
+            if restrict is not None and model.ref not in restrict:
+                continue
+            block = self._block(pool, model, now, events)
+            if block is not None:
+                if block[0] != _INF and (earliest is None or block[0] < earliest):
+                    earliest = block[0]
+                continue
+            out.append(self._candidate(pool, model, index, now, full=not pool.order_only))
+        return out, earliest
+
+    def free(self, pool: Pool, ref: str, now: float, events: list[MeshEvent]) -> bool:
+        return self._block(pool, pool.by_ref[ref], now, events) is None
+
+    def provider_up(self, provider: str, now: float) -> bool:
+        ps = self.provider_states[provider]
+        return ps.available or (ps.until is not None and now >= ps.until)
+
+    def budget_spent(self, provider: str, now: float) -> bool:
+        return _budget_block(self.providers[provider].config.budget, self.provider_states[provider], now) is not None
+
+    def full(self, pool: Pool, cand: Candidate, now: float) -> Candidate:
+        """The candidate with its health figures, for the score a decision reports."""
+        if not pool.order_only:
+            return cand
+        return self._candidate(pool, pool.by_ref[cand.ref], cand.index, now, full=True)
+
+    def _block(self, pool: Pool, model: ModelInfo, now: float, events: list[MeshEvent] | None) -> Blocked | None:
+        provider = self.providers[model.provider]
+        if not provider.config.enabled:
+            return (_INF, "disabled")
+        ps = self.provider_states[model.provider]
+        if not ps.available:
+            if ps.until is None or now < ps.until:
+                return (_INF if ps.until is None else ps.until, ps.reason)
+            if events is not None:  # the provider's standby is over: its models get a trial again
+                self._provider_up(model.provider, now, "cooldown", events)
+        budget = _budget_block(provider.config.budget, ps, now)
+        if budget is not None:
+            return (budget[1], budget[0])
+        state = self.model_states[(pool.name, model.ref)]
+        breaker = state.breaker
+        if pool.timed is not None and breaker.state is BreakerState.CLOSED:
+            # maintenance windows and quota periods change with time alone
+            decision = pool.timed.should_deactivate(state if events is not None else replace(state), now)
+            if decision is not None:
+                if events is None:
+                    until = decision.until if decision.until is not None else pool.recovery.recover_at(state, decision, now)
+                    return (_INF if until is None else until, decision.reason.value)
+                self._deactivate(pool, model.ref, decision, now, events)
+        if breaker.state is BreakerState.OPEN:
+            until = breaker.open_until if breaker.open_until is not None else _INF
+            if now < until:
+                return (until, state.reason.value if state.reason else None)
+            if events is not None:
+                breaker.allow(now)  # goes half-open: one trial
+                events.append(ModelRecovered(at=now, pool=pool.name, model=model.ref, how="cooldown"))
+        elif breaker.state is BreakerState.HALF_OPEN and breaker.in_flight >= breaker.half_open_max:
+            return (_INF, "trial in flight")  # busy, not waiting on a time
+        if state.rate_reset_at is not None and state.rate_reset_at > now:
+            if state.remaining_requests == 0 or state.remaining_tokens == 0:
+                return (state.rate_reset_at, "rate limit spent")
+        return None
+
+    def _candidate(self, pool: Pool, model: ModelInfo, index: int, now: float, *, full: bool) -> Candidate:
+        if not full:  # the strategy reads no health figures: skip computing them
+            return Candidate(ref=model.ref, provider=model.provider, model=model.model, index=index,
+                             context_window=model.context_window)
+        state = self.model_states[(pool.name, model.ref)]
+        rl = self.providers[model.provider].config.rate_limits
+        stale = state.rate_reset_at is not None and state.rate_reset_at <= now
+        count, average, success_rate, score, last_minute = state.window.summary(now, 60.0)
+        return Candidate(
+            ref=model.ref, provider=model.provider, model=model.model, index=index,
+            cost_per_1k=model.cost_per_1k, latency=average if count else None, success_rate=success_rate,
+            score=score, requests_last_minute=last_minute, last_used=state.last_used,
+            remaining_requests=None if stale else state.remaining_requests, limit_requests=state.limit_requests,
+            remaining_tokens=None if stale else state.remaining_tokens, limit_tokens=state.limit_tokens,
+            rate_reset_at=state.rate_reset_at, known_rpm=rl.rpm, context_window=model.context_window, in_flight=0,
+        )
+
+    # -- door 2: record ---------------------------------------------------------------------------
+    def record(self, outcome: Any, now: float, events: list[MeshEvent]) -> Consequence | None:
+        """Apply one outcome. For `Faulted`, returns the consequence the request acts on."""
+        try:
+            handler = self._record[type(outcome)]
+        except KeyError:
+            raise TypeError(f"health cannot record {outcome!r}") from None
+        return handler(outcome, now, events)
+
+    def _sent(self, o: Sent, now: float, events: list[MeshEvent]) -> None:
+        state = self.model_states[(o.pool, o.ref)]
+        state.breaker.on_request(now)
+        state.last_used = now
+
+    def _released(self, o: Released, now: float, events: list[MeshEvent]) -> None:
+        self.model_states[(o.pool, o.ref)].breaker.release(now)
+
+    def _served(self, o: Served, now: float, events: list[MeshEvent]) -> None:
+        pool = self.pools[o.pool]
+        state = self.model_states[(o.pool, o.ref)]
+        _absorb(state, o.limits, now)
+        tokens = o.prompt_tokens + o.completion_tokens
+        state.record_success(now, o.latency, tokens=tokens, cost=o.cost)
+        was_closed = state.breaker.state is BreakerState.CLOSED
+        state.breaker.record_success(now)
+        if not was_closed and state.breaker.state is BreakerState.CLOSED:
+            state.reason = None
+        ps = self.provider_states[pool.by_ref[o.ref].provider]
+        _add_spend(ps, now, o.cost)
+        ps.total_quota_used += tokens
+        decision = pool.deactivation.should_deactivate(state, now)
+        if decision is not None:  # a limit reached by this very request: rotate away before the next
+            self._deactivate(pool, o.ref, decision, now, events)
+
+    def _faulted(self, o: Faulted, now: float, events: list[MeshEvent]) -> Consequence:
+        pool = self.pools[o.pool]
+        state = self.model_states[(o.pool, o.ref)]
+        info = o.info
+        pid = pool.by_ref[o.ref].provider
+        pcfg = self.providers[pid].config
+        c = consequence_for(info, pcfg.retryable_codes, pcfg.non_retryable_codes)
+        _absorb(state, o.limits, now)
+        if not c.penalise:
+            state.breaker.release(now)
+            return c
+        # a malformed 2xx is the provider's fault, whatever its status said: count it like a timeout
+        state.record_failure(now, info.kind.value, None if info.kind is ErrorKind.MALFORMED else info.status)
+        standby = c.standby
+        if c.scope is Scope.PROVIDER:
+            if c.provider_rule is None or c.provider_rule in pool.config.rotation.provider_deactivation:
+                state.breaker.release(now)
+                cooldown = now + pool.config.rotation.recovery.cooldown
+                until = {Standby.UNTIL_PROBE: None, Standby.COOLDOWN: cooldown,
+                         Standby.QUOTA_RESET: self._quota_reset_at(pool, pid, now) or cooldown}[standby]
+                assert c.reason is not None
+                self._provider_down(pid, now, c.reason.value, until, events)
+                return c
+            # the pool does not take the provider down for this: the model alone goes on standby
+            standby = Standby.RECOVERY if standby is Standby.UNTIL_PROBE else Standby.POLICY
+        if standby is Standby.RECOVERY or (standby is Standby.RETRY_AFTER and info.retry_after is not None):
+            assert c.reason is not None
+            until = None if standby is Standby.RECOVERY else now + (info.retry_after or 0.0)
+            state.breaker.release(now)
+            self._deactivate(pool, o.ref, Deactivation(reason=c.reason, detail=info.message, until=until), now, events)
+            return c
+        was_trial = state.breaker.state is BreakerState.HALF_OPEN
+        if was_trial:
+            state.breaker.record_failure(now)  # re-opens
+        else:
+            state.breaker.release(now)
+        decision = pool.deactivation.should_deactivate(state, now)
+        if decision is None and was_trial:
+            decision = Deactivation(reason=state.reason or DeactivationReason.RETRY_LIMIT, detail="trial request failed")
+        if decision is not None:
+            self._deactivate(pool, o.ref, decision, now, events)
+        return c
+
+    def _probed(self, o: Probed, now: float, events: list[MeshEvent]) -> None:
+        probe = o.probe
+        if probe.ref is not None:  # a model probe says nothing about the provider's availability
+            assert probe.pool is not None
+            self.model_states[(probe.pool, probe.ref)].record_probe(now)
+            if o.ok:
+                self._model_up(self.pools[probe.pool], probe.ref, now, "probe", events)
+            return
+        ps = self.provider_states[probe.provider]
+        ps.record_probe(o.ok, o.latency, now)
+        if not o.ok:
+            if ps.available and ps.availability_score < MIN_AVAILABILITY:
+                self._provider_down(probe.provider, now, _AVAILABILITY_LOW, None, events)
+            return
+        if self._recovers_by_probe(probe.provider):  # else (on_manual): a good probe is noted, no more
+            self._provider_up(probe.provider, now, "probe", events)
+
+    def _model_by_hand(self, o: ModelByHand, now: float, events: list[MeshEvent]) -> None:
+        pool = self.pools[o.pool]
+        if o.up:
+            self._model_up(pool, o.ref, now, "manual", events)
+        else:
+            until = _INF if o.until is None else o.until
+            self._deactivate(pool, o.ref, Deactivation(reason=DeactivationReason.MANUAL, detail="by hand", until=until),
+                             now, events)
+
+    def _provider_by_hand(self, o: ProviderByHand, now: float, events: list[MeshEvent]) -> None:
+        self._provider_up(o.provider, now, "manual", events)
+
+    # -- transitions ---------------------------------------------------------------------------
+    def _deactivate(self, pool: Pool, ref: str, decision: Deactivation, now: float, events: list[MeshEvent]) -> None:
+        state = self.model_states[(pool.name, ref)]
+        until = decision.until
+        if until is None:
+            until = pool.recovery.recover_at(state, decision, now)
+        state.breaker.trip(now, until=_INF if until is None else until, reason=decision.reason.value)
+        state.reason = decision.reason
+        events.append(ModelDeactivated(at=now, pool=pool.name, model=ref, reason=decision.reason.value,
+                                       detail=decision.detail, until=state.recover_at))
+
+    def _model_up(self, pool: Pool, ref: str, now: float, how: str, events: list[MeshEvent]) -> None:
+        state = self.model_states[(pool.name, ref)]
+        if state.breaker.state is BreakerState.CLOSED:
+            return
+        state.breaker.reset(now)
+        state.reason = None
+        state.consecutive_failures = 0  # or the retry limit would trip again on the next look
+        state.failure_streak = {}
+        events.append(ModelRecovered(at=now, pool=pool.name, model=ref, how=how))
+
+    def _provider_down(self, pid: str, now: float, reason: str, until: float | None, events: list[MeshEvent]) -> None:
+        ps = self.provider_states[pid]
+        already_down = not ps.available
+        if reason == DeactivationReason.AUTH_FAILURE.value:
+            ps.auth_valid = False
+        if not already_down:
+            ps.deactivated_at = now
+            ps.until = until
+        elif until is None:
+            ps.until = None
+        elif ps.until is not None:
+            ps.until = max(ps.until, until)  # never shorten a deadline
+        # else: already down until a probe or a hand: a deadline would shorten that
+        ps.available = False
+        ps.reason = reason
+        events.append(ProviderDeactivated(at=now, provider=pid, reason=reason, until=ps.until))
+
+    def _provider_up(self, pid: str, now: float, how: str, events: list[MeshEvent]) -> None:
+        ps = self.provider_states[pid]
+        if ps.available:
+            return
+        ps.available = ps.auth_valid = True
+        ps.reason = ps.deactivated_at = ps.until = None
+        ps.availability_score = max(ps.availability_score, MIN_AVAILABILITY)  # healthy, as it just proved
+        events.append(ProviderRecovered(at=now, provider=pid, how=how))
+
+    def _recovers_by_probe(self, provider: str) -> bool:
+        rules = {p.config.rotation.provider_recovery for p in self.pools.values()
+                 if any(m.provider == provider for m in p.members)}
+        return not rules or "on_probe_success" in rules
+
+    def _quota_reset_at(self, pool: Pool, pid: str, now: float) -> float | None:
+        schedule = self.providers[pid].config.quota_reset_schedule or pool.config.rotation.recovery.quota_reset_schedule
+        if schedule in (None, "rolling"):
+            return None
+        return next_quota_reset(now, schedule)
+
+    # -- probes --------------------------------------------------------------------------------
+    def due_probes(self, now: float, models: Mapping[str, ModelInfo]) -> list[Probe]:
+        """Health checks recovery wants now, each marked as sent: providers down until a probe,
+        and standby models whose pool's recovery policy asks for a probe."""
+        probes: list[Probe] = []
+        interval = self._discovery.health_interval
+        for pid, provider in self.providers.items():
+            ps = self.provider_states[pid]
+            if ps.available or ps.until is not None or not provider.config.enabled:
+                continue
+            if ps.last_probe is not None and now - ps.last_probe < interval:
+                continue
+            ps.last_probe = now
+            model = next((m for m in models.values() if m.provider == pid), None)
+            target = provider.target(model) if model is not None else provider.bare_target()
+            probes.append(Probe(key=f"provider:{pid}", provider=pid, pool=None, ref=None, target=target,
+                                request=provider.codec.build_request(target, "models", {}, stream=False),
+                                timeout=self._discovery.health_timeout))
+        for (pool_name, ref), state in self.model_states.items():
+            pool = self.pools[pool_name]
+            if not getattr(pool.recovery, "probe_due", _never)(state, now):
+                continue
+            state.record_probe(now)
+            model = pool.by_ref[ref]
+            provider = self.providers[model.provider]
+            target = provider.target(model)
+            embeddings = any("embeddings" in c for c in model.capabilities)
+            op, body = ("embeddings", {"input": "ping"}) if embeddings else (
+                "chat", {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
+            probes.append(Probe(key=f"model:{pool_name}:{ref}", provider=model.provider, pool=pool_name, ref=ref,
+                                target=target, request=provider.codec.build_request(target, op, body, stream=False),
+                                timeout=provider.config.timeout))
+        return probes
+
+    # -- door 3: view --------------------------------------------------------------------------
+    def view(self, now: float) -> dict[str, Any]:
+        """Every provider and pool member as `available` would find them now; changes nothing."""
+        providers = {}
+        for pid, provider in self.providers.items():
+            ps = self.provider_states[pid]
+            up = self.provider_up(pid, now)
+            providers[pid] = {"up": up, "reason": None if up else ps.reason, "until": None if up else ps.until,
+                              "spend_day": round(ps.spend_day, 6), "spend_month": round(ps.spend_month, 6),
+                              "enabled": provider.config.enabled}
+        pools = {}
+        for pool in self.pools.values():
+            rows = []
+            for model in pool.members:
+                state = self.model_states[(pool.name, model.ref)]
+                block = self._block(pool, model, now, None)
+                breaker = state.breaker.state
+                if breaker is BreakerState.OPEN and now >= (state.breaker.open_until or _INF):
+                    breaker = BreakerState.HALF_OPEN
+                rows.append({
+                    "model": model.ref,
+                    "status": "active" if block is None else "standby",
+                    "breaker": breaker.value,
+                    "reason": None if block is None else block[1],
+                    "until": None if block is None or block[0] == _INF else block[0],
+                    "requests": state.total_requests,
+                    "failures": state.total_failures,
+                    "success_rate": round(state.window.success_rate(now), 4),
+                    "avg_latency": round(state.window.average(now), 6),
+                    "tokens": state.tokens_used,
+                    "cost": round(state.cost, 6),
+                })
+            pools[pool.name] = rows
+        return {"providers": providers, "pools": pools}
+
+
+def _never(state: ModelState, now: float) -> bool:
+    return False
+
+
+def _absorb(state: ModelState, limits: RateLimitInfo | None, now: float) -> None:
+    """What the provider's rate-limit headers said, into the model's record."""
+    if limits is None or limits.is_empty():
+        return
+    if limits.limit_requests is not None:
+        state.limit_requests = limits.limit_requests
+    if limits.limit_tokens is not None:
+        state.limit_tokens = limits.limit_tokens
+    state.remaining_requests = limits.remaining_requests
+    state.remaining_tokens = limits.remaining_tokens
+    resets = [r for r in (limits.reset_requests, limits.reset_tokens) if r is not None]
+    state.rate_reset_at = now + max(resets) if resets else None
+
+
+def _add_spend(ps: ProviderState, now: float, cost: float) -> None:
+    if ps.day_end is None or now >= ps.day_end:
+        ps.spend_day, ps.day_end = 0.0, next_quota_reset(now, "daily")
+    if ps.month_end is None or now >= ps.month_end:
+        ps.spend_month, ps.month_end = 0.0, next_quota_reset(now, "monthly")
+    ps.spend_day += cost
+    ps.spend_month += cost
+    ps.total_cost += cost
+
+
+def _budget_block(budget: BudgetConfig, ps: ProviderState, now: float) -> tuple[str, float] | None:
+    """(which limit, when it resets) if a budget is spent now, else None. Pure: a period
+    that ended counts as empty without being rolled."""
+    if budget.monthly_limit is not None and ps.month_end is not None and now < ps.month_end \
+            and ps.spend_month >= budget.monthly_limit:
+        return ("monthly budget", ps.month_end)
+    if budget.daily_limit is not None and ps.day_end is not None and now < ps.day_end \
+            and ps.spend_day >= budget.daily_limit:
+        return ("daily budget", ps.day_end)
+    return None

@@ -1,0 +1,153 @@
+"""The vocabulary between a call and its shell: phases, actions, inputs, routing options.
+
+A shell asks a `Call` for its next action and carries it out:
+
+    Attempt   send `request` (a WireRequest) to `target`, then feed what happened
+    Wait      sleep `seconds`, then ask again
+    Read      (streams) read the next bytes of the open stream and feed them
+    Deliver   hand `chunk` to the caller
+    Succeeded / Failed   the request is over
+
+and feeds back inputs: ResponseReceived (any status), StreamOpened, DataReceived,
+StreamEnded (streams only), TransportFailed (timeouts, refused or cut connections) and
+Cancelled (the caller walked away). All are frozen, slotted values.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import _errors as E
+from ._types import ErrorKind, WireRequest
+from .codecs._base import Target
+
+__all__ = [
+    "CallProtocolError", "Phase", "Attempt", "Wait", "Read", "Deliver", "Succeeded", "Failed",
+    "ResponseReceived", "StreamOpened", "DataReceived", "StreamEnded", "TransportFailed", "Cancelled",
+    "Action", "RoutingOptions", "RoutingDecision",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingOptions:
+    """Optional hints that influence routing (seed 004)."""
+
+    delivery_mode: str | None = None
+    preferred_provider: str | None = None
+    session_id: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None  # seconds for the whole request; caps the pool's retry deadline
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingDecision:
+    """The model a request would go to now, and what follows it if it fails (seed 004)."""
+
+    model_id: str
+    provider_id: str
+    pool_id: str
+    score: float
+    fallback_chain: tuple[str, ...] = ()
+
+
+class CallProtocolError(RuntimeError):
+    """A shell fed an input the call cannot take in its current phase."""
+
+
+class Phase(enum.Enum):
+    READY = "ready"          # choose the next attempt
+    SENDING = "sending"      # an attempt is out; its outcome must be fed
+    STREAMING = "streaming"  # a stream is open; feed its bytes
+    WAITING = "waiting"      # backing off until `wait_until`
+    DONE = "done"            # Succeeded or Failed has been decided
+
+
+# -- actions (what the shell should do) ------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    number: int
+    pool: str
+    ref: str
+    target: Target
+    request: WireRequest
+    op: str
+    stream: bool
+    connect_timeout: float
+    read_timeout: float
+    first_chunk_timeout: float
+    total_timeout: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Read:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deliver:
+    chunk: dict
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Succeeded:
+    response: dict | None  # None for streams: the chunks were delivered
+    request_id: str
+    pool: str
+    provider: str
+    model: str
+    attempts: tuple[E.AttemptRecord, ...]
+    latency: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    error: E.ModelMeshError
+
+
+# -- inputs (what happened) --------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseReceived:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOpened:
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataReceived:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEnded:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportFailed:
+    kind: ErrorKind  # TIMEOUT or CONNECTION
+    message: str = ""
+    connect: bool = False  # the connection itself could not be made
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancelled:
+    pass
+
+
+Action = Attempt | Wait | Read | Deliver | Succeeded | Failed

@@ -1,0 +1,100 @@
+"""The health owner through its doors: a question moves nothing, every event reaches its caller
+once, the consequence table covers every error kind, and the per-provider retry keys act."""
+from __future__ import annotations
+
+import pytest
+
+from modelmesh._core._consequences import CONSEQUENCES, Effect, Scope, consequence_for
+from modelmesh._core._protocol import Cancelled, ResponseReceived, Succeeded
+from modelmesh._core._types import ErrorInfo, ErrorKind
+
+from core_helpers import T0, Clock, drive, err_body, health_of, make_mesh, member, ok_body, provider
+
+
+def two(**rotation):
+    return make_mesh({"a": provider(["m1"]), "b": provider(["m2"])},
+                     {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority",
+                               "rotation": {"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "10s"},
+                                            "selection": {"model_priority": ["a/m1"]}, **rotation}}})
+
+
+def start(mesh, now=T0, stream=False):
+    return mesh.start("chat", {"messages": [{"role": "user", "content": "x"}]}, model="chat", stream=stream, now=now)
+
+
+def test_every_error_kind_has_one_row():
+    assert set(CONSEQUENCES) == set(ErrorKind)
+    assert all(c.scope is Scope.NONE for c in CONSEQUENCES.values() if not c.penalise)
+    assert consequence_for(ErrorInfo(kind=ErrorKind.CONNECTION, code="connect")).scope is Scope.PROVIDER
+
+
+def test_provider_code_lists_adjust_same_model_retries():
+    info = ErrorInfo(kind=ErrorKind.SERVER_ERROR, status=503)
+    assert consequence_for(info).same_model_retry
+    assert not consequence_for(info, non_retryable_codes=[503]).same_model_retry
+    auth = ErrorInfo(kind=ErrorKind.AUTH, status=401)
+    assert consequence_for(auth, retryable_codes=[401]).same_model_retry
+    bad = ErrorInfo(kind=ErrorKind.BAD_REQUEST, status=400)
+    assert consequence_for(bad, retryable_codes=[400]).effect is Effect.FAIL  # never retried
+
+
+def test_max_retries_and_non_retryable_codes_act_on_requests():
+    retrying = make_mesh({"a": provider(["m1"], max_retries=2), "b": provider(["m2"])},
+                         {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}})
+    final, _ = drive(start(retrying), {"a/m1": [500, 500, 200], "b/m2": [200]})
+    assert final.provider == "a" and [a.outcome for a in final.attempts] == ["server_error", "server_error", "ok"]
+    rotating = make_mesh({"a": provider(["m1"], max_retries=2, error={"retryable_codes": [502], "non_retryable_codes": [500]}),
+                          "b": provider(["m2"])}, {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}})
+    final, _ = drive(start(rotating), {"a/m1": [500, 200], "b/m2": [200]})
+    assert final.provider == "b" and len(final.attempts) == 2
+
+
+def test_questions_move_nothing_and_the_recovery_is_announced_once_to_the_request_that_sees_it():
+    mesh = two()
+    first = start(mesh)
+    drive(first, {"a/m1": [500], "b/m2": [200]})
+    assert [e.type for e in first.drain_events()].count("model_deactivated") == 1
+    later = T0 + 60  # the cooldown is over
+    before = health_of(mesh, "a/m1").to_dict()
+    for _ in range(3):
+        assert member(mesh, "a/m1", later)["status"] == "active"
+        assert member(mesh, "a/m1", later)["breaker"] == "half_open"
+        assert mesh.route("chat", now=later).model_id == "m1"
+    assert health_of(mesh, "a/m1").to_dict() == before  # still open inside: nobody asked for a trial
+    nxt = start(mesh, now=later)
+    final, _ = drive(nxt, {"a/m1": [200], "b/m2": [200]}, Clock(later))
+    assert final.provider == "a"
+    assert [e.type for e in nxt.drain_events()].count("model_recovered") == 1
+
+
+def test_cancelling_a_call_drops_none_of_another_calls_events():
+    mesh = two()
+    failing, idle = start(mesh), start(mesh)
+    action = failing.next_action(T0)
+    failing.feed(ResponseReceived(status=500, body=err_body()), T0)  # a/m1 goes on standby
+    idle.next_action(T0)
+    idle.feed(Cancelled(), T0)
+    assert {e.request_id for e in idle.drain_events()} == {idle.request_id}  # its own only
+    kinds = [e.type for e in failing.drain_events()]
+    assert kinds == ["request_routed", "attempt_failed", "model_deactivated"] and action.ref == "a/m1"
+    failing.next_action(T0)
+    failing.feed(ResponseReceived(status=200, body=ok_body()), T0)
+    assert isinstance(failing.next_action(T0), Succeeded)
+    assert [e.type for e in failing.drain_events()] == ["request_routed", "request_completed"]
+
+
+def test_a_provider_budget_period_that_ended_reads_as_spent_nothing():
+    mesh = make_mesh({"a": provider([{"id": "m1", "capabilities": ["chat-completion"],
+                                       "pricing": {"input_per_1m": 1e6, "output_per_1m": 0}}],
+                                    budget={"daily_limit": 1.0}),
+                      "b": provider(["m2"])}, {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}})
+    final, _ = drive(start(mesh), {"a/m1": [200], "b/m2": [200]})
+    assert final.provider == "a" and mesh.snapshot(T0 + 1)["providers"]["a"]["spend_day"] >= 1.0
+    assert member(mesh, "a/m1", T0 + 1)["status"] == "standby"
+    assert member(mesh, "a/m1", T0 + 86400)["status"] == "active"
+
+
+@pytest.mark.parametrize("kind", list(ErrorKind))
+def test_each_row_is_what_a_request_does(kind):
+    row = CONSEQUENCES[kind]
+    assert row.effect in Effect and issubclass(row.error, Exception)
