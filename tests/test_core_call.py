@@ -5,8 +5,15 @@ import pytest
 
 from modelmesh import errors as E
 from modelmesh._core._call import (
-    Attempt, CallProtocolError, Cancelled, Deliver, Failed, StreamEnded, Succeeded,
-    TransportFailed, Wait,
+    Attempt,
+    CallProtocolError,
+    Cancelled,
+    Deliver,
+    Failed,
+    StreamEnded,
+    Succeeded,
+    TransportFailed,
+    Wait,
 )
 from modelmesh._core._types import ErrorKind
 
@@ -45,7 +52,8 @@ def test_first_model_serves_and_usage_and_cost_are_counted():
 def test_rate_limit_with_retry_after_fails_over_and_cools_down_exactly_that_long():
     mesh = three()
     clock = Clock()
-    final, _ = drive(start(mesh), {"a/m1": [(429, err_body(type_="rate_limit_exceeded"), {"retry-after": "30"})], "b/m2": [200]}, clock)
+    final, _ = drive(start(mesh), {"a/m1": [(429, err_body(type_="rate_limit_exceeded"), {"retry-after": "30"})],
+                                   "b/m2": [200]}, clock)
     assert final.provider == "b" and [a.outcome for a in final.attempts] == ["rate_limited", "ok"]
     pool = mesh.pools["chat"]
     assert pool.model_block("a/m1", clock.t + 1, mesh.providers, []) == pytest.approx(T0 + 0.1 + 30)
@@ -81,7 +89,8 @@ def test_auth_failure_puts_every_model_of_the_provider_on_standby_in_every_pool(
                   "rotation": {"selection": {"model_priority": ["a/e1"]}}},
     }
     mesh = make_mesh(providers, pools)
-    final, _ = drive(start(mesh), {"a/m1": [(401, err_body(type_="invalid_request_error", code="invalid_api_key"))], "b/m2": [200]})
+    final, _ = drive(start(mesh), {"a/m1": [(401, err_body(type_="invalid_request_error", code="invalid_api_key"))],
+                                   "b/m2": [200]})
     assert final.provider == "b"
     final, seen = drive(start(mesh, model="other"), {"a/e1": [200], "b/m2": [200]})
     assert final.provider == "b" and len(final.attempts) == 1  # a/e1 was never tried
@@ -247,7 +256,8 @@ def test_stream_resume_continues_from_the_partial_answer_on_another_model():
 
 def test_usage_chunk_reaches_the_caller_only_when_asked_for():
     mesh = three()
-    usage = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}\n\n'
+    usage = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+             b'"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}\n\n')
     chunks = sse_chunks(["a"])
     chunks.insert(-1, usage)
     final, seen = drive(start(mesh, stream=True), {"a/m1": [Stream(list(chunks))]})
@@ -330,7 +340,8 @@ def test_a_vendor_that_cannot_express_the_request_is_skipped_without_penalty():
 
 def test_model_not_found_takes_only_that_model_out():
     mesh = three()
-    final, _ = drive(start(mesh), {"a/m1": [(404, err_body("no such model", type_="invalid_request_error", code="model_not_found"))],
+    final, _ = drive(start(mesh), {"a/m1": [(404, err_body("no such model", type_="invalid_request_error",
+                                                           code="model_not_found"))],
                                     "b/m2": [200]})
     assert final.provider == "b"
     state = mesh.pools["chat"].states["a/m1"]

@@ -8,8 +8,9 @@ shells pass vendor messages through `redact()` before they reach an error.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = [
     "AttemptRecord",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._types import RateLimitInfo
 
@@ -137,7 +137,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
             _anthropic_group(lowered, "output-tokens", now),
         )
     for kind, group in (("requests", requests), ("tokens", tokens)):
-        for field, value in zip(("limit", "remaining", "reset"), group):
+        for field, value in zip(("limit", "remaining", "reset"), group, strict=True):
             if found[f"{field}_{kind}"] is None:
                 found[f"{field}_{kind}"] = value
     return RateLimitInfo(retry_after=parse_retry_after(lowered, now), **found)  # type: ignore[arg-type]

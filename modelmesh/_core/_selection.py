@@ -44,9 +44,10 @@ import difflib
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from ._types import Rng
 
@@ -185,7 +186,7 @@ class BaseStrategy(abc.ABC):
     def order(self, pool: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
         """Order a non-empty, index-sorted, already filtered pool; must be a permutation."""
 
-    def commit(self, chosen: Candidate, pool: Sequence[Candidate], ctx: SelectionContext) -> None:
+    def commit(self, chosen: Candidate, pool: Sequence[Candidate], ctx: SelectionContext) -> None:  # noqa: B027 - optional hook
         """Record that `chosen` (a member of `pool`) was put first. Stateless by default."""
 
     def preview(self, candidates: Sequence[Candidate], ctx: SelectionContext) -> list[Candidate]:

@@ -20,8 +20,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._anthropic import AnthropicDialect
@@ -59,7 +60,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, upstream: "FakeUpstream", host: str) -> None:
+    def __init__(self, upstream: FakeUpstream, host: str) -> None:
         self.upstream = upstream
         self._guard = threading.Lock()
         self._workers: set[threading.Thread] = set()
@@ -198,14 +199,14 @@ class FakeUpstream:
 
     # -- scripting --------------------------------------------------------------------------
 
-    def script(self, *steps: StepLike) -> "FakeUpstream":
+    def script(self, *steps: StepLike) -> FakeUpstream:
         """Queue steps, one per coming request, first in first out."""
         coerced = [coerce_step(s) for s in steps]
         with self._cond:
             self._script.extend(coerced)
         return self
 
-    def always(self, step: StepLike | None) -> "FakeUpstream":
+    def always(self, step: StepLike | None) -> FakeUpstream:
         """Use `step` whenever the script queue is empty; `None` restores the default reply."""
         coerced = None if step is None else coerce_step(step)
         with self._cond:
@@ -305,7 +306,7 @@ class FakeUpstream:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "FakeUpstream":
+    def __enter__(self) -> FakeUpstream:
         return self
 
     def __exit__(self, *exc: object) -> None:

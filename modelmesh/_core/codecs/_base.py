@@ -21,8 +21,9 @@ from __future__ import annotations
 import abc
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from .._errors import redact
 from .._ratelimit import parse_retry_after
@@ -99,7 +100,7 @@ class CodecError(Exception):
 
     @classmethod
     def of(cls, kind: ErrorKind, message: str, *, code: str | None = None,
-           status: int | None = None) -> "CodecError":
+           status: int | None = None) -> CodecError:
         return cls(ErrorInfo(kind=kind, message=clean_message(message), code=code, status=status))
 
 
@@ -115,7 +116,7 @@ class StreamDone:
     """The vendor's terminal marker arrived: the stream completed normally."""
 
 
-StreamItem = Union[dict, StreamError, StreamDone]
+StreamItem = dict | StreamError | StreamDone
 
 
 class StreamDecoder(abc.ABC):

@@ -31,7 +31,8 @@ chunks with a final usage chunk; `event: error` (e.g. `overloaded_error`) is a S
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._ratelimit import parse_rfc3339
 from .._sse import SSEEvent
@@ -39,13 +40,12 @@ from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
     Codec,
     CodecError,
-    TranslatingStreamDecoder,
     StreamDone,
     StreamError,
     StreamItem,
     Target,
+    TranslatingStreamDecoder,
     as_dict,
-    split_turns,
     as_int,
     as_list,
     kind_for_status,
@@ -54,6 +54,7 @@ from ._base import (
     parse_data_url,
     register_codec,
     require_mapping,
+    split_turns,
 )
 
 __all__ = ["AnthropicCodec", "UNSUPPORTED_PARAMS", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
@@ -142,7 +143,7 @@ class AnthropicCodec(Codec):
                                 status=status)
         return _completion(target, data)
 
-    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "AnthropicStreamDecoder":
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> AnthropicStreamDecoder:
         self._check_op(op, stream=True)
         return AnthropicStreamDecoder(self, target, created)
 

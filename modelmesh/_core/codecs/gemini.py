@@ -32,14 +32,30 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._ratelimit import parse_duration
 from .._sse import SSEEvent
 from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
-    Codec, CodecError, StreamDone, StreamError, StreamItem, Target, TranslatingStreamDecoder, as_dict, as_int,
-    as_list, kind_for_status, load_json, merge_headers, parse_data_url, register_codec, require_mapping, split_turns,
+    Codec,
+    CodecError,
+    StreamDone,
+    StreamError,
+    StreamItem,
+    Target,
+    TranslatingStreamDecoder,
+    as_dict,
+    as_int,
+    as_list,
+    kind_for_status,
+    load_json,
+    merge_headers,
+    parse_data_url,
+    register_codec,
+    require_mapping,
+    split_turns,
 )
 
 __all__ = ["GeminiCodec", "UNSUPPORTED_PARAMS", "DEFAULT_BASE_URL"]
@@ -120,7 +136,7 @@ class GeminiCodec(Codec):
             return _models(target, data, status)
         return _completion(target, data, status)
 
-    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "GeminiStreamDecoder":
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> GeminiStreamDecoder:
         self._check_op(op, stream=True)
         return GeminiStreamDecoder(self, target, created)
 
