@@ -147,7 +147,7 @@ _RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
 # -- helpers -----------------------------------------------------------------------------
 
-_Group = tuple  # (limit, remaining, reset_seconds)
+_Group = tuple[int | None, int | None, float | None]  # (limit, remaining, reset_seconds)
 
 
 def _anthropic_group(lowered: Mapping[str, str], kind: str, now: float) -> _Group:
@@ -164,7 +164,7 @@ def _tightest(*groups: _Group) -> _Group:
     with_remaining = [g for g in present if g[1] is not None]
     if not with_remaining:
         return present[0]
-    return min(with_remaining, key=lambda g: g[1])
+    return min(with_remaining, key=lambda g: g[1] or 0)  # every g[1] is set here
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

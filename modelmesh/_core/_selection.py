@@ -395,6 +395,12 @@ class CostFirst(BaseStrategy):
         return 1.0 / (1.0 + candidate.cost_per_1k)
 
 
+def _measured_latency(candidate: Candidate) -> float:
+    """Sort key for candidates already known to have a latency."""
+    assert candidate.latency is not None
+    return candidate.latency
+
+
 class LatencyFirst(BaseStrategy):
     """Fastest rolling-average latency first; models without data after all measured ones
     (index order when none is measured). So that new models get measured, with probability
@@ -410,7 +416,7 @@ class LatencyFirst(BaseStrategy):
         self.explore = explore
 
     def order(self, pool: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
-        known = sorted((c for c in pool if c.latency is not None), key=lambda c: c.latency)
+        known = sorted((c for c in pool if c.latency is not None), key=_measured_latency)
         unknown = [c for c in pool if c.latency is None]
         if known and unknown and ctx.rng.random() < self.explore:
             return unknown[:1] + known + unknown[1:]

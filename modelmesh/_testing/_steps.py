@@ -341,8 +341,9 @@ def coerce_step(value: Any) -> Any:
         return Reply(text=value)
     if isinstance(value, type):
         if issubclass(value, _STEP_TYPES):
+            step_class: type = value  # some step classes need arguments: calling them bare is checked at run time
             try:
-                return value()
+                return step_class()
             except TypeError as exc:
                 raise TypeError(f"{value.__name__} needs arguments; script {value.__name__}(...)") from exc
         raise TypeError(f"not a step class: {value.__name__}")

@@ -88,7 +88,7 @@ def host_url(preset: Preset, value: str) -> str:
 def detect(environ: Mapping[str, str]) -> list[tuple[Preset, str | None, str]]:
     """Providers the environment offers: (preset, key or None, base_url), in preset order.
     Cloud providers need their key variable; local servers need their host variable."""
-    found = []
+    found: list[tuple[Preset, str | None, str]] = []
     for preset in PRESETS.values():
         if preset.name in ("openai-compatible",):
             continue

@@ -61,7 +61,7 @@ _RETRY_IN_TEXT = re.compile(
 
 class OpenAICodec(Codec):
     name = "openai"
-    default_base_url = "https://api.openai.com/v1"
+    default_base_url: str | None = "https://api.openai.com/v1"
 
     # -- requests ------------------------------------------------------------------------
 
@@ -118,7 +118,7 @@ class OpenAICodec(Codec):
     # -- responses -----------------------------------------------------------------------
 
     def parse_response(self, target: Target, op: str, status: int,
-                       headers: Mapping[str, str], body: bytes) -> dict:
+                       headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         self._check_op(op)
         data = load_json(body)
         if not isinstance(data, dict):
@@ -136,7 +136,7 @@ class OpenAICodec(Codec):
             self._check_chat(target, data)
         return data
 
-    def _check_chat(self, target: Target, data: dict) -> None:
+    def _check_chat(self, target: Target, data: dict[str, Any]) -> None:
         """Hook for vendors that signal failures inside a 200 chat completion."""
 
     def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> OpenAIStreamDecoder:
@@ -233,8 +233,9 @@ def _vendor_code(payload: Any) -> str | None:
     if not isinstance(err, dict):
         return None
     for key in ("code", "type"):
-        if isinstance(err.get(key), str) and err[key]:
-            return err[key]
+        value = err.get(key)
+        if isinstance(value, str) and value:
+            return value
     return None
 
 
