@@ -24,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["bench_http", "bench_overhead", "upstream"]
 
@@ -65,7 +66,9 @@ def upstream(in_process: bool = False) -> Iterator[tuple[str, Callable[[], None]
             proc.wait()
 
 
-def _clients(url: str, make_session: Callable[[], Any] | None = None) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], None]]:
+def _clients(
+    url: str, make_session: Callable[[], Any] | None = None,
+) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], None]]:
     import requests
 
     import modelmesh

@@ -63,8 +63,8 @@ def time_import(module: str, repeats: int = 5, *, cached: bool = True) -> dict[s
             _probe(module, pycache)  # compiles and stores the bytecode; not timed
             runs = [_probe(module, pycache) for _ in range(repeats)]
     ms = sorted(r["seconds"] * 1e3 for r in runs)
-    return {"module": module, "bytecode": "cached" if cached else "as configured", "median_ms": statistics.median(ms), "min_ms": ms[0], "max_ms": ms[-1],
-            "new_modules": runs[-1]["new_modules"], "heavy_loaded": runs[-1]["heavy"]}
+    return {"module": module, "bytecode": "cached" if cached else "as configured", "median_ms": statistics.median(ms),
+            "min_ms": ms[0], "max_ms": ms[-1], "new_modules": runs[-1]["new_modules"], "heavy_loaded": runs[-1]["heavy"]}
 
 
 def heavy_modules_after(module: str = "modelmesh") -> list[str]:

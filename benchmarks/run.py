@@ -26,7 +26,8 @@ from benchmarks.http_bench import bench_http, bench_overhead  # noqa: E402
 from benchmarks.import_bench import bench_import  # noqa: E402
 
 SECTIONS = ("core", "http", "import")
-FULL = {"overhead": 3_000, "core_iterations": 20_000, "sequential": 500, "threads": 8, "per_thread": 150, "rounds": 3, "repeats": 5}
+FULL = {"overhead": 3_000, "core_iterations": 20_000, "sequential": 500, "threads": 8, "per_thread": 150,
+        "rounds": 3, "repeats": 5}
 QUICK = {"overhead": 500, "core_iterations": 2_000, "sequential": 100, "threads": 8, "per_thread": 25, "rounds": 2, "repeats": 3}
 
 

@@ -13,9 +13,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._core._errors import (
-    AttemptRecord, AuthenticationError, BadRequestError, BudgetExceededError, ConfigurationError,
-    ContentFilteredError, ContextLengthError, ModelMeshError, NoModelAvailableError, ProviderError,
-    RateLimitError, RequestTimeoutError, RoutingError, StreamInterruptedError,
+    AttemptRecord,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigurationError,
+    ContentFilteredError,
+    ContextLengthError,
+    ModelMeshError,
+    NoModelAvailableError,
+    ProviderError,
+    RateLimitError,
+    RequestTimeoutError,
+    RoutingError,
+    StreamInterruptedError,
 )
 
 __version__ = "0.1.0"

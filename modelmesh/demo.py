@@ -73,7 +73,8 @@ class _Printer:
 
 
 def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
-    from .client import MeshClient
+    from ._response import ChatCompletion
+    from .client import ChatStream, MeshClient
     from .errors import StreamInterruptedError
     from .testing import CutStream, Error, FakeClock, FakeUpstream, StreamErrorEvent
 
@@ -98,6 +99,7 @@ def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
                 try:
                     if stream:
                         s = client.chat.completions.create(model="chat", messages=messages, stream=True)
+                        assert isinstance(s, ChatStream)
                         text = []
                         for chunk in s:
                             if chunk.choices and chunk.choices[0].delta.content:
@@ -107,7 +109,9 @@ def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
                         reply = "".join(text)
                     else:
                         r = client.chat.completions.create(model="chat", messages=messages)
+                        assert isinstance(r, ChatCompletion)
                         served, reply = r.mesh, r.choices[0].message.content
+                    assert served is not None  # set on every answer that got through
                     p.line(p.paint(f"  → served by {served.provider}/{served.model} after {len(served.attempts)} attempt(s): "
                                    f"{reply!r} (${served.cost:.6f})", "32"))
                 except StreamInterruptedError as exc:

@@ -14,10 +14,29 @@ otherwise it answers "Hello from {name}". `FakeClock` replaces `time.time` and
         ...  # point the mesh at up.url
         assert up.requests[0].headers["x-api-key"] == "k"
 """
-from modelmesh._testing import (STYLES, CutStream, Drop, Error, FakeClock, FakeUpstream, Headers,
-                                HtmlError, MalformedJSON, RecordedRequest, Refuse, Reply,
-                                SlowFirstByte, SlowStream, Step, StepLike, StreamErrorEvent,
-                                ToolCall, fake_embedding, refuse_connections, upstreams)
+from modelmesh._testing import (
+    STYLES,
+    CutStream,
+    Drop,
+    Error,
+    FakeClock,
+    FakeUpstream,
+    Headers,
+    HtmlError,
+    MalformedJSON,
+    RecordedRequest,
+    Refuse,
+    Reply,
+    SlowFirstByte,
+    SlowStream,
+    Step,
+    StepLike,
+    StreamErrorEvent,
+    ToolCall,
+    fake_embedding,
+    refuse_connections,
+    upstreams,
+)
 
 __all__ = [
     "FakeClock", "FakeUpstream", "upstreams", "refuse_connections", "STYLES",

@@ -12,8 +12,17 @@ import random
 from typing import Any
 
 from modelmesh._core._call import (
-    Attempt, Deliver, Failed, Read, ResponseReceived, StreamEnded, StreamOpened, DataReceived,
-    Succeeded, TransportFailed, Wait,
+    Attempt,
+    DataReceived,
+    Deliver,
+    Failed,
+    Read,
+    ResponseReceived,
+    StreamEnded,
+    StreamOpened,
+    Succeeded,
+    TransportFailed,
+    Wait,
 )
 from modelmesh._core._config import parse_config
 from modelmesh._core._mesh import MeshCore
@@ -53,10 +62,12 @@ def err_body(message="boom", type_="server_error", code=None) -> bytes:
 
 def sse_chunks(texts, model="m", done=True) -> list[bytes]:
     out = [b'data: ' + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model,
-                                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}).encode() + b"\n\n"]
+                                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                               "finish_reason": None}]}).encode() + b"\n\n"]
     for t in texts:
         out.append(b'data: ' + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model,
-                                          "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}).encode() + b"\n\n")
+                                          "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+                                         ).encode() + b"\n\n")
     if done:
         out.append(b'data: ' + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model,
                                           "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).encode() + b"\n\n")

@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 
 from modelmesh._core._call import TRANSITIONS, CallProtocolError
 from modelmesh._core._protocol import (
-    Cancelled, DataReceived, Phase, ResponseReceived, StreamEnded, StreamOpened, TransportFailed,
+    Cancelled,
+    DataReceived,
+    Phase,
+    ResponseReceived,
+    StreamEnded,
+    StreamOpened,
+    TransportFailed,
 )
 from modelmesh._core._types import ErrorKind
 

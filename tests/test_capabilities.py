@@ -129,8 +129,8 @@ def test_leaves_under() -> None:
     assert "generation.audio-generation.text-to-speech" in audio
     assert all(leaf.startswith("generation.audio-generation.") for leaf in audio)
     assert leaves_under("chat") == (CHAT,)
-    assert set(leaves_under("generation")) == {l for l in ALL_LEAVES
-                                               if l.startswith("generation.")}
+    assert set(leaves_under("generation")) == {leaf for leaf in ALL_LEAVES
+                                               if leaf.startswith("generation.")}
 
 
 @pytest.mark.parametrize(

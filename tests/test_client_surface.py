@@ -35,7 +35,7 @@ def ups():
 def make(ups, strategy="priority", pool_extra=None, provider_extra=None, **client_kw):
     a, b, c = ups
     provider_extra = provider_extra or {}
-    providers = {name: prov(up.url, KEYS[name], **provider_extra.get(name, {})) for name, up in zip("abc", ups)}
+    providers = {name: prov(up.url, KEYS[name], **provider_extra.get(name, {})) for name, up in zip("abc", ups, strict=True)}
     pool = {"models": ORDER, "strategy": strategy, "rotation": {"selection": {"model_priority": ORDER}}}
     pool.update(pool_extra or {})
     clock = FakeClock()
@@ -308,7 +308,7 @@ def test_session_id_sticks_to_one_model(ups):
 
 def test_a_session_moves_when_its_model_fails_and_stays_on_the_new_one(ups):
     client, _, _ = make(ups, strategy="session-sticky")
-    by_name = dict(zip("abc", ups))
+    by_name = dict(zip("abc", ups, strict=True))
     with client:
         home = client.chat.completions.create(model="chat", messages=MSG, session_id="s").mesh.provider
         by_name[home].script(Error(500))
@@ -393,7 +393,8 @@ def test_a_failing_listener_does_not_fail_the_request():
         raise RuntimeError("observer bug")
 
     with FakeUpstream("openai", models=["m"]) as up:
-        config = {"providers": {"p": {"connector": "openai", "config": {"base_url": up.url, "auth": {"api_key": "sk-l-0123456789"},
+        config = {"providers": {"p": {"connector": "openai", "config": {"base_url": up.url,
+                                                                        "auth": {"api_key": "sk-l-0123456789"},
                                                                         "models": ["m"]}}}}
         with modelmesh.MeshClient(config, environ={}, on_event=broken) as client:
             r = client.chat.completions.create(model="p/m", messages=[{"role": "user", "content": "hi"}], timeout=5)
@@ -406,7 +407,8 @@ def test_a_pool_strategy_named_by_module_path_is_imported(tmp_path, monkeypatch)
     (tmp_path / "mm_strategy_mod.py").write_text("def last(cands, ctx):\n    return cands[-1]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     config = {"providers": {"p": {"connector": "openai", "config": {"base_url": "http://127.0.0.1:9/v1",
-                                                                    "auth": {"api_key": "sk-s-0123456789"}, "models": ["m1", "m2"]}}},
+                                                                    "auth": {"api_key": "sk-s-0123456789"},
+                                                                    "models": ["m1", "m2"]}}},
               "pools": {"chat": {"models": ["p/m1", "p/m2"], "strategy": "mm_strategy_mod:last"}}}
     with modelmesh.MeshClient(config, environ={}) as client:
         assert client.route("chat").model_id == "m2"

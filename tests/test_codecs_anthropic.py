@@ -1,6 +1,7 @@
 """Anthropic Messages codec: OpenAI <-> Anthropic translation, errors and streams."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -272,7 +273,7 @@ EXPECTED = [
 def run_stream(data, cuts=()):
     decoder = CODEC.stream_decoder(TARGET, "chat")
     items, edges = [], [0, *cuts, len(data)]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         items += decoder.feed(data[a:b])
     return items + decoder.close()
 

@@ -1,6 +1,7 @@
 """Gemini codec: OpenAI <-> generateContent translation, embeddings, errors and streams."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -275,7 +276,8 @@ def _chunk(delta=None, finish=None, usage=None):
 EXPECTED = [
     _chunk({"role": "assistant", "content": "The weather"}),
     _chunk({"content": " in Zürich is ☁", "tool_calls": [{"index": 0, "id": "call_0_0", "type": "function",
-                                                          "function": {"name": "log", "arguments": "{\"q\": \"Z\\u00fcrich\"}"}}]}),
+                                                          "function": {"name": "log",
+                                                                       "arguments": "{\"q\": \"Z\\u00fcrich\"}"}}]}),
     _chunk({"content": "."}, "tool_calls"),
     _chunk(usage={"prompt_tokens": 8, "completion_tokens": 7, "total_tokens": 15}),
     StreamDone(),
@@ -285,7 +287,7 @@ EXPECTED = [
 def run_stream(data, cuts=()):
     decoder = CODEC.stream_decoder(TARGET, "chat")
     items, edges = [], [0, *cuts, len(data)]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         items += decoder.feed(data[a:b])
     return items + decoder.close()
 

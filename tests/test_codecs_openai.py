@@ -1,6 +1,7 @@
 """OpenAI codec: request building, responses, error classification and streams."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -11,7 +12,12 @@ from hypothesis import strategies as st
 
 from modelmesh._core._types import ErrorKind
 from modelmesh._core.codecs._base import (
-    CodecError, StreamDone, StreamError, Target, codec_names, get_codec,
+    CodecError,
+    StreamDone,
+    StreamError,
+    Target,
+    codec_names,
+    get_codec,
 )
 
 CODEC = get_codec("openai")
@@ -54,7 +60,7 @@ STREAM = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in STREA
 def run_stream(data: bytes, cuts=()):
     decoder = CODEC.stream_decoder(TARGET, "chat")
     items, edges = [], [0, *cuts, len(data)]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         items += decoder.feed(data[a:b])
     return items + decoder.close()
 

@@ -241,9 +241,9 @@ def test_discovery_error_bodies_that_echo_the_key_are_redacted():
 
 
 def test_discovery_of_an_empty_or_unreachable_server_says_what_to_do():
-    with FakeUpstream("openai", name="empty", models=[]) as up:
-        with pytest.raises(ConfigurationError, match=r"lists no models; pass models=\[\.\.\.\]"):
-            modelmesh.create(providers=[QuickProvider(base_url=up.url, name="empty")], environ={})
+    with FakeUpstream("openai", name="empty", models=[]) as up, \
+            pytest.raises(ConfigurationError, match=r"lists no models; pass models=\[\.\.\.\]"):
+        modelmesh.create(providers=[QuickProvider(base_url=up.url, name="empty")], environ={})
     dead = refuse_connections()
     with pytest.raises(ConfigurationError) as info:
         modelmesh.create(environ={"OLLAMA_HOST": dead})

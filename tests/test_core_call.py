@@ -5,12 +5,34 @@ import pytest
 
 from modelmesh import errors as E
 from modelmesh._core._call import (
-    Attempt, CallProtocolError, Cancelled, Deliver, Failed, ResponseReceived, StreamEnded, StreamOpened, Succeeded,
-    TransportFailed, Wait,
+    Attempt,
+    CallProtocolError,
+    Cancelled,
+    Deliver,
+    Failed,
+    ResponseReceived,
+    StreamEnded,
+    StreamOpened,
+    Succeeded,
+    TransportFailed,
+    Wait,
 )
 from modelmesh._core._types import ErrorKind
 
-from core_helpers import T0, Clock, Stream, drive, err_body, make_mesh, member, ok_body, provider, provider_up, sse_chunks, health_of
+from core_helpers import (
+    T0,
+    Clock,
+    Stream,
+    drive,
+    err_body,
+    health_of,
+    make_mesh,
+    member,
+    ok_body,
+    provider,
+    provider_up,
+    sse_chunks,
+)
 
 
 def three(**pool):
@@ -83,7 +105,8 @@ def test_auth_failure_puts_every_model_of_the_provider_on_standby_in_every_pool(
                   "rotation": {"selection": {"model_priority": ["a/e1"]}}},
     }
     mesh = make_mesh(providers, pools)
-    final, _ = drive(start(mesh), {"a/m1": [(401, err_body(type_="invalid_request_error", code="invalid_api_key"))], "b/m2": [200]})
+    final, _ = drive(start(mesh), {"a/m1": [(401, err_body(type_="invalid_request_error", code="invalid_api_key"))],
+                                   "b/m2": [200]})
     assert final.provider == "b"
     final, seen = drive(start(mesh, model="other"), {"a/e1": [200], "b/m2": [200]})
     assert final.provider == "b" and len(final.attempts) == 1  # a/e1 was never tried
@@ -249,7 +272,8 @@ def test_stream_resume_continues_from_the_partial_answer_on_another_model():
 
 def test_usage_chunk_reaches_the_caller_only_when_asked_for():
     mesh = three()
-    usage = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}\n\n'
+    usage = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+             b'"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}\n\n')
     chunks = sse_chunks(["a"])
     chunks.insert(-1, usage)
     final, seen = drive(start(mesh, stream=True), {"a/m1": [Stream(list(chunks))]})
@@ -332,7 +356,8 @@ def test_a_vendor_that_cannot_express_the_request_is_skipped_without_penalty():
 
 def test_model_not_found_takes_only_that_model_out():
     mesh = three()
-    final, _ = drive(start(mesh), {"a/m1": [(404, err_body("no such model", type_="invalid_request_error", code="model_not_found"))],
+    final, _ = drive(start(mesh), {"a/m1": [(404, err_body("no such model", type_="invalid_request_error",
+                                                           code="model_not_found"))],
                                     "b/m2": [200]})
     assert final.provider == "b"
     state = health_of(mesh, "a/m1")

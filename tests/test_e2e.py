@@ -9,8 +9,17 @@ import pytest
 import modelmesh
 from modelmesh import errors as E
 from modelmesh.testing import (
-    CutStream, Drop, Error, FakeClock, FakeUpstream, HtmlError, MalformedJSON, Reply, SlowFirstByte,
-    StreamErrorEvent, refuse_connections,
+    CutStream,
+    Drop,
+    Error,
+    FakeClock,
+    FakeUpstream,
+    HtmlError,
+    MalformedJSON,
+    Reply,
+    SlowFirstByte,
+    StreamErrorEvent,
+    refuse_connections,
 )
 
 KEYS = {"openai": "sk-e2e-openai-0123456789", "anthropic": "sk-ant-e2e-0123456789", "gemini": "AIzaE2E0123456789abcdefghij",

@@ -12,8 +12,10 @@ from modelmesh.testing import Error, FakeClock, FakeUpstream
 
 def cfg(url, **top):
     data = {"providers": {
-        "a": {"connector": "openai", "config": {"base_url": url, "auth": {"api_key": "sk-obs-secret-0123456789"}, "models": ["m1"]}},
-        "b": {"connector": "openai", "config": {"base_url": url, "auth": {"api_key": "sk-obs-secret-0123456789"}, "models": ["m2"]}}},
+        "a": {"connector": "openai", "config": {"base_url": url, "auth": {"api_key": "sk-obs-secret-0123456789"},
+                                              "models": ["m1"]}},
+        "b": {"connector": "openai", "config": {"base_url": url, "auth": {"api_key": "sk-obs-secret-0123456789"},
+                                              "models": ["m2"]}}},
         "pools": {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}}}
     data.update(top)
     return data
@@ -24,7 +26,8 @@ def test_file_sink_writes_filtered_json_lines_without_secrets(tmp_path):
     with FakeUpstream("openai", models=["m1", "m2"]) as up:
         up.script(Error(429, retry_after=30, message="key sk-obs-secret-0123456789 is rate limited"))
         clock = FakeClock()
-        obs = {"connectors": [{"connector": "file", "config": {"path": str(log)}}], "events": {"filter": ["deactivation", "errors"]}}
+        obs = {"connectors": [{"connector": "file", "config": {"path": str(log)}}],
+               "events": {"filter": ["deactivation", "errors"]}}
         with modelmesh.MeshClient(cfg(up.url, observability=obs), clock=clock, sleep=clock.sleep, environ={}) as client:
             client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
     lines = [json.loads(line) for line in log.read_text().splitlines()]

@@ -12,9 +12,25 @@ from hypothesis import strategies as st
 
 from modelmesh._core._breaker import BreakerState
 from modelmesh._core._policies import (
-    QUOTA_REASONS, AnyOf, BudgetLimit, Cooldown, Deactivation, DeactivationReason, ErrorRate, FirstOf,
-    Maintenance, Manual, OnQuotaReset, Probe, QuotaWindow, RequestLimit, RetryLimit, TokenLimit,
-    as_deactivation_policy, as_recovery_policy, build_policies,
+    QUOTA_REASONS,
+    AnyOf,
+    BudgetLimit,
+    Cooldown,
+    Deactivation,
+    DeactivationReason,
+    ErrorRate,
+    FirstOf,
+    Maintenance,
+    Manual,
+    OnQuotaReset,
+    Probe,
+    QuotaWindow,
+    RequestLimit,
+    RetryLimit,
+    TokenLimit,
+    as_deactivation_policy,
+    as_recovery_policy,
+    build_policies,
 )
 from modelmesh._core._state import ModelState
 

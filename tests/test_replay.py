@@ -17,8 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelmesh._core._call import (
-    Attempt, CallProtocolError, DataReceived, Deliver, Failed, Read, ResponseReceived, StreamEnded, StreamOpened,
-    Succeeded, TransportFailed, Wait,
+    Attempt,
+    CallProtocolError,
+    DataReceived,
+    Deliver,
+    Failed,
+    Read,
+    ResponseReceived,
+    StreamEnded,
+    StreamOpened,
+    Succeeded,
+    TransportFailed,
+    Wait,
 )
 from modelmesh._core._config import parse_config
 from modelmesh._core._mesh import MeshCore

@@ -1,6 +1,8 @@
 """The incremental SSE parser: framing, field rules, and arbitrary byte boundaries."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ def parse(data: bytes, pieces: list[int] | None = None) -> list[SSEEvent]:
     parser = SSEParser()
     events: list[SSEEvent] = []
     cuts = [0, *(pieces or []), len(data)]
-    for start, end in zip(cuts, cuts[1:]):
+    for start, end in itertools.pairwise(cuts):
         events += parser.feed(data[start:end])
     return events + parser.close()
 

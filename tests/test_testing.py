@@ -10,10 +10,25 @@ import time
 import pytest
 import requests
 
-from modelmesh.testing import (CutStream, Drop, Error, FakeClock, FakeUpstream, HtmlError,
-                               MalformedJSON, RecordedRequest, Refuse, Reply, SlowFirstByte,
-                               SlowStream, StreamErrorEvent, ToolCall, fake_embedding,
-                               refuse_connections, upstreams)
+from modelmesh.testing import (
+    CutStream,
+    Drop,
+    Error,
+    FakeClock,
+    FakeUpstream,
+    HtmlError,
+    MalformedJSON,
+    RecordedRequest,
+    Refuse,
+    Reply,
+    SlowFirstByte,
+    SlowStream,
+    StreamErrorEvent,
+    ToolCall,
+    fake_embedding,
+    refuse_connections,
+    upstreams,
+)
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -406,7 +421,7 @@ def test_anthropic_stream_event_sequence(http, anthropic):
                      "content_block_delta", "content_block_delta", "content_block_stop",
                      "message_delta", "message_stop"]
     data = [json.loads(d) for _, d in got]
-    assert all(d["type"] == n for n, d in zip(names, data))
+    assert all(d["type"] == n for n, d in zip(names, data, strict=True))
     start = data[0]["message"]
     assert start["content"] == [] and start["stop_reason"] is None and start["usage"]["input_tokens"] == 2
     assert "".join(d["delta"]["text"] for d in data[3:6]) == "Hello from anthropic"
@@ -549,10 +564,10 @@ def test_cut_stream_breaks_the_client_mid_stream(http, style, url, body, headers
     with FakeUpstream(style) as up:
         up.script(CutStream(after_chunks=1))
         got = []
-        with pytest.raises(requests.exceptions.ChunkedEncodingError):
-            with http.post(up.url + url, json=body, headers=headers, stream=True) as r:
-                for line in r.iter_lines(decode_unicode=True):
-                    got.append(line)
+        with pytest.raises(requests.exceptions.ChunkedEncodingError), \
+                http.post(up.url + url, json=body, headers=headers, stream=True) as r:
+            for line in r.iter_lines(decode_unicode=True):
+                got.append(line)
         assert any("Hello" in line for line in got)
         assert not any("from" in line or "[DONE]" in line or "message_stop" in line for line in got)
         assert http.post(up.url + url, json=body, headers=headers).status_code == 200  # still serving
@@ -648,9 +663,8 @@ def test_urls_per_style():
         assert o.url.startswith("http://127.0.0.1:") and len({o.port, a.port, g.port}) == 3
         assert (o.name, g.name) == ("openai", "g2")
     assert o.closed and a.closed and g.closed
-    with pytest.raises(TypeError):
-        with upstreams(42):
-            pass
+    with pytest.raises(TypeError), upstreams(42):
+        pass
 
 
 def test_close_is_prompt_idempotent_and_leaves_no_threads(http):
@@ -702,7 +716,7 @@ def test_wait_for_requests_times_out(openai):
     with pytest.raises(TimeoutError):
         openai.wait_for_requests(1, timeout=0.01)
     with pytest.raises(LookupError):
-        openai.last_request
+        _ = openai.last_request
 
 
 def test_recorded_request_model_and_stream_properties():

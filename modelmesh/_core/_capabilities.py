@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import types
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = [
     "CAPABILITY_TREE",

@@ -77,7 +77,7 @@ class CronSchedule:
                 f"(minute hour day-of-month month day-of-week), got {len(parts)}"
             )
         sets = []
-        for (text, column), spec in zip(parts, _FIELDS):
+        for (text, column), spec in zip(parts, _FIELDS, strict=True):
             try:
                 sets.append(_parse_field(text, spec))
             except _FieldError as exc:

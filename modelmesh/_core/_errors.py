@@ -8,8 +8,9 @@ shells pass vendor messages through `redact()` before they reach an error.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = [
     "AttemptRecord",
@@ -102,7 +103,7 @@ class ModelMeshError(Exception):
         return (_rebuild, (type(self), self.message, self.__dict__))
 
 
-def _rebuild(cls: type, message: str, state: dict[str, Any]) -> ModelMeshError:
+def _rebuild(cls: type[ModelMeshError], message: str, state: dict[str, Any]) -> ModelMeshError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
     err.__dict__.update(state)

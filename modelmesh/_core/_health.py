@@ -216,9 +216,9 @@ class Health:
                 events.append(ModelRecovered(at=now, pool=pool.name, model=model.ref, how="cooldown"))
         elif breaker.state is BreakerState.HALF_OPEN and breaker.in_flight >= breaker.half_open_max:
             return (_INF, "trial in flight")  # busy, not waiting on a time
-        if state.rate_reset_at is not None and state.rate_reset_at > now:
-            if state.remaining_requests == 0 or state.remaining_tokens == 0:
-                return (state.rate_reset_at, "rate limit spent")
+        if state.rate_reset_at is not None and state.rate_reset_at > now \
+                and (state.remaining_requests == 0 or state.remaining_tokens == 0):
+            return (state.rate_reset_at, "rate limit spent")
         return None
 
     def _candidate(self, pool: Pool, model: ModelInfo, index: int, now: float, *, full: bool) -> Candidate:

@@ -26,7 +26,6 @@ boundary and the standby lasts until the next one.
 """
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Collection, Protocol, Union

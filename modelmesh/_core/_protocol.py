@@ -15,8 +15,9 @@ Cancelled (the caller walked away). All are frozen, slotted values.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from . import _errors as E
 from ._types import ErrorKind, WireRequest

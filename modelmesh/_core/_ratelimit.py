@@ -23,7 +23,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._types import RateLimitInfo
 
@@ -137,7 +137,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
             _anthropic_group(lowered, "output-tokens", now),
         )
     for kind, group in (("requests", requests), ("tokens", tokens)):
-        for field, value in zip(("limit", "remaining", "reset"), group):
+        for field, value in zip(("limit", "remaining", "reset"), group, strict=True):
             if found[f"{field}_{kind}"] is None:
                 found[f"{field}_{kind}"] = value
     return RateLimitInfo(retry_after=parse_retry_after(lowered, now), **found)  # type: ignore[arg-type]
@@ -147,7 +147,7 @@ _RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
 # -- helpers -----------------------------------------------------------------------------
 
-_Group = tuple  # (limit, remaining, reset_seconds)
+_Group = tuple[int | None, int | None, float | None]  # (limit, remaining, reset_seconds)
 
 
 def _anthropic_group(lowered: Mapping[str, str], kind: str, now: float) -> _Group:
@@ -164,7 +164,7 @@ def _tightest(*groups: _Group) -> _Group:
     with_remaining = [g for g in present if g[1] is not None]
     if not with_remaining:
         return present[0]
-    return min(with_remaining, key=lambda g: g[1])
+    return min(with_remaining, key=lambda g: g[1] or 0)  # every g[1] is set here
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

@@ -44,9 +44,10 @@ import difflib
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from ._types import Rng
 
@@ -185,7 +186,7 @@ class BaseStrategy(abc.ABC):
     def order(self, pool: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
         """Order a non-empty, index-sorted, already filtered pool; must be a permutation."""
 
-    def commit(self, chosen: Candidate, pool: Sequence[Candidate], ctx: SelectionContext) -> None:
+    def commit(self, chosen: Candidate, pool: Sequence[Candidate], ctx: SelectionContext) -> None:  # noqa: B027 - optional hook
         """Record that `chosen` (a member of `pool`) was put first. Stateless by default."""
 
     def preview(self, candidates: Sequence[Candidate], ctx: SelectionContext) -> list[Candidate]:
@@ -394,6 +395,12 @@ class CostFirst(BaseStrategy):
         return 1.0 / (1.0 + candidate.cost_per_1k)
 
 
+def _measured_latency(candidate: Candidate) -> float:
+    """Sort key for candidates already known to have a latency."""
+    assert candidate.latency is not None
+    return candidate.latency
+
+
 class LatencyFirst(BaseStrategy):
     """Fastest rolling-average latency first; models without data after all measured ones
     (index order when none is measured). So that new models get measured, with probability
@@ -409,7 +416,7 @@ class LatencyFirst(BaseStrategy):
         self.explore = explore
 
     def order(self, pool: list[Candidate], ctx: SelectionContext) -> list[Candidate]:
-        known = sorted((c for c in pool if c.latency is not None), key=lambda c: c.latency)
+        known = sorted((c for c in pool if c.latency is not None), key=_measured_latency)
         unknown = [c for c in pool if c.latency is None]
         if known and unknown and ctx.rng.random() < self.explore:
             return unknown[:1] + known + unknown[1:]

@@ -119,9 +119,8 @@ class SSEParser:
             self._data.append(value)
         elif field == "event":
             self._event = value
-        elif field == "id":
-            if "\x00" not in value:
-                self._last_id = value
+        elif field == "id" and "\x00" not in value:
+            self._last_id = value
         # "retry" and unknown fields are ignored, as the spec requires.
         return None
 

@@ -8,8 +8,9 @@ the HTTP request a codec wants sent (`WireRequest`) and a model's address
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "ErrorKind",

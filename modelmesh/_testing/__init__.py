@@ -1,9 +1,23 @@
 """The implementation of `modelmesh.testing`; import from there."""
 from ._clock import FakeClock
 from ._server import STYLES, FakeUpstream, refuse_connections, upstreams
-from ._steps import (CutStream, Drop, Error, Headers, HtmlError, MalformedJSON, RecordedRequest,
-                     Refuse, Reply, SlowFirstByte, SlowStream, Step, StepLike, StreamErrorEvent,
-                     ToolCall)
+from ._steps import (
+    CutStream,
+    Drop,
+    Error,
+    Headers,
+    HtmlError,
+    MalformedJSON,
+    RecordedRequest,
+    Refuse,
+    Reply,
+    SlowFirstByte,
+    SlowStream,
+    Step,
+    StepLike,
+    StreamErrorEvent,
+    ToolCall,
+)
 from ._wire import fake_embedding
 
 __all__ = [

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ._openai import COMMON_STATUS
 from ._steps import Error, RecordedRequest

@@ -15,12 +15,25 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
-from ._steps import (CutStream, Drop, Error, HtmlError, MalformedJSON, RecordedRequest, Refuse,
-                     Reply, SlowFirstByte, SlowStream, Step, StreamErrorEvent)
+from ._steps import (
+    CutStream,
+    Drop,
+    Error,
+    HtmlError,
+    MalformedJSON,
+    RecordedRequest,
+    Refuse,
+    Reply,
+    SlowFirstByte,
+    SlowStream,
+    Step,
+    StreamErrorEvent,
+)
 from ._wire import Completion, Route, count_prompt_words, json_bytes, split_words
 
 if TYPE_CHECKING:
@@ -50,7 +63,7 @@ def _merge(*layers: Mapping[str, str]) -> dict[str, str]:
 class Exchange:
     """One request, one response (or one deliberate failure to respond)."""
 
-    def __init__(self, handler: BaseHTTPRequestHandler, upstream: "FakeUpstream",
+    def __init__(self, handler: BaseHTTPRequestHandler, upstream: FakeUpstream,
                  request: RecordedRequest, route: Route, salt: str) -> None:
         self.h = handler
         self.up = upstream

@@ -13,12 +13,12 @@ API_KEY_INVALID, as the real service answers.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ._openai import COMMON_STATUS
 from ._steps import Error, RecordedRequest
-from ._wire import (Completion, Dialect, Route, StreamPlan, count_prompt_words, fake_embedding,
-                    json_bytes, sse)
+from ._wire import Completion, Dialect, Route, StreamPlan, count_prompt_words, fake_embedding, json_bytes, sse
 
 __all__ = ["GeminiDialect"]
 

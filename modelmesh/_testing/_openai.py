@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Mapping
+from typing import Any
 
 from ._steps import Error, RecordedRequest
-from ._wire import (Completion, Dialect, Route, StreamPlan, count_prompt_words, digest,
-                    embedding_as_base64, fake_embedding, sse)
+from ._wire import Completion, Dialect, Route, StreamPlan, count_prompt_words, digest, embedding_as_base64, fake_embedding, sse
 
 __all__ = ["OpenAIDialect", "COMMON_STATUS"]
 

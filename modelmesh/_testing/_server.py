@@ -20,8 +20,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._anthropic import AnthropicDialect
@@ -59,7 +60,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, upstream: "FakeUpstream", host: str) -> None:
+    def __init__(self, upstream: FakeUpstream, host: str) -> None:
         self.upstream = upstream
         self._guard = threading.Lock()
         self._workers: set[threading.Thread] = set()
@@ -69,7 +70,14 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN: a DNS lookup we do not need.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.bound_address
+
+    @property
+    def bound_address(self) -> tuple[str, int]:
+        """(host, port) of the listening socket."""
+        host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET socket bound by name
+        return host, port
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Headers and body go out in separate writes; without NODELAY, Nagle and delayed
@@ -98,7 +106,8 @@ class _Server(ThreadingHTTPServer):
         exc = sys.exc_info()[1]
         if isinstance(exc, OSError):  # the client hung up, or we cut the connection on purpose
             return
-        self.upstream.errors.append(exc)
+        if exc is not None:  # always set: socketserver calls this from an except block
+            self.upstream.errors.append(exc)
         super().handle_error(request, client_address)
 
     def stop_connections(self) -> list[threading.Thread]:
@@ -112,7 +121,7 @@ class _Server(ThreadingHTTPServer):
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(handler.rfile.readline(65537).split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -135,7 +144,7 @@ def _record(handler: BaseHTTPRequestHandler) -> RecordedRequest:
     return RecordedRequest(method=handler.command, path=unquote(parts.path),
                            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
                            headers=Headers(list(handler.headers.items())), json=parsed, body=body,
-                           peer=tuple(handler.client_address[:2]))
+                           peer=(handler.client_address[0], handler.client_address[1]))
 
 
 class FakeUpstream:
@@ -179,7 +188,7 @@ class FakeUpstream:
         self._closing = threading.Event()
         self._server = _Server(self, host)
         self._wake_r, self._wake_w = socket.socketpair()
-        self.host, self.port = self._server.server_address[:2]
+        self.host, self.port = self._server.bound_address
         self._thread = threading.Thread(target=self._accept_loop, daemon=True,
                                         name=f"FakeUpstream-{self.name}")
         self._thread.start()
@@ -198,14 +207,14 @@ class FakeUpstream:
 
     # -- scripting --------------------------------------------------------------------------
 
-    def script(self, *steps: StepLike) -> "FakeUpstream":
+    def script(self, *steps: StepLike) -> FakeUpstream:
         """Queue steps, one per coming request, first in first out."""
         coerced = [coerce_step(s) for s in steps]
         with self._cond:
             self._script.extend(coerced)
         return self
 
-    def always(self, step: StepLike | None) -> "FakeUpstream":
+    def always(self, step: StepLike | None) -> FakeUpstream:
         """Use `step` whenever the script queue is empty; `None` restores the default reply."""
         coerced = None if step is None else coerce_step(step)
         with self._cond:
@@ -305,7 +314,7 @@ class FakeUpstream:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "FakeUpstream":
+    def __enter__(self) -> FakeUpstream:
         return self
 
     def __exit__(self, *exc: object) -> None:

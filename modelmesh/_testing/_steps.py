@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any
 from urllib.parse import unquote
 
 __all__ = [
@@ -106,7 +107,7 @@ class ToolCall:
     id: str | None = None
 
     @classmethod
-    def of(cls, value: "ToolCall | Mapping[str, Any]") -> "ToolCall":
+    def of(cls, value: ToolCall | Mapping[str, Any]) -> ToolCall:
         if isinstance(value, ToolCall):
             return value
         if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
@@ -319,11 +320,11 @@ class SlowStream:
         _text(self.text)
 
 
-Step = Union[Reply, Error, SlowFirstByte, CutStream, StreamErrorEvent, MalformedJSON,
-             HtmlError, Refuse, Drop, SlowStream]
+Step = (Reply | Error | SlowFirstByte | CutStream | StreamErrorEvent | MalformedJSON
+        | HtmlError | Refuse | Drop | SlowStream)
 _STEP_TYPES = (Reply, Error, SlowFirstByte, CutStream, StreamErrorEvent, MalformedJSON,
                HtmlError, Refuse, Drop, SlowStream)
-StepLike = Union[Step, int, str, None, type, Callable[[RecordedRequest], Any]]
+StepLike = Step | int | str | None | type | Callable[[RecordedRequest], Any]
 
 
 def coerce_step(value: Any) -> Any:
@@ -340,8 +341,9 @@ def coerce_step(value: Any) -> Any:
         return Reply(text=value)
     if isinstance(value, type):
         if issubclass(value, _STEP_TYPES):
+            step_class: type = value  # some step classes need arguments: calling them bare is checked at run time
             try:
-                return value()
+                return step_class()
             except TypeError as exc:
                 raise TypeError(f"{value.__name__} needs arguments; script {value.__name__}(...)") from exc
         raise TypeError(f"not a step class: {value.__name__}")

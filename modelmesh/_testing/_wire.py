@@ -16,8 +16,9 @@ import json
 import math
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ._steps import Error, RecordedRequest, ToolCall
 
@@ -80,7 +81,7 @@ def sse(data: Any, event: str | None = None, *, crlf: bool = False) -> bytes:
     payload = data if isinstance(data, str) else json_bytes(data).decode("utf-8")
     nl = "\r\n" if crlf else "\n"
     head = f"event: {event}{nl}" if event else ""
-    return f"{head}data: {payload}{nl}{nl}".encode("utf-8")
+    return f"{head}data: {payload}{nl}{nl}".encode()
 
 
 def split_words(text: str) -> tuple[str, ...]:

@@ -19,12 +19,22 @@ Use one from configuration as `connector: "my_package.module:MyProvider"`.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._core._types import ErrorInfo, ErrorKind, WireRequest
 from .._core.codecs._base import (
-    Codec, CodecError, SSEStreamDecoder, StreamDecoder, StreamDone, StreamError, Target, kind_for_status,
-    load_json, merge_headers, register_codec,
+    Codec,
+    CodecError,
+    SSEStreamDecoder,
+    StreamDecoder,
+    StreamDone,
+    StreamError,
+    Target,
+    kind_for_status,
+    load_json,
+    merge_headers,
+    register_codec,
 )
 from .._core.codecs.openai import OpenAICodec
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Any, Iterable, Sequence, TextIO
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 from .._core._errors import ConfigurationError, redact
 

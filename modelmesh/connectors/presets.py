@@ -6,8 +6,8 @@ base URL, the codec and where the key comes from. `detect(environ)` is what
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 __all__ = ["Preset", "PRESETS", "detect", "host_url"]
 
@@ -47,7 +47,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="anthropic", base_url="https://api.anthropic.com/v1", key_env="ANTHROPIC_API_KEY", codec="anthropic",
            default_models=("claude-3-5-haiku-latest", "claude-sonnet-4-5")),
     Preset(name="gemini", base_url="https://generativelanguage.googleapis.com/v1beta", key_env="GOOGLE_API_KEY",
-           alt_key_envs=("GEMINI_API_KEY",), codec="gemini", default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
+           alt_key_envs=("GEMINI_API_KEY",), codec="gemini",
+           default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
     Preset(name="azure-openai", base_url="", key_env="AZURE_OPENAI_API_KEY", codec="azure-openai",
            host_env="AZURE_OPENAI_ENDPOINT", models_env="AZURE_OPENAI_DEPLOYMENTS"),
     Preset(name="groq", base_url="https://api.groq.com/openai/v1", key_env="GROQ_API_KEY",
@@ -87,7 +88,7 @@ def host_url(preset: Preset, value: str) -> str:
 def detect(environ: Mapping[str, str]) -> list[tuple[Preset, str | None, str]]:
     """Providers the environment offers: (preset, key or None, base_url), in preset order.
     Cloud providers need their key variable; local servers need their host variable."""
-    found = []
+    found: list[tuple[Preset, str | None, str]] = []
     for preset in PRESETS.values():
         if preset.name in ("openai-compatible",):
             continue

@@ -19,10 +19,12 @@ import abc
 import importlib
 import json
 import os
+import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol, TypedDict
 
 from cachetools import TTLCache
 
@@ -46,6 +48,14 @@ class SecretStore(Protocol):
 def _spellings(name: str) -> tuple[str, ...]:
     env_style = name.upper().replace("-", "_").replace(".", "_")
     return (name,) if env_style == name else (name, env_style)
+
+
+class _CacheOptions(TypedDict, total=False):
+    """The keyword arguments every store passes on to `_CachingStore`."""
+
+    cache_enabled: bool
+    cache_ttl: float
+    timer: Callable[[], float]
 
 
 class _CachingStore(abc.ABC):
@@ -159,11 +169,10 @@ def _parse_secret_file(text: str, suffix: str) -> dict[str, str]:
             raise ValueError("a JSON secrets file must hold an object")
         return _flatten(data)
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError:  # Python 3.10
-            raise ValueError("TOML secret files need Python 3.11 or later") from None
-        return _flatten(tomllib.loads(text))
+            return _flatten(tomllib.loads(text))
+        raise ValueError("TOML secret files need Python 3.11 or later")
     return parse_dotenv(text)
 
 
@@ -217,7 +226,7 @@ def make_secret_store(secrets_config: SecretsConfig | None,
     Problems (missing file, unreadable file, bad class) raise ConfigurationError.
     """
     config = secrets_config or SecretsConfig()
-    cache = {"cache_enabled": config.cache_enabled, "cache_ttl": config.cache_ttl}
+    cache: _CacheOptions = {"cache_enabled": config.cache_enabled, "cache_ttl": config.cache_ttl}
     if config.store == "env":
         return EnvSecretStore(**cache)
     if config.store == "memory":

@@ -21,8 +21,9 @@ from __future__ import annotations
 import abc
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from .._errors import redact
 from .._ratelimit import parse_retry_after
@@ -99,7 +100,7 @@ class CodecError(Exception):
 
     @classmethod
     def of(cls, kind: ErrorKind, message: str, *, code: str | None = None,
-           status: int | None = None) -> "CodecError":
+           status: int | None = None) -> CodecError:
         return cls(ErrorInfo(kind=kind, message=clean_message(message), code=code, status=status))
 
 
@@ -115,7 +116,7 @@ class StreamDone:
     """The vendor's terminal marker arrived: the stream completed normally."""
 
 
-StreamItem = Union[dict, StreamError, StreamDone]
+StreamItem = dict[str, Any] | StreamError | StreamDone
 
 
 class StreamDecoder(abc.ABC):
@@ -182,7 +183,7 @@ class TranslatingStreamDecoder(SSEStreamDecoder):
         self._id, self._model = default_id, target.model
 
     def _chunk(self, delta: Mapping[str, Any] | None = None, finish: str | None = None,
-               usage: Mapping[str, Any] | None = None, index: int = 0) -> dict:
+               usage: Mapping[str, Any] | None = None, index: int = 0) -> dict[str, Any]:
         return chunk(id=self._id, model=self._model, created=self._created, delta=delta,
                      finish_reason=finish, usage=usage, index=index)
 
@@ -206,7 +207,7 @@ class Codec(abc.ABC):
 
     @abc.abstractmethod
     def parse_response(self, target: Target, op: str, status: int,
-                       headers: Mapping[str, str], body: bytes) -> dict: ...
+                       headers: Mapping[str, str], body: bytes) -> dict[str, Any]: ...
 
     @abc.abstractmethod
     def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> StreamDecoder: ...
@@ -316,7 +317,7 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
 
 def chunk(*, id: str, model: str, created: int, delta: Mapping[str, Any] | None = None,
           finish_reason: str | None = None, index: int = 0,
-          usage: Mapping[str, Any] | None = None) -> dict:
+          usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An OpenAI `chat.completion.chunk`; with `usage` and no delta it is the usage chunk."""
     choices = [] if delta is None else [
         {"index": index, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}]
@@ -345,12 +346,17 @@ def as_int(value: Any, default: int = 0) -> int:
         return default
 
 
-def as_list(value: Any) -> list:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def as_dict(value: Any) -> dict:
+def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def opt_str(value: Any) -> str | None:
+    """A vendor's field as str; anything else counts as absent."""
+    return value if isinstance(value, str) else None
 
 
 def require_mapping(body: Any, what: str = "request body") -> Mapping[str, Any]:
@@ -359,12 +365,14 @@ def require_mapping(body: Any, what: str = "request body") -> Mapping[str, Any]:
     return body
 
 
-def split_turns(messages: list, convert: Any, *, key: str, vendor: str) -> tuple[list[tuple[int, Mapping]], list[dict]]:
+def split_turns(
+    messages: list[Any], convert: Any, *, key: str, vendor: str,
+) -> tuple[list[tuple[int, Mapping[str, Any]]], list[dict[str, Any]]]:
     """OpenAI messages -> (the system/developer messages with their index, the vendor's turns).
 
     `convert(i, msg)` gives (vendor role, items) for every other message. Consecutive turns
     of one role are merged, since Anthropic and Gemini both want roles to alternate."""
-    system: list[tuple[int, Mapping]] = []
+    system: list[tuple[int, Mapping[str, Any]]] = []
     turns: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping):

@@ -31,7 +31,8 @@ chunks with a final usage chunk; `event: error` (e.g. `overloaded_error`) is a S
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._ratelimit import parse_rfc3339
 from .._sse import SSEEvent
@@ -39,21 +40,22 @@ from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
     Codec,
     CodecError,
-    TranslatingStreamDecoder,
     StreamDone,
     StreamError,
     StreamItem,
     Target,
+    TranslatingStreamDecoder,
     as_dict,
-    split_turns,
     as_int,
     as_list,
     kind_for_status,
     load_json,
     merge_headers,
+    opt_str,
     parse_data_url,
     register_codec,
     require_mapping,
+    split_turns,
 )
 
 __all__ = ["AnthropicCodec", "UNSUPPORTED_PARAMS", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
@@ -130,7 +132,7 @@ class AnthropicCodec(Codec):
                            headers=merge_headers(headers, target.headers), json=payload, stream=stream)
 
     def parse_response(self, target: Target, op: str, status: int,
-                       headers: Mapping[str, str], body: bytes) -> dict:
+                       headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         self._check_op(op)
         data = load_json(body)
         if isinstance(data, dict) and data.get("type") == "error":
@@ -142,7 +144,7 @@ class AnthropicCodec(Codec):
                                 status=status)
         return _completion(target, data)
 
-    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "AnthropicStreamDecoder":
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> AnthropicStreamDecoder:
         self._check_op(op, stream=True)
         return AnthropicStreamDecoder(self, target, created)
 
@@ -150,9 +152,9 @@ class AnthropicCodec(Codec):
         kind = kind_for_status(status)
         err = payload.get("error") if isinstance(payload, dict) else None
         err = err if isinstance(err, dict) else {}
-        etype = err.get("type") if isinstance(err.get("type"), str) else None
-        message = err.get("message") if isinstance(err.get("message"), str) else ""
-        details = err.get("details") if isinstance(err.get("details"), dict) else {}
+        etype = opt_str(err.get("type"))
+        message = opt_str(err.get("message")) or ""
+        details = as_dict(err.get("details"))
         lowered = message.lower()
         if etype in _TYPE_KIND and (status is None or status < 500 or etype == "overloaded_error"):
             kind = _TYPE_KIND[etype]
@@ -218,8 +220,8 @@ def _max_tokens(body: Mapping[str, Any], target: Target) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def _translate_messages(messages: list) -> tuple[list[str], list[dict[str, Any]]]:
-    def convert(i: int, msg: Mapping[str, Any]) -> tuple[str, list]:
+def _translate_messages(messages: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    def convert(i: int, msg: Mapping[str, Any]) -> tuple[str, list[Any]]:
         role = msg.get("role")
         if role == "user":
             return "user", _user_blocks(msg.get("content"), i)
@@ -312,6 +314,7 @@ def _tool(tool: Any) -> dict[str, Any]:
 
 
 def _tool_choice(choice: Any, parallel: Any, have_tools: bool) -> dict[str, Any] | None:
+    out: dict[str, Any] | None
     if choice is None:
         out = {"type": "auto"} if (parallel is False and have_tools) else None
     elif choice in ("auto", "none"):
@@ -355,7 +358,7 @@ def _usage(usage: Any, output_tokens: int | None = None) -> dict[str, Any]:
     return out
 
 
-def _completion(target: Target, data: dict) -> dict:
+def _completion(target: Target, data: dict[str, Any]) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in data["content"]:
@@ -370,7 +373,7 @@ def _completion(target: Target, data: dict) -> dict:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
-    reason = data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None
+    reason = opt_str(data.get("stop_reason"))
     return {
         "id": data.get("id") or "msg", "object": "chat.completion", "created": 0,
         "model": data.get("model") or target.model,
@@ -380,7 +383,7 @@ def _completion(target: Target, data: dict) -> dict:
     }
 
 
-def _models(target: Target, data: Any, status: int) -> dict:
+def _models(target: Target, data: Any, status: int) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise CodecError.of(ErrorKind.MALFORMED, "Anthropic model list has no 'data' list", status=status)
     models = []
@@ -411,15 +414,15 @@ class AnthropicStreamDecoder(TranslatingStreamDecoder):
         handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
         return handler(data) if handler else []  # ping and future event types are ignored
 
-    def _on_message_start(self, data: dict) -> list[StreamItem]:
-        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    def _on_message_start(self, data: dict[str, Any]) -> list[StreamItem]:
+        message = as_dict(data.get("message"))
         self._id = message.get("id") or self._id
         self._model = message.get("model") or self._model
-        self._usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+        self._usage = as_dict(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def _on_content_block_start(self, data: dict) -> list[StreamItem]:
-        block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+    def _on_content_block_start(self, data: dict[str, Any]) -> list[StreamItem]:
+        block = as_dict(data.get("content_block"))
         if block.get("type") == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
         if block.get("type") != "tool_use":
@@ -429,8 +432,8 @@ class AnthropicStreamDecoder(TranslatingStreamDecoder):
                 "function": {"name": block.get("name"), "arguments": ""}}
         return [self._chunk({"tool_calls": [call]})]
 
-    def _on_content_block_delta(self, data: dict) -> list[StreamItem]:
-        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+    def _on_content_block_delta(self, data: dict[str, Any]) -> list[StreamItem]:
+        delta = as_dict(data.get("delta"))
         if delta.get("type") == "text_delta":
             return [self._chunk({"content": delta.get("text", "")})]
         if delta.get("type") == "input_json_delta":
@@ -442,17 +445,17 @@ class AnthropicStreamDecoder(TranslatingStreamDecoder):
             return [self._chunk({"tool_calls": [call]})]
         return []  # thinking, signature and citation deltas have no chat.completion.chunk field
 
-    def _on_message_delta(self, data: dict) -> list[StreamItem]:
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    def _on_message_delta(self, data: dict[str, Any]) -> list[StreamItem]:
+        usage = as_dict(data.get("usage"))
         if usage.get("output_tokens") is not None:
             self._output_tokens = as_int(usage["output_tokens"], 0)  # cumulative, not a delta
         # Newer API versions also report (cumulative) input and cache counts here.
         self._usage = {**self._usage, **{k: v for k, v in usage.items() if k != "output_tokens" and v is not None}}
-        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
-        reason = delta.get("stop_reason") if isinstance(delta.get("stop_reason"), str) else None
+        delta = as_dict(data.get("delta"))
+        reason = opt_str(delta.get("stop_reason"))
         return [self._chunk({}, finish=_FINISH.get(reason, "stop"))] if reason else []
 
-    def _on_message_stop(self, data: dict) -> list[StreamItem]:
+    def _on_message_stop(self, data: dict[str, Any]) -> list[StreamItem]:
         return [self._chunk(usage=_usage(self._usage, self._output_tokens)), StreamDone()]
 
 

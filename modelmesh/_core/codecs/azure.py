@@ -72,7 +72,7 @@ class AzureOpenAICodec(OpenAICodec):
             return {"Authorization": f"Bearer {target.api_key}"}
         return {"api-key": target.api_key}
 
-    def _check_chat(self, target: Target, data: dict) -> None:
+    def _check_chat(self, target: Target, data: dict[str, Any]) -> None:
         choices = [c for c in data["choices"] if isinstance(c, dict)]
         if choices and all(c.get("finish_reason") == "content_filter" and not _has_output(c) for c in choices):
             raise CodecError.of(ErrorKind.CONTENT_FILTERED, "the completion was filtered by Azure's content filter",

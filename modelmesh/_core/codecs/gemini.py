@@ -32,14 +32,31 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._ratelimit import parse_duration
 from .._sse import SSEEvent
 from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._base import (
-    Codec, CodecError, StreamDone, StreamError, StreamItem, Target, TranslatingStreamDecoder, as_dict, as_int,
-    as_list, kind_for_status, load_json, merge_headers, parse_data_url, register_codec, require_mapping, split_turns,
+    Codec,
+    CodecError,
+    StreamDone,
+    StreamError,
+    StreamItem,
+    Target,
+    TranslatingStreamDecoder,
+    as_dict,
+    as_int,
+    as_list,
+    kind_for_status,
+    load_json,
+    merge_headers,
+    opt_str,
+    parse_data_url,
+    register_codec,
+    require_mapping,
+    split_turns,
 )
 
 __all__ = ["GeminiCodec", "UNSUPPORTED_PARAMS", "DEFAULT_BASE_URL"]
@@ -107,7 +124,7 @@ class GeminiCodec(Codec):
                            json=payload, stream=stream)
 
     def parse_response(self, target: Target, op: str, status: int,
-                       headers: Mapping[str, str], body: bytes) -> dict:
+                       headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         self._check_op(op)
         data = load_json(body)
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
@@ -120,7 +137,7 @@ class GeminiCodec(Codec):
             return _models(target, data, status)
         return _completion(target, data, status)
 
-    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "GeminiStreamDecoder":
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> GeminiStreamDecoder:
         self._check_op(op, stream=True)
         return GeminiStreamDecoder(self, target, created)
 
@@ -130,8 +147,8 @@ class GeminiCodec(Codec):
             payload = payload[0]  # some Google front ends wrap the error in a list
         err = payload.get("error") if isinstance(payload, dict) else None
         err = err if isinstance(err, dict) else {}
-        message = err.get("message") if isinstance(err.get("message"), str) else ""
-        gstatus = err.get("status") if isinstance(err.get("status"), str) else None
+        message = opt_str(err.get("message")) or ""
+        gstatus = opt_str(err.get("status"))
         details = [d for d in as_list(err.get("details")) if isinstance(d, dict)]
         if status is None or status < 500:
             kind = _refine(kind, gstatus, message, details)
@@ -139,7 +156,7 @@ class GeminiCodec(Codec):
                          retry_after=_retry_delay(details))
 
 
-def _refine(kind: ErrorKind, gstatus: str | None, message: str, details: list[dict]) -> ErrorKind:
+def _refine(kind: ErrorKind, gstatus: str | None, message: str, details: list[dict[str, Any]]) -> ErrorKind:
     lowered = message.lower()
     reasons = {d.get("reason") for d in details if isinstance(d.get("reason"), str)}
     if "api key not valid" in lowered or "API_KEY_INVALID" in reasons or gstatus in (
@@ -160,7 +177,7 @@ def _refine(kind: ErrorKind, gstatus: str | None, message: str, details: list[di
     return kind
 
 
-def _exhausted(lowered: str, details: list[dict]) -> ErrorKind:
+def _exhausted(lowered: str, details: list[dict[str, Any]]) -> ErrorKind:
     """RESOURCE_EXHAUSTED is both "slow down" and "spent": per-day quotas and billing
     wording without a per-minute quota or a retry hint mean the quota is gone."""
     quota_ids = [str(v.get("quotaId", "")) for d in details for v in as_list(d.get("violations"))
@@ -173,7 +190,7 @@ def _exhausted(lowered: str, details: list[dict]) -> ErrorKind:
     return ErrorKind.RATE_LIMITED
 
 
-def _retry_delay(details: list[dict]) -> float | None:
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
     for d in details:
         if str(d.get("@type", "")).endswith("RetryInfo") and isinstance(d.get("retryDelay"), str):
             return parse_duration(d["retryDelay"])
@@ -220,8 +237,9 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("logprobs"):
         config["responseLogprobs"] = True
-    fmt = body.get("response_format")
-    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    raw_fmt = body.get("response_format")
+    fmt: Mapping[str, Any] = raw_fmt if isinstance(raw_fmt, Mapping) else {}
+    kind = fmt.get("type")
     if kind in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
         schema = as_dict(fmt.get("json_schema")).get("schema") if kind == "json_schema" else None
@@ -234,10 +252,10 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _translate_messages(messages: list) -> tuple[list[str], list[dict[str, Any]]]:
+def _translate_messages(messages: list[Any]) -> tuple[list[str], list[dict[str, Any]]]:
     call_names: dict[str, str] = {}  # tool_call id -> function name, for functionResponse parts
 
-    def convert(i: int, msg: Mapping[str, Any]) -> tuple[str, list]:
+    def convert(i: int, msg: Mapping[str, Any]) -> tuple[str, list[Any]]:
         role = msg.get("role")
         if role == "user":
             return "user", _parts(msg.get("content"), i)
@@ -370,10 +388,11 @@ def _usage(meta: Any) -> dict[str, Any] | None:
     return out
 
 
-def _candidate_output(cand: dict, ordinal: int, first_call: int = 0) -> tuple[str | None, list[dict]]:
+def _candidate_output(cand: dict[str, Any], ordinal: int, first_call: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
     """(text or None, OpenAI tool_calls) of one candidate; thought parts are not output."""
-    content = cand.get("content") if isinstance(cand.get("content"), dict) else {}
-    texts, calls = [], []
+    content = as_dict(cand.get("content"))
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
     for part in as_list(content.get("parts")):
         if not isinstance(part, dict) or part.get("thought"):
             continue
@@ -387,7 +406,7 @@ def _candidate_output(cand: dict, ordinal: int, first_call: int = 0) -> tuple[st
     return ("".join(texts) if texts else None), calls
 
 
-def _logprobs(cand: dict) -> dict[str, Any] | None:
+def _logprobs(cand: dict[str, Any]) -> dict[str, Any] | None:
     """Gemini `logprobsResult` -> OpenAI `choices[].logprobs`."""
     result = cand.get("logprobsResult")
     if not isinstance(result, dict):
@@ -403,7 +422,7 @@ def _logprobs(cand: dict) -> dict[str, Any] | None:
     return {"content": content}
 
 
-def _index(cand: dict, ordinal: int) -> int:
+def _index(cand: dict[str, Any], ordinal: int) -> int:
     index = cand.get("index")  # proto3 JSON omits index 0
     return index if isinstance(index, int) and not isinstance(index, bool) else ordinal
 
@@ -418,8 +437,8 @@ def _finish(reason: Any, called: bool) -> str | None:
     return "tool_calls" if called else "stop"
 
 
-def _blocked(data: dict) -> CodecError | None:
-    feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
+def _blocked(data: dict[str, Any]) -> CodecError | None:
+    feedback = as_dict(data.get("promptFeedback"))
     reason = feedback.get("blockReason")
     if not reason:
         return None
@@ -428,7 +447,7 @@ def _blocked(data: dict) -> CodecError | None:
                          code=str(reason))
 
 
-def _completion(target: Target, data: dict, status: int) -> dict:
+def _completion(target: Target, data: dict[str, Any], status: int) -> dict[str, Any]:
     candidates = [c for c in as_list(data.get("candidates")) if isinstance(c, dict)]
     if not candidates:
         raise _blocked(data) or CodecError.of(ErrorKind.MALFORMED, "Gemini response has no candidates",
@@ -449,7 +468,7 @@ def _completion(target: Target, data: dict, status: int) -> dict:
     return out
 
 
-def _embeddings(target: Target, data: dict, status: int) -> dict:
+def _embeddings(target: Target, data: dict[str, Any], status: int) -> dict[str, Any]:
     items = data.get("embeddings")
     if items is None and isinstance(data.get("embedding"), dict):
         items = [data["embedding"]]
@@ -462,7 +481,7 @@ def _embeddings(target: Target, data: dict, status: int) -> dict:
             "usage": {"prompt_tokens": 0, "total_tokens": 0}}
 
 
-def _models(target: Target, data: dict, status: int) -> dict:
+def _models(target: Target, data: dict[str, Any], status: int) -> dict[str, Any]:
     if not isinstance(data.get("models", []), list):
         raise CodecError.of(ErrorKind.MALFORMED, "Gemini model list has no 'models' list", status=status)
     models = [{"id": str(m["name"]).removeprefix("models/"), "object": "model", "created": 0,
@@ -498,7 +517,7 @@ class GeminiStreamDecoder(TranslatingStreamDecoder):
             return [StreamError(info=blocked.info)] if blocked else []
         return [self._candidate_chunk(c, ordinal) for ordinal, c in enumerate(candidates)]
 
-    def _candidate_chunk(self, cand: dict, ordinal: int) -> dict:
+    def _candidate_chunk(self, cand: dict[str, Any], ordinal: int) -> dict[str, Any]:
         index = _index(cand, ordinal)
         text, calls = _candidate_output(cand, index, self._calls.get(index, 0))
         self._calls[index] = self._calls.get(index, 0) + len(calls)

@@ -21,7 +21,8 @@ refine what the HTTP status alone would say.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._ratelimit import parse_duration
 from .._sse import SSEEvent
@@ -60,7 +61,7 @@ _RETRY_IN_TEXT = re.compile(
 
 class OpenAICodec(Codec):
     name = "openai"
-    default_base_url = "https://api.openai.com/v1"
+    default_base_url: str | None = "https://api.openai.com/v1"
 
     # -- requests ------------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ class OpenAICodec(Codec):
     # -- responses -----------------------------------------------------------------------
 
     def parse_response(self, target: Target, op: str, status: int,
-                       headers: Mapping[str, str], body: bytes) -> dict:
+                       headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         self._check_op(op)
         data = load_json(body)
         if not isinstance(data, dict):
@@ -135,10 +136,10 @@ class OpenAICodec(Codec):
             self._check_chat(target, data)
         return data
 
-    def _check_chat(self, target: Target, data: dict) -> None:
+    def _check_chat(self, target: Target, data: dict[str, Any]) -> None:
         """Hook for vendors that signal failures inside a 200 chat completion."""
 
-    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> "OpenAIStreamDecoder":
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> OpenAIStreamDecoder:
         self._check_op(op, stream=True)
         return OpenAIStreamDecoder(self, target)
 
@@ -193,10 +194,10 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
         if not isinstance(choices, list):
             return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED,
                                                message="stream chunk has no 'choices' list"))]
-        if getattr(self._codec, "filter_is_error", False) and not self._delivered:
-            if any(isinstance(c, dict) and c.get("finish_reason") == "content_filter" for c in choices):
-                return [StreamError(info=ErrorInfo(kind=ErrorKind.CONTENT_FILTERED, code="content_filter",
-                                                   message="the response was filtered by the content filter"))]
+        if (getattr(self._codec, "filter_is_error", False) and not self._delivered
+                and any(isinstance(c, dict) and c.get("finish_reason") == "content_filter" for c in choices)):
+            return [StreamError(info=ErrorInfo(kind=ErrorKind.CONTENT_FILTERED, code="content_filter",
+                                               message="the response was filtered by the content filter"))]
         self._delivered = self._delivered or any(_has_content(c) for c in choices)
         return [obj]
 
@@ -232,8 +233,9 @@ def _vendor_code(payload: Any) -> str | None:
     if not isinstance(err, dict):
         return None
     for key in ("code", "type"):
-        if isinstance(err.get(key), str) and err[key]:
-            return err[key]
+        value = err.get(key)
+        if isinstance(value, str) and value:
+            return value
     return None
 
 
