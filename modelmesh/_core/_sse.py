@@ -62,6 +62,8 @@ class SSEParser:
             self._skip_lf = False
         self._buffer += chunk
         events: list[SSEEvent] = []
+        if b"\n" not in chunk and b"\r" not in chunk:
+            return events  # no line ended: the buffer is not scanned again (a long line costs O(n), not O(n^2))
         for line in self._take_lines():
             event = self._process_line(line)
             if event is not None:
