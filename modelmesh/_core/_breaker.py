@@ -63,6 +63,11 @@ class CircuitBreaker:
         "_state", "_failures", "_successes", "_in_flight", "_open_until", "_opened_at",
         "_reason", "_trips",
     )
+    # the parameters, set (and checked) by `configure`
+    failure_threshold: int
+    reset_timeout: float
+    half_open_max: int
+    success_threshold: int
 
     def __init__(
         self,
@@ -91,13 +96,13 @@ class CircuitBreaker:
         success_threshold: int | None = None,
     ) -> None:
         """Change the parameters; None leaves one as it is. The state is kept."""
-        for name, value in (("failure_threshold", failure_threshold), ("half_open_max", half_open_max),
-                            ("success_threshold", success_threshold)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"breaker {name} must be a positive integer, got {value!r}")
-            setattr(self, name, value)
+        # checked and set one by one, in this order: a refused value leaves the ones before it set
+        if failure_threshold is not None:
+            self.failure_threshold = _positive("failure_threshold", failure_threshold)
+        if half_open_max is not None:
+            self.half_open_max = _positive("half_open_max", half_open_max)
+        if success_threshold is not None:
+            self.success_threshold = _positive("success_threshold", success_threshold)
         if reset_timeout is not None:
             if isinstance(reset_timeout, bool) or not isinstance(reset_timeout, (int, float)) \
                     or not math.isfinite(reset_timeout) or reset_timeout < 0:
@@ -350,4 +355,10 @@ def _time(name: str, value: object, *, allow_inf: bool = False) -> float:
 def _count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"circuit breaker: {name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"breaker {name} must be a positive integer, got {value!r}")
     return value

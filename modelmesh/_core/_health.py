@@ -24,7 +24,7 @@ microseconds whatever the size of a response (parsing happens in the call, outsi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +131,8 @@ class Health:
         self.model_states: dict[tuple[str, str], ModelState] = {}
         self.pools: dict[str, Pool] = {}
         self._discovery = discovery
-        self._record = {
+        # outcome type -> its handler; each handler takes its own outcome type
+        self._record: dict[type, Callable[[Any, float, list[MeshEvent]], Consequence | None]] = {
             Sent: self._sent, Served: self._served, Faulted: self._faulted, Released: self._released,
             Probed: self._probed, ModelByHand: self._model_by_hand, ProviderByHand: self._provider_by_hand,
         }

@@ -45,7 +45,7 @@ class MeshCore:
         rng: Rng,
         api_keys: Mapping[str, str | None] | None = None,
         codecs: Mapping[str, Any] | None = None,
-        user_strategies: Mapping[str, Callable] | None = None,
+        user_strategies: Mapping[str, Callable[..., Any]] | None = None,
         strategies: Mapping[str, Any] | None = None,
         policies: Mapping[str, PolicySet] | None = None,
         lock: Any = None,
@@ -73,9 +73,9 @@ class MeshCore:
         self.lock = lock if lock is not None else nullcontext()
         self.health = Health(self.providers, config.discovery)
         self.pools: dict[str, Pool] = {}
-        for name, pcfg in config.pools.items():
-            members = self._members(pcfg)
-            self.pools[name] = Pool(name, pcfg, members, user_strategies=self._user_strategies,
+        for name, pool_cfg in config.pools.items():
+            members = self._members(pool_cfg)
+            self.pools[name] = Pool(name, pool_cfg, members, user_strategies=self._user_strategies,
                                     strategy=(strategies or {}).get(name), policies=self._plugged(name))
             self.health.add_pool(self.pools[name])
         self._implicit: dict[str, Pool] = {}

@@ -99,6 +99,10 @@ class _Deactivator:
 
     __slots__ = ()
 
+    def should_deactivate(self, state: ModelState, now: float) -> Deactivation | None:
+        """The DeactivationPolicy method; every built-in policy defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} does not define should_deactivate")
+
     def __or__(self, other: DeactivationLike) -> AnyOf:
         return AnyOf(self, other)
 
@@ -125,7 +129,7 @@ class _FunctionDeactivation(_Deactivator):
 def as_deactivation_policy(policy: DeactivationLike) -> DeactivationPolicy:
     """A policy object as is; a plain function `fn(state, now)` wrapped into one."""
     if hasattr(policy, "should_deactivate"):
-        return policy  # type: ignore[return-value]
+        return policy
     if callable(policy):
         return _FunctionDeactivation(policy)
     raise TypeError(f"expected a deactivation policy or a function (state, now), got {policy!r}")
@@ -135,6 +139,7 @@ class AnyOf(_Deactivator):
     """The first decision of its members, in order; none when no member decides."""
 
     __slots__ = ("policies",)
+    policies: tuple[DeactivationPolicy, ...]
 
     def __init__(self, *policies: DeactivationLike) -> None:
         flat: list[DeactivationPolicy] = []
@@ -204,6 +209,7 @@ class ErrorRate(_Deactivator):
 
 class _Limit(_Deactivator):
     __slots__ = ("limit",)
+    limit: float  # set by each subclass's __init__
     _reason: DeactivationReason
     _what: str
     _counter: str  # the ModelState field it reads
@@ -310,6 +316,10 @@ class _Recoverer:
 
     __slots__ = ()
 
+    def recover_at(self, state: ModelState, decision: Deactivation, now: float) -> float | None:
+        """The RecoveryPolicy method; every built-in policy defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} does not define recover_at")
+
     def probe_due(self, state: ModelState, now: float) -> bool:
         return False
 
@@ -339,7 +349,7 @@ class _FunctionRecovery(_Recoverer):
 def as_recovery_policy(policy: RecoveryLike) -> RecoveryPolicy:
     """A policy object as is; a plain function `fn(state, decision, now)` wrapped into one."""
     if hasattr(policy, "recover_at"):
-        return policy  # type: ignore[return-value]
+        return policy
     if callable(policy):
         return _FunctionRecovery(policy)
     raise TypeError(f"expected a recovery policy or a function (state, decision, now), got {policy!r}")
@@ -349,6 +359,7 @@ class FirstOf(_Recoverer):
     """The first recovery time its members give; a probe is due if any member wants one."""
 
     __slots__ = ("policies",)
+    policies: tuple[RecoveryPolicy, ...]
 
     def __init__(self, *policies: RecoveryLike) -> None:
         flat: list[RecoveryPolicy] = []

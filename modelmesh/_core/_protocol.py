@@ -92,14 +92,14 @@ class Read:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deliver:
-    chunk: dict
+    chunk: dict[str, Any]
     provider: str
     model: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Succeeded:
-    response: dict | None  # None for streams: the chunks were delivered
+    response: dict[str, Any] | None  # None for streams: the chunks were delivered
     request_id: str
     pool: str
     provider: str

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Mapping, Protocol, TypeVar, cast
 
 from ._breaker import BreakerState, CircuitBreaker
 from ._cron import next_quota_reset
@@ -49,7 +49,19 @@ class ModelStatus(enum.Enum):
     STANDBY = "standby"
 
 
-def _codec(cls: type) -> dict[str, Any]:
+class _Persisted(Protocol):
+    """A part stored through its own to_dict / from_dict (the breaker, the window)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any: ...
+
+
+_Record = TypeVar("_Record", "ModelState", "ProviderState")
+
+
+def _codec(cls: type[_Persisted]) -> dict[str, Any]:
     # dataclasses-json field options, spelled without importing it
     return {"dataclasses_json": {"encoder": cls.to_dict, "decoder": cls.from_dict}}
 
@@ -64,7 +76,7 @@ def _encode(obj: Any) -> dict[str, Any]:
     return _mixin().to_dict(obj, encode_json=True)
 
 
-def _decode(cls: Any, data: Mapping[str, Any]) -> Any:
+def _decode(cls: type[_Record], data: Mapping[str, Any]) -> _Record:
     if not isinstance(data, Mapping):
         raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
     # dataclasses-json coerces quietly ("yes" -> True, 2.5 -> 2): check the raw values first
@@ -72,7 +84,9 @@ def _decode(cls: Any, data: Mapping[str, Any]) -> Any:
         if name in data and not _KIND_CHECKS[kind](data[name]):
             raise ValueError(f"{cls.__name__}.{name} must be {_KIND_TEXT[kind]}, got {data[name]!r}")
     try:
-        return _mixin().from_dict.__func__(cls, dict(data))  # type: ignore[attr-defined]
+        # the function under the mixin's from_dict classmethod, called on a dataclass that does not inherit the mixin
+        from_dict = cast(Callable[[type[_Record], dict[str, Any]], _Record], vars(_mixin())["from_dict"].__func__)
+        return from_dict(cls, dict(data))
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ValueError(f"{cls.__name__}.from_dict: {exc}") from None
 
@@ -85,7 +99,7 @@ def _is_count(v: object) -> bool:
     return not isinstance(v, bool) and isinstance(v, int) and v >= 0
 
 
-_KIND_CHECKS = {
+_KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
     "count": _is_count,
     "count?": lambda v: v is None or _is_count(v),
