@@ -25,7 +25,7 @@ import re
 from dataclasses import fields
 from typing import Any, Callable, Mapping
 
-from ._capabilities import is_capability, is_leaf, leaves_under, resolve_capability
+from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
 from ._config_schema import (
     KNOWN_CONNECTORS, STRATEGIES, UNRESOLVED, AuthConfig, BudgetConfig, Ctx,
     DeactivationConfig, DiscoveryConfig, FrozenMap, MeshConfig, ModelConfig,
@@ -39,7 +39,7 @@ from ._config_schema import (
 from ._errors import ConfigurationError
 from ._types import parse_model_ref
 
-__all__ = ["parse_config", "parse_secrets_config", "KNOWN_CONNECTORS"]
+__all__ = ["parse_config", "parse_config_partial", "empty_pools", "parse_secrets_config", "KNOWN_CONNECTORS"]
 
 TOP_KEYS = ("secrets", "providers", "pools", "routing", "storage", "observability",
             "discovery", "proxy")
@@ -67,10 +67,22 @@ def parse_config(data: Mapping[str, Any], *,
                  resolve_secret: Callable[[str], str | None] | None = None,
                  source: str | None = None) -> MeshConfig:
     """Validate plain configuration data; raise ConfigurationError listing every problem."""
+    config, problems = parse_config_partial(data, resolve_secret=resolve_secret)
+    if problems or config is None:
+        raise ConfigurationError(problems, source=source)
+    return config
+
+
+def parse_config_partial(data: Any, *,
+                         resolve_secret: Callable[[str], str | None] | None = None
+                         ) -> tuple[MeshConfig | None, tuple[str, ...]]:
+    """(best-effort config, problems): every bad value stands at its default, so that the
+    build step can go on checking what it alone can check and report everything at once.
+    The config is None only when the data is not a mapping at all."""
     ctx = Ctx(resolve_secret)
     if not isinstance(data, Mapping):
         ctx.problem("", f"expected a mapping of sections, got {show(data)}")
-        raise ConfigurationError(ctx.problems, source=source)
+        return None, tuple(ctx.problems)
     secrets = _secrets(ctx.section(data.get("secrets"), "secrets", _SECRET_KEYS))
     ctx.fail_on_missing = secrets.fail_on_missing
     plain = {k: (v if k == "secrets" else ctx.substitute(v, str(k))) for k, v in data.items()}
@@ -90,9 +102,31 @@ def parse_config(data: Mapping[str, Any], *,
         missing_secrets=tuple(ctx.missing),
         resolved_secrets=tuple(dict.fromkeys(ctx.secrets)),
     )
-    if ctx.problems:
-        raise ConfigurationError([ctx.scrub(p) for p in ctx.problems], source=source)
-    return config
+    return config, tuple(ctx.scrub(p) for p in ctx.problems)
+
+
+def empty_pools(config: MeshConfig) -> list[str]:
+    """A problem for each configured pool that no configured model can serve. The core's
+    membership rule, before `enabled`: switching a provider off must not break the config."""
+    problems = []
+    for name, pool in config.pools.items():
+        if not (pool.capability or pool.models):
+            continue  # the parser has reported it
+        refs = {ref.partition("/")[0] for ref in pool.models}
+        if not any(_may_serve(pid, p, pool.capability, refs) for pid, p in config.providers.items()
+                   if not pool.providers or pid in pool.providers):
+            what = f"capability {pool.capability!r}" if pool.capability else "its models"
+            only = f" among providers {', '.join(pool.providers)}" if pool.providers else ""
+            problems.append(f"pools.{name}: no configured model matches {what}{only}: "
+                            "the pool would have no members")
+    return problems
+
+
+def _may_serve(pid: str, provider: ProviderConfig, capability: str | None, refs: set[str]) -> bool:
+    if pid in refs or provider.auto_discover:
+        return True
+    return bool(capability) and any(is_under(c, capability) for m in provider.models
+                                    for c in m.capabilities)
 
 
 def parse_secrets_config(data: Any, *, source: str | None = None) -> SecretsConfig:
