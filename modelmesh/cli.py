@@ -22,9 +22,12 @@ def _client(path: str, **kw: Any):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from ._build import build
 
-    cfg = load_config(args.config)
+    built = build(args.config)  # exactly what the clients build: same environment, same refusals
+    for sink in built.sinks:
+        sink.close()
+    cfg = built.config
     pools = ", ".join(cfg.pools) or "(none: requests name capabilities or models)"
     print(f"{args.config}: OK — {len(cfg.providers)} provider(s): {', '.join(cfg.providers)}; pools: {pools}")
     return 0

@@ -451,6 +451,7 @@ def _deactivation(s: Section, b: DeactivationConfig) -> DeactivationConfig:
                                  nullable=True),
         maintenance_duration=s.get("maintenance_duration", b.maintenance_duration,
                                    as_positive_duration),
+        policies=_import_paths(s, "policies"),
     )
 
 
@@ -467,7 +468,29 @@ def _recovery(s: Section, b: RecoveryConfig) -> RecoveryConfig:
         half_open_max=s.get("half_open_max", b.half_open_max, as_int(1)),
         success_threshold=s.get("success_threshold", b.success_threshold, as_int(1)),
         manual=s.get("manual", b.manual, as_bool),
+        policies=_import_paths(s, "policies"),
     )
+
+
+def as_import_path(value: Any) -> str:
+    """A "package.module:function" path; the builder imports it (this module imports nothing)."""
+    if not isinstance(value, str) or not _IMPORT_PATH.match(value.strip()):
+        raise ValueError(f'expected a "package.module:function" path, got {show(value)}')
+    return value.strip()
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _import_paths(s: Section, key: str) -> tuple[str, ...]:
+    """The good items of a list of import paths: a bad item is reported and left out, and
+    the rest still reach the builder, whose import problems join the same error."""
+    raw = s.data.get(key)
+    if isinstance(raw, (list, tuple)):
+        good = [v for v in raw if isinstance(v, str) and _IMPORT_PATH.match(v.strip())]
+        s.get(key, (), as_list(as_import_path))  # reports each bad item at its index
+        return tuple(v.strip() for v in good)
+    return s.get(key, (), as_list(as_import_path))
 
 
 def _selection(s: Section, b: SelectionConfig, providers: Mapping[str, ProviderConfig]

@@ -220,6 +220,7 @@ class DeactivationConfig:
     quota_window: str | None = None           # daily | monthly
     maintenance_window: str | None = None     # 5-field cron expression
     maintenance_duration: float = 3600.0
+    policies: tuple[str, ...] = ()            # "package.module:function", asked after the above
 
 
 @dataclass(**_value)
@@ -232,6 +233,7 @@ class RecoveryConfig:
     half_open_max: int = 1
     success_threshold: int = 1
     manual: bool = False
+    policies: tuple[str, ...] = ()            # "package.module:function", asked before the above
 
 
 @dataclass(**_value)
