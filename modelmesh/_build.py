@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from ._core._config import empty_pools
-from ._core._config_schema import MeshConfig
+from ._core._config_schema import (
+    DiscoveryConfig, MeshConfig, ObservabilityConfig, ProviderConfig, ProxyConfig, SecretsConfig, StorageConfig,
+)
 from ._core._errors import ConfigurationError, redact
 from ._core._mesh import MeshCore
 from ._core._policies import PolicySet, as_deactivation_policy, as_recovery_policy
@@ -228,6 +230,38 @@ def _load_policies(specs: tuple[str, ...], path: str, check: Callable[[Any], Any
 
 # -- what this version does not do -----------------------------------------------------------
 
+NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its default"
+
+# Settings that are parsed and validated but that nothing acts on yet: (section, its
+# dataclass, {attribute: config key}). A value other than the default is refused.
+_UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
+    ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
+    ("storage", StorageConfig, {
+        "config": "config", "sync_policy": "persistence.sync_policy", "sync_interval": "persistence.sync_interval",
+        "format": "persistence.format", "compression": "persistence.compression",
+        "encryption": "persistence.encryption", "locking_enabled": "locking.enabled",
+        "locking_timeout": "locking.timeout", "locking_retry_interval": "locking.retry_interval"}),
+    ("observability", ObservabilityConfig, {
+        "include_metadata": "events.include_metadata", "logging_level": "logging.level",
+        "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
+        "min_severity": "tracing.min_severity", "flush_interval": "statistics.flush_interval",
+        "retention": "statistics.retention", "scopes": "statistics.scopes"}),
+    ("discovery", DiscoveryConfig, {
+        "sync_enabled": "sync.enabled", "sync_interval": "sync.interval", "auto_register": "sync.auto_register",
+        "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",
+        "on_deprecated_model": "sync.on_deprecated_model", "health_enabled": "health.enabled",
+        "health_failure_threshold": "health.failure_threshold", "health_providers": "health.providers"}),
+    ("proxy", ProxyConfig, {name: name for name in (
+        "host", "port", "api_keys", "cors_origins", "max_body_bytes", "model_aliases")}),
+)
+_UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
+                     "quota.query_current": (None, "quota_query_current"),
+                     "quota.query_remaining": (None, "quota_query_remaining"),
+                     "pricing.query": (None, "pricing_query"),
+                     "catalogue.refresh_interval": (None, "refresh_interval"),
+                     "rate_limits.tpm": ("rate_limits", "tpm")}
+
+
 def _refusals(config: MeshConfig) -> list[str]:
     """Settings this version would silently ignore: refused, so nobody believes they work."""
     problems = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
@@ -235,6 +269,20 @@ def _refusals(config: MeshConfig) -> list[str]:
     if config.storage.connector != "memory":
         problems.append(f"storage.connector: the '{config.storage.connector}' storage connector is not available "
                         "in this version; state is kept in memory (use 'memory')")
+    for section, cls, keys in _UNACTED:
+        value, default = getattr(config, section), cls()
+        problems += [f"{section}.{key}: {NOT_ACTED_ON}" for attr, key in keys.items()
+                     if getattr(value, attr) != getattr(default, attr)]
+    for pid, p in config.providers.items():
+        where = f"providers.{pid}.config"
+        default = ProviderConfig(id=pid, connector=p.connector)
+        for key, (part, attr) in _UNACTED_PROVIDER.items():
+            mine, base = (p, default) if part is None else (getattr(p, part), getattr(default, part))
+            if getattr(mine, attr) != getattr(base, attr):
+                problems.append(f"{where}.{key}: {NOT_ACTED_ON}")
+        problems += [f"{where}.infrastructure.{k}: {NOT_ACTED_ON}" for k, on in p.infrastructure.items() if on]
+        problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
+                     "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
     return problems
 
 

@@ -51,7 +51,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for pid, p in snap["providers"].items():
             print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}")
         for name, rows in snap["pools"].items():
-            print(f"pool {name}:")
+            pool = client.config.pools.get(name)
+            print(f"pool {name}:" + (f"  {pool.description}" if pool is not None and pool.description else ""))
             for row in rows:
                 print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}")
     return 0

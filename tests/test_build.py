@@ -212,3 +212,75 @@ def test_routing_level_policies_reach_every_pool_and_python_ones_follow():
         state = core.resolve(name).states["p/m1"]
         assert state.reason is DeactivationReason.PROVIDER_OUTAGE  # one 503, retry_limit 100: on_503 did it
     assert seen  # the Python-given policy is asked too
+
+
+# -- settings this version does not act on ---------------------------------------------------
+
+UNACTED = {
+    "secrets": {"reload_on_rotation": True},
+    "providers": {"p": {"connector": "openai-compatible", "config": {
+        "base_url": "http://127.0.0.1:9/v1", "auth": {"api_key": "sk-unacted-0123456789", "key_rotation": True},
+        "models": [{"id": "m", "weight": 2}],
+        "quota": {"query_current": True, "query_remaining": True}, "pricing": {"query": True},
+        "catalogue": {"refresh_interval": "1h"}, "rate_limits": {"tpm": 1000},
+        "infrastructure": {"batch": True, "files": False}}}},
+    "storage": {"connector": "memory", "config": {"path": "x"},
+                "persistence": {"sync_policy": "periodic", "sync_interval": "30s", "format": "yaml",
+                                "compression": True, "encryption": True},
+                "locking": {"enabled": False, "timeout": "5s", "retry_interval": "2s"}},
+    "observability": {"events": {"include_metadata": False}, "logging": {
+        "level": "full", "redact_secrets": False, "max_payload_size": 10}, "tracing": {"min_severity": "error"},
+        "statistics": {"flush_interval": "1s", "retention": "1d", "scopes": ["pool"]}},
+    "discovery": {"sync": {"enabled": True, "interval": "2h", "auto_register": False, "providers": ["p"],
+                           "on_new_model": "ignore", "on_deprecated_model": "ignore"},
+                  "health": {"enabled": False, "failure_threshold": 5, "providers": ["p"]}},
+    "proxy": {"host": "0.0.0.0", "port": 9999, "api_keys": ["proxy-key-0123456789"], "cors_origins": ["*"],
+              "max_body_bytes": 10, "model_aliases": {"gpt-4": "chat-completion"}},
+}
+
+
+def test_settings_nothing_acts_on_are_refused_at_their_paths():
+    with pytest.raises(modelmesh.ConfigurationError) as info:
+        modelmesh.build(UNACTED, environ={})
+    problems = info.value.problems
+    assert all(p.endswith("not acted on in this version; remove it or leave it at its default")
+               or "not acted on in this version; remove it or leave it at its default (" in p for p in problems)
+    c = "providers.p.config"
+    assert paths(problems) == {
+        "secrets.reload_on_rotation",
+        f"{c}.auth.key_rotation", f"{c}.models[0].weight", f"{c}.quota.query_current", f"{c}.quota.query_remaining",
+        f"{c}.pricing.query", f"{c}.catalogue.refresh_interval", f"{c}.rate_limits.tpm", f"{c}.infrastructure.batch",
+        "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
+        "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",
+        "storage.locking.enabled", "storage.locking.timeout", "storage.locking.retry_interval",
+        "observability.events.include_metadata", "observability.logging.level", "observability.logging.redact_secrets",
+        "observability.logging.max_payload_size", "observability.tracing.min_severity",
+        "observability.statistics.flush_interval", "observability.statistics.retention",
+        "observability.statistics.scopes",
+        "discovery.sync.enabled", "discovery.sync.interval", "discovery.sync.auto_register", "discovery.sync.providers",
+        "discovery.sync.on_new_model", "discovery.sync.on_deprecated_model", "discovery.health.enabled",
+        "discovery.health.failure_threshold", "discovery.health.providers",
+        "proxy.host", "proxy.port", "proxy.api_keys", "proxy.cors_origins", "proxy.max_body_bytes",
+        "proxy.model_aliases",
+    }
+    assert "proxy-key-0123456789" not in str(info.value) and "sk-unacted" not in str(info.value)
+
+
+def test_those_settings_at_their_defaults_are_accepted():
+    config = {"secrets": {"reload_on_rotation": False},
+              "providers": {"p": provider(["m"], quota={"query_current": False}, infrastructure={"batch": False})},
+              "storage": {"connector": "memory", "persistence": {"sync_policy": "in-memory"}},
+              "observability": {"logging": {"redact_secrets": True}},
+              "discovery": {"sync": {"enabled": False}, "health": {"interval": "30s", "enabled": True}},
+              "proxy": {"port": 8080}}
+    assert modelmesh.build(config, environ={}).core is not None
+
+
+def test_status_shows_a_pool_description(tmp_path, capsys):
+    path = tmp_path / "m.yaml"
+    path.write_text("providers:\n  p:\n    connector: openai-compatible\n    config:\n"
+                    "      base_url: http://127.0.0.1:9/v1\n      auth: {method: none}\n      models: [m]\n"
+                    "pools:\n  chat:\n    capability: chat-completion\n    description: the main chat pool\n",
+                    encoding="utf-8")
+    assert cli.main(["status", str(path)]) == 0
+    assert "pool chat:  the main chat pool" in capsys.readouterr().out

@@ -121,7 +121,7 @@ class SecretsConfig:
     values: Mapping[str, str] = field(default=_EMPTY, repr=False)  # memory store
     cache_enabled: bool = True
     cache_ttl: float = 300.0
-    reload_on_rotation: bool = True
+    reload_on_rotation: bool = False          # not acted on in this version: the builder refuses true
     fail_on_missing: bool = True
 
 
@@ -339,7 +339,7 @@ class ObservabilityConfig:
 
 @dataclass(**_value)
 class DiscoveryConfig:
-    sync_enabled: bool = True
+    sync_enabled: bool = False                # registry sync is not run in this version
     sync_interval: float = 3600.0
     auto_register: bool = True
     sync_providers: tuple[str, ...] = ()
