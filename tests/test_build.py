@@ -1,7 +1,6 @@
 """modelmesh.build: one door from configuration to a ready core, every problem at once."""
 from __future__ import annotations
 
-import random
 import textwrap
 
 import pytest
@@ -9,7 +8,7 @@ import pytest
 import modelmesh
 from modelmesh import cli
 from modelmesh._core._mesh import MeshCore
-from modelmesh._core._policies import Deactivation, DeactivationReason, PolicySet
+from modelmesh._core._policies import DeactivationReason, PolicySet
 from modelmesh.testing import FakeClock, FakeUpstream
 
 from core_helpers import Clock, drive, provider

@@ -26,15 +26,17 @@ from dataclasses import fields
 from typing import Any, Callable, Mapping
 
 from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
+from ._config_read import (
+    UNRESOLVED, Ctx, Section, as_bool, as_choice, as_cron, as_duration, as_int, as_list, as_mapping_of,
+    as_number, as_positive_duration, as_schedule, as_secret, as_status_codes, as_str, as_url, show,
+    suggest,
+)
 from ._config_schema import (
-    KNOWN_CONNECTORS, STRATEGIES, UNRESOLVED, AuthConfig, BudgetConfig, Ctx,
-    DeactivationConfig, DiscoveryConfig, FrozenMap, MeshConfig, ModelConfig,
-    ObservabilityConfig, ObservabilitySink, PoolConfig, PoolDefaults, Pricing,
-    ProviderConfig, ProxyConfig, RateLimitSelectionConfig, RateLimitsConfig, RecoveryConfig,
-    RetryConfig, RotationConfig, SecretsConfig, Section, SelectionConfig, StorageConfig,
-    as_bool, as_choice, as_cron, as_duration, as_int, as_list, as_mapping_of, as_number,
-    as_positive_duration, as_schedule, as_secret, as_status_codes, as_str, as_url, freeze,
-    show, suggest,
+    KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
+    FrozenMap, MeshConfig, ModelConfig, ObservabilityConfig, ObservabilitySink, PoolConfig,
+    PoolDefaults, Pricing, ProviderConfig, ProxyConfig, RateLimitSelectionConfig, RateLimitsConfig,
+    RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
+    freeze,
 )
 from ._errors import ConfigurationError
 from ._types import parse_model_ref
