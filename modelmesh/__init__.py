@@ -3,6 +3,7 @@
     import modelmesh
     client = modelmesh.create("chat-completion")          # providers from the environment
     client = modelmesh.MeshClient(config="modelmesh.yaml")  # or from configuration
+    built = modelmesh.build("modelmesh.yaml")                # a ready sans-IO core, for embedders
     r = client.chat.completions.create(model="chat-completion", messages=[...])
 
 Importing this package is cheap: the client, requests, YAML and everything else load on
@@ -32,7 +33,7 @@ from ._core._errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "create", "MeshClient", "QuickProvider", "load_config", "RoutingOptions", "RoutingDecision",
+    "create", "MeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions", "RoutingDecision",
     "AttemptRecord", "ModelMeshError", "ConfigurationError", "RoutingError", "NoModelAvailableError",
     "ProviderError", "AuthenticationError", "RateLimitError", "RequestTimeoutError", "BudgetExceededError",
     "BadRequestError", "ContextLengthError", "ContentFilteredError", "StreamInterruptedError",
@@ -42,12 +43,15 @@ _LAZY = {
     "create": ("modelmesh._convenience", "create"),
     "QuickProvider": ("modelmesh._convenience", "QuickProvider"),
     "MeshClient": ("modelmesh.client", "MeshClient"),
+    "build": ("modelmesh._build", "build"),
+    "Built": ("modelmesh._build", "Built"),
     "load_config": ("modelmesh.config", "load_config"),
     "RoutingOptions": ("modelmesh._core._mesh", "RoutingOptions"),
     "RoutingDecision": ("modelmesh._core._mesh", "RoutingDecision"),
 }
 
 if TYPE_CHECKING:
+    from ._build import Built, build
     from ._convenience import QuickProvider, create
     from ._core._mesh import RoutingDecision, RoutingOptions
     from .client import MeshClient

@@ -22,9 +22,12 @@ def _client(path: str, **kw: Any):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from ._build import build
 
-    cfg = load_config(args.config)
+    built = build(args.config)  # exactly what the clients build: same environment, same refusals
+    for sink in built.sinks:
+        sink.close()
+    cfg = built.config
     pools = ", ".join(cfg.pools) or "(none: requests name capabilities or models)"
     print(f"{args.config}: OK — {len(cfg.providers)} provider(s): {', '.join(cfg.providers)}; pools: {pools}")
     return 0
@@ -48,7 +51,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for pid, p in snap["providers"].items():
             print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}")
         for name, rows in snap["pools"].items():
-            print(f"pool {name}:")
+            pool = client.config.pools.get(name)
+            print(f"pool {name}:" + (f"  {pool.description}" if pool is not None and pool.description else ""))
             for row in rows:
                 print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}")
     return 0

@@ -8,7 +8,8 @@ SDK leaves out NOT_GIVEN). Three routing hints are ours: `session_id`,
 `preferred_provider`, `routing_metadata`.
 
 One client is meant to be shared by every thread of a process (a Django or Flask app,
-gunicorn gthread workers): the core decides under a lock and the I/O runs outside it.
+gunicorn gthread workers): the core holds its lock around shared health only; parsing and I/O run
+outside it, in the caller's thread.
 """
 from __future__ import annotations
 
@@ -20,92 +21,11 @@ import time
 from typing import Any, Callable, Iterator, Mapping
 
 from ._core._config_schema import MeshConfig
-from ._core._errors import ConfigurationError
-from ._core._mesh import MeshCore, RoutingDecision, RoutingOptions
+from ._core._mesh import RoutingDecision, RoutingOptions
+from ._core._policies import PolicySet
 from ._response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, MeshObject, ServedBy
-from .config import load_config
-from .connectors.presets import PRESETS
 
 __all__ = ["MeshClient", "ChatStream"]
-
-def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]) -> tuple[MeshConfig, dict[str, str | None]]:
-    """Fill what the environment provides: preset base URLs and API keys from key variables."""
-    from dataclasses import replace
-
-    providers = {}
-    problems: list[str] = []
-    keys: dict[str, str | None] = {}
-    for pid, p in config.providers.items():
-        preset = PRESETS.get(p.connector)
-        key = p.auth.api_key
-        if key is None and p.auth.api_key_env:
-            key = environ.get(p.auth.api_key_env)
-        if key is None and preset is not None and preset.key_env and p.auth.method != "none":
-            key = preset.key_in(environ)
-            if key is None:
-                problems.append(f"providers.{pid}.config.auth.api_key: no key for connector '{p.connector}': "
-                                f"set {preset.key_names}, give auth.api_key, or set auth.method: none")
-        base = p.base_url
-        if base is None and preset is not None:
-            base = preset.base_url_in(environ)
-        if not base:
-            problems.append(f"providers.{pid}.config.base_url: connector '{p.connector}' needs a base_url")
-        providers[pid] = replace(p, base_url=base)
-        keys[pid] = key
-    if problems:
-        raise ConfigurationError(problems)
-    return replace(config, providers=providers), keys
-
-
-def _user_strategies(config: MeshConfig, given: Mapping[str, Callable] | None) -> dict[str, Callable]:
-    """Strategies named "package.module:function" in pools are imported here, outside the core."""
-    import importlib
-
-    out = dict(given or {})
-    problems = []
-    for name, pool in config.pools.items():
-        spec = pool.strategy
-        if ":" not in spec or spec in out:
-            continue
-        module, _, attr = spec.partition(":")
-        try:
-            out[spec] = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            problems.append(f"pools.{name}.strategy: cannot load '{spec}' ({type(exc).__name__}: {exc})")
-    if problems:
-        raise ConfigurationError(problems)
-    return out
-
-
-def _custom_connectors(config: MeshConfig) -> dict[str, Any]:
-    """Providers whose connector is "package.module:Class": import and instantiate the class."""
-    import importlib
-
-    from ._core.codecs._base import Codec
-
-    out: dict[str, Any] = {}
-    problems = []
-    for pid, p in config.providers.items():
-        if ":" not in p.connector:
-            continue
-        module, _, name = p.connector.partition(":")
-        where = f"providers.{pid}.connector"
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            problems.append(f"{where}: cannot load '{p.connector}' ({type(exc).__name__}: {exc})")
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Codec)):
-            problems.append(f"{where}: '{p.connector}' is not a modelmesh.cdk provider class")
-            continue
-        try:
-            out[pid] = cls()
-        except TypeError as exc:
-            problems.append(f"{where}: cannot create '{p.connector}': {exc}")
-    if problems:
-        raise ConfigurationError(problems)
-    return out
-
 
 class MeshClient:
     """The OpenAI-shaped client. `config` is a path to YAML/JSON, a dict, or a MeshConfig."""
@@ -122,25 +42,17 @@ class MeshClient:
         on_event: Callable[[Any], None] | None = None,
         strategies: Mapping[str, Callable] | None = None,
         environ: Mapping[str, str] | None = None,
+        policies: Mapping[str, PolicySet] | None = None,
     ) -> None:
+        from ._build import build
         from .transports.sync import SyncTransport
 
-        cfg = load_config(config)
-        cfg, keys = _resolve_environment(cfg, os.environ if environ is None else environ)
-        self.config = cfg
+        built = build(config, environ=environ, strategies=strategies, policies=policies, rng=rng, seed=seed,
+                      lock=threading.Lock())  # the core holds it around shared health only
+        self.config = built.config
+        self.core = built.core
         self._clock = clock or time.time
-        self.core = MeshCore(cfg, rng=rng or random.Random(seed), api_keys=keys, lock=threading.Lock(),
-                             user_strategies=_user_strategies(cfg, strategies), codecs=_custom_connectors(cfg))
-        unbuilt = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
-                   "version; list the models under config.models" for pid, p in cfg.providers.items() if p.auto_discover]
-        if unbuilt:
-            raise ConfigurationError(unbuilt)
-        if cfg.storage.connector != "memory":
-            raise ConfigurationError([f"storage.connector: the '{cfg.storage.connector}' storage connector is not "
-                                      "available in this version; state is kept in memory (use 'memory')"])
-        from .connectors.observability import build_sinks
-
-        self._sinks = build_sinks(cfg.observability, self.core.secret_values)
+        self._sinks = list(built.sinks)
         self._listeners: list[Callable[[Any], None]] = [s.emit for s in self._sinks]
         if on_event:
             self._listeners.append(on_event)

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from modelmesh._core._config import parse_config, parse_secrets_config
+from modelmesh._core._config import parse_config_partial, parse_secrets_config
 from modelmesh._core._config_schema import MeshConfig
 from modelmesh._core._errors import ConfigurationError
 from modelmesh.connectors.secrets import make_secret_store
 
-__all__ = ["load_config", "read_config_data"]
+__all__ = ["load_config", "load_config_partial", "Loaded", "read_config_data"]
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 Resolver = Callable[[str], "str | None"]
@@ -32,8 +33,29 @@ Resolver = Callable[[str], "str | None"]
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | MeshConfig, *,
                 resolve_secret: Resolver | None = None) -> MeshConfig:
     """A validated `MeshConfig` from a file path, a dict, or a MeshConfig (returned as is)."""
+    loaded = load_config_partial(source, resolve_secret=resolve_secret)
+    if loaded.problems or loaded.config is None:
+        raise ConfigurationError(loaded.problems, source=loaded.source)
+    return loaded.config
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    """What `load_config_partial` found: a best-effort config (bad values at their
+    defaults; None when there is nothing to read) and every problem so far."""
+
+    config: MeshConfig | None
+    problems: tuple[str, ...]
+    source: str | None
+
+
+def load_config_partial(source: str | os.PathLike[str] | Mapping[str, Any] | MeshConfig, *,
+                        resolve_secret: Resolver | None = None) -> Loaded:
+    """Like `load_config`, but problems are returned beside a best-effort config, so that
+    `modelmesh.build` can add its own and report them all at once. A file that cannot be
+    read or parsed still raises: there is nothing to go on with."""
     if isinstance(source, MeshConfig):
-        return source
+        return Loaded(config=source, problems=(), source=None)
     if isinstance(source, Mapping):
         data: Any = source
         name, base_dir = None, Path.cwd()
@@ -47,13 +69,8 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | MeshConfig,
     store_problems: list[str] = []
     if resolve_secret is None:
         resolve_secret = _default_resolver(data, base_dir, store_problems)
-    try:
-        config = parse_config(data, resolve_secret=resolve_secret, source=name)
-    except ConfigurationError as exc:
-        raise ConfigurationError([*store_problems, *exc.problems], source=name) from None
-    if store_problems:
-        raise ConfigurationError(store_problems, source=name)
-    return config
+    config, problems = parse_config_partial(data, resolve_secret=resolve_secret)
+    return Loaded(config=config, problems=(*store_problems, *problems), source=name)
 
 
 def read_config_data(path: str | os.PathLike[str]) -> Any:

@@ -25,21 +25,23 @@ import re
 from dataclasses import fields
 from typing import Any, Callable, Mapping
 
-from ._capabilities import is_capability, is_leaf, leaves_under, resolve_capability
+from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
+from ._config_read import (
+    UNRESOLVED, Ctx, Section, as_bool, as_choice, as_cron, as_duration, as_int, as_list, as_mapping_of,
+    as_number, as_positive_duration, as_schedule, as_secret, as_status_codes, as_str, as_url, show,
+    suggest,
+)
 from ._config_schema import (
-    KNOWN_CONNECTORS, STRATEGIES, UNRESOLVED, AuthConfig, BudgetConfig, Ctx,
-    DeactivationConfig, DiscoveryConfig, FrozenMap, MeshConfig, ModelConfig,
-    ObservabilityConfig, ObservabilitySink, PoolConfig, PoolDefaults, Pricing,
-    ProviderConfig, ProxyConfig, RateLimitSelectionConfig, RateLimitsConfig, RecoveryConfig,
-    RetryConfig, RotationConfig, SecretsConfig, Section, SelectionConfig, StorageConfig,
-    as_bool, as_choice, as_cron, as_duration, as_int, as_list, as_mapping_of, as_number,
-    as_positive_duration, as_schedule, as_secret, as_status_codes, as_str, as_url, freeze,
-    show, suggest,
+    KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
+    FrozenMap, MeshConfig, ModelConfig, ObservabilityConfig, ObservabilitySink, PoolConfig,
+    PoolDefaults, Pricing, ProviderConfig, ProxyConfig, RateLimitSelectionConfig, RateLimitsConfig,
+    RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
+    freeze,
 )
 from ._errors import ConfigurationError
 from ._types import parse_model_ref
 
-__all__ = ["parse_config", "parse_secrets_config", "KNOWN_CONNECTORS"]
+__all__ = ["parse_config", "parse_config_partial", "empty_pools", "parse_secrets_config", "KNOWN_CONNECTORS"]
 
 TOP_KEYS = ("secrets", "providers", "pools", "routing", "storage", "observability",
             "discovery", "proxy")
@@ -67,10 +69,22 @@ def parse_config(data: Mapping[str, Any], *,
                  resolve_secret: Callable[[str], str | None] | None = None,
                  source: str | None = None) -> MeshConfig:
     """Validate plain configuration data; raise ConfigurationError listing every problem."""
+    config, problems = parse_config_partial(data, resolve_secret=resolve_secret)
+    if problems or config is None:
+        raise ConfigurationError(problems, source=source)
+    return config
+
+
+def parse_config_partial(data: Any, *,
+                         resolve_secret: Callable[[str], str | None] | None = None
+                         ) -> tuple[MeshConfig | None, tuple[str, ...]]:
+    """(best-effort config, problems): every bad value stands at its default, so that the
+    build step can go on checking what it alone can check and report everything at once.
+    The config is None only when the data is not a mapping at all."""
     ctx = Ctx(resolve_secret)
     if not isinstance(data, Mapping):
         ctx.problem("", f"expected a mapping of sections, got {show(data)}")
-        raise ConfigurationError(ctx.problems, source=source)
+        return None, tuple(ctx.problems)
     secrets = _secrets(ctx.section(data.get("secrets"), "secrets", _SECRET_KEYS))
     ctx.fail_on_missing = secrets.fail_on_missing
     plain = {k: (v if k == "secrets" else ctx.substitute(v, str(k))) for k, v in data.items()}
@@ -90,9 +104,31 @@ def parse_config(data: Mapping[str, Any], *,
         missing_secrets=tuple(ctx.missing),
         resolved_secrets=tuple(dict.fromkeys(ctx.secrets)),
     )
-    if ctx.problems:
-        raise ConfigurationError([ctx.scrub(p) for p in ctx.problems], source=source)
-    return config
+    return config, tuple(ctx.scrub(p) for p in ctx.problems)
+
+
+def empty_pools(config: MeshConfig) -> list[str]:
+    """A problem for each configured pool that no configured model can serve. The core's
+    membership rule, before `enabled`: switching a provider off must not break the config."""
+    problems = []
+    for name, pool in config.pools.items():
+        if not (pool.capability or pool.models):
+            continue  # the parser has reported it
+        refs = {ref.partition("/")[0] for ref in pool.models}
+        if not any(_may_serve(pid, p, pool.capability, refs) for pid, p in config.providers.items()
+                   if not pool.providers or pid in pool.providers):
+            what = f"capability {pool.capability!r}" if pool.capability else "its models"
+            only = f" among providers {', '.join(pool.providers)}" if pool.providers else ""
+            problems.append(f"pools.{name}: no configured model matches {what}{only}: "
+                            "the pool would have no members")
+    return problems
+
+
+def _may_serve(pid: str, provider: ProviderConfig, capability: str | None, refs: set[str]) -> bool:
+    if pid in refs or provider.auto_discover:
+        return True
+    return bool(capability) and any(is_under(c, capability) for m in provider.models
+                                    for c in m.capabilities)
 
 
 def parse_secrets_config(data: Any, *, source: str | None = None) -> SecretsConfig:
@@ -417,6 +453,7 @@ def _deactivation(s: Section, b: DeactivationConfig) -> DeactivationConfig:
                                  nullable=True),
         maintenance_duration=s.get("maintenance_duration", b.maintenance_duration,
                                    as_positive_duration),
+        policies=_import_paths(s, "policies"),
     )
 
 
@@ -433,7 +470,29 @@ def _recovery(s: Section, b: RecoveryConfig) -> RecoveryConfig:
         half_open_max=s.get("half_open_max", b.half_open_max, as_int(1)),
         success_threshold=s.get("success_threshold", b.success_threshold, as_int(1)),
         manual=s.get("manual", b.manual, as_bool),
+        policies=_import_paths(s, "policies"),
     )
+
+
+def as_import_path(value: Any) -> str:
+    """A "package.module:function" path; the builder imports it (this module imports nothing)."""
+    if not isinstance(value, str) or not _IMPORT_PATH.match(value.strip()):
+        raise ValueError(f'expected a "package.module:function" path, got {show(value)}')
+    return value.strip()
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _import_paths(s: Section, key: str) -> tuple[str, ...]:
+    """The good items of a list of import paths: a bad item is reported and left out, and
+    the rest still reach the builder, whose import problems join the same error."""
+    raw = s.data.get(key)
+    if isinstance(raw, (list, tuple)):
+        good = [v for v in raw if isinstance(v, str) and _IMPORT_PATH.match(v.strip())]
+        s.get(key, (), as_list(as_import_path))  # reports each bad item at its index
+        return tuple(v.strip() for v in good)
+    return s.get(key, (), as_list(as_import_path))
 
 
 def _selection(s: Section, b: SelectionConfig, providers: Mapping[str, ProviderConfig]

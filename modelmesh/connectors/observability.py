@@ -95,21 +95,25 @@ class _Filtered:
 
 
 def build_sinks(config: Any, secrets: Sequence[str] = ()) -> list[Any]:
-    """Sinks for an ObservabilityConfig; a sink we do not have is a configuration error."""
+    """Sinks for an ObservabilityConfig. Every sink we do not have and every file that
+    cannot be opened is reported in one ConfigurationError (and nothing stays open)."""
     wanted = _wanted(config.events_filter)
-    sinks = []
+    sinks: list[Any] = []
+    problems: list[str] = []
     for i, sink in enumerate(config.connectors):
-        where = f"observability.connectors[{i}].connector"
+        where = f"observability.connectors[{i}]"
         if sink.connector == "console":
             sinks.append(_Filtered(ConsoleObservability(secrets=secrets), wanted))
         elif sink.connector == "file":
             try:
                 sinks.append(_Filtered(FileObservability(sink.config["path"], secrets=secrets), wanted))
             except OSError as exc:
-                raise ConfigurationError([f"observability.connectors[{i}].config.path: cannot open ({exc.strerror})"]) from None
-        elif sink.connector == "null":
-            continue
-        else:
-            raise ConfigurationError([f"{where}: the '{sink.connector}' observability connector is not available in this "
-                                      "version (use console, file or null, or MeshClient(on_event=...))"])
+                problems.append(f"{where}.config.path: cannot open ({exc.strerror or exc})")
+        elif sink.connector != "null":
+            problems.append(f"{where}.connector: the '{sink.connector}' observability connector is not "
+                            "available in this version (use console, file or null, or MeshClient(on_event=...))")
+    if problems:
+        for opened in sinks:
+            opened.close()
+        raise ConfigurationError(problems)
     return sinks

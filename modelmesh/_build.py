@@ -1,0 +1,305 @@
+"""`modelmesh.build`: configuration in, a ready core out, every problem at once.
+
+Theory of operation: `build` is the one door from configuration to a running mesh. The
+clients, `modelmesh check` and embedders who drive the sans-IO core themselves all go
+through it, so they accept and refuse exactly the same configurations.
+
+It works in two stages that share one list of problems. Loading and parsing
+(`load_config_partial`) never stop at the first mistake and hand back a best-effort
+config with each bad value at its default. The build stage then checks what only it
+can check, because it reads the world: API keys and preset base URLs from the
+environment, `package.module:Name` imports (custom connectors, strategies, rotation
+policies), observability sinks that open files, and settings this version does not act
+on. Only when the list is empty is the `MeshCore` made; otherwise one
+`ConfigurationError` lists every problem, each starting with its config path.
+
+This module lives outside `_core` because it imports modules and reads the environment.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._core._config import empty_pools
+from ._core._config_schema import (
+    DiscoveryConfig,
+    MeshConfig,
+    ObservabilityConfig,
+    ProviderConfig,
+    ProxyConfig,
+    SecretsConfig,
+    StorageConfig,
+)
+from ._core._errors import ConfigurationError, redact
+from ._core._mesh import MeshCore
+from ._core._policies import PolicySet, as_deactivation_policy, as_recovery_policy
+from ._core._types import Rng
+from .config import load_config_partial
+from .connectors.presets import PRESETS
+
+__all__ = ["build", "Built"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Built:
+    """A ready core and what a shell needs around it. The shell owns `sinks` (close them)."""
+
+    config: MeshConfig
+    core: MeshCore
+    sinks: tuple[Any, ...] = ()
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
+
+
+def build(
+    config: Any,
+    *,
+    environ: Mapping[str, str] | None = None,
+    strategies: Mapping[str, Callable] | None = None,
+    policies: Mapping[str, PolicySet] | None = None,
+    rng: Rng | None = None,
+    seed: int | None = None,
+    lock: Any = None,
+) -> Built:
+    """Build a `MeshCore` from `config` (a path to YAML/JSON, a dict or a MeshConfig).
+
+    `environ` (default `os.environ`) supplies API keys and preset base URLs. `strategies`
+    maps a pool's `strategy: "package.module:function"` to the function itself (given
+    ones are not imported). `policies` plugs rotation policies into pools by pool name,
+    "*" for every pool; they are asked after those the configuration names. `rng` (or
+    `seed`) feeds the core's randomness; `lock` guards the core's shared health when
+    threads share it. Raises one ConfigurationError listing every problem."""
+    loaded = load_config_partial(config)
+    problems = list(loaded.problems)
+    if loaded.config is None:
+        raise ConfigurationError(problems, source=loaded.source)
+    cfg, keys, found = _resolve_environment(loaded.config, os.environ if environ is None else environ)
+    codecs = _custom_connectors(cfg, found)
+    user_strategies = _user_strategies(cfg, strategies, found)
+    plugged = _plugged_policies(cfg, policies, found)
+    found += _refusals(cfg)
+    found += empty_pools(cfg)
+    secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
+    sinks = _sinks(cfg, secrets, found)
+    problems += _new(found, problems)
+    if problems:
+        for sink in sinks:
+            sink.close()
+        raise ConfigurationError([redact(p, secrets) for p in problems], source=loaded.source)
+    core = MeshCore(cfg, rng=rng if rng is not None else random.Random(seed), api_keys=keys, codecs=codecs,
+                    user_strategies=user_strategies, policies=plugged, lock=lock)
+    return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values)
+
+
+def _new(found: list[str], known: list[str]) -> list[str]:
+    """Build problems about a path parsing has not already reported (one problem, not two:
+    a secret that did not resolve is not also a missing key)."""
+    seen = {p.partition(": ")[0] for p in known}
+    return [p for p in dict.fromkeys(found) if p.partition(": ")[0] not in seen]
+
+
+# -- the environment ----------------------------------------------------------------------
+
+def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]
+                         ) -> tuple[MeshConfig, dict[str, str | None], list[str]]:
+    """Fill what the environment provides: preset base URLs and API keys from key variables."""
+    providers = {}
+    problems: list[str] = []
+    keys: dict[str, str | None] = {}
+    for pid, p in config.providers.items():
+        preset = PRESETS.get(p.connector)
+        key = p.auth.api_key
+        if key is None and p.auth.api_key_env:
+            key = environ.get(p.auth.api_key_env) or None
+        if key is None and preset is not None and preset.key_env and p.auth.method != "none":
+            key = preset.key_in(environ)
+            if key is None:
+                problems.append(f"providers.{pid}.config.auth.api_key: no key for connector '{p.connector}': "
+                                f"set {preset.key_names}, give auth.api_key, or set auth.method: none")
+        base = p.base_url
+        if base is None and preset is not None:
+            base = preset.base_url_in(environ)
+        if not base and p.connector:  # an empty connector was bad and is reported already
+            problems.append(f"providers.{pid}.config.base_url: connector '{p.connector}' needs a base_url")
+        providers[pid] = replace(p, base_url=base)
+        keys[pid] = key
+    return replace(config, providers=providers), keys, problems
+
+
+# -- imports named by the configuration -----------------------------------------------------
+
+def _load(spec: str) -> Any:
+    """The object a "package.module:name" path names; ImportError/AttributeError if none."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _user_strategies(config: MeshConfig, given: Mapping[str, Callable] | None,
+                     problems: list[str]) -> dict[str, Callable]:
+    """Strategies named "package.module:function" in pools are imported here, outside the core."""
+    out = dict(given or {})
+    for name, pool in config.pools.items():
+        spec = pool.strategy
+        if ":" not in spec or spec in out:
+            continue
+        try:
+            out[spec] = _load(spec)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"pools.{name}.strategy: cannot load '{spec}' ({_why(exc)})")
+            continue
+        if not callable(out[spec]):
+            problems.append(f"pools.{name}.strategy: '{spec}' is not a function")
+    return out
+
+
+def _custom_connectors(config: MeshConfig, problems: list[str]) -> dict[str, Any]:
+    """Providers whose connector is "package.module:Class": import and instantiate the class."""
+    from ._core.codecs._base import Codec
+
+    out: dict[str, Any] = {}
+    for pid, p in config.providers.items():
+        if ":" not in p.connector:
+            continue
+        where = f"providers.{pid}.connector"
+        try:
+            cls = _load(p.connector)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{where}: cannot load '{p.connector}' ({_why(exc)})")
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Codec)):
+            problems.append(f"{where}: '{p.connector}' is not a modelmesh.cdk provider class")
+            continue
+        try:
+            out[pid] = cls()
+        except TypeError as exc:
+            problems.append(f"{where}: cannot create '{p.connector}': {exc}")
+    return out
+
+
+# -- rotation policies -----------------------------------------------------------------------
+
+def _plugged_policies(config: MeshConfig, given: Mapping[str, PolicySet] | None,
+                      problems: list[str]) -> dict[str, PolicySet]:
+    """Policies the configuration names, by pool ("*" for the `routing:` defaults, which
+    every pool gets), followed by those given from Python."""
+    out: dict[str, PolicySet] = {}
+    sources = [("*", "routing.rotation", config.defaults.rotation)]
+    sources += [(name, f"pools.{name}.rotation", pool.rotation) for name, pool in config.pools.items()]
+    for key, path, rotation in sources:
+        loaded = PolicySet(
+            deactivation=_load_policies(rotation.deactivation.policies, f"{path}.deactivation.policies",
+                                        as_deactivation_policy, problems),
+            recovery=_load_policies(rotation.recovery.policies, f"{path}.recovery.policies",
+                                    as_recovery_policy, problems))
+        if loaded.deactivation or loaded.recovery:
+            out[key] = loaded
+    if given is None:
+        return out
+    if not isinstance(given, Mapping):
+        problems.append(f"build(policies=...): expected a mapping of pool name to PolicySet, got "
+                        f"{type(given).__name__}")
+        return out
+    for key, policy_set in given.items():
+        where = f"build(policies=...)[{key!r}]"
+        if not isinstance(policy_set, PolicySet):
+            problems.append(f"{where}: expected a PolicySet, got {type(policy_set).__name__}")
+            continue
+        for kind, check in (("deactivation", as_deactivation_policy), ("recovery", as_recovery_policy)):
+            for i, policy in enumerate(getattr(policy_set, kind)):
+                try:
+                    check(policy)
+                except TypeError as exc:
+                    problems.append(f"{where}.{kind}[{i}]: {exc}")
+        out[key] = out.get(key, PolicySet()) + policy_set
+    return out
+
+
+def _load_policies(specs: tuple[str, ...], path: str, check: Callable[[Any], Any],
+                   problems: list[str]) -> tuple[Any, ...]:
+    out = []
+    for i, spec in enumerate(specs):
+        try:
+            policy = _load(spec)
+            check(policy)
+        except (ImportError, AttributeError, TypeError) as exc:
+            problems.append(f"{path}[{i}]: cannot load '{spec}' ({_why(exc)})")
+            continue
+        out.append(policy)
+    return tuple(out)
+
+
+# -- what this version does not do -----------------------------------------------------------
+
+NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its default"
+
+# Settings that are parsed and validated but that nothing acts on yet: (section, its
+# dataclass, {attribute: config key}). A value other than the default is refused.
+_UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
+    ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
+    ("storage", StorageConfig, {
+        "config": "config", "sync_policy": "persistence.sync_policy", "sync_interval": "persistence.sync_interval",
+        "format": "persistence.format", "compression": "persistence.compression",
+        "encryption": "persistence.encryption", "locking_enabled": "locking.enabled",
+        "locking_timeout": "locking.timeout", "locking_retry_interval": "locking.retry_interval"}),
+    ("observability", ObservabilityConfig, {
+        "include_metadata": "events.include_metadata", "logging_level": "logging.level",
+        "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
+        "min_severity": "tracing.min_severity", "flush_interval": "statistics.flush_interval",
+        "retention": "statistics.retention", "scopes": "statistics.scopes"}),
+    ("discovery", DiscoveryConfig, {
+        "sync_enabled": "sync.enabled", "sync_interval": "sync.interval", "auto_register": "sync.auto_register",
+        "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",
+        "on_deprecated_model": "sync.on_deprecated_model", "health_enabled": "health.enabled",
+        "health_failure_threshold": "health.failure_threshold", "health_providers": "health.providers"}),
+    ("proxy", ProxyConfig, {name: name for name in (
+        "host", "port", "api_keys", "cors_origins", "max_body_bytes", "model_aliases")}),
+)
+_UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
+                     "quota.query_current": (None, "quota_query_current"),
+                     "quota.query_remaining": (None, "quota_query_remaining"),
+                     "pricing.query": (None, "pricing_query"),
+                     "catalogue.refresh_interval": (None, "refresh_interval"),
+                     "rate_limits.tpm": ("rate_limits", "tpm")}
+
+
+def _refusals(config: MeshConfig) -> list[str]:
+    """Settings this version would silently ignore: refused, so nobody believes they work."""
+    problems = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
+                "version; list the models under config.models" for pid, p in config.providers.items() if p.auto_discover]
+    if config.storage.connector != "memory":
+        problems.append(f"storage.connector: the '{config.storage.connector}' storage connector is not available "
+                        "in this version; state is kept in memory (use 'memory')")
+    for section, cls, keys in _UNACTED:
+        value, default = getattr(config, section), cls()
+        problems += [f"{section}.{key}: {NOT_ACTED_ON}" for attr, key in keys.items()
+                     if getattr(value, attr) != getattr(default, attr)]
+    for pid, p in config.providers.items():
+        where = f"providers.{pid}.config"
+        default = ProviderConfig(id=pid, connector=p.connector)
+        for key, (part, attr) in _UNACTED_PROVIDER.items():
+            mine, base = (p, default) if part is None else (getattr(p, part), getattr(default, part))
+            if getattr(mine, attr) != getattr(base, attr):
+                problems.append(f"{where}.{key}: {NOT_ACTED_ON}")
+        problems += [f"{where}.infrastructure.{k}: {NOT_ACTED_ON}" for k, on in p.infrastructure.items() if on]
+        problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
+                     "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
+    return problems
+
+
+# -- observability --------------------------------------------------------------------------
+
+def _sinks(config: MeshConfig, secrets: tuple[str, ...], problems: list[str]) -> list[Any]:
+    from .connectors.observability import build_sinks
+
+    try:
+        return build_sinks(config.observability, secrets)
+    except ConfigurationError as exc:
+        problems.extend(exc.problems)
+        return []

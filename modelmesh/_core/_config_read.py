@@ -1,0 +1,389 @@
+"""Reading configuration data: value converters, problems, and sections with paths.
+
+Theory of operation: each value converter (`as_int`, `as_duration`, `as_choice`, ...)
+returns the typed value or raises ValueError with the exact message a user reads in a
+ConfigurationError. `Ctx` gathers problems as "path: message" lines and substitutes
+`${secrets:NAME}` references (an unresolvable one becomes `UNRESOLVED`, reported once);
+`Section` reads one mapping, knowing its path and its allowed keys, and falls back to
+the default when a value is absent or bad so that reading goes on. `_config` uses these
+to build the value objects of `_config_schema`; this module knows nothing of them.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ._cron import CronSchedule
+from ._durations import parse_duration
+from ._errors import redact
+
+__all__ = [
+    "UNRESOLVED", "ItemErrors", "Ctx", "Section", "show", "suggest", "join",
+    "as_bool", "as_str", "as_secret", "as_int", "as_number", "as_duration", "as_positive_duration",
+    "as_choice", "as_list", "as_status_codes", "as_url", "as_cron", "as_schedule", "as_mapping_of",
+]
+
+_CUSTOM_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_URL = re.compile(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", re.IGNORECASE)
+
+
+class _Unresolved:
+    """Stands where a secret reference could not be resolved (and was already reported)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unresolved secret>"
+
+
+UNRESOLVED = _Unresolved()
+
+
+# -- value converters: each raises ValueError with the message the user will read ------
+
+def show(value: Any) -> str:
+    """A value as the user wrote it in YAML: strings in double quotes, null, true."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def suggest(word: Any, options: Iterable[str]) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def join(path: str, key: Any) -> str:
+    """The path of a mapping key; list items are written `path[i]` by their callers."""
+    return f"{path}.{key}" if path else str(key)
+
+
+def as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {show(value)}")
+    return value
+
+
+def as_str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {show(value)}")
+    return value
+
+
+def as_secret(value: Any) -> str:
+    """A credential: like as_str, but a wrong value is never echoed back."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got a value of type {type(value).__name__}")
+    return value
+
+
+def as_int(low: int | None = None, high: int | None = None) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {show(value)}")
+        _check_range(value, low, high)
+        return value
+    return convert
+
+
+def as_number(low: float | None = None, high: float | None = None,
+              above: float | None = None) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"expected a number, got {show(value)}")
+        if above is not None and value <= above:
+            raise ValueError(f"expected a number greater than {above:g}, got {show(value)}")
+        _check_range(value, low, high)
+        return float(value)
+    return convert
+
+
+def _check_range(value: float, low: float | None, high: float | None) -> None:
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"expected a value from {low:g} to {high:g}, got {show(value)}")
+    if low is not None and value < low:
+        raise ValueError(f"expected a value of at least {low:g}, got {show(value)}")
+    if high is not None and value > high:
+        raise ValueError(f"expected a value of at most {high:g}, got {show(value)}")
+
+
+def as_duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f'expected a duration like "60s", got {show(value)}') from None
+
+
+def as_positive_duration(value: Any) -> float:
+    seconds = as_duration(value)
+    if seconds <= 0:
+        raise ValueError(f'expected a duration longer than zero like "60s", got {show(value)}')
+    return seconds
+
+
+def _canonical(value: str, options: Iterable[str]) -> str | None:
+    norm = value.strip().lower().replace("_", "-")
+    for option in options:
+        if option == value or option.lower().replace("_", "-") == norm:
+            return option
+    return None
+
+
+def as_choice(options: Iterable[str], custom: bool = False) -> Callable[[Any], str]:
+    """One of `options`; with `custom`, also a "package.module:Name" import path."""
+    options = tuple(options)
+
+    def convert(value: Any) -> str:
+        if isinstance(value, str):
+            found = _canonical(value, options)
+            if found is not None:
+                return found
+            if custom and _CUSTOM_PATH.match(value.strip()):
+                return value.strip()
+        listed = ", ".join(repr(o) for o in options)
+        extra = ' or a "package.module:Name" path' if custom else ""
+        raise ValueError(f"expected one of {listed}{extra}, got {show(value)}"
+                         f"{suggest(value, options)}")
+    return convert
+
+
+class ItemErrors(ValueError):
+    """Problems with single items of a list or mapping, reported at each item's path."""
+
+    def __init__(self, items: list[tuple[int | str, str]]) -> None:
+        super().__init__("; ".join(f"{where}: {message}" for where, message in items))
+        self.items = items
+
+
+def as_list(item: Callable[[Any], Any], allow_single: bool = True) -> Callable[[Any], tuple]:
+    """A list of items (or one bare item); every bad item is reported at its own index."""
+    def convert(value: Any) -> tuple:
+        if isinstance(value, (str, int, float)) and allow_single:
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {show(value)}")
+        out, bad = [], []
+        for index, entry in enumerate(value):
+            if entry is UNRESOLVED:
+                continue
+            try:
+                out.append(item(entry))
+            except (ValueError, TypeError) as exc:
+                bad.append((index, str(exc)))
+        if bad:
+            raise ItemErrors(bad)
+        return tuple(out)
+    return convert
+
+
+def as_status_codes(value: Any) -> tuple[int, ...]:
+    return as_list(as_int(100, 599))(value)
+
+
+def as_url(value: Any) -> str:
+    if not isinstance(value, str) or not _URL.match(value.strip()):
+        raise ValueError(f"expected an http(s) URL like \"https://api.example.com/v1\", "
+                         f"got {show(value)}")
+    return value.strip()
+
+
+def as_cron(value: Any) -> str:
+    """A 5-field cron expression, checked by the same parser the core schedules with."""
+    CronSchedule.parse(value)  # its ValueError names the field and column at fault
+    return value
+
+
+def as_schedule(options: Iterable[str]) -> Callable[[Any], str]:
+    """A named reset schedule (`daily`, `monthly`, ...) or a 5-field cron expression."""
+    named = as_choice(options)
+
+    def convert(value: Any) -> str:
+        if isinstance(value, str) and len(value.split()) == 5:
+            return as_cron(value)
+        try:
+            return named(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or a 5-field cron expression)") from None
+    return convert
+
+
+def as_mapping_of(item: Callable[[Any], Any]) -> Callable[[Any], dict]:
+    def convert(value: Any) -> dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected a mapping, got {show(value)}")
+        out, bad = {}, []
+        for key, entry in value.items():
+            if entry is UNRESOLVED:
+                continue
+            try:
+                out[as_str(key)] = item(entry)
+            except (ValueError, TypeError) as exc:
+                bad.append((str(key), str(exc)))
+        if bad:
+            raise ItemErrors(bad)
+        return out
+    return convert
+
+
+# -- the reading machinery -----------------------------------------------------------
+
+_SECRET_REF = re.compile(r"\$\{secrets:([^}]*)\}")
+
+
+class Ctx:
+    """Problems, resolved secrets and missing secrets gathered during one parse."""
+
+    def __init__(self, resolve_secret: Callable[[str], str | None] | None) -> None:
+        self.resolve_secret = resolve_secret
+        self.fail_on_missing = True
+        self.problems: list[str] = []
+        self.secrets: list[str] = []
+        self.missing: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path or '(top level)'}: {message}")
+
+    def section(self, value: Any, path: str, keys: Iterable[str],
+                hints: Mapping[str, str] | None = None) -> Section:
+        """A reader over `value`; reports a non-mapping and every unknown key."""
+        if value is None or value is UNRESOLVED:
+            value = {}
+        if not isinstance(value, Mapping):
+            self.problem(path, f"expected a mapping, got {show(value)}")
+            value = {}
+        return Section(self, value, path, tuple(keys), hints or {})
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(set(self.secrets), key=len, reverse=True):
+            text = text.replace(value, "***")
+        return redact(text)
+
+    def substitute(self, value: Any, path: str) -> Any:
+        """`value` with every `${secrets:NAME}` replaced; problems reported at their path."""
+        if isinstance(value, str):
+            return self._substitute_string(value, path) if "${secrets:" in value else value
+        if isinstance(value, Mapping):
+            return {k: self.substitute(v, join(path, k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.substitute(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    def _substitute_string(self, text: str, path: str) -> Any:
+        refs = list(_SECRET_REF.finditer(text))
+        if not refs:
+            self.problem(path, "malformed secret reference (expected ${secrets:NAME})")
+            return UNRESOLVED
+        whole = len(refs) == 1 and refs[0].group(0) == text
+        out, lost = text, False
+        for ref in refs:
+            resolved = self._resolve(ref.group(1).strip(), path)
+            lost = lost or resolved is None
+            out = out.replace(ref.group(0), resolved or "", 1)
+        # a lost whole-string secret leaves the key unset; a lost embedded one an empty gap
+        return UNRESOLVED if lost and (whole or self.fail_on_missing) else out
+
+    def _resolve(self, name: str, path: str) -> str | None:
+        if not name:
+            self.problem(path, "secret reference with an empty name")
+            return None
+        if self.resolve_secret is None:
+            self.problem(path, f"secret {name!r} referenced but no secret resolver was given")
+            return None
+        try:
+            value = self.resolve_secret(name)
+        except Exception as exc:  # noqa: BLE001 - a store's message may hold anything
+            self.problem(path, f"secret {name!r} could not be read ({type(exc).__name__})")
+            return None
+        if value is None or value == "":
+            if self.fail_on_missing:
+                self.problem(path, f"secret {name!r} not found")
+            else:
+                self.missing.append(f"{path}: {name}")
+            return None
+        if not isinstance(value, str):
+            self.problem(path, f"secret {name!r} is not a string")
+            return None
+        self.secrets.append(value)
+        return value
+
+
+class Section:
+    """Typed access to one mapping of the configuration, which knows its path."""
+
+    __slots__ = ("ctx", "data", "path")
+
+    def __init__(self, ctx: Ctx, data: Mapping[Any, Any], path: str,
+                 keys: tuple[str, ...], hints: Mapping[str, str]) -> None:
+        self.ctx, self.data, self.path = ctx, data, path
+        for key in data:
+            if key in keys:
+                continue
+            if not isinstance(key, str):
+                ctx.problem(path, f"keys must be strings, got {show(key)}")
+            elif key in hints:
+                ctx.problem(join(path, key), f"unknown key ({hints[key]})")
+            else:
+                ctx.problem(join(path, key), f"unknown key{suggest(key, keys)}")
+
+    def at(self, key: str) -> str:
+        return join(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) not in (None, UNRESOLVED)
+
+    def get(self, key: str, default: Any, convert: Callable[[Any], Any],
+            nullable: bool | None = None) -> Any:
+        """The converted value of `key`, or `default` (after reporting) when it is bad."""
+        if key not in self.data or self.data[key] is UNRESOLVED:
+            return default
+        value = self.data[key]
+        if value is None:
+            if nullable if nullable is not None else default is None:
+                return None
+            self.ctx.problem(self.at(key), "must not be null")
+            return default
+        try:
+            return convert(value)
+        except ItemErrors as exc:
+            for where, message in exc.items:
+                at = self.at(key)
+                self.ctx.problem(f"{at}[{where}]" if isinstance(where, int) else join(at, where),
+                                 message)
+        except (ValueError, TypeError) as exc:
+            self.ctx.problem(self.at(key), str(exc))
+        return default
+
+    def require(self, key: str, convert: Callable[[Any], Any]) -> Any:
+        if key not in self.data:
+            self.ctx.problem(self.at(key), "required")
+        return self.get(key, None, convert)
+
+    def sub(self, key: str, keys: Iterable[str],
+            hints: Mapping[str, str] | None = None) -> Section:
+        return self.ctx.section(self.data.get(key), self.at(key), keys, hints)
+
+    def either(self, key: str, group: Section, default: Any,
+               convert: Callable[[Any], Any]) -> Any:
+        """`key` read here or in an alternative group (`execution:`); both is a problem."""
+        if group.has(key):
+            if self.has(key):
+                self.ctx.problem(self.at(key), f"also given in {group.path}; keep one")
+            return group.get(key, default, convert)
+        return self.get(key, default, convert)
