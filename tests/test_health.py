@@ -33,7 +33,8 @@ def test_provider_code_lists_adjust_same_model_retries():
     assert consequence_for(info).same_model_retry
     assert not consequence_for(info, non_retryable_codes=[503]).same_model_retry
     auth = ErrorInfo(kind=ErrorKind.AUTH, status=401)
-    assert consequence_for(auth, retryable_codes=[401]).same_model_retry
+    transient = consequence_for(auth, retryable_codes=[401])
+    assert transient.same_model_retry and transient.scope is Scope.MODEL and transient.provider_rule is None
     bad = ErrorInfo(kind=ErrorKind.BAD_REQUEST, status=400)
     assert consequence_for(bad, retryable_codes=[400]).effect is Effect.FAIL  # never retried
 
@@ -47,6 +48,14 @@ def test_max_retries_and_non_retryable_codes_act_on_requests():
                           "b": provider(["m2"])}, {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}})
     final, _ = drive(start(rotating), {"a/m1": [500, 200], "b/m2": [200]})
     assert final.provider == "b" and len(final.attempts) == 2
+
+
+def test_a_status_listed_as_retryable_is_transient_not_a_provider_standby():
+    mesh = make_mesh({"a": provider(["m1"], max_retries=1, error={"retryable_codes": [401, 500], "non_retryable_codes": [400]}),
+                      "b": provider(["m2"])}, {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}})
+    final, _ = drive(start(mesh), {"a/m1": [401, 200], "b/m2": [200]})
+    assert final.provider == "a" and [a.outcome for a in final.attempts] == ["auth", "ok"]
+    assert mesh.snapshot(T0 + 5)["providers"]["a"]["up"]
 
 
 def test_questions_move_nothing_and_the_recovery_is_announced_once_to_the_request_that_sees_it():

@@ -18,9 +18,13 @@ Everything that follows from the kind is read from `CONSEQUENCES`, here and nowh
 A refused connection is a CONNECTION whose code is "connect": it has a row of its own
 (`REFUSED`), since a provider whose host refuses connections is down as a whole.
 
-Per provider, two seed keys adjust `same_model_retry` by status: a status listed in
-`retryable_codes` may be retried on the same model, one in `non_retryable_codes` rotates
-at once. Rows whose effect is FAIL or EXCLUDE are never retried, whatever the lists say.
+Per provider, two seed keys adjust a row by status: a status listed in `non_retryable_codes`
+rotates at once, without a same-model retry; a status listed in `retryable_codes` whose row
+would put the model or provider aside at once (an auth failure, a missing model) is taken
+as transient instead: counted against the model, left to its deactivation policies, and
+retried on the same model where retries are allowed. A spent quota is not: the vendor names
+it by its error code, usually under a 429 that is retryable otherwise. Rows whose effect is FAIL or EXCLUDE
+are the caller's, whatever the lists say.
 """
 from __future__ import annotations
 
@@ -104,6 +108,7 @@ def consequence_for(info: ErrorInfo, retryable_codes: Collection[int] = (),
         return row
     if info.status in non_retryable_codes and row.same_model_retry:
         return replace(row, same_model_retry=False)
-    if info.status in retryable_codes and not row.same_model_retry:
-        return replace(row, same_model_retry=True)
+    # a spent quota is named by the vendor's error code, not its status (often a plain 429)
+    if info.status in retryable_codes and not row.same_model_retry and row.standby is not Standby.QUOTA_RESET:
+        return replace(row, scope=Scope.MODEL, standby=Standby.POLICY, same_model_retry=True, provider_rule=None)
     return row

@@ -34,13 +34,12 @@ from .._core.codecs._base import (
     kind_for_status,
     load_json,
     merge_headers,
-    register_codec,
 )
 from .._core.codecs.openai import OpenAICodec
 
 __all__ = [
     "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
-    "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError", "register_codec",
+    "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
 ]
 
 BaseProvider = Codec

@@ -12,7 +12,7 @@ Exceptions of requests/urllib3 are translated here, at the boundary, into the co
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import requests
 import urllib3
@@ -204,7 +204,7 @@ class StreamHandle:
         self._response = None
         self._iter = None
 
-    def _run(self) -> Iterator[Deliver]:
+    def _run(self) -> Generator[Deliver, None, None]:
         t, call = self._t, self.call
         try:
             while True:
@@ -238,6 +238,7 @@ class StreamHandle:
     def _read(self) -> Any:
         if self._t.clock() - self._started > self._total:
             return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream exceeded its total timeout of {self._total:g}s")
+        assert self._iter is not None, "the call asked to read before a stream was opened"
         try:
             data = next(self._iter)
         except StopIteration:
