@@ -107,3 +107,38 @@ def test_a_provider_budget_period_that_ended_reads_as_spent_nothing():
 def test_each_row_is_what_a_request_does(kind):
     row = CONSEQUENCES[kind]
     assert row.effect in Effect and issubclass(row.error, Exception)
+
+
+def test_a_maintenance_window_shows_in_the_view_before_any_request_sees_it():
+    mesh = two(deactivation={"retry_limit": 1, "maintenance_window": "0 3 * * *", "maintenance_duration": "1h"})
+    three_am = (T0 // 86400 + 1) * 86400 + 3 * 3600
+    row = member(mesh, "a/m1", three_am + 60)
+    assert row["status"] == "standby" and row["reason"] == "maintenance" and row["until"] == three_am + 3600
+    assert health_of(mesh, "a/m1").breaker.state.value == "closed"  # the view moved nothing
+    call = start(mesh, now=three_am + 60)
+    final, _ = drive(call, {"a/m1": [200], "b/m2": [200]}, Clock(three_am + 60))
+    assert final.error.recovery_at == three_am + 3600  # the whole pool is in its window
+    assert [e.type for e in call.drain_events()].count("model_deactivated") == 2
+
+
+def test_health_refuses_an_outcome_it_does_not_know():
+    with pytest.raises(TypeError, match="cannot record"):
+        two().health.record(object(), T0, [])
+
+
+def test_without_on_auth_failure_only_the_model_goes_aside():
+    mesh = two(provider_deactivation=["on_api_outage"])
+    call = start(mesh)
+    final, _ = drive(call, {"a/m1": [(401, err_body(type_="invalid_request_error", code="invalid_api_key"))],
+                            "b/m2": [200]})
+    assert final.provider == "b"
+    assert mesh.snapshot(T0 + 1)["providers"]["a"]["up"]
+    assert member(mesh, "a/m1", T0 + 1)["reason"] == "auth_failure"
+    assert member(mesh, "a/m1", T0 + 11)["status"] == "active"  # the recovery policy's cooldown
+
+
+def test_a_disabled_provider_reads_as_disabled():
+    mesh = make_mesh({"a": {**provider(["m1"]), "enabled": False}, "b": provider(["m2"])},
+                     {"chat": {"models": ["b/m2"], "strategy": "priority"}})
+    assert [r["model"] for r in mesh.snapshot(T0)["pools"]["chat"]] == ["b/m2"]
+    assert mesh.snapshot(T0)["providers"]["a"]["enabled"] is False
