@@ -9,7 +9,7 @@ import requests
 import responses
 
 from modelmesh._core._types import ErrorKind
-from modelmesh._core.codecs._base import CodecError, StreamDone, StreamError, Target, get_codec
+from modelmesh._core.codecs import CodecError, StreamDone, StreamError, Target, get_codec
 from modelmesh._core.codecs.anthropic import UNSUPPORTED_PARAMS
 
 CODEC = get_codec("anthropic")

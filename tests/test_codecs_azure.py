@@ -8,7 +8,7 @@ import requests
 import responses
 
 from modelmesh._core._types import ErrorKind
-from modelmesh._core.codecs._base import CodecError, StreamDone, StreamError, Target, get_codec
+from modelmesh._core.codecs import CodecError, StreamDone, StreamError, Target, get_codec
 from modelmesh._core.codecs.azure import DEFAULT_API_VERSION
 
 CODEC = get_codec("azure-openai")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelmesh._core._types import ErrorKind
-from modelmesh._core.codecs._base import (
+from modelmesh._core.codecs import (
     CodecError,
     StreamDone,
     StreamError,

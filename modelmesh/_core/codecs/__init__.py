@@ -1,16 +1,37 @@
-"""Provider codecs: pure translation between OpenAI-shaped requests and each vendor's wire format."""
-from ._base import (
-    Codec,
-    CodecError,
-    StreamDecoder,
-    StreamDone,
-    StreamError,
-    StreamItem,
-    Target,
-    codec_names,
-    get_codec,
-    register_codec,
-)
+"""Provider codecs: pure translation between OpenAI-shaped requests and each vendor's wire format.
+
+`get_codec(name)` gives the built-in codec of a wire format; each codec module is imported the
+first time its format is asked for.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._base import Codec, CodecError, StreamDecoder, StreamDone, StreamError, StreamItem, Target
 
 __all__ = ["Codec", "CodecError", "StreamDecoder", "StreamDone", "StreamError", "StreamItem", "Target",
-           "codec_names", "get_codec", "register_codec"]
+           "codec_names", "get_codec"]
+
+# wire format -> (module, class)
+_BUILTIN = {
+    "openai": ("openai", "OpenAICodec"),
+    "azure-openai": ("azure", "AzureOpenAICodec"),
+    "anthropic": ("anthropic", "AnthropicCodec"),
+    "gemini": ("gemini", "GeminiCodec"),
+}
+_LOADED: dict[str, Codec] = {}
+
+
+def get_codec(name: str) -> Codec:
+    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai"."""
+    codec = _LOADED.get(name) if isinstance(name, str) else None
+    if codec is None:
+        if not isinstance(name, str) or name not in _BUILTIN:
+            raise ValueError(f"unknown codec {name!r}; known codecs: {', '.join(codec_names())}")
+        module, cls = _BUILTIN[name]
+        codec = _LOADED[name] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+    return codec
+
+
+def codec_names() -> list[str]:
+    return sorted(_BUILTIN)

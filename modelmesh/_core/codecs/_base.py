@@ -52,9 +52,6 @@ __all__ = [
     "as_dict",
     "require_mapping",
     "split_turns",
-    "register_codec",
-    "get_codec",
-    "codec_names",
 ]
 
 OPS = frozenset({"chat", "embeddings", "models"})
@@ -391,39 +388,3 @@ def split_turns(
         raise CodecError.of(ErrorKind.BAD_REQUEST,
                             f"{vendor} needs at least one user or assistant message besides the system prompt")
     return system, turns
-
-
-# -- registry -----------------------------------------------------------------------------
-
-_REGISTRY: dict[str, Codec] = {}
-_BUILTINS_LOADED = False
-
-
-def register_codec(codec: Codec) -> Codec:
-    """Make `codec` available to `get_codec(codec.name)`."""
-    if not isinstance(codec, Codec) or not codec.name:
-        raise TypeError("register_codec() takes a Codec instance with a name")
-    _REGISTRY[codec.name] = codec
-    return codec
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from . import anthropic, azure, gemini, openai  # noqa: F401  (they register themselves)
-
-
-def get_codec(name: str) -> Codec:
-    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai"."""
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown codec {name!r}; known codecs: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def codec_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
-

@@ -53,7 +53,6 @@ from ._base import (
     merge_headers,
     opt_str,
     parse_data_url,
-    register_codec,
     require_mapping,
     split_turns,
 )
@@ -457,6 +456,3 @@ class AnthropicStreamDecoder(TranslatingStreamDecoder):
 
     def _on_message_stop(self, data: dict[str, Any]) -> list[StreamItem]:
         return [self._chunk(usage=_usage(self._usage, self._output_tokens)), StreamDone()]
-
-
-register_codec(AnthropicCodec())

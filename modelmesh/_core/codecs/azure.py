@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from .._types import ErrorKind
-from ._base import CodecError, Target, register_codec
+from ._base import CodecError, Target
 from .openai import OpenAICodec
 
 __all__ = ["AzureOpenAICodec", "DEFAULT_API_VERSION"]
@@ -82,6 +82,3 @@ class AzureOpenAICodec(OpenAICodec):
 def _has_output(choice: dict[str, Any]) -> bool:
     message = choice.get("message")
     return isinstance(message, dict) and bool(message.get("content") or message.get("tool_calls"))
-
-
-register_codec(AzureOpenAICodec())

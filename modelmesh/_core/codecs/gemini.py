@@ -54,7 +54,6 @@ from ._base import (
     merge_headers,
     opt_str,
     parse_data_url,
-    register_codec,
     require_mapping,
     split_turns,
 )
@@ -540,6 +539,3 @@ class GeminiStreamDecoder(TranslatingStreamDecoder):
             return super()._on_end()
         usage_chunk = self._chunk(usage=self._usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         return [usage_chunk, StreamDone()]
-
-
-register_codec(GeminiCodec())

@@ -38,7 +38,6 @@ from ._base import (
     kind_for_status,
     load_json,
     merge_headers,
-    register_codec,
     require_mapping,
 )
 
@@ -246,5 +245,3 @@ def _retry_from_text(message: str) -> float | None:
     if match.group(1):
         return parse_duration(match.group(1))
     return float(match.group(2))
-
-register_codec(OpenAICodec())
