@@ -142,3 +142,27 @@ def test_a_disabled_provider_reads_as_disabled():
                      {"chat": {"models": ["b/m2"], "strategy": "priority"}})
     assert [r["model"] for r in mesh.snapshot(T0)["pools"]["chat"]] == ["b/m2"]
     assert mesh.snapshot(T0)["providers"]["a"]["enabled"] is False
+
+
+def test_policies_composed_in_python_act_through_the_client():
+    import modelmesh
+    from modelmesh.policies import Cooldown, ErrorRate, PolicySet, RetryLimit
+    from modelmesh.testing import Error, FakeClock, FakeUpstream
+
+    with FakeUpstream("openai", name="a", models=["m1"]) as a, FakeUpstream("openai", name="b", models=["m2"]) as b:
+        prov = {pid: {"connector": "openai", "config": {"base_url": up.url, "auth": {"api_key": "sk-pol-0123456789"},
+                                                         "models": [{"id": m, "capabilities": ["chat-completion"]}]}}
+                for pid, up, m in (("a", a, "m1"), ("b", b, "m2"))}
+        config = {"providers": prov, "pools": {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority",
+                                                         "rotation": {"deactivation": {"retry_limit": 50},
+                                                                      "selection": {"model_priority": ["a/m1"]}}}}}
+        clock = FakeClock()
+        plugged = PolicySet(deactivation=(RetryLimit(1) | ErrorRate(0.5, min_requests=1),), recovery=(Cooldown(5),))
+        a.script(Error(500))
+        with modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, policies={"chat": plugged}) as c:
+            msg = [{"role": "user", "content": "hi"}]
+            assert c.chat.completions.create(model="chat", messages=msg).mesh.provider == "b"
+            row = next(r for r in c.status()["pools"]["chat"] if r["model"] == "a/m1")
+            assert row["status"] == "standby" and row["until"] == pytest.approx(clock() + 5, abs=1)
+            clock.advance(6)
+            assert c.chat.completions.create(model="chat", messages=msg).mesh.provider == "a"
