@@ -83,23 +83,25 @@ def _preset_config(preset: Preset, key: str | None, base_url: str, environ: Mapp
 
 
 def _providers_from(providers: Iterable[Any] | None, api_keys: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
     if providers is None:
+        specs: dict[str, tuple[Preset, str | None, str]] = {}
         for preset, key, base in detect(environ):
-            out[preset.name] = (preset, api_keys.get(preset.name, key), base)
+            specs[preset.name] = (preset, api_keys.get(preset.name, key), base)
         for name, key in api_keys.items():
-            if name not in out:
+            if name not in specs:
                 if name not in PRESETS:
                     raise ConfigurationError([f"api_keys.{name}: unknown provider (known: {', '.join(PRESETS)})"])
-                out[name] = (PRESETS[name], key, PRESETS[name].base_url)
-        return {name: _preset_config(*spec, environ) for name, spec in out.items()}
+                # the host variable counts here too (AZURE_OPENAI_ENDPOINT), as for providers=[name]
+                specs[name] = (PRESETS[name], key, PRESETS[name].base_url_in(environ))
+        return {name: _preset_config(preset, key, base, environ) for name, (preset, key, base) in specs.items()}
+    out: dict[str, Any] = {}
     for i, item in enumerate(providers):
         if isinstance(item, QuickProvider):
             out[item.name] = item.to_config()
         elif isinstance(item, str):
-            preset = PRESETS.get(item)
-            if preset is None:
+            if item not in PRESETS:
                 raise ConfigurationError([f"providers[{i}]: unknown provider '{item}' (known: {', '.join(PRESETS)})"])
+            preset = PRESETS[item]
             key = api_keys.get(item) or preset.key_in(environ)
             if preset.key_env and not key:
                 raise ConfigurationError([f"providers[{i}]: '{item}' needs an API key: set {preset.key_names} or pass api_keys={{'{item}': ...}}"])

@@ -105,6 +105,17 @@ def test_api_keys_argument_adds_and_overrides_providers():
     assert override not in repr(client) and "mistral-key" not in repr(client)
 
 
+def test_an_api_keys_provider_takes_its_host_variable_like_a_named_one():
+    """`api_keys=` alone once built Azure on the preset's empty base URL, ignoring
+    AZURE_OPENAI_ENDPOINT, which `providers=["azure-openai"]` does read."""
+    env = {"AZURE_OPENAI_ENDPOINT": "https://mesh-test.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "prod-4o"}
+    keys = {"azure-openai": "azure-arg-key-0123456789"}
+    by_keys = modelmesh.create(api_keys=keys, environ=env).core.providers["azure-openai"]
+    by_name = modelmesh.create(providers=["azure-openai"], api_keys=keys, environ=env).core.providers["azure-openai"]
+    assert by_keys.config.base_url == by_name.config.base_url == env["AZURE_OPENAI_ENDPOINT"]
+    assert [m.id for m in by_keys.config.models] == ["prod-4o"] and by_keys.secret == keys["azure-openai"]
+
+
 # -- explicit providers -------------------------------------------------------------------
 
 def test_preset_names_with_api_keys_use_the_preset_defaults_and_send_nothing():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
 from ._config_read import (
@@ -127,8 +127,9 @@ def empty_pools(config: MeshConfig) -> list[str]:
 def _may_serve(pid: str, provider: ProviderConfig, capability: str | None, refs: set[str]) -> bool:
     if pid in refs or provider.auto_discover:
         return True
-    return bool(capability) and any(is_under(c, capability) for m in provider.models
-                                    for c in m.capabilities)
+    if not capability:
+        return False
+    return any(is_under(c, capability) for m in provider.models for c in m.capabilities)
 
 
 def parse_secrets_config(data: Any, *, source: str | None = None) -> SecretsConfig:
@@ -167,7 +168,7 @@ def _store_name(s: Section, kind: Callable[[Any], str], default: str) -> str:
     if s.has("store") and s.has("connector"):
         s.ctx.problem(s.at("connector"), "also given as 'store'; keep one")
     key = "connector" if s.has("connector") and not s.has("store") else "store"
-    return s.get(key, default, kind)
+    return cast(str, s.get(key, default, kind))  # Section.get is untyped; `kind` and `default` are str
 
 
 # -- providers -------------------------------------------------------------------------
@@ -492,7 +493,7 @@ def _import_paths(s: Section, key: str) -> tuple[str, ...]:
         good = [v for v in raw if isinstance(v, str) and _IMPORT_PATH.match(v.strip())]
         s.get(key, (), as_list(as_import_path))  # reports each bad item at its index
         return tuple(v.strip() for v in good)
-    return s.get(key, (), as_list(as_import_path))
+    return cast("tuple[str, ...]", s.get(key, (), as_list(as_import_path)))  # Section.get is untyped
 
 
 def _selection(s: Section, b: SelectionConfig, providers: Mapping[str, ProviderConfig]

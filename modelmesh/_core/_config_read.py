@@ -14,7 +14,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._cron import CronSchedule
@@ -167,14 +167,14 @@ def as_choice(options: Iterable[str], custom: bool = False) -> Callable[[Any], s
 class ItemErrors(ValueError):
     """Problems with single items of a list or mapping, reported at each item's path."""
 
-    def __init__(self, items: list[tuple[int | str, str]]) -> None:
+    def __init__(self, items: Sequence[tuple[int | str, str]]) -> None:
         super().__init__("; ".join(f"{where}: {message}" for where, message in items))
         self.items = items
 
 
-def as_list(item: Callable[[Any], Any], allow_single: bool = True) -> Callable[[Any], tuple]:
+def as_list(item: Callable[[Any], Any], allow_single: bool = True) -> Callable[[Any], tuple[Any, ...]]:
     """A list of items (or one bare item); every bad item is reported at its own index."""
-    def convert(value: Any) -> tuple:
+    def convert(value: Any) -> tuple[Any, ...]:
         if isinstance(value, (str, int, float)) and allow_single:
             value = [value]
         if not isinstance(value, (list, tuple)):
@@ -206,8 +206,8 @@ def as_url(value: Any) -> str:
 
 def as_cron(value: Any) -> str:
     """A 5-field cron expression, checked by the same parser the core schedules with."""
-    CronSchedule.parse(value)  # its ValueError names the field and column at fault
-    return value
+    # its ValueError names the field and column at fault, and refuses a non-string
+    return CronSchedule.parse(value).expression
 
 
 def as_schedule(options: Iterable[str]) -> Callable[[Any], str]:
@@ -224,8 +224,8 @@ def as_schedule(options: Iterable[str]) -> Callable[[Any], str]:
     return convert
 
 
-def as_mapping_of(item: Callable[[Any], Any]) -> Callable[[Any], dict]:
-    def convert(value: Any) -> dict:
+def as_mapping_of(item: Callable[[Any], Any]) -> Callable[[Any], dict[str, Any]]:
+    def convert(value: Any) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise ValueError(f"expected a mapping, got {show(value)}")
         out, bad = {}, []

@@ -14,7 +14,7 @@ its names stay importable from here for older imports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, overload
 
 from ._capabilities import infer_capabilities
 from ._config_read import (  # noqa: F401 - the reader's names, importable from here as before
@@ -69,6 +69,7 @@ class FrozenMap(Mapping[str, Any]):
     """A read-only mapping: unlike MappingProxyType it pickles and hashes."""
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]  # set once, through object.__setattr__ (the class refuses setattr)
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", dict(data or {}))
@@ -98,6 +99,10 @@ class FrozenMap(Mapping[str, Any]):
         return f"FrozenMap({self._data!r})"
 
 
+@overload
+def freeze(value: Mapping[Any, Any]) -> FrozenMap: ...
+@overload
+def freeze(value: Any) -> Any: ...
 def freeze(value: Any) -> Any:
     """Deep-convert plain data: dicts to FrozenMap, lists to tuples, lost secrets to None."""
     if value is UNRESOLVED:
