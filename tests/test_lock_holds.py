@@ -96,7 +96,7 @@ def _trial(client):
 
     def newline_free():
         try:
-            for _ in client.chat.completions.create(model="big/big", messages=MSG, stream=True):
+            for _ in client.chat.completions.create(model="odd/odd", messages=MSG, stream=True):
                 pass
         except modelmesh.ModelMeshError as exc:  # it never becomes an event: a malformed stream
             outcomes["stream"] = type(exc).__name__
@@ -115,7 +115,9 @@ def test_large_answers_do_not_hold_up_small_requests():
     try:
         port = int(server.stdout.readline())
         with FakeUpstream("openai", name="small", models=["m"]) as small:
-            config = {"providers": {"small": _prov(small.url, "m"), "big": _prov(f"http://127.0.0.1:{port}/v1", "big")}}
+            # two providers on the one server: the stream's failures must not put the big model aside
+            config = {"providers": {"small": _prov(small.url, "m"), "big": _prov(f"http://127.0.0.1:{port}/v1", "big"),
+                                    "odd": _prov(f"http://127.0.0.1:{port}/v1", "odd")}}
             with modelmesh.MeshClient(config, environ={}) as client:
                 _small_load(client, per_thread=10)  # warm the connection pools
                 # a shared 2-core machine is noisy: the best of three trials must hold (a lock held
