@@ -119,17 +119,22 @@ def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
                 p.status(client)
 
             alpha.script(Error(429, retry_after=30))
-            ask("alpha answers 429 with Retry-After: 30")
+            ask("alpha answers 429 with Retry-After: 30, too long to wait for: beta answers instead")
             ask("alpha is cooling down, so it is skipped without being called")
             clock.advance(31)
             ask("31 simulated seconds later alpha's cooldown is over; a trial request goes to it")
+            alpha.script(Error(500))
+            ask("alpha fails once with 500: a short backoff, then alpha again")
             alpha.script(Error(500), Error(500))
-            ask("alpha starts failing with 500")
-            ask("a second 500: retry_limit=2 puts alpha on standby for 60s")
-            beta.script(StreamErrorEvent(after_chunks=0, code="overloaded_error"))
-            ask("streaming: beta sends an overloaded_error event before any content", stream=True)
+            ask("alpha fails twice: retry_limit=2 puts it on standby, briefly at first")
+            beta.script(StreamErrorEvent(after_chunks=0, code="overloaded_error"),
+                        StreamErrorEvent(after_chunks=0, code="overloaded_error"))
+            ask("streaming: beta is overloaded twice before any content; the stream moves to gamma unseen",
+                stream=True)
+            clock.advance(6)
             beta.script(CutStream(after_chunks=2))
-            ask("streaming: beta's connection is cut after two chunks reached the caller", stream=True)
+            ask("streaming: 6 s later beta is back on trial, and its connection is cut after two chunks",
+                stream=True)
             clock.advance(61)
             ask("61 simulated seconds later alpha is back")
             p.line()

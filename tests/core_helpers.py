@@ -39,8 +39,13 @@ def provider(model_ids, connector="openai-compatible", **cfg):
     return {"connector": connector, "config": config}
 
 
+# The mechanics tests drive one fault at a time: without the default same-model retry, a fault
+# scripted once is seen by the failover it is meant to test (tests of the defaults say so).
+MECHANICS = {"retry": {"same_model_retries": 0}}
+
+
 def make_mesh(providers: dict, pools: dict | None = None, seed: int = 0, now: float = T0, **top: Any) -> MeshCore:
-    data = {"providers": providers}
+    data = {"providers": providers, "routing": MECHANICS}
     if pools is not None:
         data["pools"] = pools
     data.update(top)

@@ -14,6 +14,8 @@ from modelmesh import errors as E
 from modelmesh.cdk import HttpApiProvider, OpenAICompatibleProvider
 from modelmesh.testing import FakeClock, FakeUpstream
 
+from core_helpers import MECHANICS
+
 
 class InferenceProvider(HttpApiProvider):
     """The seed-003 example: an internal service with a non-standard API."""
@@ -76,6 +78,7 @@ def config(url, fallback_url, connector="mm_test_plugins:InferenceProvider"):
                                                         "models": [{"id": "inf-1", "capabilities": ["chat-completion"]}]}},
         "backup": {"connector": "openai", "config": {"base_url": fallback_url, "auth": {"api_key": "sk-backup-0123456789"},
                                                      "models": ["gpt-x"]}}},
+        "routing": MECHANICS,
         "pools": {"chat": {"capability": "chat-completion", "strategy": "priority",
                            "rotation": {"selection": {"model_priority": ["internal/inf-1"]}}}}}
 

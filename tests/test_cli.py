@@ -162,7 +162,8 @@ def test_demo_tells_the_whole_story(capsys):
     served = [line for line in out.splitlines() if "served by" in line]
     assert len(served) == 7
     assert any("served by beta/claude-demo after 2 attempt(s)" in line for line in served)   # 429 failover
-    assert any("served by gamma/gemini-demo" in line for line in served)                     # stream failover
+    assert any("served by alpha/gpt-demo after 2 attempt(s)" in line for line in served)     # same-model retry
+    assert any("served by gamma/gemini-demo after 3 attempt(s)" in line for line in served)  # stream failover
     assert any("served by alpha/gpt-demo" in line for line in served)                        # back after cooldown
     assert sum("StreamInterruptedError" in line for line in out.splitlines()) == 1
     assert "partial text kept: 'Hello from'" in out

@@ -12,6 +12,8 @@ from modelmesh import errors as E
 from modelmesh._core._events import EVENT_TYPES, MeshEvent
 from modelmesh.testing import Error, FakeClock, FakeUpstream, Reply
 
+from core_helpers import MECHANICS
+
 KEYS = {"a": "sk-surface-a-0123456789", "b": "sk-surface-b-0123456789", "c": "sk-surface-c-0123456789"}
 MSG = [{"role": "user", "content": "Say hi"}]
 ORDER = ["a/gpt-x", "b/gpt-x", "c/gpt-x"]
@@ -40,8 +42,9 @@ def make(ups, strategy="priority", pool_extra=None, provider_extra=None, **clien
     pool.update(pool_extra or {})
     clock = FakeClock()
     events: list = []
-    client = modelmesh.MeshClient({"providers": providers, "pools": {"chat": pool}}, clock=clock, sleep=clock.sleep,
-                                  environ={}, on_event=events.append, **client_kw)
+    # one scripted fault shows one failover: no same-model retry (tests of the defaults are elsewhere)
+    client = modelmesh.MeshClient({"providers": providers, "pools": {"chat": pool}, "routing": MECHANICS},
+                                  clock=clock, sleep=clock.sleep, environ={}, on_event=events.append, **client_kw)
     return client, clock, events
 
 
@@ -241,7 +244,8 @@ def test_events_of_a_standby_and_a_recovery(ups):
     a, _, _ = ups
     client, clock, events = make(ups, pool_extra={"rotation": {"selection": {"model_priority": ORDER},
                                                                "deactivation": {"retry_limit": 1},
-                                                               "recovery": {"cooldown": "20s"}}})
+                                                               "recovery": {"cooldown": "20s",
+                                                                            "initial_cooldown": "20s"}}})
     a.script(Error(500))
     with client:
         client.chat.completions.create(model="chat", messages=MSG)

@@ -296,9 +296,14 @@ def test_stream_overloaded_error_event():
     assert (items[-1].info.kind, items[-1].info.code) == (ErrorKind.SERVER_ERROR, "overloaded_error")
 
 
-def test_stream_cut_before_message_stop():
+def test_stream_cut_after_its_stop_reason_is_whole():
     items = run_stream(STREAM[:STREAM.index(b"event: message_stop")])
     assert items[:-1] == EXPECTED[:6]
+    assert isinstance(items[-1], StreamDone)  # the stop reason and usage came: only the marker was lost
+
+
+def test_stream_cut_before_its_stop_reason():
+    items = run_stream(STREAM[:STREAM.index(b"event: message_delta")])
     assert isinstance(items[-1], StreamError) and items[-1].info.kind is ErrorKind.CONNECTION
 
 

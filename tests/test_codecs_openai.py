@@ -263,9 +263,14 @@ def test_stream_split_at_every_byte_boundary(cut):
     assert items[:-1] == STREAM_CHUNKS and isinstance(items[-1], StreamDone)
 
 
-def test_stream_without_done_is_a_connection_error():
+def test_stream_without_done_after_its_finish_reason_is_whole():
     items = run_stream(STREAM[: STREAM.index(b"data: [DONE]")])
-    assert items[:-1] == STREAM_CHUNKS
+    assert items[:-1] == STREAM_CHUNKS and isinstance(items[-1], StreamDone)
+
+
+def test_stream_cut_before_its_finish_reason_is_a_connection_error():
+    cut = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in STREAM_CHUNKS[:3]).encode()
+    items = run_stream(cut)
     assert isinstance(items[-1], StreamError) and items[-1].info.kind is ErrorKind.CONNECTION
     assert "ended before completion" in items[-1].info.message
 

@@ -83,7 +83,7 @@ def test_rate_limit_with_retry_after_fails_over_and_cools_down_exactly_that_long
 
 
 def test_retry_limit_puts_a_model_on_standby_and_redeactivation_never_shortens():
-    mesh = three(rotation={"deactivation": {"retry_limit": 2}, "recovery": {"cooldown": "60s"}})
+    mesh = three(rotation={"deactivation": {"retry_limit": 2}, "recovery": {"cooldown": "60s", "initial_cooldown": "60s"}})
     clock = Clock()
     for _ in range(2):
         final, _ = drive(start(mesh, now=clock.t), {"a/m1": [500], "b/m2": [200]}, clock)
@@ -147,15 +147,24 @@ def test_context_length_goes_to_a_model_with_a_larger_window():
     assert health_of(mesh, "a/small").consecutive_failures == 0
 
 
-def test_content_filter_tries_another_model_and_reports_when_all_refuse():
+def test_content_filter_fails_with_the_providers_reason_without_trying_others():
     mesh = three()
+    body = err_body("flagged", type_="invalid_request_error", code="content_policy_violation")
+    final, _ = drive(start(mesh), {"a/m1": [(400, body)], "b/m2": [200], "c/m3": [200]})
+    assert isinstance(final.error, E.ContentFilteredError) and len(final.error.attempts) == 1
+    assert "flagged" in str(final.error) and final.error.status == 400
+    assert health_of(mesh, "a/m1").consecutive_failures == 0  # the prompt's fault, not the model's
+
+
+def test_content_filter_failover_tries_another_model_and_reports_when_all_refuse():
+    mesh = three(content_filter_failover=True)
     body = err_body("flagged", type_="invalid_request_error", code="content_policy_violation")
     final, _ = drive(start(mesh), {"a/m1": [(400, body)], "b/m2": [(400, body)], "c/m3": [(400, body)]})
     assert isinstance(final.error, E.ContentFilteredError) and len(final.error.attempts) == 3
 
 
 def test_every_model_on_standby_fails_fast_naming_the_earliest_recovery():
-    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "60s"}})
+    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "60s", "initial_cooldown": "60s"}})
     final, _ = drive(start(mesh), {"a/m1": [500], "b/m2": [500], "c/m3": [500]}, latency=0)
     assert isinstance(final, Failed)
     final, _ = drive(start(mesh, now=T0 + 10), {}, Clock(T0 + 10))
@@ -166,7 +175,7 @@ def test_every_model_on_standby_fails_fast_naming_the_earliest_recovery():
 
 
 def test_every_model_on_standby_waits_when_configured():
-    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "20s"}},
+    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "20s", "initial_cooldown": "20s"}},
                  on_exhausted="wait", max_wait="30s", retry={"max_attempts": 3})
     drive(start(mesh), {"a/m1": [500], "b/m2": [500], "c/m3": [500]}, latency=0)
     clock = Clock(T0 + 5)
@@ -429,7 +438,7 @@ def test_a_resume_that_finds_no_model_still_raises_with_the_partial_text():
 
 
 def test_waiting_for_a_recovery_tries_the_recovered_model_without_another_backoff():
-    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "20s"}},
+    mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "20s", "initial_cooldown": "20s"}},
                  on_exhausted="wait", max_wait="30s", retry={"max_attempts": 4})
     final, seen = drive(start(mesh), {"a/m1": [500, 200], "b/m2": [500], "c/m3": [500]}, latency=0)
     assert isinstance(final, Succeeded) and final.provider == "a"

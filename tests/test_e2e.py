@@ -22,6 +22,8 @@ from modelmesh.testing import (
     refuse_connections,
 )
 
+from core_helpers import MECHANICS
+
 KEYS = {"openai": "sk-e2e-openai-0123456789", "anthropic": "sk-ant-e2e-0123456789", "gemini": "AIzaE2E0123456789abcdefghij",
         "azure-openai": "azure-e2e-key-0123456789"}
 
@@ -35,7 +37,8 @@ def prov(connector, url, model, **extra):
 
 
 def client_for(providers, order, clock=None, **pool):
-    config = {"providers": providers, "pools": {"chat": {
+    # one scripted fault shows one failover: no same-model retry (tests of the defaults are elsewhere)
+    config = {"providers": providers, "routing": MECHANICS, "pools": {"chat": {
         "models": order, "strategy": "priority",
         "rotation": {"selection": {"model_priority": order}, "deactivation": {"retry_limit": 3}},
         **pool}}}

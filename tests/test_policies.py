@@ -223,7 +223,7 @@ errors = Deactivation(reason=R.RETRY_LIMIT)
 def test_cooldown():
     assert Cooldown(60).recover_at(state(), errors, 100.0) == 160.0
     assert Cooldown(0).recover_at(state(), errors, 100.0) == 100.0
-    assert repr(Cooldown(5)) == "Cooldown(5.0)"
+    assert repr(Cooldown(5)) == "Cooldown(5.0, initial=5.0)"
 
 
 def test_on_quota_reset_only_cures_quota_reasons():

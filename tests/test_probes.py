@@ -12,6 +12,8 @@ import pytest
 import modelmesh
 from modelmesh.testing import Error, FakeClock, FakeUpstream
 
+from core_helpers import MECHANICS
+
 KEY = "sk-probe-secret-0123456789"
 MSG = [{"role": "user", "content": "hello"}]
 ORDER = ["a/m1", "b/m2"]
@@ -38,7 +40,9 @@ def make(ups, pools=None, **top):
     a, b = ups
     clock = FakeClock()
     events = []
-    config = {"providers": {"a": prov(a.url, "m1"), "b": prov(b.url, "m2")}, "pools": pools or {"p1": pool()}, **top}
+    # scripts say what the request and then each probe get: no same-model retry in between
+    config = {"providers": {"a": prov(a.url, "m1"), "b": prov(b.url, "m2")}, "pools": pools or {"p1": pool()},
+              "routing": MECHANICS, **top}
     client = modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, on_event=events.append)
     return client, clock, events
 
@@ -171,7 +175,8 @@ def test_provider_recovery_on_manual_is_not_undone_by_a_probe(ups):
 # -- model-level: standby models probed back ------------------------------------------------------
 
 def standby_pool(probe_interval="30s"):
-    return {"p1": pool(deactivation={"retry_limit": 1}, recovery={"cooldown": "1h", "probe_interval": probe_interval})}
+    return {"p1": pool(deactivation={"retry_limit": 1},
+                       recovery={"cooldown": "1h", "initial_cooldown": "1h", "probe_interval": probe_interval})}
 
 
 def test_a_standby_model_is_probed_with_a_one_token_ping_and_recovers_on_success(ups):

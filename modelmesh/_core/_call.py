@@ -94,6 +94,9 @@ class Call:
         self.request_id = request_id
         self.started = now
         self.retry = retry = pool.config.retry
+        # by default every member gets a try, plus its same-model retries; the deadline bounds it all
+        retries = max([retry.same_model_retries, *(providers[m.provider].config.max_retries for m in pool.members)])
+        self.budget = retry.max_attempts or len(pool.members) * (1 + retries)
         limits = [t for t in (retry.deadline, options.timeout) if t]
         self.deadline = now + min(limits) if limits else None
         self.phase = Phase.READY
@@ -163,7 +166,7 @@ class Call:
     def _choose(self, now: float) -> tuple[Action, Phase]:
         if self.deadline is not None and now >= self.deadline and self.attempts:
             return self._fail(now, timeout=True)
-        if len(self.attempts) >= self.retry.max_attempts:
+        if len(self.attempts) >= self.budget:
             return self._fail(now)
         while True:
             with self.lock:
@@ -209,7 +212,7 @@ class Call:
 
     def _exhausted(self, now: float, tried: bool, earliest: float | None) -> tuple[Action, Phase]:
         """Nothing fresh to try: start a new round after a backoff, wait for a recovery, or fail."""
-        if tried and len(self.attempts) < self.retry.max_attempts:
+        if tried and len(self.attempts) < self.budget:
             delay = self._backoff(now)
             if delay is not None:
                 self._round.clear()
@@ -355,7 +358,7 @@ class Call:
         self._last_error = info
         with self.lock:
             self.health.record(Faulted(pool=self.pool.name, ref=self._ref, info=info, limits=self._limits), now, self.events)
-        if self.pool.config.stream_resume and len(self.attempts) < self.retry.max_attempts:
+        if self.pool.config.stream_resume and len(self.attempts) < self.budget:
             self._round.add(self._ref)
             return Phase.READY
         reason = f"{info.kind.value}: {info.message}" if info.message else info.kind.value
@@ -397,12 +400,17 @@ class Call:
         self._note_failure(model, info, now, latency=now - self._attempt_started)
         self._last_error = info
         with self.lock:
-            c = self.health.record(Faulted(pool=self.pool.name, ref=model.ref, info=info, limits=limits), now, self.events)
+            used = self._same_model.get(model.ref, 0)
+            spent = 0 < self._retries_allowed(model) <= used
+            c = self.health.record(Faulted(pool=self.pool.name, ref=model.ref, info=info, limits=limits,
+                                           retries_spent=spent), now, self.events)
             assert c is not None
             free = c.effect is Effect.ROTATE and self.health.free(self.pool, model.ref, now, self.events)
             provider_up = self.health.provider_up(model.provider, now)
         if c.effect is Effect.FAIL:
-            return self._finish_failed(self._error_for(c, info, "the request was rejected as invalid"), now)
+            head = ("the provider's content filter refused the request" if info.kind is ErrorKind.CONTENT_FILTERED
+                    else "the request was rejected as invalid")
+            return self._finish_failed(self._error_for(c, info, head), now)
         if c.effect is Effect.EXCLUDE:
             self._excluded.add(model.ref)
             if info.kind is ErrorKind.CONTEXT_LENGTH and model.context_window:
@@ -410,10 +418,8 @@ class Call:
             return Phase.READY
         if not provider_up:
             return Phase.READY  # the whole provider went on standby; selection skips its models
-        used = self._same_model.get(model.ref, 0)
-        allowed = self.providers[model.provider].config.max_retries or self.retry.same_model_retries
-        if c.same_model_retry and free and used < allowed:
-            delay = self._backoff(now)
+        if c.same_model_retry and used < self._retries_allowed(model):
+            delay = self._same_model_delay(info, free, now)
             if delay is not None:
                 self._same_model[model.ref] = used + 1
                 self._retry_ref = model.ref
@@ -422,6 +428,21 @@ class Call:
         if info.retry_after is not None:
             self._retry_after = max(self._retry_after or 0.0, info.retry_after)
         return Phase.READY
+
+    def _retries_allowed(self, model: ModelInfo) -> int:
+        return self.providers[model.provider].config.max_retries or self.retry.same_model_retries
+
+    def _same_model_delay(self, info: ErrorInfo, free: bool, now: float) -> float | None:
+        """How long to wait before trying the same model again; None to move on. A short
+        Retry-After (up to `retry.same_model_wait`, within the deadline) is waited out: the
+        preferred model is worth two seconds. A model on standby otherwise is left alone."""
+        wait = info.retry_after
+        if wait is not None and self.retry.respect_retry_after:
+            if wait > self.retry.same_model_wait or (self.deadline is not None and now + wait > self.deadline):
+                return None
+            self._round_no += 1
+            return wait
+        return self._backoff(now) if free else None
 
     def _note_failure(self, model: ModelInfo, info: ErrorInfo, now: float, *, latency: float | None) -> None:
         self.attempts.append(E.AttemptRecord(

@@ -354,6 +354,7 @@ def _routing(s: Section, base: PoolDefaults, providers: Mapping[str, ProviderCon
         on_exhausted=s.get("on_exhausted", base.on_exhausted, as_choice(("fail", "wait"))),
         max_wait=s.get("max_wait", base.max_wait, as_duration),
         stream_resume=s.get("stream_resume", base.stream_resume, as_bool),
+        content_filter_failover=s.get("content_filter_failover", base.content_filter_failover, as_bool),
     )
 
 
@@ -384,6 +385,7 @@ def _pools(ctx: Ctx, top: Section, defaults: PoolDefaults,
             strategy=inherited.strategy, rotation=inherited.rotation, retry=inherited.retry,
             on_exhausted=inherited.on_exhausted, max_wait=inherited.max_wait,
             stream_resume=inherited.stream_resume,
+            content_filter_failover=inherited.content_filter_failover,
             description=s.get("description", None, as_str),
         )
     return out
@@ -459,8 +461,13 @@ def _deactivation(s: Section, b: DeactivationConfig) -> DeactivationConfig:
 
 
 def _recovery(s: Section, b: RecoveryConfig) -> RecoveryConfig:
+    cooldown = s.get("cooldown", b.cooldown, as_duration)
+    initial = s.get("initial_cooldown", min(b.initial_cooldown, cooldown), as_duration)
+    if initial > cooldown:
+        s.ctx.problem(s.at("initial_cooldown"), f"must be at most cooldown ({cooldown:g}s)")
     return RecoveryConfig(
-        cooldown=s.get("cooldown", b.cooldown, as_duration),
+        cooldown=cooldown, initial_cooldown=initial,
+        retry_after_cap=s.get("retry_after_cap", b.retry_after_cap, as_positive_duration),
         probe_on_start=s.get("probe_on_start", b.probe_on_start, as_bool),
         probe_interval=s.get("probe_interval", b.probe_interval, as_positive_duration,
                              nullable=True),
@@ -522,12 +529,13 @@ def _retry(s: Section, b: RetryConfig) -> RetryConfig:
     if max_delay < base_delay:
         s.ctx.problem(s.at("max_delay"), f"must be at least base_delay ({base_delay:g}s)")
     return RetryConfig(
-        max_attempts=s.get("max_attempts", b.max_attempts, as_int(1)),
+        max_attempts=s.get("max_attempts", b.max_attempts, as_int(1), nullable=True),
         backoff=s.get("backoff", b.backoff, as_choice(("exponential", "fixed"))),
         base_delay=base_delay, max_delay=max_delay,
         jitter=s.get("jitter", b.jitter, as_bool),
         scope=s.get("scope", b.scope, as_choice(("any", "same-model", "same-provider"))),
         same_model_retries=s.get("same_model_retries", b.same_model_retries, as_int(0)),
+        same_model_wait=s.get("same_model_wait", b.same_model_wait, as_duration),
         deadline=s.get("deadline", b.deadline, as_positive_duration, nullable=True),
         respect_retry_after=s.get("respect_retry_after", b.respect_retry_after, as_bool),
         max_retry_after=s.get("max_retry_after", b.max_retry_after, as_duration),

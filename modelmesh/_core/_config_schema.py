@@ -232,7 +232,9 @@ class DeactivationConfig:
 
 @dataclass(**_value)
 class RecoveryConfig:
-    cooldown: float = 60.0
+    cooldown: float = 60.0                    # the longest cooldown; the first is initial_cooldown
+    initial_cooldown: float = 5.0             # doubles for a model that fails again soon after coming back
+    retry_after_cap: float = 300.0            # longest standby an upstream's Retry-After or reset may set
     probe_on_start: bool = False
     probe_interval: float | None = None
     on_quota_reset: bool = False
@@ -271,13 +273,14 @@ class RotationConfig:
 
 @dataclass(**_value)
 class RetryConfig:
-    max_attempts: int = 4
+    max_attempts: int | None = None           # None = every member once, plus same-model retries
     backoff: str = "exponential"              # exponential | fixed
     base_delay: float = 0.5
     max_delay: float = 30.0
     jitter: bool = True
     scope: str = "any"                        # any | same-model | same-provider
-    same_model_retries: int = 0
+    same_model_retries: int = 1               # transient faults: once more on the same model
+    same_model_wait: float = 5.0              # longest Retry-After worth waiting for on the same model
     deadline: float | None = 120.0
     respect_retry_after: bool = True
     max_retry_after: float = 60.0
@@ -293,6 +296,7 @@ class PoolDefaults:
     on_exhausted: str = "fail"
     max_wait: float = 30.0
     stream_resume: bool = False
+    content_filter_failover: bool = False
 
 
 @dataclass(**_value)
@@ -307,6 +311,7 @@ class PoolConfig:
     on_exhausted: str = "fail"                # fail | wait
     max_wait: float = 30.0
     stream_resume: bool = False
+    content_filter_failover: bool = False     # a refusal is the prompt's: by default, no other model is tried
     description: str | None = None
 
 

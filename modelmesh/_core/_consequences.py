@@ -16,7 +16,11 @@ Everything that follows from the kind is read from `CONSEQUENCES`, here and nowh
 - `reason`: the DeactivationReason of a standby this row puts in place by itself.
 
 A refused connection is a CONNECTION whose code is "connect": it has a row of its own
-(`REFUSED`), since a provider whose host refuses connections is down as a whole.
+(`REFUSED`), since a provider whose host refuses connections is down as a whole. A timeout
+is not retried on the same model (it already waited its whole timeout): the request moves
+on. A content-filter refusal fails the request with the provider's reason, since the same
+prompt is refused everywhere; the pool option `content_filter_failover` tries the other
+models instead.
 
 Per provider, two seed keys adjust a row by status: a status listed in `non_retryable_codes`
 rotates at once, without a same-model retry; a status listed in `retryable_codes` whose row
@@ -84,7 +88,7 @@ CONSEQUENCES: dict[ErrorKind, Consequence] = {
     #                        scope   penalise standby     retry  effect     error                  reason
     _K.RATE_LIMITED:     _row(_S.MODEL, True, _B.RETRY_AFTER, True, _X.ROTATE, E.RateLimitError, _R.RATE_LIMITED),
     _K.SERVER_ERROR:     _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
-    _K.TIMEOUT:          _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.RequestTimeoutError),
+    _K.TIMEOUT:          _row(_S.MODEL, True, _B.POLICY, False, _X.ROTATE, E.RequestTimeoutError),
     _K.CONNECTION:       _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
     _K.MALFORMED:        _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
     _K.AUTH:             _row(_S.PROVIDER, True, _B.UNTIL_PROBE, False, _X.ROTATE, E.AuthenticationError,
@@ -93,7 +97,7 @@ CONSEQUENCES: dict[ErrorKind, Consequence] = {
                               _R.QUOTA_EXHAUSTED),
     _K.MODEL_NOT_FOUND:  _row(_S.MODEL, True, _B.RECOVERY, False, _X.ROTATE, E.ProviderError, _R.MODEL_NOT_FOUND),
     _K.CONTEXT_LENGTH:   _row(_S.NONE, False, _B.NONE, False, _X.EXCLUDE, E.ContextLengthError),
-    _K.CONTENT_FILTERED: _row(_S.NONE, False, _B.NONE, False, _X.EXCLUDE, E.ContentFilteredError),
+    _K.CONTENT_FILTERED: _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.ContentFilteredError),
     _K.BAD_REQUEST:      _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.BadRequestError),
 }
 # a connection the provider's host refused: the provider is down, not one model
@@ -101,9 +105,12 @@ REFUSED = _row(_S.PROVIDER, True, _B.COOLDOWN, True, _X.ROTATE, E.ProviderError,
 
 
 def consequence_for(info: ErrorInfo, retryable_codes: Collection[int] = (),
-                    non_retryable_codes: Collection[int] = ()) -> Consequence:
-    """The row for `info`, with the provider's per-status retry lists applied."""
+                    non_retryable_codes: Collection[int] = (), *, content_filter_failover: bool = False) -> Consequence:
+    """The row for `info`, with the provider's per-status retry lists and the pool's
+    `content_filter_failover` applied."""
     row = REFUSED if info.kind is ErrorKind.CONNECTION and info.code == "connect" else CONSEQUENCES[info.kind]
+    if content_filter_failover and info.kind is ErrorKind.CONTENT_FILTERED:
+        return replace(row, effect=Effect.EXCLUDE)
     if info.status is None or row.effect is not Effect.ROTATE:
         return row
     if info.status in non_retryable_codes and row.same_model_retry:

@@ -76,6 +76,7 @@ class Faulted:
     ref: str
     info: ErrorInfo
     limits: RateLimitInfo | None = None
+    retries_spent: bool = False  # the request's same-model retries of this model were all used, and failed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,7 +260,7 @@ class Health:
     def _served(self, o: Served, now: float, events: list[MeshEvent]) -> None:
         pool = self.pools[o.pool]
         state = self.model_states[(o.pool, o.ref)]
-        _absorb(state, o.limits, now)
+        _absorb(state, o.limits, now, pool.config.rotation.recovery.retry_after_cap)
         tokens = o.prompt_tokens + o.completion_tokens
         state.record_success(now, o.latency, tokens=tokens, cost=o.cost)
         was_closed = state.breaker.state is BreakerState.CLOSED
@@ -279,8 +280,9 @@ class Health:
         info = o.info
         pid = pool.by_ref[o.ref].provider
         pcfg = self.providers[pid].config
-        c = consequence_for(info, pcfg.retryable_codes, pcfg.non_retryable_codes)
-        _absorb(state, o.limits, now)
+        c = consequence_for(info, pcfg.retryable_codes, pcfg.non_retryable_codes,
+                            content_filter_failover=pool.config.content_filter_failover)
+        _absorb(state, o.limits, now, pool.config.rotation.recovery.retry_after_cap)
         if not c.penalise:
             state.breaker.release(now)
             return c
@@ -300,18 +302,18 @@ class Health:
             standby = Standby.RECOVERY if standby is Standby.UNTIL_PROBE else Standby.POLICY
         if standby is Standby.RECOVERY or (standby is Standby.RETRY_AFTER and info.retry_after is not None):
             assert c.reason is not None
-            until = None if standby is Standby.RECOVERY else now + (info.retry_after or 0.0)
+            cap = pool.config.rotation.recovery.retry_after_cap  # a Retry-After of a year benches nobody for a year
+            until = None if standby is Standby.RECOVERY else now + min(info.retry_after or 0.0, cap)
             state.breaker.release(now)
             self._deactivate(pool, o.ref, Deactivation(reason=c.reason, detail=info.message, until=until), now, events)
             return c
         was_trial = state.breaker.state is BreakerState.HALF_OPEN
-        if was_trial:
-            state.breaker.record_failure(now)  # re-opens
-        else:
-            state.breaker.release(now)
+        state.breaker.release(now)  # a failed trial is a new standby below, its cooldown grown by the streak
         decision = pool.deactivation.should_deactivate(state, now)
         if decision is None and was_trial:
             decision = Deactivation(reason=state.reason or DeactivationReason.RETRY_LIMIT, detail="trial request failed")
+        elif decision is None and o.retries_spent:  # sick, not unlucky: nobody tries it again right away
+            decision = Deactivation(reason=DeactivationReason.RETRY_LIMIT, detail="failed again on its same-model retry")
         if decision is not None:
             self._deactivate(pool, o.ref, decision, now, events)
         return c
@@ -348,6 +350,10 @@ class Health:
     # -- transitions ---------------------------------------------------------------------------
     def _deactivate(self, pool: Pool, ref: str, decision: Deactivation, now: float, events: list[MeshEvent]) -> None:
         state = self.model_states[(pool.name, ref)]
+        if state.breaker.state is not BreakerState.OPEN:  # a new standby, not an extension
+            soon = state.last_standby is not None and now - state.last_standby < 2 * pool.config.rotation.recovery.cooldown
+            state.standby_streak = state.standby_streak + 1 if soon else 0
+            state.last_standby = now
         until = decision.until
         if until is None:
             until = pool.recovery.recover_at(state, decision, now)
@@ -477,8 +483,9 @@ def _never(state: ModelState, now: float) -> bool:
     return False
 
 
-def _absorb(state: ModelState, limits: RateLimitInfo | None, now: float) -> None:
-    """What the provider's rate-limit headers said, into the model's record."""
+def _absorb(state: ModelState, limits: RateLimitInfo | None, now: float, cap: float) -> None:
+    """What the provider's rate-limit headers said, into the model's record (a reset further
+    away than `cap` is taken as `cap`)."""
     if limits is None or limits.is_empty():
         return
     if limits.limit_requests is not None:
@@ -488,7 +495,7 @@ def _absorb(state: ModelState, limits: RateLimitInfo | None, now: float) -> None
     state.remaining_requests = limits.remaining_requests
     state.remaining_tokens = limits.remaining_tokens
     resets = [r for r in (limits.reset_requests, limits.reset_tokens) if r is not None]
-    state.rate_reset_at = now + max(resets) if resets else None
+    state.rate_reset_at = now + min(max(resets), cap) if resets else None
 
 
 def _add_spend(ps: ProviderState, now: float, cost: float) -> None:

@@ -137,7 +137,8 @@ class MeshCore:
         d = self.config.defaults
         cfg = PoolConfig(name=name, capability=capability, models=tuple(m.ref for m in members),
                          strategy=d.strategy, rotation=d.rotation, retry=d.retry, on_exhausted=d.on_exhausted,
-                         max_wait=d.max_wait, stream_resume=d.stream_resume)
+                         max_wait=d.max_wait, stream_resume=d.stream_resume,
+                         content_filter_failover=d.content_filter_failover)
         return Pool(name, cfg, members, user_strategies=self._user_strategies, implicit=True,
                     policies=self._plugged(name))
 

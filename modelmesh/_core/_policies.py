@@ -386,21 +386,29 @@ def _never(state: ModelState, now: float) -> bool:
 
 
 class Cooldown(_Recoverer):
-    """Back `seconds` after the deactivation (as a half-open trial)."""
+    """Back after a cooldown (as a half-open trial): `initial` seconds for a first standby,
+    doubling for each standby that follows soon after the previous one
+    (`state.standby_streak`), up to `seconds`. Without `initial`, always `seconds`."""
 
-    __slots__ = ("seconds",)
+    __slots__ = ("seconds", "initial")
 
-    def __init__(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-                or not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"cooldown must be zero or more seconds, got {seconds!r}")
-        self.seconds = float(seconds)
+    def __init__(self, seconds: float, initial: float | None = None) -> None:
+        self.seconds = _seconds("cooldown", seconds)
+        self.initial = self.seconds if initial is None else min(_seconds("initial_cooldown", initial), self.seconds)
 
     def __repr__(self) -> str:
-        return f"Cooldown({self.seconds})"
+        return f"Cooldown({self.seconds}, initial={self.initial})"
 
     def recover_at(self, state: ModelState, decision: Deactivation, now: float) -> float | None:
-        return now + self.seconds
+        if self.initial >= self.seconds:
+            return now + self.seconds
+        return now + min(self.seconds, self.initial * 2.0 ** min(state.standby_streak, 64))
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be zero or more seconds, got {value!r}")
+    return float(value)
 
 
 class OnQuotaReset(_Recoverer):
@@ -519,7 +527,7 @@ def _recovery_parts(r: _Settings, d: _Settings) -> list[RecoveryLike]:
             schedule = r.get("quota_reset_schedule") or d.get("quota_window") or "daily_utc"
             parts.append(r.make("quota_reset_schedule", OnQuotaReset, schedule))
         if r.get("cooldown", 60.0) is not None:
-            parts.append(r.make("cooldown", Cooldown, r.get("cooldown", 60.0)))
+            parts.append(r.make("cooldown", Cooldown, r.get("cooldown", 60.0), r.get("initial_cooldown")))
     interval, on_start = r.get("probe_interval"), r.get("probe_on_start", False)
     if interval is not None or on_start:
         parts.append(r.make("probe_interval", Probe, interval, on_start))

@@ -129,17 +129,21 @@ class StreamDecoder(abc.ABC):
 class SSEStreamDecoder(StreamDecoder):
     """Shared plumbing for SSE-based vendors: after a `StreamDone` or `StreamError`
     the decoder is finished and ignores further input; `close()` reports a stream that
-    ended before its terminal marker as a CONNECTION error."""
+    ended before its terminal marker as a CONNECTION error, unless a chunk already carried
+    its `finish_reason`: then the answer is whole and only the marker was lost."""
 
     def __init__(self) -> None:
         self._sse = SSEParser()
         self.finished = False
+        self._finish_seen = False
 
     @abc.abstractmethod
     def _on_event(self, event: SSEEvent) -> list[StreamItem]: ...
 
     def _on_end(self) -> list[StreamItem]:
         """Called by `close()` when no terminal item was produced."""
+        if self._finish_seen:
+            return [StreamDone()]
         return [StreamError(info=ErrorInfo(kind=ErrorKind.CONNECTION,
                                            message="stream ended before completion"))]
 
@@ -162,6 +166,9 @@ class SSEStreamDecoder(StreamDecoder):
         for event in events:
             for item in self._on_event(event):
                 items.append(item)
+                if isinstance(item, dict) and any(isinstance(c, Mapping) and c.get("finish_reason")
+                                                  for c in item.get("choices") or ()):
+                    self._finish_seen = True
                 if isinstance(item, (StreamDone, StreamError)):
                     self.finished = True
                     return items
