@@ -215,6 +215,8 @@ def test_the_table_only_lacks_the_inputs_that_make_no_sense():
         (BreakerState.OPEN, BreakerInput.FAILURE_THRESHOLD),
         (BreakerState.HALF_OPEN, BreakerInput.FAILURE_THRESHOLD),
         (BreakerState.HALF_OPEN, BreakerInput.TIMER_EXPIRED),
+        (BreakerState.CLOSED, BreakerInput.LAST_RESORT),
+        (BreakerState.HALF_OPEN, BreakerInput.LAST_RESORT),
     }
 
 

@@ -163,15 +163,35 @@ def test_content_filter_failover_tries_another_model_and_reports_when_all_refuse
     assert isinstance(final.error, E.ContentFilteredError) and len(final.error.attempts) == 3
 
 
-def test_every_model_on_standby_fails_fast_naming_the_earliest_recovery():
+def test_every_model_on_standby_for_errors_gets_a_last_resort_trial_of_the_soonest():
     mesh = three(rotation={"deactivation": {"retry_limit": 1}, "recovery": {"cooldown": "60s", "initial_cooldown": "60s"}})
     final, _ = drive(start(mesh), {"a/m1": [500], "b/m2": [500], "c/m3": [500]}, latency=0)
     assert isinstance(final, Failed)
+    call = start(mesh, now=T0 + 10)
+    final, _ = drive(call, {"a/m1": [200], "b/m2": [200], "c/m3": [200]}, Clock(T0 + 10))
+    assert isinstance(final, Succeeded) and final.provider == "a"  # a went aside first: it recovers soonest
+    assert [(e.model, e.how) for e in call.drain_events() if e.type == "model_recovered"] == [("a/m1", "last_resort")]
+
+
+def test_every_model_barred_fails_fast_naming_each_reason_and_the_earliest_recovery():
+    mesh = three()
+    for ref, until in (("a/m1", T0 + 60), ("b/m2", T0 + 90), ("c/m3", None)):
+        mesh.deactivate_model(ref, now=T0, until=until)
     final, _ = drive(start(mesh, now=T0 + 10), {}, Clock(T0 + 10))
     err = final.error
     assert isinstance(err, E.NoModelAvailableError)
     assert err.recovery_at == pytest.approx(T0 + 60) and err.retry_after == pytest.approx(50)
-    assert "50.0s" in str(err)
+    assert "50.0s" in str(err) and "a/m1: manual until +50s" in str(err) and "c/m3: manual" in str(err)
+
+
+def test_when_every_attempt_failed_the_error_names_the_telling_cause_not_the_last():
+    limited = err_body("slow down", type_="rate_limit_exceeded")
+    quota = err_body("You exceeded your current quota", type_="insufficient_quota", code="insufficient_quota")
+    final, _ = drive(start(three()), {"a/m1": [(429, limited)], "b/m2": [(429, limited)], "c/m3": [(429, limited)]})
+    assert type(final.error) is E.RateLimitError
+    final, _ = drive(start(three()), {"a/m1": [500], "b/m2": [(429, limited)], "c/m3": [(429, quota)]})
+    assert type(final.error) is E.ProviderError and final.error.status == 503  # not BudgetExceededError
+    assert len(final.error.attempts) == 3
 
 
 def test_every_model_on_standby_waits_when_configured():

@@ -44,6 +44,7 @@ class BreakerInput(enum.Enum):
     FAILURE = "failure"
     FAILURE_THRESHOLD = "failure_threshold"  # the failure that reaches failure_threshold
     TIMER_EXPIRED = "timer_expired"          # the open deadline has passed
+    LAST_RESORT = "last_resort"              # nothing else can answer: a trial before the deadline
     TRIP = "trip"                            # forced open until a given time
     RESET = "reset"                          # closed by hand, probe or recovery
 
@@ -332,6 +333,7 @@ TRANSITIONS: dict[tuple[BreakerState, BreakerInput], tuple[BreakerState, Callabl
     (_S.OPEN, _I.SUCCESS): (_S.OPEN, _B._nothing),
     (_S.OPEN, _I.FAILURE): (_S.OPEN, _B._nothing),
     (_S.OPEN, _I.TIMER_EXPIRED): (_S.HALF_OPEN, _B._half_open),
+    (_S.OPEN, _I.LAST_RESORT): (_S.HALF_OPEN, _B._half_open),
     (_S.OPEN, _I.TRIP): (_S.OPEN, _B._trip),
     (_S.OPEN, _I.RESET): (_S.CLOSED, _B._close),
     (_S.HALF_OPEN, _I.REQUEST): (_S.HALF_OPEN, _B._take_slot),

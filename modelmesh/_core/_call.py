@@ -205,6 +205,12 @@ class Call:
             need = self._min_context
             tried = any(c.ref in self._round and c.ref not in self._excluded
                         and (need is None or c.context_window is None or c.context_window >= need) for c in cands)
+            if not tried and not self.attempts and pool.config.on_exhausted == "fail":
+                # nothing is available before this request tried anything: rather than fail, give
+                # the soonest-recovering model that erred (not one that is barred) a trial now
+                resort = health.last_resort(pool, now, self.events, skip=frozenset(self._excluded | self._round))
+                if resort is not None:  # (no attempt yet, so no retry scope restricts it)
+                    return _Pick(resort, 0.0, ())
             return tried, earliest
         best = ranked[0]
         score = pool.strategy.score(health.full(pool, best, now), ctx)
@@ -465,26 +471,50 @@ class Call:
         elif info is None:
             err = self._nothing_available(now, recovery_at)
         else:
-            err = self._error_for(None, info, f"every attempt to pool '{self.pool.name}' failed")
+            err = self._exhausted_error(info)
         phase = self._finish_failed(err, now)
         assert self._final is not None
         return self._final, phase
+
+    def _exhausted_error(self, last: ErrorInfo) -> E.ModelMeshError:
+        """The error of a request whose attempts all failed, chosen from all of them, not the
+        last: all rate limited -> RateLimitError; any transient fault -> a 503-like
+        ProviderError (RequestTimeoutError if all timed out); all refused for the same hard
+        reason -> that reason's error; a mixture of hard reasons -> a ProviderError."""
+        kinds = {ErrorKind(a.outcome) for a in self.attempts if a.outcome != "ok"}
+        transient = kinds & {ErrorKind.SERVER_ERROR, ErrorKind.CONNECTION, ErrorKind.MALFORMED, ErrorKind.TIMEOUT}
+        head = f"every attempt to pool '{self.pool.name}' failed"
+        if kinds == {ErrorKind.TIMEOUT}:
+            return self._error_for(None, last, head)
+        if transient:
+            cls: type[E.ModelMeshError] = E.ProviderError
+            status: int | None = 503
+        elif len(kinds) == 1:
+            return self._error_for(None, last if last.kind in kinds else ErrorInfo(kind=kinds.pop()), head)
+        else:
+            cls, status = E.ProviderError, 503
+        first = sorted(k.value for k in kinds)
+        return cls(f"{head} ({', '.join(first)})", status=status, retry_after=self._retry_after, attempts=self.attempts)
 
     def _nothing_available(self, now: float, recovery_at: float | None) -> E.ModelMeshError:
         name = self.pool.name
         providers = {m.provider for m in self.pool.members}
         with self.lock:
             budget = sorted(p for p in providers if self.health.budget_spent(p, now))
+            rows = self.health.rows(self.pool, now)
+        why = "; ".join(f"{r['model']}: {r['reason'] or 'standby'}"
+                        + (f" until +{r['until'] - now:.0f}s" if r["until"] is not None else "") for r in rows)
         if budget and len(budget) == len(providers):
             return E.BudgetExceededError(f"pool '{name}': every provider has spent its budget ({', '.join(budget)})")
         if recovery_at is not None:
             return E.NoModelAvailableError(
-                f"pool '{name}': every model is on standby; the first recovers in {recovery_at - now:.1f}s",
+                f"pool '{name}': every model is on standby; the first recovers in {recovery_at - now:.1f}s ({why})",
                 recovery_at=recovery_at, retry_after=max(0.0, recovery_at - now), attempts=self.attempts,
             )
         if self._min_context is not None:
             return E.ContextLengthError(f"pool '{name}': no model has a context window of {self._min_context} tokens or more", attempts=self.attempts)
-        return E.NoModelAvailableError(f"pool '{name}': no model is available and none recovers by time (probe or manual recovery needed)", attempts=self.attempts)
+        return E.NoModelAvailableError(f"pool '{name}': no model is available and none recovers by time "
+                                       f"(probe or manual recovery needed) ({why})", attempts=self.attempts)
 
     def _error_for(self, c: Consequence | None, info: ErrorInfo, head: str) -> E.ModelMeshError:
         if c is None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import BreakerState
+from ._breaker import BreakerInput, BreakerState
 from ._consequences import Consequence, Scope, Standby, consequence_for
 from ._cron import next_quota_reset
 from ._events import MeshEvent, ModelDeactivated, ModelRecovered, ProviderDeactivated, ProviderRecovered
@@ -48,6 +48,8 @@ __all__ = [
 
 _INF = math.inf
 _AVAILABILITY_LOW = "availability score below threshold"
+# standbys that a last-resort trial may cut short: the model erred or was busy, it is not barred
+_SOFT = frozenset({DeactivationReason.RETRY_LIMIT, DeactivationReason.ERROR_RATE, DeactivationReason.RATE_LIMITED})
 
 
 # -- outcomes: what `record` is told ------------------------------------------------------------
@@ -176,6 +178,52 @@ class Health:
     def provider_up(self, provider: str, now: float) -> bool:
         ps = self.provider_states[provider]
         return ps.available or (ps.until is not None and now >= ps.until)
+
+    def last_resort(self, pool: Pool, now: float, events: list[MeshEvent], *,
+                    skip: frozenset[str] = frozenset()) -> str | None:
+        """When no member can take a request: the one on standby for a soft reason (errors, a
+        rate limit) that recovers soonest, opened for a trial before its time; None when every
+        member is out for a hard reason (bad key, spent quota or budget, by hand, missing)."""
+        soonest: tuple[float, str] | None = None
+        for model in pool.members:
+            if model.ref in skip:
+                continue
+            block = self._block(pool, model, now, None)
+            state = self.model_states[(pool.name, model.ref)]
+            if block is None or state.breaker.state is not BreakerState.OPEN or state.reason not in _SOFT:
+                continue
+            if soonest is None or block[0] < soonest[0]:
+                soonest = (block[0], model.ref)
+        if soonest is None:
+            return None
+        ref = soonest[1]
+        self.model_states[(pool.name, ref)].breaker.process(BreakerInput.LAST_RESORT, now)
+        events.append(ModelRecovered(at=now, pool=pool.name, model=ref, how="last_resort"))
+        return ref
+
+    def rows(self, pool: Pool, now: float) -> list[dict[str, Any]]:
+        """`pool`'s members as `view` shows them (a pure read)."""
+        rows = []
+        for model in pool.members:
+            state = self.model_states[(pool.name, model.ref)]
+            block = self._block(pool, model, now, None)
+            breaker = state.breaker.state
+            if breaker is BreakerState.OPEN and now >= (state.breaker.open_until or _INF):
+                breaker = BreakerState.HALF_OPEN
+            rows.append({
+                "model": model.ref,
+                "status": "active" if block is None else "standby",
+                "breaker": breaker.value,
+                "reason": None if block is None else block[1],
+                "until": None if block is None or block[0] == _INF else block[0],
+                "requests": state.total_requests,
+                "failures": state.total_failures,
+                "success_rate": round(state.window.success_rate(now), 4),
+                "avg_latency": round(state.window.average(now), 6),
+                "tokens": state.tokens_used,
+                "cost": round(state.cost, 6),
+            })
+        return rows
 
     def budget_spent(self, provider: str, now: float) -> bool:
         return _budget_block(self.providers[provider].config.budget, self.provider_states[provider], now) is not None
@@ -453,29 +501,7 @@ class Health:
             providers[pid] = {"up": up, "reason": None if up else ps.reason, "until": None if up else ps.until,
                               "spend_day": round(ps.spend_day, 6), "spend_month": round(ps.spend_month, 6),
                               "enabled": provider.config.enabled}
-        pools = {}
-        for pool in self.pools.values():
-            rows = []
-            for model in pool.members:
-                state = self.model_states[(pool.name, model.ref)]
-                block = self._block(pool, model, now, None)
-                breaker = state.breaker.state
-                if breaker is BreakerState.OPEN and now >= (state.breaker.open_until or _INF):
-                    breaker = BreakerState.HALF_OPEN
-                rows.append({
-                    "model": model.ref,
-                    "status": "active" if block is None else "standby",
-                    "breaker": breaker.value,
-                    "reason": None if block is None else block[1],
-                    "until": None if block is None or block[0] == _INF else block[0],
-                    "requests": state.total_requests,
-                    "failures": state.total_failures,
-                    "success_rate": round(state.window.success_rate(now), 4),
-                    "avg_latency": round(state.window.average(now), 6),
-                    "tokens": state.tokens_used,
-                    "cost": round(state.cost, 6),
-                })
-            pools[pool.name] = rows
+        pools = {pool.name: self.rows(pool, now) for pool in self.pools.values()}
         return {"providers": providers, "pools": pools}
 
 
