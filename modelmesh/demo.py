@@ -133,8 +133,8 @@ def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
                 stream=True)
             clock.advance(6)
             beta.script(CutStream(after_chunks=2))
-            ask("streaming: 6 s later beta is back on trial, and its connection is cut after two chunks",
-                stream=True)
+            ask("streaming: 6 s later beta is back on trial; its connection is cut after two chunks, and the "
+                "answer goes on from gamma, whose restart is checked against what you already have", stream=True)
             clock.advance(61)
             ask("61 simulated seconds later alpha is back")
             p.line()

@@ -384,7 +384,8 @@ def test_pool_defaults() -> None:
     assert pool.rotation.recovery == RecoveryConfig()
     assert pool.retry == RetryConfig()
     assert pool.rotation.provider_deactivation == ("on_auth_failure", "on_api_outage")
-    assert (pool.on_exhausted, pool.max_wait, pool.stream_resume) == ("fail", 30.0, False)
+    assert (pool.on_exhausted, pool.max_wait, pool.stream_resume) == ("fail", 30.0, True)
+    assert pool.content_filter_failover is False
 
 
 def test_routing_section_is_inherited_and_overridden_per_key() -> None:

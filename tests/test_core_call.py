@@ -287,16 +287,37 @@ def test_stream_failure_after_content_raises_with_the_partial_text():
     assert delivered == "Hello"  # everything the model sent reached the caller, nothing from b
 
 
-def test_stream_resume_continues_from_the_partial_answer_on_another_model():
-    mesh = three(stream_resume=True)
+def _delivered(seen):
+    return "".join(d.chunk["choices"][0]["delta"].get("content") or "" for d in seen if isinstance(d, Deliver))
+
+
+def test_a_broken_stream_restarts_on_another_model_and_only_the_rest_is_delivered():
+    mesh = three()
     final, seen = drive(start(mesh, stream=True), {"a/m1": [Stream(sse_chunks(["Hel"], done=False))],
-                                                   "b/m2": [Stream(sse_chunks(["lo"]))]})
+                                                   "b/m2": [Stream(sse_chunks(["He", "llo", " there"]))]})
     assert isinstance(final, Succeeded) and final.provider == "b"
-    delivered = "".join(d.chunk["choices"][0]["delta"].get("content") or "" for d in seen if isinstance(d, Deliver))
-    assert delivered == "Hello"
+    assert _delivered(seen) == "Hello there"  # "Hel" once, then what followed it
     second = [a for a in seen if isinstance(a, Attempt)][1]
-    msgs = second.request.json["messages"]
-    assert msgs[-2] == {"role": "assistant", "content": "Hel"} and msgs[-1]["role"] == "user"
+    assert second.request.json["messages"] == [{"role": "user", "content": "hi"}]  # a clean restart
+
+
+def test_a_restart_that_does_not_repeat_the_delivered_text_stops_with_it():
+    mesh = three()
+    final, seen = drive(start(mesh, stream=True), {"a/m1": [Stream(sse_chunks(["Hel"], done=False))],
+                                                   "b/m2": [Stream(sse_chunks(["Howdy"]))]})
+    assert isinstance(final.error, E.StreamInterruptedError) and final.error.partial_text == "Hel"
+    assert _delivered(seen) == "Hel" and "did not repeat" in final.error.reason
+    assert health_of(mesh, "b/m2", "chat").consecutive_failures == 0  # answers vary: no fault of b's
+
+
+def test_a_prefill_model_continues_the_answer_from_what_was_delivered():
+    providers = {"a": provider(["m1"]), "b": provider([{"id": "m2", "capabilities": ["chat-completion"], "prefill": True}])}
+    mesh = make_mesh(providers, {"chat": {"models": ["a/m1", "b/m2"], "strategy": "priority"}})
+    final, seen = drive(start(mesh, stream=True), {"a/m1": [Stream(sse_chunks(["Hello "], done=False))],
+                                                   "b/m2": [Stream(sse_chunks([" world"]))]})
+    assert isinstance(final, Succeeded) and _delivered(seen) == "Hello world"  # the space is not doubled
+    second = [a for a in seen if isinstance(a, Attempt)][1]
+    assert second.request.json["messages"][-1] == {"role": "assistant", "content": "Hello"}
 
 
 def test_usage_chunk_reaches_the_caller_only_when_asked_for():

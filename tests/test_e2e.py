@@ -143,17 +143,32 @@ def test_stream_failures_before_the_first_chunk_fail_over_invisibly(mesh, fault)
 
 
 @pytest.mark.parametrize("fault", [CutStream(after_chunks=2), StreamErrorEvent(after_chunks=2, code="overloaded_error")])
-def test_stream_failures_after_content_raise_with_the_partial_text(mesh, fault):
+def test_stream_failures_after_content_continue_the_answer_exactly_once(mesh, fault):
     client, _, (a, b, g) = mesh
     a.script(fault)
     s = client.chat.completions.create(model="chat", messages=MSG, stream=True)
-    got = []
-    with pytest.raises(E.StreamInterruptedError) as info:
-        for c in s:
-            if c.choices and c.choices[0].delta.content:
-                got.append(c.choices[0].delta.content)
+    text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    # b speaks Anthropic: it continues the delivered "Hello from" from a prefill
+    assert text == "Hello from beta" and s.mesh.provider == "b"
+    assert b.requests[-1].json["messages"][-1] == {"role": "assistant", "content": [{"type": "text", "text": "Hello from"}]}
+    assert [x.outcome for x in s.mesh.attempts][-1] == "ok" and len(s.mesh.attempts) == 2
+
+
+@pytest.mark.parametrize("fault", [CutStream(after_chunks=2), StreamErrorEvent(after_chunks=2, code="overloaded_error")])
+def test_stream_failures_after_content_raise_with_the_partial_text_when_recovery_is_off(ups, fault):
+    a, b, g = ups
+    client, _ = client_for({"a": prov("openai", a.url, "gpt-x"), "b": prov("anthropic", b.url, "claude-x")},
+                           ["a/gpt-x", "b/claude-x"], stream_resume=False)
+    a.script(fault)
+    with client:
+        s = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+        got = []
+        with pytest.raises(E.StreamInterruptedError) as info:
+            for c in s:
+                if c.choices and c.choices[0].delta.content:
+                    got.append(c.choices[0].delta.content)
     assert "".join(got) == info.value.partial_text and info.value.partial_text
-    assert len(g.requests) == 0  # nothing was silently continued elsewhere
+    assert len(b.requests) == 0  # nothing was silently continued elsewhere
 
 
 def test_first_chunk_reaches_the_caller_before_the_upstream_finishes(ups):
@@ -270,13 +285,42 @@ def test_every_connector_fails_over_a_stream_before_its_first_chunk(style, fault
 
 
 @pytest.mark.parametrize("style", ["openai", "anthropic", "gemini"])
-def test_every_connector_reports_a_stream_cut_after_content(style):
+def test_every_connector_recovers_a_stream_cut_after_content(style):
     up, backup, client = _first_fails(style)
     with up, backup, client:
         up.script(CutStream(after_chunks=2))
+        s = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+        text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+        # the OpenAI backup restarts the answer: it begins with what was delivered, so the rest follows
+        assert text == "Hello from backup" and s.mesh.provider == "k"
+
+
+def test_a_restarted_answer_that_differs_ends_honestly_with_the_original_cause():
+    with FakeUpstream("openai", name="first", models=["m-1"]) as up, \
+            FakeUpstream("openai", name="other", models=["b-1"], text="Quite another answer") as backup:
+        client, _ = client_for({"f": prov("openai", up.url, "m-1"), "k": prov("openai", backup.url, "b-1")},
+                               ["f/m-1", "k/b-1"])
+        up.script(CutStream(after_chunks=2))
         got = []
-        with pytest.raises(E.StreamInterruptedError) as info:
+        with client, pytest.raises(E.StreamInterruptedError) as info:
             for c in client.chat.completions.create(model="chat", messages=MSG, stream=True):
                 got.append(c.choices[0].delta.content or "" if c.choices else "")
-        assert "".join(got) == info.value.partial_text != ""
-        assert len(backup.requests) == 0
+    assert "".join(got) == info.value.partial_text == "Hello from"  # nothing repeated, nothing dropped
+    assert "cut" in info.value.reason and "did not repeat" in info.value.reason
+
+
+def test_a_fallback_refusing_the_prefill_does_not_mask_the_original_failure():
+    with FakeUpstream("openai", name="first", models=["m-1"]) as up, \
+            FakeUpstream("openai", name="picky", models=["b-1"]) as backup:
+        picky = prov("openai", backup.url, "b-1")
+        picky["config"]["models"][0]["prefill"] = True  # configured so, but the server refuses it
+        client, _ = client_for({"f": prov("openai", up.url, "m-1"), "k": picky}, ["f/m-1", "k/b-1"])
+        up.script(CutStream(after_chunks=2))
+        backup.script(Error(400, message="final assistant content cannot end with trailing whitespace"))
+        with client, pytest.raises(E.StreamInterruptedError) as info:
+            list(client.chat.completions.create(model="chat", messages=MSG, stream=True))
+    assert info.value.partial_text == "Hello from"
+    assert info.value.reason.startswith("stream from f/m-1 broke after content was delivered (connection")
+    assert "trailing whitespace" in str(info.value)  # named as what stopped the continuation, not as the cause
+
+

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "TRANSITIONS"]
 
-_RESUME_PROMPT = "Continue exactly where your previous answer stopped. Do not repeat any of it."
 _P = Phase
 _ANY_END = frozenset({_P.READY, _P.WAITING, _P.DONE})
 _COMMON: dict[tuple[Phase, type], tuple[str, frozenset[Phase]]] = {
@@ -124,6 +123,7 @@ class Call:
         self._decoder: Any = None
         self._limits: RateLimitInfo | None = None
         self._finished = False
+        self._interruption: str | None = None  # what broke a stream after content, for the caller's error
 
     def __repr__(self) -> str:
         return f"Call(id={self.request_id!r}, pool={self.pool.name!r}, phase={self.phase.value})"
@@ -268,6 +268,12 @@ class Call:
         self._limits = None
         self._finished = False
         self._assembly.begin()
+        partial = self._assembly.partial_text
+        if partial and self.stream:  # recovering a stream the caller has part of
+            if model.prefill:  # the model continues the answer; a prefill may not end in whitespace
+                self._assembly.expect(partial[len(partial.rstrip()):], strict=False)
+            else:  # the answer starts again: it must repeat exactly what was delivered
+                self._assembly.expect(partial, strict=True)
         number = len(self.attempts) + 1
         self.events.append(RequestRouted(
             at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
@@ -286,11 +292,9 @@ class Call:
     def _body_for_attempt(self, model: ModelInfo) -> dict[str, Any]:
         body = dict(self.body)
         body["model"] = model.model
-        if self._assembly.parts and self.stream:  # resuming an interrupted stream on another model
-            body["messages"] = list(body.get("messages") or []) + [
-                {"role": "assistant", "content": self.partial_text},
-                {"role": "user", "content": _RESUME_PROMPT},
-            ]
+        partial = self._assembly.partial_text.rstrip()
+        if partial and self.stream and model.prefill:  # continue the broken answer from what was delivered
+            body["messages"] = [*(body.get("messages") or []), {"role": "assistant", "content": partial}]
         return body
 
     # -- outcomes (no lock held: parsing is this call's own work) -------------------------
@@ -351,7 +355,20 @@ class Call:
                 return self._stream_failure(item.info, now)  # what follows in this batch is moot
             else:
                 self._queue.extend(self._deliver(c) for c in self._assembly.take(item))
+                if self._assembly.mismatch:
+                    return self._unverified(now)
         return Phase.STREAMING
+
+    def _unverified(self, now: float) -> Phase:
+        """A restarted answer did not begin with what the caller has: stop, honestly. The
+        model is not at fault (answers vary), so no verdict is recorded on it."""
+        with self.lock:
+            self.health.record(Released(pool=self.pool.name, ref=self._ref), now, self.events)
+        reason = f"{self._interruption}; the answer restarted on {self._ref} did not repeat what was delivered"
+        return self._finish_failed(E.StreamInterruptedError(
+            f"stream broke after content was delivered and could not be continued exactly ({reason})",
+            partial_text=self.partial_text, reason=reason, provider=self._m.provider, model=self._m.model,
+            attempts=self.attempts), now)
 
     def _deliver(self, chunk: dict[str, Any]) -> Deliver:
         return Deliver(chunk=chunk, provider=self._m.provider, model=self._m.model)
@@ -359,19 +376,19 @@ class Call:
     def _stream_failure(self, info: ErrorInfo, now: float) -> Phase:
         if not self._assembly.delivered:
             return self._failure(info, now, self._limits)  # nothing reached the caller: fail over invisibly
+        if self._interruption is None:
+            reason = f"{info.kind.value}: {info.message}" if info.message else info.kind.value
+            self._interruption = f"stream from {self._ref} broke after content was delivered ({reason})"
+        if self.pool.config.stream_resume:  # continue the answer: same model or the next, as for any failure
+            return self._failure(info, now, self._limits)
         model = self._m
         self._note_failure(model, info, now, latency=now - self._attempt_started)
         self._last_error = info
         with self.lock:
             self.health.record(Faulted(pool=self.pool.name, ref=self._ref, info=info, limits=self._limits), now, self.events)
-        if self.pool.config.stream_resume and len(self.attempts) < self.budget:
-            self._round.add(self._ref)
-            return Phase.READY
-        reason = f"{info.kind.value}: {info.message}" if info.message else info.kind.value
         return self._finish_failed(E.StreamInterruptedError(
-            f"stream from {self._ref} broke after content was delivered ({reason})",
-            partial_text=self.partial_text, reason=reason, provider=model.provider, model=model.model,
-            status=info.status, attempts=self.attempts,
+            self._interruption, partial_text=self.partial_text, reason=self._interruption,
+            provider=model.provider, model=model.model, status=info.status, attempts=self.attempts,
         ), now)
 
     # -- verdicts ------------------------------------------------------------------------------
@@ -530,10 +547,12 @@ class Call:
 
     def _finish_failed(self, err: E.ModelMeshError, now: float) -> Phase:
         if self._assembly.parts and not isinstance(err, E.StreamInterruptedError):
-            # a resumed stream found no model to finish it: the caller still gets what was delivered
+            # no model could continue the stream: the caller gets what was delivered, and the
+            # failure that broke it (not, say, a fallback's refusal of the continuation)
+            reason = self._interruption or err.message
             err = E.StreamInterruptedError(
-                f"stream broke after content was delivered and could not be resumed: {err.message}",
-                partial_text=self.partial_text, reason=err.message, provider=err.provider, model=err.model,
+                f"{reason}; it could not be continued: {err.message}",
+                partial_text=self.partial_text, reason=reason, provider=err.provider, model=err.model,
                 status=err.status, attempts=self.attempts)
         # queued deliveries still go out first: nothing delivered is lost
         self.events.append(RequestFailed(at=now, request_id=self.request_id, pool=self.pool.name,

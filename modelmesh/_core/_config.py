@@ -316,6 +316,7 @@ def _model(ctx: Ctx, entry: Any, path: str) -> ModelConfig | None:
         deployment=m.get("deployment", None, as_str),
         weight=m.get("weight", None, as_number(0)),
         aliases=m.get("aliases", (), as_list(as_str)),
+        prefill=m.get("prefill", None, as_bool),
     )
     if model_id is None:
         return None

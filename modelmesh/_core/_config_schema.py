@@ -160,6 +160,7 @@ class ModelConfig:
     deployment: str | None = None
     weight: float | None = None
     aliases: tuple[str, ...] = ()
+    prefill: bool | None = None               # continues a trailing assistant message; None = the connector's default
 
     def __post_init__(self) -> None:
         if not self.capabilities:
@@ -295,7 +296,7 @@ class PoolDefaults:
     retry: RetryConfig = field(default_factory=RetryConfig)
     on_exhausted: str = "fail"
     max_wait: float = 30.0
-    stream_resume: bool = False
+    stream_resume: bool = True
     content_filter_failover: bool = False
 
 
@@ -310,7 +311,7 @@ class PoolConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     on_exhausted: str = "fail"                # fail | wait
     max_wait: float = 30.0
-    stream_resume: bool = False
+    stream_resume: bool = True                # a stream broken after content continues, verified, or fails honestly
     content_filter_failover: bool = False     # a refusal is the prompt's: by default, no other model is tried
     description: str | None = None
 

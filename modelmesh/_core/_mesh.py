@@ -66,7 +66,7 @@ class MeshCore:
             key = api_keys.get(pid, pcfg.auth.api_key)
             self.providers[pid] = ProviderRuntime(pcfg, codec, key)
             for mcfg in pcfg.models:
-                info = ModelInfo.from_config(pid, mcfg)
+                info = ModelInfo.from_config(pid, mcfg, prefill=codec.prefill)
                 self.models[info.ref] = info
         self.secret_values = tuple(sorted({k for k in (p.secret for p in self.providers.values()) if k} | set(config.secret_values())))
         self._policies = dict(policies or {})

@@ -37,9 +37,11 @@ class ModelInfo:
     output_per_1m: float = 0.0
     per_request: float = 0.0
     deployment: str | None = None
+    prefill: bool = False  # continues a trailing assistant message (a broken stream resumes from it)
 
     @classmethod
-    def from_config(cls, provider: str, cfg: ModelConfig) -> ModelInfo:
+    def from_config(cls, provider: str, cfg: ModelConfig, *, prefill: bool = False) -> ModelInfo:
+        """`prefill`: the connector's default, for a model whose configuration does not say."""
         p = cfg.pricing
         return cls(
             ref=f"{provider}/{cfg.id}",
@@ -52,6 +54,7 @@ class ModelInfo:
             output_per_1m=p.output_per_1m if p else 0.0,
             per_request=p.per_request if p else 0.0,
             deployment=cfg.deployment,
+            prefill=prefill if cfg.prefill is None else cfg.prefill,
         )
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._steps import (
     CutStream,
@@ -142,6 +142,8 @@ class Exchange:
         body = self.req.json if isinstance(self.req.json, dict) else {}
         text = getattr(step, "text", None)
         text = self.up.text if text is None else text
+        if self.up.prefill:
+            text = _continuation(body, text)
         pieces = split_words(text)
         reply = step if isinstance(step, Reply) else Reply()
         finish, tools = reply.finish_reason, tuple(reply.tool_calls or ())
@@ -265,3 +267,17 @@ class Exchange:
         self.h.rfile.close()
         sock.close()
 
+
+
+def _continuation(body: Mapping[str, Any], text: str) -> str:
+    """What a model that continues a trailing assistant message adds to it: the rest of
+    `text` after that message (a model whose answer does not start so adds all of it)."""
+    turns = body.get("messages") or body.get("contents") or []
+    last = turns[-1] if isinstance(turns, list) and turns else None
+    if not isinstance(last, Mapping) or last.get("role") not in ("assistant", "model"):
+        return text
+    content = last.get("content", last.get("parts"))
+    if isinstance(content, list):
+        content = "".join(str(b.get("text", "")) for b in content if isinstance(b, Mapping))
+    prefix = content if isinstance(content, str) else ""
+    return text[len(prefix):] if prefix and text.startswith(prefix) else text

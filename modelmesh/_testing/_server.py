@@ -153,12 +153,16 @@ class FakeUpstream:
     `models` are what the models endpoint lists; `api_key`, when set, must be presented
     the vendor's way; `strict` makes it refuse what the vendor refuses (missing required
     fields, Azure's api-version, the anthropic-version header); `clock` stamps `created`.
+    `prefill` makes it continue a conversation that ends in an assistant message, as
+    Anthropic does (its default there): the answer is the rest of its text after that
+    message's; elsewhere such a conversation gets the whole answer, as OpenAI gives it.
     """
 
     def __init__(self, style: str = "openai", *, name: str | None = None,
                  models: Iterable[str] | None = None, api_key: str | None = None,
                  text: str | None = None, strict: bool = True,
-                 clock: Callable[[], float] | None = None, host: str = "127.0.0.1") -> None:
+                 clock: Callable[[], float] | None = None, host: str = "127.0.0.1",
+                 prefill: bool | None = None) -> None:
         if style not in STYLES:
             raise ValueError(f"style must be one of {sorted(STYLES)}, got {style!r}")
         if isinstance(models, str):
@@ -175,6 +179,7 @@ class FakeUpstream:
         self.models = chosen
         self.text = text if text is not None else f"Hello from {self.name}"
         self.strict = bool(strict)
+        self.prefill = style == "anthropic" if prefill is None else bool(prefill)
         self.errors: list[BaseException] = []
         self._dialect = STYLES[style]
         self._api_key = api_key

@@ -198,6 +198,7 @@ class Codec(abc.ABC):
     name: str = ""
     ops: frozenset[str] = OPS
     default_base_url: str | None = None  # used when a Target's base_url is ""
+    prefill: bool = False  # the vendor continues a trailing assistant message (models may override)
 
     def base_url(self, target: Target) -> str:
         url = target.base_url or self.default_base_url

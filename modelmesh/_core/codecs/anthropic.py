@@ -111,6 +111,7 @@ def _bad(message: str) -> CodecError:
 
 class AnthropicCodec(Codec):
     name = "anthropic"
+    prefill = True  # Messages API: a final assistant turn is continued, not answered
     default_base_url = "https://api.anthropic.com/v1"
     ops = frozenset({"chat", "models"})  # Anthropic has no embeddings endpoint
 
