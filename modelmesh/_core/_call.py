@@ -124,6 +124,7 @@ class Call:
         self._limits: RateLimitInfo | None = None
         self._finished = False
         self._interruption: str | None = None  # what broke a stream after content, for the caller's error
+        self._clipped = False  # the attempt's timeouts were cut short by the request's deadline
 
     def __repr__(self) -> str:
         return f"Call(id={self.request_id!r}, pool={self.pool.name!r}, phase={self.phase.value})"
@@ -282,6 +283,8 @@ class Call:
         cfg = self.providers[model.provider].config
         remaining = (self.deadline - now) if self.deadline is not None else cfg.stream_total_timeout
         total = min(cfg.stream_total_timeout, remaining) if self.stream else min(cfg.timeout, remaining)
+        # a timeout cut short by the request's own deadline is the caller's, not the model's
+        self._clipped = remaining < (cfg.stream_first_chunk_timeout if self.stream else cfg.timeout)
         floor = max(remaining, 0.001)
         return Attempt(
             number=number, pool=pool.name, ref=model.ref, target=target, request=request, op=self.op, stream=self.stream,
@@ -314,6 +317,8 @@ class Call:
 
     def _on_transport_failed(self, ev: TransportFailed, now: float) -> Phase:
         info = ErrorInfo(kind=ev.kind, message=E.redact(ev.message, self.secrets), code="connect" if ev.connect else None)
+        if ev.kind is ErrorKind.TIMEOUT and (self._clipped or (self.deadline is not None and now >= self.deadline)):
+            return self._out_of_time(info, now)
         if self.phase is Phase.STREAMING:
             return self._stream_failure(info, now)
         return self._failure(info, now, None)
@@ -358,6 +363,18 @@ class Call:
                 if self._assembly.mismatch:
                     return self._unverified(now)
         return Phase.STREAMING
+
+    def _out_of_time(self, info: ErrorInfo, now: float) -> Phase:
+        """The attempt ran into the request's own deadline: the request ends, and the model,
+        which was given less than its timeout, gets no verdict."""
+        model = self._m
+        self._note_failure(model, info, now, latency=now - self._attempt_started)
+        with self.lock:
+            self.health.record(Released(pool=self.pool.name, ref=model.ref), now, self.events)
+        return self._finish_failed(E.RequestTimeoutError(
+            f"request to pool '{self.pool.name}' ran out of its time ({info.message or 'timeout'} at {model.ref}, "
+            f"after {len(self.attempts)} attempt(s))", provider=model.provider, model=model.model,
+            attempts=self.attempts), now)
 
     def _unverified(self, now: float) -> Phase:
         """A restarted answer did not begin with what the caller has: stop, honestly. The

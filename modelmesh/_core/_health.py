@@ -265,7 +265,14 @@ class Health:
                 breaker.allow(now)  # goes half-open: one trial
                 events.append(ModelRecovered(at=now, pool=pool.name, model=model.ref, how="cooldown"))
         elif breaker.state is BreakerState.HALF_OPEN and breaker.in_flight >= breaker.half_open_max:
-            return (_INF, "trial in flight")  # busy, not waiting on a time
+            # busy with a trial; a trial nobody finished (a stream left half-read) lapses after the
+            # longest an attempt may take, so it cannot hold the model's only slot for ever
+            cfg = provider.config
+            lapse = (state.trial_since or now) + max(cfg.timeout, cfg.stream_total_timeout) + cfg.connect_timeout
+            if now < lapse:
+                return (lapse, "trial in flight")
+            if events is not None:
+                breaker.release(now)
         if state.rate_reset_at is not None and state.rate_reset_at > now \
                 and (state.remaining_requests == 0 or state.remaining_tokens == 0):
             return (state.rate_reset_at, "rate limit spent")
@@ -301,6 +308,8 @@ class Health:
         state = self.model_states[(o.pool, o.ref)]
         state.breaker.on_request(now)
         state.last_used = now
+        if state.breaker.state is BreakerState.HALF_OPEN:
+            state.trial_since = now
 
     def _released(self, o: Released, now: float, events: list[MeshEvent]) -> None:
         self.model_states[(o.pool, o.ref)].breaker.release(now)

@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, Mapping
 
 from . import _errors as E
+from ._body import check_body
 from ._call import Call
 from ._capabilities import is_capability, is_under, resolve_capability
 from ._config_schema import MeshConfig, PoolConfig
@@ -151,6 +152,7 @@ class MeshCore:
     # -- routing --------------------------------------------------------------------------------
     def start(self, op: str, body: Mapping[str, Any], *, model: str, stream: bool = False,
               options: RoutingOptions | None = None, now: float) -> Call:
+        check_body(body)  # the caller's mistake ends here, before any model is asked (or blamed)
         with self.lock:
             pool = self.resolve(model, op)
         return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,

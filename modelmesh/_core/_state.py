@@ -140,6 +140,7 @@ class ModelState:
     reason: DeactivationReason | None = None     # why it is (or was last) on standby
     standby_streak: int = 0                      # standbys in a row, each soon after the one before
     last_standby: float | None = None            # when the latest standby began
+    trial_since: float | None = None             # when the current half-open trial was sent
     consecutive_failures: int = 0
     failure_streak: dict[str, int] = field(default_factory=dict)  # status (or "none") -> count
     total_requests: int = 0
@@ -166,6 +167,7 @@ class ModelState:
 
     _KINDS: ClassVar[dict[str, str]] = {
         "model": "str", "pool": "str", "standby_streak": "count", "last_standby": "time?",
+        "trial_since": "time?",
         "consecutive_failures": "count", "failure_streak": "streak", "total_requests": "count",
         "total_failures": "count", "tokens_used": "count", "cost": "amount", "quota_window": "str?",
         "period_start": "time?", "period_end": "time?", "period_requests": "count", "period_tokens": "count",

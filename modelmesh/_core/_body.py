@@ -1,0 +1,51 @@
+"""The caller's request body, checked before anything is routed.
+
+A value that cannot be sent as JSON (NaN, infinity, a set, an object, a non-string key) is
+the caller's mistake: it must end the request at once with a BadRequestError naming the
+parameter, not reach a provider, where it would surface as a transport failure and count
+against a healthy model.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from . import _errors as E
+
+__all__ = ["check_body"]
+
+_MAX_DEPTH = 64
+
+
+def check_body(body: Mapping[str, Any]) -> None:
+    """Raise BadRequestError naming the first value that is not plain, finite JSON."""
+    for key, value in body.items():
+        problem = _problem(value, 0)
+        if problem is not None:
+            where, what = problem
+            raise E.BadRequestError(f"request parameter '{key}{where}': {what}")
+
+
+def _problem(value: Any, depth: int) -> tuple[str, str] | None:
+    if depth > _MAX_DEPTH:
+        return "", f"nested deeper than {_MAX_DEPTH} levels"
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ("", f"must be a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return "", f"keys must be strings, got {type(k).__name__} {k!r}"
+            inner = _problem(v, depth + 1)
+            if inner is not None:
+                return f".{k}{inner[0]}", inner[1]
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            inner = _problem(v, depth + 1)
+            if inner is not None:
+                return f"[{i}]{inner[0]}", inner[1]
+        return None
+    return "", f"is not a JSON value ({type(value).__name__})"
