@@ -342,8 +342,9 @@ class Call:
 
     def _on_cancel(self, ev: Cancelled, now: float) -> Phase:
         if self.phase in (Phase.SENDING, Phase.STREAMING):
-            with self.lock:  # no verdict on the model
-                self.health.record(Released(pool=self.pool.name, ref=self._ref), now, self.events)
+            # no verdict on the model; handed over without the lock, since a cancel may come from
+            # a garbage-collected stream while this very thread holds the lock
+            self.health.defer(Released(pool=self.pool.name, ref=self._ref))
         self._queue.clear()
         self._final = Failed(error=E.ModelMeshError("request cancelled by the caller", attempts=self.attempts))
         return Phase.DONE

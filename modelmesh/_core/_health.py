@@ -24,6 +24,7 @@ microseconds whatever the size of a response (parsing happens in the call, outsi
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -135,6 +136,9 @@ class Health:
         self.pools: dict[str, Pool] = {}
         self._discovery = discovery
         # outcome type -> its handler; each handler takes its own outcome type
+        # releases handed over without the lock (a stream finalised by the garbage collector
+        # may run while its own thread holds the lock): applied at the next door, under it
+        self._deferred: deque[Released] = deque()
         self._record: dict[type, Callable[[Any, float, list[MeshEvent]], Consequence | None]] = {
             Sent: self._sent, Served: self._served, Faulted: self._faulted, Released: self._released,
             Probed: self._probed, ModelByHand: self._model_by_hand, ProviderByHand: self._provider_by_hand,
@@ -151,6 +155,19 @@ class Health:
                                     half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
             self.model_states.setdefault((pool.name, model.ref), state)
 
+    def defer(self, outcome: Released) -> None:
+        """Hand over a release without taking the lock (deque.append is atomic)."""
+        self._deferred.append(outcome)
+
+    def settle(self, now: float) -> None:
+        """Apply the releases handed over without the lock (they happened; this only records
+        them). Every door that reads or changes health does this first, under the lock."""
+        self._drain(now)
+
+    def _drain(self, now: float) -> None:
+        while self._deferred:
+            self._released(self._deferred.popleft(), now, [])
+
     def state(self, pool: str, ref: str) -> ModelState:
         return self.model_states[(pool, ref)]
 
@@ -159,6 +176,8 @@ class Health:
                   restrict: frozenset[str] | None = None) -> tuple[list[Candidate], float | None]:
         """Members that can take a request now, as selection snapshots, and the earliest time
         a blocked one frees up. `events=None` asks without moving anything (for `view`)."""
+        if events is not None:
+            self._drain(now)
         out: list[Candidate] = []
         earliest: float | None = None
         for index, model in enumerate(pool.members):
@@ -298,6 +317,7 @@ class Health:
     # -- door 2: record ---------------------------------------------------------------------------
     def record(self, outcome: Any, now: float, events: list[MeshEvent]) -> Consequence | None:
         """Apply one outcome. For `Faulted`, returns the consequence the request acts on."""
+        self._drain(now)
         try:
             handler = self._record[type(outcome)]
         except KeyError:
@@ -470,6 +490,7 @@ class Health:
     def due_probes(self, now: float, models: Mapping[str, ModelInfo]) -> list[Probe]:
         """Health checks recovery wants now, each marked as sent: providers down until a probe,
         and standby models whose pool's recovery policy asks for a probe."""
+        self._drain(now)
         probes: list[Probe] = []
         interval = self._discovery.health_interval
         for pid, provider in self.providers.items():
@@ -502,7 +523,8 @@ class Health:
 
     # -- door 3: view --------------------------------------------------------------------------
     def view(self, now: float) -> dict[str, Any]:
-        """Every provider and pool member as `available` would find them now; changes nothing."""
+        """Every provider and pool member as `available` would find them now; changes nothing
+        (call `settle` first, under the lock, for releases not yet recorded)."""
         providers = {}
         for pid, provider in self.providers.items():
             ps = self.provider_states[pid]

@@ -164,6 +164,7 @@ class MeshCore:
         options = options or RoutingOptions()
         with self.lock:
             pool = self.resolve(capability)
+            self.health.settle(now)
             cands, earliest = self.health.available(pool, now, None)
             ctx = pool.context(now, self.rng, options)
             ranked = pool.strategy.preview(cands, ctx) if cands else []
@@ -209,6 +210,7 @@ class MeshCore:
     def snapshot(self, now: float) -> dict[str, Any]:
         """Every provider and pool member as the mesh sees them now (a pure read)."""
         with self.lock:
+            self.health.settle(now)
             return self.health.view(now)
 
     # -- probes -------------------------------------------------------------------------------------
