@@ -171,7 +171,7 @@ def test_configured_policies_deactivate_and_recover_a_model_over_http():
             "pools": {"chat": {"models": ["a/gpt-x", "b/gpt-y"], "strategy": "priority", "rotation": {
                 "selection": {"model_priority": ["a/gpt-x", "b/gpt-y"]},
                 "deactivation": {"policies": ["policy_helpers:after_two_requests"]},
-                "recovery": {"cooldown": "60s", "policies": ["policy_helpers:back_in_ten"]}}}}}
+                "recovery": {"cooldown": "60s", "probe_interval": None, "policies": ["policy_helpers:back_in_ten"]}}}}}
         clock = FakeClock()
         events = []
         with modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, on_event=events.append) as client:

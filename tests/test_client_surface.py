@@ -244,7 +244,7 @@ def test_events_of_a_standby_and_a_recovery(ups):
     a, _, _ = ups
     client, clock, events = make(ups, pool_extra={"rotation": {"selection": {"model_priority": ORDER},
                                                                "deactivation": {"retry_limit": 1},
-                                                               "recovery": {"cooldown": "20s",
+                                                               "recovery": {"cooldown": "20s", "probe_interval": None,
                                                                             "initial_cooldown": "20s"}}})
     a.script(Error(500))
     with client:

@@ -217,9 +217,10 @@ def test_a_failed_model_probe_keeps_it_down_and_the_next_waits_an_interval(ups):
     assert sum(1 for r in a.requests if r.json and r.json.get("max_tokens") == 1) == 2
 
 
-def test_without_a_probe_interval_a_standby_model_is_never_probed(ups):
+def test_with_probes_switched_off_a_standby_model_is_never_probed(ups):
     a, _ = ups
-    client, clock, _ = make(ups, {"p1": pool(deactivation={"retry_limit": 1}, recovery={"cooldown": "1h"})})
+    client, clock, _ = make(ups, {"p1": pool(deactivation={"retry_limit": 1},
+                                             recovery={"cooldown": "1h", "probe_interval": None})})
     a.script(Error(500))
     with client:
         ask(client)
@@ -277,3 +278,18 @@ def test_after_four_failed_probes_a_passing_probe_brings_the_provider_back_for_g
     downs = [e for e in events if e.type == "provider_deactivated"]
     ups_ = [e for e in events if e.type == "provider_recovered"]
     assert [e.reason for e in downs] == ["auth_failure"] and [e.how for e in ups_] == ["probe"]
+
+
+def test_by_default_a_standby_model_is_probed_back_within_ten_seconds(ups):
+    a, b = ups
+    client, clock, events = make(ups, {"p1": pool(deactivation={"retry_limit": 1}, recovery={"cooldown": "1h",
+                                                                                               "initial_cooldown": "1h"})})
+    a.script(Error(500))
+    with client:
+        assert ask(client).mesh.provider == "b"
+        clock.advance(9)
+        assert client.run_probes() == 0
+        clock.advance(1)
+        assert client.run_probes() == 1  # the fake answers the ping: back, long before its hour is up
+        assert ask(client).mesh.provider == "a"
+    assert [e.how for e in events if e.type == "model_recovered"] == ["probe"]

@@ -237,7 +237,7 @@ class RecoveryConfig:
     initial_cooldown: float = 5.0             # doubles for a model that fails again soon after coming back
     retry_after_cap: float = 300.0            # longest standby an upstream's Retry-After or reset may set
     probe_on_start: bool = False
-    probe_interval: float | None = None
+    probe_interval: float | None = 10.0       # standby models are probed back this often; null: never
     on_quota_reset: bool = False
     quota_reset_schedule: str | None = None   # daily_utc | daily | monthly
     half_open_max: int = 1
