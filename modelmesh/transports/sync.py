@@ -253,6 +253,10 @@ class StreamHandle:
         self._iter: Iterator[bytes] | None = None
         self._started = 0.0
         self._total = 0.0
+        self._idle = 0.0
+        self._first = True
+        self._gap_by_socket = False
+        self._last_data = 0.0
         self._done = False
         self._gen = self._run()
 
@@ -287,6 +291,8 @@ class StreamHandle:
                         self._iter = self._response.iter_content(chunk_size=None)
                         self._started = t.clock()
                         self._total = action.total_timeout
+                        self._idle = action.idle_timeout
+                        self._first = True
                     t._feed(call, event)
                 elif isinstance(action, Wait):
                     t.sleep(action.seconds)
@@ -314,4 +320,34 @@ class StreamHandle:
             return _translate(exc)
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # a stream cut below requests' wrappers
             return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream broken ({type(exc).__name__})")
+        if self._first:
+            # the response and its first chunk were bounded by first_chunk_timeout (the read
+            # timeout the stream was opened with); every later read waits up to idle_timeout
+            self._first = False
+            self._gap_by_socket = _set_read_timeout(self._response, self._idle)
+        elif not self._gap_by_socket and time.monotonic() - self._last_data > self._idle:
+            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream idle for more than {self._idle:g}s")
+        self._last_data = time.monotonic()
         return DataReceived(data=data)
+
+
+def _set_read_timeout(response: requests.Response | None, seconds: float) -> bool:
+    """Change the read timeout of an open streamed response; False if it cannot be done.
+
+    requests streams through urllib3 2.x with `preload_content=False`, so the response keeps
+    its connection (`HTTPResponse.connection`) and that connection's socket is the one every
+    later read blocks on; a socket's timeout applies to each `recv` from the moment it is set.
+    A timed-out read surfaces as urllib3's ReadTimeoutError, which requests wraps and
+    `_translate` maps to a TIMEOUT. When the socket is not reachable (another adapter, a
+    future urllib3), the caller falls back to measuring the gap once the read returns.
+    """
+    raw = getattr(response, "raw", None)
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    settimeout = getattr(sock, "settimeout", None)
+    if settimeout is None:
+        return False
+    try:
+        settimeout(seconds)
+    except OSError:
+        return False
+    return True
