@@ -43,7 +43,10 @@ class MeshClient:
         strategies: Mapping[str, Callable] | None = None,
         environ: Mapping[str, str] | None = None,
         policies: Mapping[str, PolicySet] | None = None,
+        probe_check_interval: float = 1.0,
     ) -> None:
+        """`probe_check_interval` is how often, in real seconds, the background probe thread
+        (started by the first request, stopped by `close()`) looks for due recovery probes."""
         from ._build import build
         from .transports.sync import SyncTransport
 
@@ -57,7 +60,7 @@ class MeshClient:
         if on_event:
             self._listeners.append(on_event)
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
-                                       on_event=self._dispatch)
+                                       on_event=self._dispatch, probe_check_interval=probe_check_interval)
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
         self.models = _Models(self)
@@ -112,6 +115,8 @@ class MeshClient:
             self._dispatch(ev)
 
     def run_probes(self) -> int:
+        """Send the due recovery probes now, in this thread; returns how many were sent. The
+        background probe thread does this every `probe_check_interval`; requests never do."""
         return self.transport.run_probes()
 
     # -- requests ----------------------------------------------------------------------------------

@@ -284,6 +284,7 @@ def test_provider_keys_and_defaults() -> None:
     p = parse_config(data).providers["openai"]
     assert not p.enabled and p.timeout == 45.0 and p.max_retries == 2
     assert p.connect_timeout == 10.0 and p.stream_total_timeout == 300.0
+    assert p.stream_first_chunk_timeout == 60.0 and p.stream_idle_timeout == 30.0
     assert (p.budget.daily_limit, p.budget.monthly_limit) == (5.0, 100.5)
     assert p.quota_reset_schedule == "monthly" and p.quota_query_current
     assert p.non_retryable_codes == (400, 401, 403, 404)
@@ -294,6 +295,16 @@ def test_provider_keys_and_defaults() -> None:
     assert (p.rate_limits.rpm, p.rate_limits.tpm) == (500, 30000)
     assert p.options["nested"]["a"] == (1, 2)
     assert isinstance(p.options, FrozenMap)
+
+
+def test_stream_idle_timeout_is_a_provider_duration_apart_from_the_first_chunk() -> None:
+    def provider(**cfg):
+        return {"providers": {"p": {"connector": "openai", "config": cfg}}}
+
+    p = parse_config(provider(stream_first_chunk_timeout="90s", stream_idle_timeout="500ms")).providers["p"]
+    assert (p.stream_first_chunk_timeout, p.stream_idle_timeout) == (90.0, 0.5)
+    with pytest.raises(ConfigurationError, match="stream_idle_timeout"):
+        parse_config(provider(stream_idle_timeout="0s"))
 
 
 def test_execution_group_is_an_alternative_spelling() -> None:

@@ -1,16 +1,22 @@
 """Health probes end to end: provider auth failure and recovery, standby models probed back.
 
-The shell (`client.run_probes()`, also run at the start of a request at most once per
-simulated second) asks the core for `due_probes(now)`, sends each over HTTP to a fake
-upstream and feeds `probe_result`. Provider probes are GET {base_url}/models; model probes
-are a one-token "ping" to the model. Time is a FakeClock: no test waits.
+The shell (`client.run_probes()`, which the client's background probe thread calls every
+`probe_check_interval` real seconds; requests never do) asks the core for `due_probes(now)`,
+sends each over HTTP to a fake upstream and feeds `probe_result`. Provider probes are GET
+{base_url}/models; model probes are a one-token "ping" to the model. Time is a FakeClock:
+no test waits for a cooldown. `make` gives the probe thread an hour-long interval, so the
+tests driving `run_probes()` by hand are not raced by it; the tests of the thread itself
+give it a short real interval and wait on an event it causes.
 """
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 
 import modelmesh
-from modelmesh.testing import Error, FakeClock, FakeUpstream
+from modelmesh.testing import Error, FakeClock, FakeUpstream, Reply
 
 from core_helpers import MECHANICS
 
@@ -36,15 +42,23 @@ def ups():
         yield a, b
 
 
-def make(ups, pools=None, **top):
+def make(ups, pools=None, *, probe_check_interval=3600.0, **top):
     a, b = ups
     clock = FakeClock()
     events = []
     # scripts say what the request and then each probe get: no same-model retry in between
     config = {"providers": {"a": prov(a.url, "m1"), "b": prov(b.url, "m2")}, "pools": pools or {"p1": pool()},
               "routing": MECHANICS, **top}
-    client = modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, on_event=events.append)
+    client = modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, on_event=events.append,
+                                  probe_check_interval=probe_check_interval)
     return client, clock, events
+
+
+def signal_on(client, event_type):
+    """A threading.Event set when the client emits an event of `event_type`."""
+    seen = threading.Event()
+    client.subscribe(lambda ev: seen.set() if ev.type == event_type else None)
+    return seen
 
 
 def ask(client, model="p1"):
@@ -124,7 +138,7 @@ def test_provider_probes_respect_the_discovery_health_interval(ups):
         assert client.run_probes() == 1
         clock.advance(44)
         assert client.run_probes() == 0  # no second probe before the interval
-        assert ask(client).mesh.provider == "b"  # requests start probes too: still none due
+        assert ask(client).mesh.provider == "b"  # a request sends no probe
         assert probe_paths(a) == ["/v1/models"]
         clock.advance(1)
         assert client.run_probes() == 1
@@ -134,17 +148,86 @@ def test_provider_probes_respect_the_discovery_health_interval(ups):
         assert client.status()["providers"]["a"]["up"] is True
 
 
-def test_requests_run_due_probes_before_routing(ups):
+def test_a_request_never_sends_a_due_probe(ups):
     a, b = ups
-    client, clock, _ = make(ups)
+    client, clock, _ = make(ups)  # the probe thread's interval is an hour: it does not run here
     a.script(Error(401))
     with client:
         assert ask(client).mesh.provider == "b"
-        clock.advance(2)  # past the shell's one-second probe check
-        r = ask(client)
-    assert r.mesh.provider == "a"
+        clock.advance(120)  # a's probe is long due
+        assert ask(client).mesh.provider == "b"
+        assert probe_paths(a) == []
+        assert client.run_probes() == 1
+        assert ask(client).mesh.provider == "a"
     assert [(q.method, q.path) for q in a.requests] == [
         ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
+
+
+def test_the_probe_thread_sends_due_probes_by_itself(ups):
+    a, b = ups
+    client, clock, _ = make(ups, probe_check_interval=0.02)
+    recovered = signal_on(client, "provider_recovered")
+    a.script(Error(401))
+    with client:
+        assert ask(client).mesh.provider == "b"  # the first request starts the probe thread
+        assert recovered.wait(5), "the probe thread did not bring the provider back"
+        assert ask(client).mesh.provider == "a"
+    assert [(q.method, q.path) for q in a.requests] == [
+        ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
+
+
+def test_the_probe_thread_reads_due_times_from_the_clients_clock(ups):
+    a, b = ups
+    client, clock, events = make(ups, standby_pool(), probe_check_interval=0.02)
+    recovered = signal_on(client, "model_recovered")
+    a.script(Error(500))
+    with client:
+        assert ask(client).mesh.provider == "b"
+        assert not recovered.wait(0.1)  # rounds pass, but no fake time: the probe is not due
+        assert probe_paths(a) == [] and len(a.requests) == 1
+        clock.advance(30)
+        assert recovered.wait(5), "the probe thread did not probe the standby model"
+        assert ask(client).mesh.provider == "a"
+    assert [(e.model, e.how) for e in events if e.type == "model_recovered"] == [("a/m1", "probe")]
+
+
+def test_a_request_does_not_wait_for_a_hanging_probe(ups):
+    a, b = ups
+    client, clock, _ = make(ups, probe_check_interval=0.02)
+    probing = threading.Event()
+
+    def hang(req):  # the probe reaches the fake, which holds it for far longer than the request may take
+        probing.set()
+        return Reply(delay=30)
+
+    a.script(Error(401), hang)
+    with client:
+        assert ask(client).mesh.provider == "b"
+        assert probing.wait(5), "the probe thread sent no probe"
+        started = time.perf_counter()
+        assert ask(client).mesh.provider == "b"
+        assert time.perf_counter() - started < 1.0
+        prober = client.transport._prober
+        a.close()  # cut the hanging probe, so that close() joins the probe thread at once
+    assert prober is not None and not prober.is_alive()
+
+
+def test_close_stops_the_probe_thread_and_it_never_restarts(ups):
+    client, _, _ = make(ups, probe_check_interval=0.02)
+    with client:
+        ask(client)
+        prober = client.transport._prober
+        assert prober is not None and prober.is_alive() and prober.daemon
+    assert not prober.is_alive()
+    ask(client)  # a request after close() starts no thread
+    assert client.transport._prober is None
+
+
+def test_a_client_never_used_starts_no_thread(ups):
+    before = set(threading.enumerate())
+    client, _, _ = make(ups)
+    assert set(threading.enumerate()) - before == set()
+    client.close()
 
 
 def test_provider_recovery_by_probe_is_announced_and_clears_the_reason(ups):
@@ -293,3 +376,33 @@ def test_by_default_a_standby_model_is_probed_back_within_ten_seconds(ups):
         assert client.run_probes() == 1  # the fake answers the ping: back, long before its hour is up
         assert ask(client).mesh.provider == "a"
     assert [e.how for e in events if e.type == "model_recovered"] == ["probe"]
+
+
+_NEVER_CLOSED = """
+import threading
+import modelmesh
+from modelmesh.testing import Error, FakeUpstream, Reply
+
+a, b = FakeUpstream("openai", name="a", models=["m1"]), FakeUpstream("openai", name="b", models=["m2"])
+probing = threading.Event()
+a.script(Error(401), lambda req: probing.set() or Reply(delay=30))
+prov = lambda up, m: {"connector": "openai", "config": {"base_url": up.url, "auth": {"api_key": "k"},
+                      "models": [{"id": m, "capabilities": ["chat-completion"]}]}}
+client = modelmesh.MeshClient({"providers": {"a": prov(a, "m1"), "b": prov(b, "m2")},
+                               "pools": {"p": {"models": ["a/m1", "b/m2"], "strategy": "priority"}}},
+                              environ={}, probe_check_interval=0.01)
+client.chat.completions.create(model="p", messages=[{"role": "user", "content": "hi"}])
+assert probing.wait(5)
+print("exiting with a probe in flight")
+"""
+
+
+def test_a_client_never_closed_does_not_hold_up_interpreter_exit():
+    import subprocess
+    import sys
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _NEVER_CLOSED], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert "probe in flight" in done.stdout
+    assert time.perf_counter() - started < 8  # the probe's own timeout is 10s, the fake holds it 30s

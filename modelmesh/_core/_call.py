@@ -289,7 +289,8 @@ class Call:
         return Attempt(
             number=number, pool=pool.name, ref=model.ref, target=target, request=request, op=self.op, stream=self.stream,
             connect_timeout=min(cfg.connect_timeout, floor), read_timeout=min(cfg.timeout, floor),
-            first_chunk_timeout=min(cfg.stream_first_chunk_timeout, floor), total_timeout=max(total, 0.001),
+            first_chunk_timeout=min(cfg.stream_first_chunk_timeout, floor),
+            idle_timeout=min(cfg.stream_idle_timeout, floor), total_timeout=max(total, 0.001),
         )
 
     def _body_for_attempt(self, model: ModelInfo) -> dict[str, Any]:

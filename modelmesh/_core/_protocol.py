@@ -76,7 +76,8 @@ class Attempt:
     stream: bool
     connect_timeout: float
     read_timeout: float
-    first_chunk_timeout: float
+    first_chunk_timeout: float  # a stream: the response and its first chunk
+    idle_timeout: float         # a stream: each gap between chunks after the first
     total_timeout: float
 
 

@@ -8,9 +8,21 @@ large response or a slow upstream never holds up another thread. A call's events
 its own: after each step they are handed to `on_event`, with no lock held.
 Exceptions of requests/urllib3 are translated here, at the boundary, into the core's
 `TransportFailed` input; nothing foreign escapes to the caller.
+
+Recovery probes never run in a caller's request. A daemon thread, started on the first
+request (`start`) and stopped and joined by `close`, wakes every `probe_check_interval`
+real seconds, asks the core which probes are due by the shell's clock and sends them, up
+to `_PROBE_WORKERS` at a time, each bounded by its own timeout. It starts lazily rather
+than at construction so that a client built before a pre-forking server forks (gunicorn
+`--preload`) gets its thread in each worker: threads do not survive a fork, and the first
+request in the child finds the thread dead and starts another. Probe workers are daemon
+threads too, and joined by the round that started them, so a client that is never closed
+holds up no interpreter exit, and one that is closed leaves no thread behind.
 """
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any, Callable, Generator, Iterator
 
@@ -27,6 +39,9 @@ from .._core._protocol import (
 from .._core._types import ErrorKind
 
 __all__ = ["SyncTransport", "StreamHandle"]
+
+_PROBE_WORKERS = 4  # probes of different targets sent at once by one round
+_log = logging.getLogger("modelmesh")
 
 
 def _translate(exc: Exception) -> TransportFailed:
@@ -68,10 +83,24 @@ class SyncTransport:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         self.session = session
-        self._probe_every = probe_check_interval
-        self._next_probe_check = 0.0
+        if isinstance(probe_check_interval, bool) or not isinstance(probe_check_interval, (int, float)) \
+                or not 0 < probe_check_interval < float("inf"):
+            raise ValueError(f"probe_check_interval must be a positive number of seconds, got {probe_check_interval!r}")
+        self._probe_every = float(probe_check_interval)
+        self._prober: threading.Thread | None = None
+        self._prober_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closed = False
 
     def close(self) -> None:
+        """Stop the probe thread, wait for the probes in flight (each bounded by its own
+        timeout) and close the connection pool; idempotent."""
+        with self._prober_lock:
+            self._closed = True
+            prober, self._prober = self._prober, None
+        self._stop.set()
+        if prober is not None and prober is not threading.current_thread():
+            prober.join()
         self.session.close()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -95,7 +124,7 @@ class SyncTransport:
         self._feed(call, Cancelled())
 
     def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
-        self.maybe_probe()
+        self._ensure_prober()
         return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
 
     # -- non-streaming ----------------------------------------------------------------------
@@ -150,20 +179,58 @@ class SyncTransport:
         return r, StreamOpened(headers=r.headers)
 
     # -- probes ------------------------------------------------------------------------------
-    def maybe_probe(self) -> None:
-        now = self.clock()
-        if now < self._next_probe_check:
+    def _ensure_prober(self) -> None:
+        prober = self._prober
+        if prober is not None and prober.is_alive():
             return
-        self._next_probe_check = now + self._probe_every
-        self.run_probes()
+        with self._prober_lock:
+            if self._closed or (self._prober is not None and self._prober.is_alive()):
+                return
+            self._stop = threading.Event()  # fresh: one a forked child inherited may hold stale waiters
+            self._prober = threading.Thread(target=self._probe_loop, args=(self._stop,),
+                                            name="modelmesh-probes", daemon=True)
+            self._prober.start()
+
+    def _probe_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self._probe_every):
+            try:
+                self.run_probes()
+            except Exception:  # a bug here must not end recovery for the life of the client
+                _log.exception("modelmesh: a round of recovery probes failed")
 
     def run_probes(self) -> int:
-        """Send every probe recovery asks for now; returns how many were sent."""
+        """Send every probe recovery asks for now and record the outcomes; returns how many
+        were sent. The probe thread calls this; so may a user or a test, from any thread."""
         probes = self.core.due_probes(self.clock())
-        for probe in probes:
+        if len(probes) <= 1:
+            for probe in probes:
+                self._probe_and_record(probe)
+            return len(probes)
+        pending = iter(probes)
+        take = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with take:
+                    probe = next(pending, None)
+                if probe is None:
+                    return
+                self._probe_and_record(probe)
+
+        workers = [threading.Thread(target=worker, name="modelmesh-probe", daemon=True)
+                   for _ in range(min(_PROBE_WORKERS, len(probes)))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return len(probes)
+
+    def _probe_and_record(self, probe: Probe) -> None:
+        try:
             ok, latency = self._probe(probe)
             self._emit(self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency))
-        return len(probes)
+        except Exception:
+            _log.exception("modelmesh: probe %s failed unexpectedly", probe.key)
 
     def _probe(self, probe: Probe) -> tuple[bool, float | None]:
         req = probe.request
@@ -186,6 +253,10 @@ class StreamHandle:
         self._iter: Iterator[bytes] | None = None
         self._started = 0.0
         self._total = 0.0
+        self._idle = 0.0
+        self._first = True
+        self._gap_by_socket = False
+        self._last_data = 0.0
         self._done = False
         self._gen = self._run()
 
@@ -220,6 +291,8 @@ class StreamHandle:
                         self._iter = self._response.iter_content(chunk_size=None)
                         self._started = t.clock()
                         self._total = action.total_timeout
+                        self._idle = action.idle_timeout
+                        self._first = True
                     t._feed(call, event)
                 elif isinstance(action, Wait):
                     t.sleep(action.seconds)
@@ -247,4 +320,34 @@ class StreamHandle:
             return _translate(exc)
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # a stream cut below requests' wrappers
             return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream broken ({type(exc).__name__})")
+        if self._first:
+            # the response and its first chunk were bounded by first_chunk_timeout (the read
+            # timeout the stream was opened with); every later read waits up to idle_timeout
+            self._first = False
+            self._gap_by_socket = _set_read_timeout(self._response, self._idle)
+        elif not self._gap_by_socket and time.monotonic() - self._last_data > self._idle:
+            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream idle for more than {self._idle:g}s")
+        self._last_data = time.monotonic()
         return DataReceived(data=data)
+
+
+def _set_read_timeout(response: requests.Response | None, seconds: float) -> bool:
+    """Change the read timeout of an open streamed response; False if it cannot be done.
+
+    requests streams through urllib3 2.x with `preload_content=False`, so the response keeps
+    its connection (`HTTPResponse.connection`) and that connection's socket is the one every
+    later read blocks on; a socket's timeout applies to each `recv` from the moment it is set.
+    A timed-out read surfaces as urllib3's ReadTimeoutError, which requests wraps and
+    `_translate` maps to a TIMEOUT. When the socket is not reachable (another adapter, a
+    future urllib3), the caller falls back to measuring the gap once the read returns.
+    """
+    raw = getattr(response, "raw", None)
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    settimeout = getattr(sock, "settimeout", None)
+    if settimeout is None:
+        return False
+    try:
+        settimeout(seconds)
+    except OSError:
+        return False
+    return True
