@@ -56,6 +56,7 @@ MSG = [{"role": "user", "content": "hi"}]
 
 def _prov(url, model):
     return {"connector": "openai", "config": {"base_url": url, "auth": {"api_key": KEY}, "timeout": "30s",
+                                              "max_response_size": 100 * 1024 * 1024,  # above the 32 MiB default
                                               "stream_first_chunk_timeout": "30s",
                                               "models": [{"id": model, "capabilities": ["chat-completion"]}]}}
 

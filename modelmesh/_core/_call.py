@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -291,6 +292,7 @@ class Call:
             connect_timeout=min(cfg.connect_timeout, floor), read_timeout=min(cfg.timeout, floor),
             first_chunk_timeout=min(cfg.stream_first_chunk_timeout, floor),
             idle_timeout=min(cfg.stream_idle_timeout, floor), total_timeout=max(total, 0.001),
+            max_bytes=cfg.max_response_size,
         )
 
     def _body_for_attempt(self, model: ModelInfo) -> dict[str, Any]:
@@ -305,6 +307,8 @@ class Call:
     def _on_response(self, ev: ResponseReceived, now: float) -> Phase:
         limits = parse_rate_limit_headers(ev.headers, now) if ev.headers else None
         codec = self.providers[self._m.provider].codec
+        if 300 <= ev.status < 400:
+            return self._failure(_redirect(self._m.provider, ev), now, limits)
         if not 200 <= ev.status < 300:
             return self._failure(codec.classify_error(ev.status, ev.headers, ev.body, now=now, secrets=self.secrets),
                                  now, limits)
@@ -597,3 +601,12 @@ class _Pick:
     def __init__(self, ref: str, score: float, fallback: tuple[str, ...]) -> None:
         self.ref, self.score, self.fallback = ref, score, fallback
 
+
+
+def _redirect(provider: str, ev: ResponseReceived) -> ErrorInfo:
+    """A 3xx to an API call: never followed (the credentials would go with it)."""
+    location = next((v for k, v in ev.headers.items() if k.lower() == "location"), "")
+    host = urlsplit(location).netloc or location[:80] or "nowhere"
+    return ErrorInfo(kind=ErrorKind.MISCONFIGURED, status=ev.status,
+                     message=f"provider '{provider}' redirected to {host}; API calls never follow redirects "
+                             "(check its base_url)")

@@ -51,7 +51,8 @@ _SECRET_KEYS = ("store", "connector", "path", "values", "resolution", "cache_ena
 _RESOLUTION_KEYS = ("cache_enabled", "cache_ttl", "reload_on_rotation", "fail_on_missing")
 _PROVIDER_KEYS = ("connector", "enabled", "config")
 _CONFIG_KEYS = ("base_url", "auth", "models", "timeout", "connect_timeout",
-                "stream_first_chunk_timeout", "stream_idle_timeout", "stream_total_timeout", "max_retries", "budget",
+                "stream_first_chunk_timeout", "stream_idle_timeout", "stream_total_timeout", "max_response_size",
+                "max_retries", "budget",
                 "quota", "error", "catalogue", "pricing", "infrastructure", "headers",
                 "api_version", "deployment", "rate_limits", "options", "execution")
 _MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
@@ -222,6 +223,7 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
         stream_first_chunk_timeout=c.get("stream_first_chunk_timeout",
                                          base.stream_first_chunk_timeout, as_positive_duration),
         stream_idle_timeout=c.get("stream_idle_timeout", base.stream_idle_timeout, as_positive_duration),
+        max_response_size=c.get("max_response_size", base.max_response_size, as_int(1024, 2**40)),
         stream_total_timeout=c.get("stream_total_timeout", base.stream_total_timeout,
                                    as_positive_duration),
         max_retries=c.either("max_retries", ex, base.max_retries, as_int(0, 100)),

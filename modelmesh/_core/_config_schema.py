@@ -190,6 +190,7 @@ class ProviderConfig:
     timeout: float = 30.0
     connect_timeout: float = 10.0
     stream_first_chunk_timeout: float = 60.0
+    max_response_size: int = 32 * 1024 * 1024  # bytes, decompressed, of one answer or one whole stream
     stream_idle_timeout: float = 30.0  # a stream's gaps between chunks, once the first has come
     stream_total_timeout: float = 300.0
     max_retries: int = 0

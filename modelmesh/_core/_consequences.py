@@ -99,6 +99,10 @@ CONSEQUENCES: dict[ErrorKind, Consequence] = {
     _K.CONTEXT_LENGTH:   _row(_S.NONE, False, _B.NONE, False, _X.EXCLUDE, E.ContextLengthError),
     _K.CONTENT_FILTERED: _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.ContentFilteredError),
     _K.BAD_REQUEST:      _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.BadRequestError),
+    # a redirect (API calls never follow one) or a key the transport cannot send: the provider's
+    # configuration is wrong, so every model of it waits for a probe or a person
+    _K.MISCONFIGURED:    _row(_S.PROVIDER, True, _B.UNTIL_PROBE, False, _X.ROTATE, E.ProviderError,
+                              _R.MISCONFIGURED),
 }
 # a connection the provider's host refused: the provider is down, not one model
 REFUSED = _row(_S.PROVIDER, True, _B.COOLDOWN, True, _X.ROTATE, E.ProviderError, _R.PROVIDER_OUTAGE, "on_api_outage")

@@ -78,7 +78,8 @@ class Attempt:
     read_timeout: float
     first_chunk_timeout: float  # a stream: the response and its first chunk
     idle_timeout: float         # a stream: each gap between chunks after the first
-    total_timeout: float
+    total_timeout: float        # the whole attempt, body included
+    max_bytes: int              # the most a response may hold (decompressed); more is a malformed answer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +143,8 @@ class StreamEnded:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportFailed:
-    kind: ErrorKind  # TIMEOUT or CONNECTION
+    kind: ErrorKind  # TIMEOUT, CONNECTION; MALFORMED (the answer was too large to take);
+    #                  MISCONFIGURED (the request could not be sent as configured)
     message: str = ""
     connect: bool = False  # the connection itself could not be made
 

@@ -44,7 +44,8 @@ class ErrorKind(enum.Enum):
     CONTEXT_LENGTH = "context_length"      # prompt too long: go to a model with a larger window
     CONTENT_FILTERED = "content_filtered"  # safety refusal: try another model, no penalty
     BAD_REQUEST = "bad_request"            # caller's fault: fail fast, no penalty
-    MALFORMED = "malformed"                # 2xx with a body we cannot parse: provider fault
+    MALFORMED = "malformed"                # 2xx with a body we cannot parse (or too large): provider fault
+    MISCONFIGURED = "misconfigured"        # a redirect, a key that cannot be sent: fix the provider's config
 
 
 class DeactivationReason(enum.Enum):
@@ -60,6 +61,7 @@ class DeactivationReason(enum.Enum):
     PROVIDER_OUTAGE = "provider_outage"
     MODEL_NOT_FOUND = "model_not_found"
     RATE_LIMITED = "rate_limited"
+    MISCONFIGURED = "misconfigured"
     MANUAL = "manual"
 
 

@@ -50,6 +50,11 @@ def _translate(exc: Exception) -> TransportFailed:
         return TransportFailed(kind=ErrorKind.TIMEOUT, message="connect timeout", connect=True)
     if isinstance(exc, (requests.ReadTimeout, requests.Timeout)):
         return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
+    if isinstance(exc, requests.exceptions.InvalidJSONError):
+        return TransportFailed(kind=ErrorKind.BAD_REQUEST, message="the request body is not valid JSON")
+    if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
+                        requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
+        return _unsendable(exc)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return TransportFailed(kind=ErrorKind.CONNECTION, message="stream cut by the upstream (incomplete chunked body)")
     if isinstance(exc, requests.ConnectionError):
@@ -59,6 +64,43 @@ def _translate(exc: Exception) -> TransportFailed:
             return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
         return TransportFailed(kind=ErrorKind.CONNECTION, message="connection refused" if connect else "connection failed", connect=connect)
     return TransportFailed(kind=ErrorKind.CONNECTION, message=type(exc).__name__)
+
+
+_PIECE = 64 * 1024
+_ERROR_BODY_CAP = 1024 * 1024  # an error answer says what it has to say in far less
+
+
+def _read_capped(r: requests.Response, limit: int, late: Callable[[], bool], total: float) -> bytes | TransportFailed:
+    """The body of `r`, or the TransportFailed that stopped reading it: more than `limit`
+    bytes once decompressed (a gzip bomb counts at its decompressed size), or `late()`.
+    `read1` returns whatever has arrived, so a body trickling in is checked as it comes."""
+    pieces: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            piece = r.raw.read1(_PIECE, decode_content=True)
+            if not piece:
+                break
+            size += len(piece)
+            if size > limit:
+                return TransportFailed(kind=ErrorKind.MALFORMED, message=f"response larger than {limit} bytes")
+            if late():
+                return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"response not complete within {total:g}s")
+            pieces.append(piece)
+    except urllib3.exceptions.ReadTimeoutError:
+        return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
+    except urllib3.exceptions.DecodeError:
+        return TransportFailed(kind=ErrorKind.MALFORMED, message="response body could not be decompressed")
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return TransportFailed(kind=ErrorKind.CONNECTION, message=f"body broken ({type(exc).__name__})")
+    return b"".join(pieces)
+
+
+def _unsendable(exc: Exception) -> TransportFailed:
+    # the exception's text may quote the header (the key): name only its type
+    return TransportFailed(kind=ErrorKind.MISCONFIGURED,
+                           message=f"the request could not be sent as configured ({type(exc).__name__}); "
+                                   "check the provider's key, headers and base_url")
 
 
 class SyncTransport:
@@ -150,32 +192,47 @@ class SyncTransport:
                 self._cancel(call)
 
     def _send(self, a: Attempt) -> Any:
+        """One request, its body read in pieces: no more than `a.max_bytes` (decompressed), and
+        all of it within `a.total_timeout` (a body trickling in a byte a second ends there)."""
+        started = self.clock()
+        r, failed = self._request(a, read_timeout=a.read_timeout)
+        if r is None:
+            return failed
+        try:
+            body = _read_capped(r, a.max_bytes, lambda: self.clock() - started > a.total_timeout, a.total_timeout)
+        finally:
+            r.close()
+        if isinstance(body, TransportFailed):
+            return body
+        return ResponseReceived(status=r.status_code, headers=r.headers, body=body)
+
+    def _request(self, a: Attempt, *, read_timeout: float) -> tuple[requests.Response | None, Any]:
+        """Send `a.request`, streamed, never following a redirect (the credentials would follow it)."""
         req = a.request
         try:
             r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
-                                     timeout=(a.connect_timeout, a.read_timeout))
-            return ResponseReceived(status=r.status_code, headers=r.headers, body=r.content)
+                                     timeout=(a.connect_timeout, read_timeout), stream=True, allow_redirects=False)
         except requests.RequestException as exc:
-            return _translate(exc)
+            return None, _translate(exc)
+        except (ValueError, UnicodeError) as exc:  # a header or URL http.client refuses to send
+            return None, _unsendable(exc)
+        return r, None
 
     # -- streaming --------------------------------------------------------------------------
     def stream(self, call: Call) -> StreamHandle:
         return StreamHandle(self, call)
 
     def _open(self, a: Attempt) -> tuple[requests.Response | None, Any]:
-        req = a.request
-        try:
-            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
-                                     timeout=(a.connect_timeout, a.first_chunk_timeout), stream=True)
-        except requests.RequestException as exc:
-            return None, _translate(exc)
+        r, failed = self._request(a, read_timeout=a.first_chunk_timeout)
+        if r is None:
+            return None, failed
         if r.status_code >= 300:
-            try:
-                body = r.content
-            except requests.RequestException:
-                body = b""
+            started = self.clock()
+            body = _read_capped(r, min(a.max_bytes, _ERROR_BODY_CAP),
+                                lambda: self.clock() - started > a.read_timeout, a.read_timeout)
             r.close()
-            return None, ResponseReceived(status=r.status_code, headers=r.headers, body=body)
+            return None, ResponseReceived(status=r.status_code, headers=r.headers,
+                                          body=b"" if isinstance(body, TransportFailed) else body)
         return r, StreamOpened(headers=r.headers)
 
     # -- probes ------------------------------------------------------------------------------
@@ -236,10 +293,12 @@ class SyncTransport:
         req = probe.request
         start = self.clock()
         try:
-            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json, timeout=probe.timeout)
-        except requests.RequestException:
+            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
+                                     timeout=probe.timeout, allow_redirects=False)
+            r.close()
+        except (requests.RequestException, ValueError, UnicodeError):
             return False, None
-        return r.status_code < 300, self.clock() - start
+        return 200 <= r.status_code < 300, self.clock() - start
 
 
 class StreamHandle:
@@ -254,6 +313,8 @@ class StreamHandle:
         self._started = 0.0
         self._total = 0.0
         self._idle = 0.0
+        self._max_bytes = 0
+        self._bytes = 0
         self._first = True
         self._gap_by_socket = False
         self._last_data = 0.0
@@ -292,6 +353,7 @@ class StreamHandle:
                         self._started = t.clock()
                         self._total = action.total_timeout
                         self._idle = action.idle_timeout
+                        self._max_bytes, self._bytes = action.max_bytes, 0
                         self._first = True
                     t._feed(call, event)
                 elif isinstance(action, Wait):
@@ -328,6 +390,9 @@ class StreamHandle:
         elif not self._gap_by_socket and time.monotonic() - self._last_data > self._idle:
             return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream idle for more than {self._idle:g}s")
         self._last_data = time.monotonic()
+        self._bytes += len(data)
+        if self._bytes > self._max_bytes:
+            return TransportFailed(kind=ErrorKind.MALFORMED, message=f"stream larger than {self._max_bytes} bytes")
         return DataReceived(data=data)
 
 
