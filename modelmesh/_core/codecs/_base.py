@@ -29,6 +29,7 @@ from .._errors import redact
 from .._ratelimit import parse_retry_after
 from .._sse import SSEEvent, SSEParser
 from .._types import ErrorInfo, ErrorKind, WireRequest
+from ._shape import ShapeError, check_chunk
 
 __all__ = [
     "OPS",
@@ -44,6 +45,7 @@ __all__ = [
     "kind_for_status",
     "clean_message",
     "load_json",
+    "malformed",
     "parse_data_url",
     "chunk",
     "merge_headers",
@@ -164,7 +166,7 @@ class SSEStreamDecoder(StreamDecoder):
     def _run(self, events: list[SSEEvent]) -> list[StreamItem]:
         items: list[StreamItem] = []
         for event in events:
-            for item in self._on_event(event):
+            for item in self._checked(event):
                 items.append(item)
                 if isinstance(item, dict) and any(isinstance(c, Mapping) and c.get("finish_reason")
                                                   for c in item.get("choices") or ()):
@@ -173,6 +175,19 @@ class SSEStreamDecoder(StreamDecoder):
                     self.finished = True
                     return items
         return items
+
+    def _checked(self, event: SSEEvent) -> list[StreamItem]:
+        """The items of one event, every chunk in OpenAI shape; a vendor event that is
+        not the shape its API documents ends the stream as MALFORMED."""
+        try:
+            out = self._on_event(event)
+            for item in out:
+                if isinstance(item, dict):
+                    check_chunk(item)
+        except (CodecError, ShapeError) as err:
+            info = err.info if isinstance(err, CodecError) else malformed(err).info
+            return [StreamError(info=info)]
+        return out
 
 
 class TranslatingStreamDecoder(SSEStreamDecoder):
@@ -299,14 +314,27 @@ def _body_text(body: bytes | None) -> str:
 _NO_JSON: Any = None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def load_json(body: bytes | str | None) -> Any:
-    """Decoded JSON, or None when the body is empty or not JSON."""
+    """Decoded JSON, or None when the body is empty or not JSON.
+
+    Strict JSON: Python's parser accepts `NaN` and `Infinity`, which RFC 8259 does not
+    and no vendor documents, so they make a body "not JSON"; nesting too deep for the
+    parser's recursion (a hostile or broken upstream) does too."""
     if not body:
         return _NO_JSON
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return _NO_JSON
+
+
+def malformed(problem: ShapeError | str, status: int | None = None) -> CodecError:
+    """The error for a 2xx body (or stream event) that is not the shape it should be."""
+    return CodecError.of(ErrorKind.MALFORMED, str(problem), status=status)
 
 
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*);base64,(.*)", re.DOTALL)

@@ -31,7 +31,7 @@ chunks with a final usage chunk; `event: error` (e.g. `overloaded_error`) is a S
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._ratelimit import parse_rfc3339
@@ -46,16 +46,17 @@ from ._base import (
     Target,
     TranslatingStreamDecoder,
     as_dict,
-    as_int,
     as_list,
     kind_for_status,
     load_json,
+    malformed,
     merge_headers,
     opt_str,
     parse_data_url,
     require_mapping,
     split_turns,
 )
+from ._shape import ShapeError, check_completion, check_models, count, dump_json, opt_text
 
 __all__ = ["AnthropicCodec", "UNSUPPORTED_PARAMS", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
 
@@ -137,12 +138,12 @@ class AnthropicCodec(Codec):
         data = load_json(body)
         if isinstance(data, dict) and data.get("type") == "error":
             raise CodecError(self.stream_error(data, target.secrets))
-        if op == "models":
-            return _models(target, data, status)
-        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
-            raise CodecError.of(ErrorKind.MALFORMED, "Anthropic response is not a message with a content list",
-                                status=status)
-        return _completion(target, data)
+        if not isinstance(data, dict):
+            raise malformed("Anthropic response is not a JSON object", status)
+        try:
+            return _models(target, data) if op == "models" else _completion(target, data)
+        except ShapeError as err:
+            raise malformed(f"Anthropic {op} response out of shape: {err}", status) from None
 
     def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> AnthropicStreamDecoder:
         self._check_op(op, stream=True)
@@ -345,12 +346,24 @@ def _response_format_instruction(fmt: Any) -> str | None:
 
 # -- Anthropic response -> OpenAI response ------------------------------------------------------
 
-def _usage(usage: Any, output_tokens: int | None = None) -> dict[str, Any]:
-    usage = usage if isinstance(usage, dict) else {}
-    read = as_int(usage.get("cache_read_input_tokens"))
-    written = as_int(usage.get("cache_creation_input_tokens"))
-    prompt = as_int(usage.get("input_tokens")) + read + written
-    completion = as_int(output_tokens if output_tokens is not None else usage.get("output_tokens"))
+_COUNTS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _counts(usage: Any, what: str = "usage") -> dict[str, int]:
+    """Anthropic's token counts that are present, each checked; other usage keys
+    (`service_tier`, `server_tool_use`, ...) have no OpenAI field and are left behind."""
+    if usage is None:
+        return {}
+    if not isinstance(usage, dict):
+        raise ShapeError(f"{what} is not an object")
+    return {k: count(usage[k], f"{what}.{k}") for k in _COUNTS if usage.get(k) is not None}
+
+
+def _usage(counts: dict[str, int], output_tokens: int | None = None) -> dict[str, Any]:
+    read = counts.get("cache_read_input_tokens", 0)
+    written = counts.get("cache_creation_input_tokens", 0)
+    prompt = counts.get("input_tokens", 0) + read + written
+    completion = output_tokens if output_tokens is not None else counts.get("output_tokens", 0)
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                            "total_tokens": prompt + completion}
     if read or written:
@@ -358,49 +371,76 @@ def _usage(usage: Any, output_tokens: int | None = None) -> dict[str, Any]:
     return out
 
 
+def _text(block: dict[str, Any], what: str) -> str:
+    return opt_text(block.get("text"), f"{what}.text") or ""
+
+
+def _tool_call(block: dict[str, Any], what: str) -> dict[str, Any]:
+    """A `tool_use` block's id and name as an OpenAI tool call with empty arguments."""
+    for key in ("id", "name"):
+        if not isinstance(block.get(key), str):
+            raise ShapeError(f"{what}.{key} is not a string")
+    return {"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": ""}}
+
+
 def _completion(target: Target, data: dict[str, Any]) -> dict[str, Any]:
+    blocks = data.get("content")
+    if not isinstance(blocks, list):
+        raise ShapeError("the message has no 'content' list")
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in data["content"]:
+    for i, block in enumerate(blocks):
+        what = f"content[{i}]"
         if not isinstance(block, dict):
-            continue
+            raise ShapeError(f"{what} is not an object")
         if block.get("type") == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(_text(block, what))
         elif block.get("type") == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"),
-                                       "arguments": json.dumps(as_dict(block.get("input")))}})
+            args = {} if block.get("input") is None else block["input"]
+            if not isinstance(args, dict):
+                raise ShapeError(f"{what}.input is not an object")
+            call = _tool_call(block, what)
+            call["function"]["arguments"] = dump_json(args, f"{what}.input")
+            calls.append(call)
+        # thinking, redacted_thinking and server tool blocks have no chat.completion field
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
-    reason = opt_str(data.get("stop_reason"))
-    return {
-        "id": data.get("id") or "msg", "object": "chat.completion", "created": 0,
-        "model": data.get("model") or target.model,
+    reason = opt_text(data.get("stop_reason"), "stop_reason")
+    return check_completion({
+        "id": opt_str(data.get("id")) or "msg", "object": "chat.completion", "created": 0,
+        "model": opt_str(data.get("model")) or target.model,
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": _FINISH.get(reason, "stop") if reason else None}],
-        "usage": _usage(data.get("usage")),
-    }
+        "usage": _usage(_counts(data.get("usage"))),
+    })
 
 
-def _models(target: Target, data: Any, status: int) -> dict[str, Any]:
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise CodecError.of(ErrorKind.MALFORMED, "Anthropic model list has no 'data' list", status=status)
+def _models(target: Target, data: dict[str, Any]) -> dict[str, Any]:
+    items = data.get("data")
+    if not isinstance(items, list):
+        raise ShapeError("the model list has no 'data' list")
     models = []
-    for item in data["data"]:
+    for item in items:
         if isinstance(item, dict) and item.get("id"):
-            created = parse_rfc3339(str(item.get("created_at", "")))
+            created = parse_rfc3339(opt_str(item.get("created_at")) or "")
             models.append({"id": item["id"], "object": "model", "created": int(created or 0),
-                           "owned_by": target.provider, "display_name": item.get("display_name")})
-    return {"object": "list", "data": models}
+                           "owned_by": target.provider, "display_name": opt_str(item.get("display_name"))})
+    return check_models({"object": "list", "data": models})
 
 
 class AnthropicStreamDecoder(TranslatingStreamDecoder):
-    """Re-emits `message_start` .. `message_stop` as OpenAI chunks."""
+    """Re-emits `message_start` .. `message_stop` as OpenAI chunks.
+
+    Events are dispatched by their `type` through `_HANDLERS`. `ping` and
+    `content_block_stop` carry nothing for a chunk and are not in the table; an event type
+    not in the table is skipped, because Anthropic's streaming docs say new event types may be added and
+    clients should handle unknown ones gracefully. A known event whose fields are not
+    the documented shape ends the stream as MALFORMED."""
 
     def __init__(self, codec: AnthropicCodec, target: Target, created: int) -> None:
         super().__init__(codec, target, created, "msg")
-        self._usage: dict[str, Any] = {}
+        self._usage: dict[str, int] = {}
         self._output_tokens: int | None = None
         self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
 
@@ -411,49 +451,75 @@ class AnthropicStreamDecoder(TranslatingStreamDecoder):
         kind = data.get("type") or event.event
         if kind == "error" or event.event == "error":
             return [StreamError(info=self._codec.stream_error(data, self._target.secrets))]
-        handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
-        return handler(data) if handler else []  # ping and future event types are ignored
+        if not isinstance(kind, str):
+            raise ShapeError("stream event has no string 'type'")
+        handler = _HANDLERS.get(kind)
+        return handler(self, data) if handler else []
 
     def _on_message_start(self, data: dict[str, Any]) -> list[StreamItem]:
-        message = as_dict(data.get("message"))
-        self._id = message.get("id") or self._id
-        self._model = message.get("model") or self._model
-        self._usage = as_dict(message.get("usage"))
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise ShapeError("message_start has no 'message' object")
+        self._id = opt_str(message.get("id")) or self._id
+        self._model = opt_str(message.get("model")) or self._model
+        self._usage = _counts(message.get("usage"), "message.usage")
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _on_content_block_start(self, data: dict[str, Any]) -> list[StreamItem]:
-        block = as_dict(data.get("content_block"))
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+        block = data.get("content_block")
+        if not isinstance(block, dict):
+            raise ShapeError("content_block_start has no 'content_block' object")
+        if block.get("type") == "text":
+            text = _text(block, "content_block")
+            return [self._chunk({"content": text})] if text else []
         if block.get("type") != "tool_use":
             return []
-        index = self._tools.setdefault(as_int(data.get("index"), -1 - len(self._tools)), len(self._tools))
-        call = {"index": index, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""}}
+        index = self._tools.setdefault(_block_index(data), len(self._tools))
+        call = {"index": index, **_tool_call(block, "content_block")}
         return [self._chunk({"tool_calls": [call]})]
 
     def _on_content_block_delta(self, data: dict[str, Any]) -> list[StreamItem]:
-        delta = as_dict(data.get("delta"))
+        delta = data.get("delta")
+        if not isinstance(delta, dict):
+            raise ShapeError("content_block_delta has no 'delta' object")
         if delta.get("type") == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
+            return [self._chunk({"content": _text(delta, "delta")})]
         if delta.get("type") == "input_json_delta":
-            index = self._tools.get(as_int(data.get("index"), -1))
+            index = self._tools.get(_block_index(data))
             if index is None:
-                return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED,
-                                                   message="tool input delta for an unknown content block"))]
-            call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
-            return [self._chunk({"tool_calls": [call]})]
+                raise ShapeError("tool input delta for an unknown content block")
+            partial = opt_text(delta.get("partial_json"), "delta.partial_json") or ""
+            return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": partial}}]})]
         return []  # thinking, signature and citation deltas have no chat.completion.chunk field
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[StreamItem]:
-        usage = as_dict(data.get("usage"))
-        if usage.get("output_tokens") is not None:
-            self._output_tokens = as_int(usage["output_tokens"], 0)  # cumulative, not a delta
+        usage = _counts(data.get("usage"))
+        if "output_tokens" in usage:
+            self._output_tokens = usage.pop("output_tokens")  # cumulative, not a delta
         # Newer API versions also report (cumulative) input and cache counts here.
-        self._usage = {**self._usage, **{k: v for k, v in usage.items() if k != "output_tokens" and v is not None}}
-        delta = as_dict(data.get("delta"))
-        reason = opt_str(delta.get("stop_reason"))
+        self._usage = {**self._usage, **usage}
+        delta = data.get("delta")
+        if delta is not None and not isinstance(delta, dict):
+            raise ShapeError("message_delta 'delta' is not an object")
+        reason = opt_text((delta or {}).get("stop_reason"), "delta.stop_reason")
         return [self._chunk({}, finish=_FINISH.get(reason, "stop"))] if reason else []
 
     def _on_message_stop(self, data: dict[str, Any]) -> list[StreamItem]:
         return [self._chunk(usage=_usage(self._usage, self._output_tokens)), StreamDone()]
+
+
+def _block_index(data: dict[str, Any]) -> int:
+    index = data.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ShapeError("content block event has no 'index'")
+    return index
+
+
+_Handler = Callable[[AnthropicStreamDecoder, dict[str, Any]], list[StreamItem]]
+_HANDLERS: dict[str, _Handler] = {
+    "message_start": AnthropicStreamDecoder._on_message_start,
+    "content_block_start": AnthropicStreamDecoder._on_content_block_start,
+    "content_block_delta": AnthropicStreamDecoder._on_content_block_delta,
+    "message_delta": AnthropicStreamDecoder._on_message_delta,
+    "message_stop": AnthropicStreamDecoder._on_message_stop,
+}

@@ -31,6 +31,7 @@ seen and a cut stream otherwise.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -47,16 +48,17 @@ from ._base import (
     Target,
     TranslatingStreamDecoder,
     as_dict,
-    as_int,
     as_list,
     kind_for_status,
     load_json,
+    malformed,
     merge_headers,
     opt_str,
     parse_data_url,
     require_mapping,
     split_turns,
 )
+from ._shape import ShapeError, check_completion, check_embeddings, check_models, count, dump_json, opt_text
 
 __all__ = ["GeminiCodec", "UNSUPPORTED_PARAMS", "DEFAULT_BASE_URL"]
 
@@ -129,12 +131,15 @@ class GeminiCodec(Codec):
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             raise CodecError(self.stream_error(data, target.secrets))
         if not isinstance(data, dict):
-            raise CodecError.of(ErrorKind.MALFORMED, "Gemini response is not a JSON object", status=status)
-        if op == "embeddings":
-            return _embeddings(target, data, status)
-        if op == "models":
-            return _models(target, data, status)
-        return _completion(target, data, status)
+            raise malformed("Gemini response is not a JSON object", status)
+        try:
+            if op == "embeddings":
+                return _embeddings(target, data)
+            if op == "models":
+                return _models(target, data)
+            return _completion(target, data)
+        except ShapeError as err:
+            raise malformed(f"Gemini {op} response out of shape: {err}", status) from None
 
     def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> GeminiStreamDecoder:
         self._check_op(op, stream=True)
@@ -179,7 +184,7 @@ def _refine(kind: ErrorKind, gstatus: str | None, message: str, details: list[di
 def _exhausted(lowered: str, details: list[dict[str, Any]]) -> ErrorKind:
     """RESOURCE_EXHAUSTED is both "slow down" and "spent": per-day quotas and billing
     wording without a per-minute quota or a retry hint mean the quota is gone."""
-    quota_ids = [str(v.get("quotaId", "")) for d in details for v in as_list(d.get("violations"))
+    quota_ids = [opt_str(v.get("quotaId")) or "" for d in details for v in as_list(d.get("violations"))
                  if isinstance(v, dict)]
     if any("PerDay" in q for q in quota_ids):
         return ErrorKind.QUOTA_EXHAUSTED
@@ -191,7 +196,7 @@ def _exhausted(lowered: str, details: list[dict[str, Any]]) -> ErrorKind:
 
 def _retry_delay(details: list[dict[str, Any]]) -> float | None:
     for d in details:
-        if str(d.get("@type", "")).endswith("RetryInfo") and isinstance(d.get("retryDelay"), str):
+        if (opt_str(d.get("@type")) or "").endswith("RetryInfo") and isinstance(d.get("retryDelay"), str):
             return parse_duration(d["retryDelay"])
     return None
 
@@ -372,16 +377,23 @@ def _embed_request(body: Mapping[str, Any], path: str) -> dict[str, Any]:
 
 # -- Gemini response -> OpenAI response ------------------------------------------------------------
 
+_COUNTS = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount",
+           "cachedContentTokenCount", "toolUsePromptTokenCount")
+
+
 def _usage(meta: Any) -> dict[str, Any] | None:
-    if not isinstance(meta, dict):
+    if meta is None:
         return None
-    prompt = as_int(meta.get("promptTokenCount"))
-    thoughts = as_int(meta.get("thoughtsTokenCount"))
-    completion = as_int(meta.get("candidatesTokenCount")) + thoughts
+    if not isinstance(meta, dict):
+        raise ShapeError("usageMetadata is not an object")
+    counts = {k: count(meta[k], f"usageMetadata.{k}") for k in _COUNTS if meta.get(k) is not None}
+    prompt = counts.get("promptTokenCount", 0)
+    thoughts = counts.get("thoughtsTokenCount", 0)
+    completion = counts.get("candidatesTokenCount", 0) + thoughts
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "total_tokens": as_int(meta.get("totalTokenCount"), prompt + completion)}
-    if as_int(meta.get("cachedContentTokenCount")):
-        out["prompt_tokens_details"] = {"cached_tokens": as_int(meta["cachedContentTokenCount"])}
+                           "total_tokens": counts.get("totalTokenCount", prompt + completion)}
+    if counts.get("cachedContentTokenCount"):
+        out["prompt_tokens_details"] = {"cached_tokens": counts["cachedContentTokenCount"]}
     if thoughts:
         out["completion_tokens_details"] = {"reasoning_tokens": thoughts}
     return out
@@ -389,20 +401,38 @@ def _usage(meta: Any) -> dict[str, Any] | None:
 
 def _candidate_output(cand: dict[str, Any], ordinal: int, first_call: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
     """(text or None, OpenAI tool_calls) of one candidate; thought parts are not output."""
-    content = as_dict(cand.get("content"))
+    content = cand.get("content")
+    if content is None:
+        return None, []  # e.g. a candidate that only reports its finishReason
+    parts = content.get("parts") if isinstance(content, dict) else "no content object"
+    if parts is None:
+        return None, []
+    if not isinstance(parts, list):
+        raise ShapeError("a candidate's content has no 'parts' list")
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for part in as_list(content.get("parts")):
-        if not isinstance(part, dict) or part.get("thought"):
+    for i, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise ShapeError(f"parts[{i}] is not an object")
+        if part.get("thought"):
             continue
-        if isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif isinstance(part.get("functionCall"), dict):
-            fc = part["functionCall"]
-            n = first_call + len(calls)
-            calls.append({"index": n, "id": fc.get("id") or f"call_{ordinal}_{n}", "type": "function",
-                          "function": {"name": fc.get("name"), "arguments": json.dumps(as_dict(fc.get("args")))}})
+        if part.get("text") is not None:
+            texts.append(opt_text(part["text"], f"parts[{i}].text") or "")
+        elif part.get("functionCall") is not None:
+            calls.append(_function_call(part["functionCall"], f"parts[{i}].functionCall",
+                                        ordinal, first_call + len(calls)))
+        # executableCode, inlineData and other parts have no chat.completion field
     return ("".join(texts) if texts else None), calls
+
+
+def _function_call(fc: Any, what: str, ordinal: int, n: int) -> dict[str, Any]:
+    if not isinstance(fc, dict) or not isinstance(fc.get("name"), str):
+        raise ShapeError(f"{what} is not a call with a string name")
+    args = {} if fc.get("args") is None else fc["args"]
+    if not isinstance(args, dict):
+        raise ShapeError(f"{what}.args is not an object")
+    return {"index": n, "id": opt_str(fc.get("id")) or f"call_{ordinal}_{n}", "type": "function",
+            "function": {"name": fc["name"], "arguments": dump_json(args, f"{what}.args")}}
 
 
 def _logprobs(cand: dict[str, Any]) -> dict[str, Any] | None:
@@ -415,10 +445,24 @@ def _logprobs(cand: dict[str, Any]) -> dict[str, Any] | None:
     content = []
     for i, token in enumerate(chosen):
         alternatives = tops[i] if i < len(tops) else []
-        content.append({"token": token.get("token", ""), "logprob": token.get("logProbability"), "bytes": None,
-                        "top_logprobs": [{"token": a.get("token", ""), "logprob": a.get("logProbability"),
+        content.append({"token": opt_str(token.get("token")) or "", "logprob": _logprob(token), "bytes": None,
+                        "top_logprobs": [{"token": opt_str(a.get("token")) or "", "logprob": _logprob(a),
                                           "bytes": None} for a in alternatives if isinstance(a, dict)]})
     return {"content": content}
+
+
+def _logprob(token: dict[str, Any]) -> float | None:
+    value = token.get("logProbability")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _candidates(data: dict[str, Any]) -> list[dict[str, Any]]:
+    candidates = [] if data.get("candidates") is None else data["candidates"]
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise ShapeError("'candidates' is not a list of objects")
+    return candidates
 
 
 def _index(cand: dict[str, Any], ordinal: int) -> int:
@@ -438,19 +482,20 @@ def _finish(reason: Any, called: bool) -> str | None:
 
 def _blocked(data: dict[str, Any]) -> CodecError | None:
     feedback = as_dict(data.get("promptFeedback"))
-    reason = feedback.get("blockReason")
+    reason = opt_str(feedback.get("blockReason"))
     if not reason:
         return None
-    detail = f": {feedback['blockReasonMessage']}" if feedback.get("blockReasonMessage") else ""
+    message = opt_str(feedback.get("blockReasonMessage"))
+    detail = f": {message}" if message else ""
     return CodecError.of(ErrorKind.CONTENT_FILTERED, f"Gemini blocked the prompt ({reason}){detail}",
-                         code=str(reason))
+                         code=reason)
 
 
-def _completion(target: Target, data: dict[str, Any], status: int) -> dict[str, Any]:
-    candidates = [c for c in as_list(data.get("candidates")) if isinstance(c, dict)]
+def _completion(target: Target, data: dict[str, Any]) -> dict[str, Any]:
+    blocked = _blocked(data)
+    candidates = _candidates(data) if blocked is None else []
     if not candidates:
-        raise _blocked(data) or CodecError.of(ErrorKind.MALFORMED, "Gemini response has no candidates",
-                                               status=status)
+        raise blocked or ShapeError("the response has no candidates")
     choices = []
     for ordinal, cand in enumerate(candidates):
         text, calls = _candidate_output(cand, ordinal)
@@ -459,34 +504,35 @@ def _completion(target: Target, data: dict[str, Any], status: int) -> dict[str, 
             message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
         choices.append({"index": _index(cand, ordinal), "message": message, "logprobs": _logprobs(cand),
                         "finish_reason": _finish(cand.get("finishReason"), bool(calls)) or "stop"})
-    out = {"id": data.get("responseId") or "gemini", "object": "chat.completion", "created": 0,
-           "model": data.get("modelVersion") or target.model, "choices": choices}
+    out = {"id": opt_str(data.get("responseId")) or "gemini", "object": "chat.completion", "created": 0,
+           "model": opt_str(data.get("modelVersion")) or target.model, "choices": choices}
     usage = _usage(data.get("usageMetadata"))
     if usage:
         out["usage"] = usage
-    return out
+    return check_completion(out)
 
 
-def _embeddings(target: Target, data: dict[str, Any], status: int) -> dict[str, Any]:
+def _embeddings(target: Target, data: dict[str, Any]) -> dict[str, Any]:
     items = data.get("embeddings")
     if items is None and isinstance(data.get("embedding"), dict):
         items = [data["embedding"]]
     if not isinstance(items, list) or not all(isinstance(e, dict) and isinstance(e.get("values"), list)
                                               for e in items):
-        raise CodecError.of(ErrorKind.MALFORMED, "Gemini embeddings response has no embedding values",
-                            status=status)
-    return {"object": "list", "model": target.model,
-            "data": [{"object": "embedding", "index": i, "embedding": e["values"]} for i, e in enumerate(items)],
-            "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        raise ShapeError("no embedding values")
+    return check_embeddings({
+        "object": "list", "model": target.model,
+        "data": [{"object": "embedding", "index": i, "embedding": e["values"]} for i, e in enumerate(items)],
+        "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
 
-def _models(target: Target, data: dict[str, Any], status: int) -> dict[str, Any]:
-    if not isinstance(data.get("models", []), list):
-        raise CodecError.of(ErrorKind.MALFORMED, "Gemini model list has no 'models' list", status=status)
-    models = [{"id": str(m["name"]).removeprefix("models/"), "object": "model", "created": 0,
-               "owned_by": target.provider, "display_name": m.get("displayName")}
-              for m in data.get("models", []) if isinstance(m, dict) and m.get("name")]
-    return {"object": "list", "data": models}
+def _models(target: Target, data: dict[str, Any]) -> dict[str, Any]:
+    items = data.get("models", [])
+    if not isinstance(items, list):
+        raise ShapeError("the model list has no 'models' list")
+    models = [{"id": m["name"].removeprefix("models/"), "object": "model", "created": 0,
+               "owned_by": target.provider, "display_name": opt_str(m.get("displayName"))}
+              for m in items if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]]
+    return check_models({"object": "list", "data": models})
 
 
 class GeminiStreamDecoder(TranslatingStreamDecoder):
@@ -507,10 +553,10 @@ class GeminiStreamDecoder(TranslatingStreamDecoder):
             return [StreamError(info=self.NOT_JSON)]
         if isinstance(data.get("error"), dict):
             return [StreamError(info=self._codec.stream_error(data, self._target.secrets))]
-        self._id = data.get("responseId") or self._id
-        self._model = data.get("modelVersion") or self._model
+        self._id = opt_str(data.get("responseId")) or self._id
+        self._model = opt_str(data.get("modelVersion")) or self._model
         self._usage = _usage(data.get("usageMetadata")) or self._usage
-        candidates = [c for c in as_list(data.get("candidates")) if isinstance(c, dict)]
+        candidates = _candidates(data)
         if not candidates:
             blocked = _blocked(data)
             return [StreamError(info=blocked.info)] if blocked else []

@@ -37,9 +37,11 @@ from ._base import (
     Target,
     kind_for_status,
     load_json,
+    malformed,
     merge_headers,
     require_mapping,
 )
+from ._shape import ShapeError, check_completion, check_embeddings, check_models
 
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder"]
 
@@ -52,11 +54,13 @@ _AUTH = {"invalid_api_key", "invalid_authentication", "authentication_error", "p
 _NOT_FOUND = {"model_not_found", "deploymentnotfound"}
 _RATE = {"rate_limit_exceeded"}
 # "Please try again in 20s" / "in 6m0s" / "in 120ms" (OpenAI), "Please retry after 6 seconds" (Azure).
+_CHECKS = {"chat": check_completion, "embeddings": check_embeddings, "models": check_models}
 _RETRY_IN_TEXT = re.compile(
     r"try again in\s+((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)\b"
     r"|retry after\s+(\d+(?:\.\d+)?)\s*(?:s|secs?|seconds?)\b",
     re.IGNORECASE,
 )
+
 
 class OpenAICodec(Codec):
     name = "openai"
@@ -127,13 +131,12 @@ class OpenAICodec(Codec):
         if "error" in data and not isinstance(data.get("choices" if op == "chat" else "data"), list):
             # Some compatible servers answer 200 with an error object.
             raise CodecError(self.stream_error(data, target.secrets))
-        key = "choices" if op == "chat" else "data"
-        if not isinstance(data.get(key), list):
-            raise CodecError.of(ErrorKind.MALFORMED,
-                                f"{target.provider} {op} response has no '{key}' list", status=status)
-        if op == "chat":
-            self._check_chat(target, data)
-        return data
+        if op == "chat" and isinstance(data.get("choices"), list):
+            self._check_chat(target, data)  # a filtered completion may lack its message
+        try:
+            return _CHECKS[op](data)
+        except ShapeError as err:
+            raise malformed(f"{target.provider} sent a {op} response out of shape: {err}", status) from None
 
     def _check_chat(self, target: Target, data: dict[str, Any]) -> None:
         """Hook for vendors that signal failures inside a 200 chat completion."""
