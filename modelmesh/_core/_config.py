@@ -38,7 +38,7 @@ from ._config_schema import (
     RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
     freeze,
 )
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, redact
 from ._types import parse_model_ref
 
 __all__ = ["parse_config", "parse_config_partial", "empty_pools", "parse_secrets_config", "KNOWN_CONNECTORS"]
@@ -104,7 +104,8 @@ def parse_config_partial(data: Any, *,
         missing_secrets=tuple(ctx.missing),
         resolved_secrets=tuple(dict.fromkeys(ctx.secrets)),
     )
-    return config, tuple(ctx.scrub(p) for p in ctx.problems)
+    known = config.secret_values()  # literal keys and header values too, not only references
+    return config, tuple(redact(p, known) for p in ctx.problems)
 
 
 def empty_pools(config: MeshConfig) -> list[str]:
