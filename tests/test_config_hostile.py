@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from modelmesh import cli
 from modelmesh._build import build
 from modelmesh._core._config import parse_config
 from modelmesh._core._errors import ConfigurationError, redact
@@ -32,6 +33,88 @@ def problems_of(data: Any) -> str:
     with pytest.raises(ConfigurationError) as info:
         parse_config(data)
     return str(info.value)
+
+
+# -- row 10: values that cannot go into a header, numbers too big ------------------------
+
+@pytest.mark.parametrize("key", [
+    "sk-live-0123456789\u2019abcdef",      # a curly quote pasted from a document
+    "sk-live-0123456789abcdef\n",          # a trailing newline from `echo`
+    "sk-live-01234\r\nX-Evil: 1",         # header injection
+    " sk-live-0123456789abcdef",           # leading space: requests echoes it back
+    "sk-live-0123456789\x00abcdef",
+])
+def test_an_api_key_that_cannot_be_a_header_is_a_problem_without_its_value(key):
+    text = problems_of(provider(auth={"api_key": key}))
+    assert "providers.p.config.auth.api_key" in text
+    assert "0123456789" not in text and "sk-live" not in text
+
+
+def test_an_api_key_list_item_is_checked_at_its_index():
+    text = problems_of(provider(auth={"api_keys": [KEY, "sk-second-\u20ac0123456789"]}))
+    assert "providers.p.config.auth.api_keys[1]" in text and "\u20ac" not in text
+
+
+def test_a_key_from_the_environment_that_cannot_be_a_header_is_a_problem():
+    data = provider(auth={"api_key_env": "MY_KEY"})
+    with pytest.raises(ConfigurationError) as info:
+        build(data, environ={"MY_KEY": "sk-env-\u20180123456789"})
+    assert "providers.p.config.auth.api_key" in str(info.value)
+    assert "sk-env" not in str(info.value) and "0123456789" not in str(info.value)
+
+
+@pytest.mark.parametrize("headers, where", [
+    ({"X-Token": "tok-\u2603-0123456789"}, "headers.X-Token"),
+    ({"X-Token": "tok-0123456789\r\nX-Evil: 1"}, "headers.X-Token"),
+    ({"X-Token": "tok-0123456789\x00"}, "headers.X-Token"),
+    ({"X-Token": 1234567890123}, "headers.X-Token"),
+    ({"X Token": "tok-0123456789"}, "headers"),
+    ({"X-Token:": "tok-0123456789"}, "headers"),
+])
+def test_configured_headers_must_be_sendable_and_are_never_echoed(headers, where):
+    text = problems_of(provider(headers=headers))
+    assert f"providers.p.config.{where}" in text
+    assert "0123456789" not in text
+
+
+@pytest.mark.parametrize("key, value", [
+    ("timeout", 10**400), ("timeout", "1000000d"), ("connect_timeout", 400 * 86400),
+    ("timeout", float("inf")), ("stream_total_timeout", 10**5000),
+], ids=["10**400", "1000000d", "400d", "inf", "10**5000"])
+def test_durations_must_be_finite_and_at_most_a_year(key, value):
+    assert f"providers.p.config.{key}" in problems_of(provider(**{key: value}))
+
+
+@pytest.mark.parametrize("section, value", [
+    ({"budget": {"daily_limit": 10**400}}, "budget.daily_limit"),
+    ({"rate_limits": {"rpm": 10**400}}, "rate_limits.rpm"),
+    ({"max_retries": 10**5000}, "max_retries"),
+], ids=["budget", "rpm", "max_retries"])
+def test_numbers_too_big_for_a_float_are_problems(section, value):
+    assert f"providers.p.config.{value}" in problems_of(provider(**section))
+
+
+def test_check_prints_no_traceback_for_a_huge_timeout(capsys, tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(json.dumps(provider(timeout=10**400)))
+    path = path.rename(tmp_path / "huge.json")
+    code = cli.main(["check", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and "providers.p.config.timeout" in err and "Traceback" not in err
+
+
+def test_check_prints_no_traceback_even_for_a_bug(capsys, tmp_path, monkeypatch):
+    import modelmesh._build
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError(f"boom with Bearer {KEY}")
+
+    monkeypatch.setattr(modelmesh._build, "build", broken)
+    path = tmp_path / "any.yaml"
+    path.write_text("{}\n")
+    code = cli.main(["check", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 1 and "RuntimeError" in err and KEY not in err and "Traceback" not in err
 
 
 # -- row 11: header values are secrets; cuts do not leak ------------------------------------
@@ -79,3 +162,30 @@ def test_a_key_crossing_the_cut_of_an_html_error_body_does_not_leak():
     assert 6 <= cut < len(SECRET)  # the key really crosses the cut
     info = OpenAICodec().classify_error(502, {}, body, secrets=[SECRET])
     assert SECRET[:6] not in info.message
+
+
+# -- row 13: base URLs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "https://api.example.com/v1\x00", "https://api.exa\x00mple.com/v1",
+    "https://api.example.com/v1\r\nX-Evil: 1", "https://api.example.com/ v1",
+    "https://api.example.com/v1\t", "api.example.com/v1", "ftp://api.example.com/v1",
+    "file:///etc/passwd", "https:///v1", "http://", "https://host:99999/v1",
+    "https://host:port/v1", "javascript:alert(1)",
+])
+def test_bad_base_urls_are_refused_at_their_path(url):
+    assert "providers.p.config.base_url" in problems_of(provider(base_url=url))
+
+
+def test_credentials_in_a_base_url_are_refused_without_echo():
+    text = problems_of(provider(base_url="https://user:hunter2-0123456789@api.example.com/v1"))
+    assert "providers.p.config.base_url" in text and "hunter2" not in text
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.example.com", "https://api.example.com/v1", "http://127.0.0.1:8080/v1",
+    "http://[::1]:8080/v1", "https://my-proxy.internal/openai/deployments/x",
+    "HTTPS://API.EXAMPLE.COM/v1",
+])
+def test_good_base_urls_are_kept(url):
+    assert parse_config(provider(base_url=url)).providers["p"].base_url == url

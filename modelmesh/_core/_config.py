@@ -27,9 +27,9 @@ from typing import Any, Callable, Mapping, cast
 
 from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
 from ._config_read import (
-    UNRESOLVED, Ctx, Section, as_bool, as_choice, as_cron, as_duration, as_int, as_list, as_mapping_of,
-    as_number, as_positive_duration, as_schedule, as_secret, as_status_codes, as_str, as_url, show,
-    suggest,
+    UNRESOLVED, Ctx, Section, as_bool, as_choice, as_cron, as_duration, as_header_secret, as_headers,
+    as_int, as_list, as_mapping_of, as_number, as_positive_duration, as_schedule, as_secret,
+    as_status_codes, as_str, as_url, join, show, suggest,
 )
 from ._config_schema import (
     KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
@@ -183,7 +183,7 @@ def _providers(ctx: Ctx, top: Section) -> dict[str, ProviderConfig]:
         return {}
     out: dict[str, ProviderConfig] = {}
     for pid, value in raw.items():
-        path = f"providers.{pid}"
+        path = join("providers", pid)
         if not isinstance(pid, str) or not _PROVIDER_ID.match(pid):
             ctx.problem(path, "a provider id is letters, digits, '.', '_' and '-' "
                               "(no '/': it separates provider from model)")
@@ -233,7 +233,7 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
         quota_query_remaining=quota.get("query_remaining", False, as_bool),
         pricing_query=c.sub("pricing", ("query",)).get("query", False, as_bool),
         retryable_codes=retryable, non_retryable_codes=fatal,
-        headers=c.get("headers", base.headers, lambda v: FrozenMap(as_mapping_of(as_str)(v))),
+        headers=c.get("headers", base.headers, lambda v: FrozenMap(as_headers(v))),
         api_version=c.get("api_version", None, as_str),
         deployment=c.get("deployment", None, as_str),
         auto_discover=auto,
@@ -251,9 +251,9 @@ _AUTH_METHODS = ("api_key", "oauth", "service_account", "none")
 
 
 def _auth(s: Section) -> AuthConfig:
-    keys = s.get("api_key", (), as_list(as_secret))
+    keys = s.get("api_key", (), as_list(as_header_secret))
     if "api_keys" in s.data:
-        keys = keys + s.get("api_keys", (), as_list(as_secret))
+        keys = keys + s.get("api_keys", (), as_list(as_header_secret))
     return AuthConfig(
         method=s.get("method", "api_key", as_choice(_AUTH_METHODS)),
         api_key=keys[0] if keys else None,
@@ -370,7 +370,7 @@ def _pools(ctx: Ctx, top: Section, defaults: PoolDefaults,
         return {}
     out: dict[str, PoolConfig] = {}
     for name, value in raw.items():
-        path = f"pools.{name}"
+        path = join("pools", name)
         if not isinstance(name, str) or not name.strip():
             ctx.problem(path, "a pool name must be a non-empty string")
             continue
