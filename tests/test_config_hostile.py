@@ -7,16 +7,24 @@ are not http(s) URLs. Each problem names its path and never echoes a secret.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelmesh import cli
 from modelmesh._build import build
+from modelmesh._core import _config as config_module
 from modelmesh._core._config import parse_config
 from modelmesh._core._errors import ConfigurationError, redact
 from modelmesh._core.codecs.openai import OpenAICodec
+from modelmesh.config import load_config
 
 CHAT = "chat-completion"
 KEY = "sk-live-0123456789abcdefXYZ"
@@ -33,6 +41,110 @@ def problems_of(data: Any) -> str:
     with pytest.raises(ConfigurationError) as info:
         parse_config(data)
     return str(info.value)
+
+
+# -- row 9: alias bombs and nesting -----------------------------------------------------
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+# Run in a child with 1 GB of address space and a short timeout: before the fix the
+# expansion eats memory without end, and must not take the test run down with it.
+_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from modelmesh._core._errors import ConfigurationError
+from modelmesh.config import load_config
+{setup}
+try:
+    load_config(source)
+except ConfigurationError as exc:
+    print("REFUSED", exc)
+else:
+    print("ACCEPTED")
+"""
+
+
+def run_child(setup: str) -> str:
+    code = _CHILD.format(setup=textwrap.dedent(setup))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_yaml_billion_laughs_is_refused_fast_with_its_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 400
+    out = run_child(f"source = {str(path)!r}")
+    assert out.startswith("REFUSED"), out
+    assert str(path) in out and "line " in out and "column " in out and "alias" in out
+
+
+def test_a_python_billion_laughs_is_refused_fast():
+    out = run_child("""
+        node = ["lol"] * 10
+        for _ in range(10):
+            node = [node] * 10
+        source = {"providers": {"p": {"connector": "openai", "config": {"options": {"x": node}}}}}
+    """)
+    assert out.startswith("REFUSED"), out
+    assert "providers.p.config.options" in out
+
+
+def test_a_recursive_yaml_anchor_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("providers: &a\n  p: *a\n")
+    with pytest.raises(ConfigurationError, match=r"line 1, column 12: an alias refers to itself"):
+        load_config(path)
+
+
+def test_a_self_containing_dict_is_refused():
+    data: dict[str, Any] = {"providers": {}}
+    data["providers"]["p"] = data
+    assert "nested deeper than" in problems_of(data)
+
+
+@pytest.mark.parametrize("suffix, text", [(".json", "[" * 100_000 + "]" * 100_000),
+                                          (".yaml", "[" * 100_000 + "]" * 100_000),
+                                          (".json", '{"a": ' + "9" * 5000 + "}"),
+                                          (".yaml", "a: " + "9" * 5000 + "\n")])
+def test_deep_nesting_and_endless_integers_in_files_are_configuration_errors(tmp_path, suffix, text):
+    path = tmp_path / f"deep{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=str(path).replace("\\", "\\\\")):
+        load_config(path)
+
+
+def test_ordinary_anchors_and_merge_keys_still_work(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        providers:
+          p:
+            connector: openai-compatible
+            config: &config
+              base_url: https://api.example.com/v1
+              auth: {{api_key: "{KEY}"}}
+              models: [{{id: m, capabilities: [{CHAT}]}}]
+          q: {{connector: openai-compatible, config: *config}}
+          r:
+            connector: openai-compatible
+            config:
+              <<: *config
+              timeout: 5s
+    """))
+    cfg = load_config(path)
+    assert cfg.providers["q"].base_url == cfg.providers["r"].base_url == "https://api.example.com/v1"
+    assert cfg.providers["r"].timeout == 5.0
 
 
 # -- row 10: values that cannot go into a header, numbers too big ------------------------
@@ -189,3 +301,43 @@ def test_credentials_in_a_base_url_are_refused_without_echo():
 ])
 def test_good_base_urls_are_kept(url):
     assert parse_config(provider(base_url=url)).providers["p"].base_url == url
+
+
+# -- no raw exception for any malformed input -------------------------------------------------
+
+_KEYS = sorted({*config_module.TOP_KEYS, *config_module._CONFIG_KEYS, *config_module._MODEL_KEYS,
+                *config_module._POOL_KEYS, *config_module._ROUTING_KEYS, *config_module._AUTH_KEYS,
+                *config_module._SECRET_KEYS, *config_module._PROVIDER_KEYS, "rotation", "retry",
+                "deactivation", "recovery", "selection", "api_key", "headers", "connector",
+                "cooldown", "weights", "events", "logging", "sync", "health", "model_aliases"})
+
+leaves = (st.none() | st.booleans() | st.integers() | st.sampled_from([10**400, -10**400]) | st.just(5000).map(lambda n: 10**n)
+          | st.floats(allow_nan=True, allow_infinity=True)
+          | st.text(max_size=12) | st.sampled_from(["60s", "1000000d", "openai", "p/m", CHAT,
+                                                      "https://x.test/v1", "${secrets:K}", "\x00"]))
+data = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6) | st.integers(), inner, max_size=5),
+    max_leaves=30,
+)
+shaped = st.fixed_dictionaries({}, optional={
+    "providers": st.dictionaries(st.sampled_from(["p", "q", "bad/id"]),
+                                 st.fixed_dictionaries({"connector": st.sampled_from(
+                                     ["openai", "openai-compatible", "anthropic", "nope"])},
+                                     optional={"config": data, "enabled": data}), max_size=2),
+    "pools": st.dictionaries(st.text(max_size=4), data, max_size=2),
+    "routing": data, "secrets": data, "observability": data, "proxy": data,
+    "storage": data, "discovery": data,
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(data, shaped))
+def test_any_data_is_a_config_or_a_configuration_error(value):
+    doors = [parse_config]
+    if isinstance(value, dict):
+        doors += [load_config, lambda v: build(v, environ={})]
+    for door in doors:
+        with contextlib.suppress(ConfigurationError):
+            door(value)

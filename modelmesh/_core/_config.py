@@ -80,10 +80,14 @@ def parse_config_partial(data: Any, *,
                          ) -> tuple[MeshConfig | None, tuple[str, ...]]:
     """(best-effort config, problems): every bad value stands at its default, so that the
     build step can go on checking what it alone can check and report everything at once.
-    The config is None only when the data is not a mapping at all."""
+    The config is None only when the data is not a mapping at all, or is too big to walk."""
     ctx = Ctx(resolve_secret)
     if not isinstance(data, Mapping):
         ctx.problem("", f"expected a mapping of sections, got {show(data)}")
+        return None, tuple(ctx.problems)
+    oversized = _oversized(data)
+    if oversized is not None:
+        ctx.problem(*oversized)
         return None, tuple(ctx.problems)
     secrets = _secrets(ctx.section(data.get("secrets"), "secrets", _SECRET_KEYS))
     ctx.fail_on_missing = secrets.fail_on_missing
@@ -106,6 +110,33 @@ def parse_config_partial(data: Any, *,
     )
     known = config.secret_values()  # literal keys and header values too, not only references
     return config, tuple(redact(p, known) for p in ctx.problems)
+
+
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
+def _oversized(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(path, problem) when the data is nested too deep or holds too many values.
+
+    The readers recurse and copy; a value that contains itself, or a few lists each
+    repeating the one before (a "billion laughs" built in Python or by YAML aliases),
+    would exhaust the stack or the memory. A walk without recursion stops at the limit.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    count = 0
+    while stack:
+        value, path, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return path, f"more than {MAX_VALUES} values in the configuration (repeated aliases?)"
+        if depth > MAX_DEPTH:
+            return path, f"nested deeper than {MAX_DEPTH} levels (does a value contain itself?)"
+        if isinstance(value, Mapping):
+            stack += [(v, join(path, k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    return None
 
 
 def empty_pools(config: MeshConfig) -> list[str]:
