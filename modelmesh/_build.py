@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._core._config import empty_pools
+from ._core._config_read import header_value_problem
 from ._core._config_schema import (
     DiscoveryConfig,
     MeshConfig,
@@ -119,6 +120,12 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]
             if key is None:
                 problems.append(f"providers.{pid}.config.auth.api_key: no key for connector '{p.connector}': "
                                 f"set {preset.key_names}, give auth.api_key, or set auth.method: none")
+        if key is not None and p.auth.api_key is None:
+            problem = header_value_problem(key)  # the parser checked a configured key already
+            if problem:
+                problems.append(f"providers.{pid}.config.auth.api_key: the key from the environment "
+                                f"cannot be sent: it {problem}")
+                key = None
         base = p.base_url
         if base is None and preset is not None:
             base = preset.base_url_in(environ)

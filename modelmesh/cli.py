@@ -94,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelMeshError as exc:
         print(f"modelmesh: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug must not dump a traceback full of config values
+        # its message may quote a credential of a shape we cannot recognise: the type only
+        print(f"modelmesh: unexpected {type(exc).__name__} (a bug in modelmesh; please report it, "
+              "and call modelmesh.build() on the same configuration from Python for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -102,6 +102,12 @@ def _parse_json(text: str, where: str) -> Any:
         raise ConfigurationError(
             [f"{where}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"],
             source=where) from None
+    except ConfigurationError:
+        raise
+    except RecursionError:
+        raise ConfigurationError([f"{where}: nested too deeply"], source=where) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise ConfigurationError([f"{where}: a number too long to read"], source=where) from None
 
 
 def _parse_yaml(text: str, where: str) -> Any:
@@ -119,16 +125,33 @@ def _parse_yaml(text: str, where: str) -> Any:
                                  source=where) from None
     except yaml.YAMLError as exc:
         raise ConfigurationError([f"{where}: YAML error: {exc}"], source=where) from None
+    except ConfigurationError:
+        raise
+    except RecursionError:
+        raise ConfigurationError([f"{where}: nested too deeply"], source=where) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise ConfigurationError([f"{where}: a number too long to read"], source=where) from None
     if duplicates:
         raise ConfigurationError(duplicates, source=where)
     return {} if data is None else data
 
 
+# What aliases may add to a document, in nodes. PyYAML shares an aliased node rather than
+# copying it, but everything that walks the data (our readers, json.dumps, a repr) meets
+# each alias as a full copy: nine lines of nine aliases each are 9**9 values.
+MAX_ALIASED_NODES = 10_000
+
+
 def _strict_loader(yaml: Any, duplicates: list[str], where: str) -> type:
-    """A SafeLoader that reports duplicate keys, which PyYAML silently lets win."""
+    """A SafeLoader that reports duplicate keys, which PyYAML silently lets win, and refuses
+    aliases that refer to themselves or expand beyond MAX_ALIASED_NODES ("billion laughs")."""
 
     class StrictLoader(yaml.SafeLoader):
-        pass
+        def construct_document(self, node: Any) -> Any:
+            problem = _alias_problem(node)
+            if problem is not None:
+                raise ConfigurationError([f"{where}: {problem}"], source=where)
+            return super().construct_document(node)
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
         loader.flatten_mapping(node)
@@ -149,6 +172,49 @@ def _strict_loader(yaml: Any, duplicates: list[str], where: str) -> type:
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                  construct_mapping)
     return StrictLoader
+
+
+def _alias_problem(root: Any) -> str | None:
+    """Why the composed YAML graph under `root` is unsafe to walk, or None.
+
+    One walk without recursion, each node once: a node's expanded size (counting every
+    alias as the copy it stands for) is known when its children's are. A node met again
+    while its own children are still open is its own ancestor: an alias to itself.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            open_.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_ALIASED_NODES + len(sizes):  # more than aliases may add
+                return (f"{_at(node)}aliases expand this value to more than {MAX_ALIASED_NODES} "
+                        "values (a \"billion laughs\"?)")
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            return f"{_at(node)}an alias refers to itself (the value would never end)"
+        open_.add(key)
+        stack.append((node, True))
+        stack += [(c, False) for c in children]
+    return None
+
+
+def _children(node: Any) -> list[Any]:
+    value = getattr(node, "value", None)
+    if not isinstance(value, list):
+        return []  # a scalar
+    return [n for item in value for n in (item if isinstance(item, tuple) else (item,))]
+
+
+def _at(node: Any) -> str:
+    mark = node.start_mark
+    return f"line {mark.line + 1}, column {mark.column + 1}: "
 
 
 def _default_resolver(data: Any, base_dir: Path, problems: list[str]) -> Resolver | None:

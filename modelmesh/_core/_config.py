@@ -27,9 +27,9 @@ from typing import Any, Callable, Mapping, cast
 
 from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
 from ._config_read import (
-    UNRESOLVED, Ctx, Section, as_bool, as_choice, as_cron, as_duration, as_int, as_list, as_mapping_of,
-    as_number, as_positive_duration, as_schedule, as_secret, as_status_codes, as_str, as_url, show,
-    suggest,
+    UNRESOLVED, Ctx, Section, as_bool, as_choice, as_cron, as_duration, as_header_secret, as_headers,
+    as_int, as_list, as_mapping_of, as_number, as_positive_duration, as_schedule, as_secret,
+    as_status_codes, as_str, as_url, join, show, suggest,
 )
 from ._config_schema import (
     KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
@@ -38,7 +38,7 @@ from ._config_schema import (
     RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
     freeze,
 )
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, redact
 from ._types import parse_model_ref
 
 __all__ = ["parse_config", "parse_config_partial", "empty_pools", "parse_secrets_config", "KNOWN_CONNECTORS"]
@@ -81,10 +81,14 @@ def parse_config_partial(data: Any, *,
                          ) -> tuple[MeshConfig | None, tuple[str, ...]]:
     """(best-effort config, problems): every bad value stands at its default, so that the
     build step can go on checking what it alone can check and report everything at once.
-    The config is None only when the data is not a mapping at all."""
+    The config is None only when the data is not a mapping at all, or is too big to walk."""
     ctx = Ctx(resolve_secret)
     if not isinstance(data, Mapping):
         ctx.problem("", f"expected a mapping of sections, got {show(data)}")
+        return None, tuple(ctx.problems)
+    oversized = _oversized(data)
+    if oversized is not None:
+        ctx.problem(*oversized)
         return None, tuple(ctx.problems)
     secrets = _secrets(ctx.section(data.get("secrets"), "secrets", _SECRET_KEYS))
     ctx.fail_on_missing = secrets.fail_on_missing
@@ -105,7 +109,35 @@ def parse_config_partial(data: Any, *,
         missing_secrets=tuple(ctx.missing),
         resolved_secrets=tuple(dict.fromkeys(ctx.secrets)),
     )
-    return config, tuple(ctx.scrub(p) for p in ctx.problems)
+    known = config.secret_values()  # literal keys and header values too, not only references
+    return config, tuple(redact(p, known) for p in ctx.problems)
+
+
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
+def _oversized(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(path, problem) when the data is nested too deep or holds too many values.
+
+    The readers recurse and copy; a value that contains itself, or a few lists each
+    repeating the one before (a "billion laughs" built in Python or by YAML aliases),
+    would exhaust the stack or the memory. A walk without recursion stops at the limit.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    count = 0
+    while stack:
+        value, path, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return path, f"more than {MAX_VALUES} values in the configuration (repeated aliases?)"
+        if depth > MAX_DEPTH:
+            return path, f"nested deeper than {MAX_DEPTH} levels (does a value contain itself?)"
+        if isinstance(value, Mapping):
+            stack += [(v, join(path, k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    return None
 
 
 def empty_pools(config: MeshConfig) -> list[str]:
@@ -183,7 +215,7 @@ def _providers(ctx: Ctx, top: Section) -> dict[str, ProviderConfig]:
         return {}
     out: dict[str, ProviderConfig] = {}
     for pid, value in raw.items():
-        path = f"providers.{pid}"
+        path = join("providers", pid)
         if not isinstance(pid, str) or not _PROVIDER_ID.match(pid):
             ctx.problem(path, "a provider id is letters, digits, '.', '_' and '-' "
                               "(no '/': it separates provider from model)")
@@ -235,7 +267,7 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
         quota_query_remaining=quota.get("query_remaining", False, as_bool),
         pricing_query=c.sub("pricing", ("query",)).get("query", False, as_bool),
         retryable_codes=retryable, non_retryable_codes=fatal,
-        headers=c.get("headers", base.headers, lambda v: FrozenMap(as_mapping_of(as_str)(v))),
+        headers=c.get("headers", base.headers, lambda v: FrozenMap(as_headers(v))),
         api_version=c.get("api_version", None, as_str),
         deployment=c.get("deployment", None, as_str),
         auto_discover=auto,
@@ -253,9 +285,9 @@ _AUTH_METHODS = ("api_key", "oauth", "service_account", "none")
 
 
 def _auth(s: Section) -> AuthConfig:
-    keys = s.get("api_key", (), as_list(as_secret))
+    keys = s.get("api_key", (), as_list(as_header_secret))
     if "api_keys" in s.data:
-        keys = keys + s.get("api_keys", (), as_list(as_secret))
+        keys = keys + s.get("api_keys", (), as_list(as_header_secret))
     return AuthConfig(
         method=s.get("method", "api_key", as_choice(_AUTH_METHODS)),
         api_key=keys[0] if keys else None,
@@ -372,7 +404,7 @@ def _pools(ctx: Ctx, top: Section, defaults: PoolDefaults,
         return {}
     out: dict[str, PoolConfig] = {}
     for name, value in raw.items():
-        path = f"pools.{name}"
+        path = join("pools", name)
         if not isinstance(name, str) or not name.strip():
             ctx.problem(path, "a pool name must be a non-empty string")
             continue

@@ -15,20 +15,25 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 from ._cron import CronSchedule
 from ._durations import parse_duration
-from ._errors import redact
 
 __all__ = [
     "UNRESOLVED", "ItemErrors", "Ctx", "Section", "show", "suggest", "join",
     "as_bool", "as_str", "as_secret", "as_int", "as_number", "as_duration", "as_positive_duration",
     "as_choice", "as_list", "as_status_codes", "as_url", "as_cron", "as_schedule", "as_mapping_of",
+    "as_header_secret", "as_headers", "header_value_problem", "MAX_DURATION", "MAX_INT",
 ]
 
 _CUSTOM_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_URL = re.compile(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an RFC 9110 token
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+MAX_DURATION = 365 * 86400.0  # a span longer than a year is a typo, and sleeps no one waits out
+MAX_INT = 10**15              # counts and limits stay exact as floats, and printable
 
 
 class _Unresolved:
@@ -53,6 +58,8 @@ def show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        return f"a {value.bit_length()}-bit integer"  # repr may refuse (over 4300 digits)
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, Mapping):
@@ -71,7 +78,8 @@ def suggest(word: Any, options: Iterable[str]) -> str:
 
 def join(path: str, key: Any) -> str:
     """The path of a mapping key; list items are written `path[i]` by their callers."""
-    return f"{path}.{key}" if path else str(key)
+    key = key if isinstance(key, str) else show(key)
+    return f"{path}.{key}" if path else key
 
 
 def as_bool(value: Any) -> bool:
@@ -97,7 +105,7 @@ def as_int(low: int | None = None, high: int | None = None) -> Callable[[Any], i
     def convert(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {show(value)}")
-        _check_range(value, low, high)
+        _check_range(value, low, MAX_INT if high is None else high)
         return value
     return convert
 
@@ -106,13 +114,20 @@ def as_number(low: float | None = None, high: float | None = None,
               above: float | None = None) -> Callable[[Any], float]:
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
+                or not _finite(value):
             raise ValueError(f"expected a number, got {show(value)}")
         if above is not None and value <= above:
             raise ValueError(f"expected a number greater than {above:g}, got {show(value)}")
         _check_range(value, low, high)
         return float(value)
     return convert
+
+
+def _finite(value: float) -> bool:
+    """Whether `value` is a finite float, or an int that can become one."""
+    if isinstance(value, int):
+        return abs(value) <= MAX_INT
+    return math.isfinite(value)
 
 
 def _check_range(value: float, low: float | None, high: float | None) -> None:
@@ -126,9 +141,12 @@ def _check_range(value: float, low: float | None, high: float | None) -> None:
 
 def as_duration(value: Any) -> float:
     try:
-        return parse_duration(value)
-    except ValueError:
+        seconds = parse_duration(value)
+    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
         raise ValueError(f'expected a duration like "60s", got {show(value)}') from None
+    if seconds > MAX_DURATION:
+        raise ValueError(f'expected a duration of at most a year ("365d"), got {show(value)}')
+    return seconds
 
 
 def as_positive_duration(value: Any) -> float:
@@ -198,10 +216,78 @@ def as_status_codes(value: Any) -> tuple[int, ...]:
 
 
 def as_url(value: Any) -> str:
-    if not isinstance(value, str) or not _URL.match(value.strip()):
-        raise ValueError(f"expected an http(s) URL like \"https://api.example.com/v1\", "
-                         f"got {show(value)}")
-    return value.strip()
+    """An http(s) URL with a host; it goes into request lines as it is, so no whitespace or
+    control character anywhere, and no credentials (they would show in every log)."""
+    example = 'expected an http(s) URL like "https://api.example.com/v1"'
+    if not isinstance(value, str):
+        raise ValueError(f"{example}, got {show(value)}")
+    text = value.strip(" ")
+    bad = _CONTROL.search(text)
+    if bad:
+        what = "a space" if bad.group() == " " else f"the control character {bad.group()!r}"
+        raise ValueError(f"{example}, got one with {what} at position {bad.start()}")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # a ValueError when it is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(f"{example}, got {show(value)} (bad host or port)") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{example}, got one with credentials in it; give them under auth:")
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
+        raise ValueError(f"{example}, got {show(value)}")
+    return text
+
+
+def _header_value_problem(value: str) -> str | None:
+    if value != value.lstrip():  # requests refuses it, quoting the value in its message
+        return "starts with whitespace"
+    if any(c in value for c in "\r\n\x00"):
+        return "holds a line break or NUL (header injection)"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        return f"holds a character that an HTTP header cannot carry at position {exc.start}"
+    return None
+
+
+def header_value_problem(value: Any) -> str | None:
+    """Why `value` cannot be sent as an HTTP header value, without echoing it; None if it can."""
+    if not isinstance(value, str) or not value:
+        return f"expected a non-empty string, got a value of type {type(value).__name__}"
+    return _header_value_problem(value)
+
+
+def as_header_secret(value: Any) -> str:
+    """A credential sent in a header (an API key): sendable, and never echoed."""
+    problem = header_value_problem(value)
+    if problem is None and value != value.rstrip():
+        problem = "ends with whitespace (a key never does; a copy-paste often does)"
+    if problem:
+        raise ValueError(problem)
+    return cast(str, value)
+
+
+def as_headers(value: Any) -> dict[str, str]:
+    """Extra request headers: token names, sendable values. Values may be credentials,
+    so they are never echoed."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping of header name to value, got {show(value)}")
+    out, bad = {}, []
+    for name, entry in value.items():
+        if entry is UNRESOLVED:
+            continue
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            bad.append(("", f"{show(name) if isinstance(name, str) else 'a non-string'} is not a "
+                            "header name (letters, digits and !#$%&'*+-.^_`|~)"))
+            continue
+        problem = header_value_problem(entry)
+        if problem:
+            bad.append((name, problem))
+        else:
+            out[name] = entry
+    if bad:
+        raise ItemErrors(bad)
+    return out
 
 
 def as_cron(value: Any) -> str:
@@ -269,11 +355,6 @@ class Ctx:
             self.problem(path, f"expected a mapping, got {show(value)}")
             value = {}
         return Section(self, value, path, tuple(keys), hints or {})
-
-    def scrub(self, text: str) -> str:
-        for value in sorted(set(self.secrets), key=len, reverse=True):
-            text = text.replace(value, "***")
-        return redact(text)
 
     def substitute(self, value: Any, path: str) -> Any:
         """`value` with every `${secrets:NAME}` replaced; problems reported at their path."""
@@ -364,8 +445,11 @@ class Section:
         except ItemErrors as exc:
             for where, message in exc.items:
                 at = self.at(key)
-                self.ctx.problem(f"{at}[{where}]" if isinstance(where, int) else join(at, where),
-                                 message)
+                if isinstance(where, int):
+                    at = f"{at}[{where}]"
+                elif where != "":  # "" is the item's key itself, reported at the mapping
+                    at = join(at, where)
+                self.ctx.problem(at, message)
         except (ValueError, TypeError) as exc:
             self.ctx.problem(self.at(key), str(exc))
         return default

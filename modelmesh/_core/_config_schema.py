@@ -396,6 +396,9 @@ class MeshConfig:
         found: list[str] = list(self.resolved_secrets)
         for provider in self.providers.values():
             found += [k for k in (provider.auth.api_key, *provider.auth.api_keys) if k]
+            # a header value may be a literal credential; short ones ("true", "v1") are not,
+            # and redacting them would garble every message
+            found += [v for v in provider.headers.values() if isinstance(v, str) and len(v) >= 8]
         found += list(self.proxy.api_keys) + list(self.secrets.values.values())
         return tuple(dict.fromkeys(v for v in found if isinstance(v, str) and v))
 

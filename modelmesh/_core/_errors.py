@@ -38,12 +38,36 @@ _SECRET_PATTERNS = re.compile(
 )
 
 
+# A piece of a secret this long at either end of a text is taken for a secret cut there
+# (a body cut at 4 KB, a message cut at 300 characters): 28 of 32 characters are a leak.
+MIN_CUT_FRAGMENT = 6
+
+
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """Remove known secret values and anything shaped like an API key from `text`."""
-    for value in secrets:
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    """Remove known secret values and anything shaped like an API key from `text`.
+
+    Longer secrets go first, so one that contains another is not left half shown. A
+    text that begins with the end of a secret, or ends with its beginning (at least
+    MIN_CUT_FRAGMENT characters), was cut through it: that fragment goes too.
+    """
+    known = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
+    for value in known:
+        text = text.replace(value, "***")
+    for value in known:
+        text = _cut_fragments(text, value)
     return _SECRET_PATTERNS.sub("***", text)
+
+
+def _cut_fragments(text: str, secret: str) -> str:
+    for size in range(min(len(secret) - 1, len(text)), MIN_CUT_FRAGMENT - 1, -1):
+        if text.endswith(secret[:size]):
+            text = text[:-size] + "***"
+            break
+    for size in range(min(len(secret) - 1, len(text)), MIN_CUT_FRAGMENT - 1, -1):
+        if text.startswith(secret[-size:]):
+            text = "***" + text[size:]
+            break
+    return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
