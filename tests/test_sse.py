@@ -113,3 +113,26 @@ def test_feed_rejects_text_and_use_after_close():
     parser.close()
     with pytest.raises(ValueError, match="after close"):
         parser.feed(b"data: x\n\n")
+
+
+def test_a_line_that_never_ends_is_refused_past_the_cap():
+    from modelmesh._core._sse import MAX_LINE, SSELineTooLong
+
+    parser = SSEParser()
+    piece = b"y" * (1024 * 1024)
+    with pytest.raises(SSELineTooLong):
+        for _ in range(MAX_LINE // len(piece) + 2):
+            parser.feed(piece)
+
+
+def test_a_decoder_turns_an_endless_line_into_one_malformed_stream_error():
+    from modelmesh._core._sse import MAX_LINE
+    from modelmesh._core._types import ErrorKind
+    from modelmesh._core.codecs import StreamError, Target, get_codec
+
+    decoder = get_codec("openai").stream_decoder(Target(provider="p", model="m", base_url="http://x"), "chat")
+    items = []
+    for _ in range(MAX_LINE // (1024 * 1024) + 2):
+        items += decoder.feed(b"y" * (1024 * 1024))
+    assert len(items) == 1 and isinstance(items[0], StreamError) and items[0].info.kind is ErrorKind.MALFORMED
+    assert decoder.feed(b"more") == []

@@ -21,7 +21,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["SSEEvent", "SSEParser"]
+__all__ = ["SSEEvent", "SSEParser", "SSELineTooLong", "MAX_LINE"]
+
+MAX_LINE = 8 * 1024 * 1024  # one SSE line (one event's data) longer than this is not a stream we take
+
+
+class SSELineTooLong(ValueError):
+    """A line grew past MAX_LINE without ending: an endless or hostile stream."""
 
 _BOM = "\ufeff"
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -63,6 +69,8 @@ class SSEParser:
         self._buffer += chunk
         events: list[SSEEvent] = []
         if b"\n" not in chunk and b"\r" not in chunk:
+            if len(self._buffer) > MAX_LINE:
+                raise SSELineTooLong(f"a stream line longer than {MAX_LINE} bytes")
             return events  # no line ended: the buffer is not scanned again (a long line costs O(n), not O(n^2))
         for line in self._take_lines():
             event = self._process_line(line)

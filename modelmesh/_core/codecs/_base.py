@@ -27,7 +27,7 @@ from typing import Any
 
 from .._errors import redact
 from .._ratelimit import parse_retry_after
-from .._sse import SSEEvent, SSEParser
+from .._sse import SSEEvent, SSELineTooLong, SSEParser
 from .._types import ErrorInfo, ErrorKind, WireRequest
 from ._shape import ShapeError, check_chunk
 
@@ -152,7 +152,12 @@ class SSEStreamDecoder(StreamDecoder):
     def feed(self, data: bytes) -> list[StreamItem]:
         if self.finished:
             return []
-        return self._run(self._sse.feed(data))
+        try:
+            events = self._sse.feed(data)
+        except SSELineTooLong as exc:
+            self.finished = True
+            return [StreamError(info=ErrorInfo(kind=ErrorKind.MALFORMED, message=str(exc)))]
+        return self._run(events)
 
     def close(self) -> list[StreamItem]:
         if self.finished:
