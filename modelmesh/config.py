@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from modelmesh._core._config import parse_config_partial, parse_secrets_config
 from modelmesh._core._config_schema import MeshConfig
@@ -95,19 +96,27 @@ def read_config_data(path: str | os.PathLike[str]) -> Any:
     return _parse_yaml(text, where)
 
 
-def _parse_json(text: str, where: str) -> Any:
+@contextmanager
+def _beyond_reason(where: str) -> Iterator[None]:
+    """What either parser raises for a document built to exhaust it, as a ConfigurationError."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            [f"{where}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"],
-            source=where) from None
+        yield
     except ConfigurationError:
         raise
     except RecursionError:
         raise ConfigurationError([f"{where}: nested too deeply"], source=where) from None
     except ValueError:  # an integer of more than 4300 digits
         raise ConfigurationError([f"{where}: a number too long to read"], source=where) from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    with _beyond_reason(where):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(
+                [f"{where}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"],
+                source=where) from None
 
 
 def _parse_yaml(text: str, where: str) -> Any:
@@ -115,22 +124,17 @@ def _parse_yaml(text: str, where: str) -> Any:
 
     duplicates: list[str] = []
     loader_class = _strict_loader(yaml, duplicates, where)
-    try:
-        data = yaml.load(text, Loader=loader_class)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = exc.problem or exc.context or "invalid YAML"
-        raise ConfigurationError([f"{where}: {at}YAML syntax error: {what}"],
-                                 source=where) from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError([f"{where}: YAML error: {exc}"], source=where) from None
-    except ConfigurationError:
-        raise
-    except RecursionError:
-        raise ConfigurationError([f"{where}: nested too deeply"], source=where) from None
-    except ValueError:  # an integer of more than 4300 digits
-        raise ConfigurationError([f"{where}: a number too long to read"], source=where) from None
+    with _beyond_reason(where):
+        try:
+            data = yaml.load(text, Loader=loader_class)  # noqa: S506 - a SafeLoader subclass
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            what = exc.problem or exc.context or "invalid YAML"
+            raise ConfigurationError([f"{where}: {at}YAML syntax error: {what}"],
+                                     source=where) from None
+        except yaml.YAMLError as exc:
+            raise ConfigurationError([f"{where}: YAML error: {exc}"], source=where) from None
     if duplicates:
         raise ConfigurationError(duplicates, source=where)
     return {} if data is None else data
