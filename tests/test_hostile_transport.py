@@ -205,3 +205,27 @@ def test_an_endless_stream_ends_at_the_size_cap(fallback):
         assert "stream larger than 262144 bytes" in s.mesh.attempts[0].message
     finally:
         bad.close()
+
+
+def test_a_custom_session_whose_adapter_answers_without_a_socket_still_works():
+    from requests.adapters import BaseAdapter
+    from requests.structures import CaseInsensitiveDict
+
+    class Canned(BaseAdapter):
+        def send(self, request, **kwargs):
+            r = requests.Response()
+            r.status_code, r._content, r.encoding = 200, OK, "utf-8"
+            r.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+            r.url, r.request = request.url, request
+            return r
+
+        def close(self):
+            return None
+
+    session = requests.Session()
+    session.mount("http://", Canned())
+    config = {"providers": {"c": {"connector": "openai", "config": {
+        "base_url": "http://canned.invalid/v1", "auth": {"api_key": KEY},
+        "models": [{"id": "m", "capabilities": ["chat-completion"]}]}}}}
+    with modelmesh.MeshClient(config, environ={}, session=session) as client:
+        assert client.chat.completions.create(model="c/m", messages=MSG).choices[0].message.content == "hostile"

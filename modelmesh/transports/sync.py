@@ -76,9 +76,18 @@ def _read_capped(r: requests.Response, limit: int, late: Callable[[], bool], tot
     `read1` returns whatever has arrived, so a body trickling in is checked as it comes."""
     pieces: list[bytes] = []
     size = 0
+    raw = r.raw
+    if not hasattr(raw, "read1"):  # not urllib3's: a custom adapter's answer, taken as it gives it
+        try:
+            whole = r.content
+        except requests.RequestException as exc:
+            return _translate(exc)
+        if len(whole) > limit:
+            return TransportFailed(kind=ErrorKind.MALFORMED, message=f"response larger than {limit} bytes")
+        return whole
     try:
         while True:
-            piece = r.raw.read1(_PIECE, decode_content=True)
+            piece = raw.read1(_PIECE, decode_content=True)
             if not piece:
                 break
             size += len(piece)
@@ -94,6 +103,11 @@ def _read_capped(r: requests.Response, limit: int, late: Callable[[], bool], tot
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         return TransportFailed(kind=ErrorKind.CONNECTION, message=f"body broken ({type(exc).__name__})")
     return b"".join(pieces)
+
+
+def _close(r: requests.Response) -> None:
+    if r.raw is not None:  # a custom adapter may answer without one
+        r.close()
 
 
 def _unsendable(exc: Exception) -> TransportFailed:
@@ -201,7 +215,7 @@ class SyncTransport:
         try:
             body = _read_capped(r, a.max_bytes, lambda: self.clock() - started > a.total_timeout, a.total_timeout)
         finally:
-            r.close()
+            _close(r)
         if isinstance(body, TransportFailed):
             return body
         return ResponseReceived(status=r.status_code, headers=r.headers, body=body)
@@ -230,7 +244,7 @@ class SyncTransport:
             started = self.clock()
             body = _read_capped(r, min(a.max_bytes, _ERROR_BODY_CAP),
                                 lambda: self.clock() - started > a.read_timeout, a.read_timeout)
-            r.close()
+            _close(r)
             return None, ResponseReceived(status=r.status_code, headers=r.headers,
                                           body=b"" if isinstance(body, TransportFailed) else body)
         return r, StreamOpened(headers=r.headers)
@@ -295,7 +309,7 @@ class SyncTransport:
         try:
             r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
                                      timeout=probe.timeout, allow_redirects=False)
-            r.close()
+            _close(r)
         except (requests.RequestException, ValueError, UnicodeError):
             return False, None
         return 200 <= r.status_code < 300, self.clock() - start
