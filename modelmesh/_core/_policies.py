@@ -26,6 +26,7 @@ boundary and the standby lasts until the next one.
 """
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Collection, Protocol, Union
@@ -94,14 +95,14 @@ RecoveryLike = Union[RecoveryPolicy, Callable[["ModelState", Deactivation, float
 
 
 # -- deactivation -------------------------------------------------------------------------------
-class _Deactivator:
+class _Deactivator(abc.ABC):
     """Base of the built-in deactivation policies: `a | b` composes them."""
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def should_deactivate(self, state: ModelState, now: float) -> Deactivation | None:
         """The DeactivationPolicy method; every built-in policy defines its own."""
-        raise NotImplementedError(f"{type(self).__name__} does not define should_deactivate")
 
     def __or__(self, other: DeactivationLike) -> AnyOf:
         return AnyOf(self, other)
@@ -311,14 +312,14 @@ class Maintenance(_Deactivator):
 
 
 # -- recovery -----------------------------------------------------------------------------------
-class _Recoverer:
+class _Recoverer(abc.ABC):
     """Base of the built-in recovery policies: `a | b` composes them."""
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def recover_at(self, state: ModelState, decision: Deactivation, now: float) -> float | None:
         """The RecoveryPolicy method; every built-in policy defines its own."""
-        raise NotImplementedError(f"{type(self).__name__} does not define recover_at")
 
     def probe_due(self, state: ModelState, now: float) -> bool:
         return False
