@@ -272,7 +272,7 @@ def test_probe_latency_must_be_a_duration():
 
 
 # -- the sans-IO rule -----------------------------------------------------------------------------
-ALLOWED = {"__future__", "enum", "math", "re", "calendar", "datetime", "collections", "dataclasses", "typing",
+ALLOWED = {"__future__", "abc", "enum", "math", "re", "calendar", "datetime", "collections", "dataclasses", "typing",
            "dataclasses_json"}
 
 
