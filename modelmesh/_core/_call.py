@@ -405,10 +405,7 @@ class Call:
         if self.pool.config.stream_resume:  # continue the answer: same model or the next, as for any failure
             return self._failure(info, now, self._limits)
         model = self._m
-        self._note_failure(model, info, now, latency=now - self._attempt_started)
-        self._last_error = info
-        with self.lock:
-            self.health.record(Faulted(pool=self.pool.name, ref=self._ref, info=info, limits=self._limits), now, self.events)
+        self._record_fault(info, now, self._limits)
         return self._finish_failed(E.StreamInterruptedError(
             self._interruption, partial_text=self.partial_text, reason=self._interruption,
             provider=model.provider, model=model.model, status=info.status, attempts=self.attempts,
@@ -443,16 +440,7 @@ class Call:
         """An attempt failed before anything reached the caller: health decides the model's fate,
         the consequence table what this request does next."""
         model = self._m
-        self._note_failure(model, info, now, latency=now - self._attempt_started)
-        self._last_error = info
-        with self.lock:
-            used = self._same_model.get(model.ref, 0)
-            spent = 0 < self._retries_allowed(model) <= used
-            c = self.health.record(Faulted(pool=self.pool.name, ref=model.ref, info=info, limits=limits,
-                                           retries_spent=spent), now, self.events)
-            assert c is not None
-            free = c.effect is Effect.ROTATE and self.health.free(self.pool, model.ref, now, self.events)
-            provider_up = self.health.provider_up(model.provider, now)
+        c, free, provider_up = self._record_fault(info, now, limits)
         if c.effect is Effect.FAIL:
             head = ("the provider's content filter refused the request" if info.kind is ErrorKind.CONTENT_FILTERED
                     else "the request was rejected as invalid")
@@ -464,6 +452,7 @@ class Call:
             return Phase.READY
         if not provider_up:
             return Phase.READY  # the whole provider went on standby; selection skips its models
+        used = self._same_model.get(model.ref, 0)
         if c.same_model_retry and used < self._retries_allowed(model):
             delay = self._same_model_delay(info, free, now)
             if delay is not None:
@@ -474,6 +463,22 @@ class Call:
         if info.retry_after is not None:
             self._retry_after = max(self._retry_after or 0.0, info.retry_after)
         return Phase.READY
+
+    def _record_fault(self, info: ErrorInfo, now: float,
+                      limits: RateLimitInfo | None) -> tuple[Consequence, bool, bool]:
+        """Note the failed attempt and record it in health, in one hold of the lock: (its
+        consequence, whether the model can take a same-model retry, whether its provider is up)."""
+        model = self._m
+        self._note_failure(model, info, now, latency=now - self._attempt_started)
+        self._last_error = info
+        spent = 0 < self._retries_allowed(model) <= self._same_model.get(model.ref, 0)
+        with self.lock:
+            c = self.health.record(Faulted(pool=self.pool.name, ref=model.ref, info=info, limits=limits,
+                                           retries_spent=spent), now, self.events)
+            assert c is not None
+            free = c.effect is Effect.ROTATE and self.health.free(self.pool, model.ref, now, self.events)
+            provider_up = self.health.provider_up(model.provider, now)
+        return c, free, provider_up
 
     def _retries_allowed(self, model: ModelInfo) -> int:
         return self.providers[model.provider].config.max_retries or self.retry.same_model_retries
