@@ -167,6 +167,18 @@ def test_an_api_key_list_item_is_checked_at_its_index():
     assert "providers.p.config.auth.api_keys[1]" in text and "\u20ac" not in text
 
 
+def test_a_proxy_key_that_no_client_could_send_as_a_header_is_a_problem_without_its_value():
+    text = problems_of({"proxy": {"api_keys": ["sk-proxy-0123456789abcdef", "sk-proxy-0123456789\u2019x\n"]}})
+    assert "proxy.api_keys[1]" in text and "sk-proxy" not in text and "proxy.api_keys[0]" not in text
+
+
+def test_a_secret_value_is_checked_where_it_is_used_and_named_there_without_its_value():
+    data = provider(auth={"api_key": "${secrets:K}"})
+    data["secrets"] = {"store": "memory", "values": {"K": "sk-stored-0123456789\n"}}
+    text = problems_of(data)
+    assert "providers.p.config.auth.api_key" in text and "sk-stored" not in text
+
+
 def test_a_key_from_the_environment_that_cannot_be_a_header_is_a_problem():
     data = provider(auth={"api_key_env": "MY_KEY"})
     with pytest.raises(ConfigurationError) as info:

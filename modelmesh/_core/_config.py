@@ -708,7 +708,7 @@ def _proxy(s: Section, providers: Mapping[str, ProviderConfig],
     return ProxyConfig(
         host=s.get("host", b.host, as_str),
         port=s.get("port", b.port, as_int(1, 65535)),
-        api_keys=s.get("api_keys", b.api_keys, as_list(as_secret)),
+        api_keys=s.get("api_keys", b.api_keys, as_list(as_header_secret)),  # sent by clients as a header
         cors_origins=s.get("cors_origins", b.cors_origins, as_list(as_str)),
         max_body_bytes=s.get("max_body_bytes", b.max_body_bytes, as_int(1)),
         model_aliases=s.get("model_aliases", b.model_aliases,
