@@ -21,6 +21,8 @@ from ._core._errors import (
     ConfigurationError,
     ContentFilteredError,
     ContextLengthError,
+    InternalError,
+    InvalidArgumentError,
     ModelMeshError,
     NoModelAvailableError,
     ProviderError,
@@ -36,7 +38,8 @@ __all__ = [
     "create", "MeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions", "RoutingDecision",
     "AttemptRecord", "ModelMeshError", "ConfigurationError", "RoutingError", "NoModelAvailableError",
     "ProviderError", "AuthenticationError", "RateLimitError", "RequestTimeoutError", "BudgetExceededError",
-    "BadRequestError", "ContextLengthError", "ContentFilteredError", "StreamInterruptedError",
+    "BadRequestError", "InvalidArgumentError", "ContextLengthError", "InternalError", "ContentFilteredError",
+    "StreamInterruptedError",
 ]
 
 _LAZY = {

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Mapping
 
+from ._core import _errors as E
 from ._core._config_schema import MeshConfig
 from ._core._mesh import RoutingDecision, RoutingOptions
 from ._core._policies import PolicySet
@@ -123,10 +124,10 @@ class MeshClient:
     def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
         model = kwargs.pop("model", None)
         if not model:
-            raise TypeError(f"{op}: 'model' is required (a pool, capability or model id)")
+            raise E.InvalidArgumentError(f"{op}: 'model' is required (a pool, capability or model id)")
         timeout = kwargs.pop("timeout", None)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise TypeError(f"{op}: 'timeout' must be a positive number of seconds, got {timeout!r}")
+            raise E.InvalidArgumentError(f"{op}: 'timeout' must be a positive number of seconds, got {timeout!r}")
         options = RoutingOptions(
             session_id=kwargs.pop("session_id", None),
             preferred_provider=kwargs.pop("preferred_provider", None),
@@ -136,7 +137,7 @@ class MeshClient:
         extra = kwargs.pop("extra_body", None) or {}
         for unsupported in ("extra_headers", "extra_query"):
             if kwargs.pop(unsupported, None):
-                raise TypeError(f"{op}: '{unsupported}' is not supported; set provider headers in the configuration")
+                raise E.InvalidArgumentError(f"{op}: '{unsupported}' is not supported; set provider headers in the configuration")
         body = {k: v for k, v in kwargs.items() if v is not None}
         body.update(extra)
         body["model"] = model
@@ -186,7 +187,7 @@ class _Completions:
 
     def create(self, *, stream: bool = False, **kwargs: Any) -> ChatCompletion | ChatStream:
         if "messages" not in kwargs:
-            raise TypeError("chat.completions.create: 'messages' is required")
+            raise E.InvalidArgumentError("chat.completions.create: 'messages' is required")
         result = self._client._request("chat", kwargs, bool(stream))
         if stream:
             return result
@@ -204,7 +205,7 @@ class _Embeddings:
 
     def create(self, **kwargs: Any) -> CreateEmbeddingResponse:
         if "input" not in kwargs:
-            raise TypeError("embeddings.create: 'input' is required")
+            raise E.InvalidArgumentError("embeddings.create: 'input' is required")
         result = self._client._request("embeddings", kwargs, False)
         return CreateEmbeddingResponse(result.response, _served(result))
 

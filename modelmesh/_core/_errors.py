@@ -24,6 +24,8 @@ __all__ = [
     "RequestTimeoutError",
     "BudgetExceededError",
     "BadRequestError",
+    "InvalidArgumentError",
+    "InternalError",
     "ContextLengthError",
     "ContentFilteredError",
     "StreamInterruptedError",
@@ -182,6 +184,17 @@ class BudgetExceededError(ModelMeshError):
 
 class BadRequestError(ProviderError):
     """The request itself is invalid; it fails fast and no model is penalised."""
+
+
+class InvalidArgumentError(BadRequestError, TypeError):
+    """A client method was called without a required argument or with one of the wrong type;
+    nothing was sent. Also a TypeError, as Python's own for a bad call would be."""
+
+
+class InternalError(ModelMeshError):
+    """An unexpected exception inside ModelMesh or in code it calls for you (a custom
+    strategy or policy) ended the request. The original is `__cause__`; no model was
+    blamed for it. A bug: please report it (with the traceback)."""
 
 
 class ContextLengthError(BadRequestError):

@@ -30,6 +30,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .._core import _errors as E
 from .._core._call import Call
 from .._core._mesh import MeshCore, Probe
 from .._core._protocol import (
@@ -177,11 +178,25 @@ class SyncTransport:
                 self.on_event(ev)
 
     def _cancel(self, call: Call) -> None:
-        self._feed(call, Cancelled())
+        try:
+            self._feed(call, Cancelled())
+        except Exception:  # a call already broken by an unexpected error: that error is the one to raise
+            _log.exception("modelmesh: cancelling request %s failed", call.request_id)
+
+    def internal(self, exc: Exception) -> E.InternalError:
+        """The ModelMeshError a foreign exception becomes at the boundary (its text redacted);
+        raise it `from exc` so the original stays the cause."""
+        text = E.redact(str(exc), self.core.secret_values)
+        return E.InternalError(f"unexpected {type(exc).__name__} inside modelmesh: {text}")
 
     def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
         self._ensure_prober()
-        return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
+        try:
+            return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
+        except E.ModelMeshError:
+            raise
+        except Exception as exc:
+            raise self.internal(exc) from exc
 
     # -- non-streaming ----------------------------------------------------------------------
     def execute(self, call: Call) -> Succeeded:
@@ -201,6 +216,10 @@ class SyncTransport:
                     raise action.error
                 else:  # Read/Deliver cannot happen without a stream
                     raise RuntimeError(f"unexpected action {action!r} for a non-streaming call")
+        except E.ModelMeshError:
+            raise
+        except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
+            raise self.internal(exc) from exc
         finally:
             if not finished:
                 self._cancel(call)
@@ -379,6 +398,10 @@ class StreamHandle:
                 else:
                     self._done = True
                     raise action.error
+        except E.ModelMeshError:
+            raise
+        except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
+            raise t.internal(exc) from exc
         finally:
             self._drop()
             if not self._done:
