@@ -60,6 +60,7 @@ class MeshClient:
         self._listeners: list[Callable[[Any], None]] = [s.emit for s in self._sinks]
         if on_event:
             self._listeners.append(on_event)
+        self.core.listening = bool(self._listeners)  # with nobody listening, requests build no events
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
                                        on_event=self._dispatch, probe_check_interval=probe_check_interval)
         self.chat = _Chat(self)
@@ -84,6 +85,7 @@ class MeshClient:
     def subscribe(self, listener: Callable[[Any], None]) -> None:
         """Call `listener(event)` for every mesh event (routed, failed, deactivated, ...)."""
         self._listeners.append(listener)
+        self.core.listening = True
 
     def _dispatch(self, event: Any) -> None:
         for listener in self._listeners:

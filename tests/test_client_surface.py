@@ -10,6 +10,7 @@ import pytest
 import modelmesh
 from modelmesh import errors as E
 from modelmesh._core._events import EVENT_TYPES, MeshEvent
+from modelmesh._core._protocol import Cancelled
 from modelmesh.testing import Error, FakeClock, FakeUpstream, Reply
 
 from core_helpers import MECHANICS
@@ -43,8 +44,9 @@ def make(ups, strategy="priority", pool_extra=None, provider_extra=None, **clien
     clock = FakeClock()
     events: list = []
     # one scripted fault shows one failover: no same-model retry (tests of the defaults are elsewhere)
+    client_kw.setdefault("on_event", events.append)
     client = modelmesh.MeshClient({"providers": providers, "pools": {"chat": pool}, "routing": MECHANICS},
-                                  clock=clock, sleep=clock.sleep, environ={}, on_event=events.append, **client_kw)
+                                  clock=clock, sleep=clock.sleep, environ={}, **client_kw)
     return client, clock, events
 
 
@@ -238,6 +240,23 @@ def test_subscribers_receive_every_event_in_order(ups):
     assert (done.provider, done.attempts, done.stream) == ("b", 2, False)
     assert len({e.request_id for e in (routed, failed, done)}) == 1
     assert all(e.to_dict()["type"] == e.type for e in seen)
+
+
+def test_with_nobody_listening_no_events_are_built_and_a_late_subscriber_gets_them_whole(ups):
+    client, _, _ = make(ups, on_event=None)
+    with client:
+        assert client.core.listening is False
+        call = client.core.start("chat", {"messages": MSG}, model="chat", now=1.0)
+        call.next_action(1.0)
+        assert call.drain_events() == []  # nobody reads them: RequestRouted (and its score) is skipped
+        call.feed(Cancelled(), 1.0)
+        seen: list = []
+        client.subscribe(seen.append)
+        assert client.core.listening is True
+        client.chat.completions.create(model="chat", messages=MSG)
+    routed, done = seen
+    assert routed.type == "request_routed" and routed.fallback_chain == ("b/gpt-x", "c/gpt-x")
+    assert done.type == "request_completed" and done.provider == "a"
 
 
 def test_events_of_a_standby_and_a_recovery(ups):

@@ -268,3 +268,26 @@ def test_anthropic_skips_ping_and_event_types_it_does_not_know():
     assert isinstance(items[-1], StreamDone)
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in items[:-1] if c["choices"]) == "hi"
     assert items[-2]["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+# -- both JSON parsers: the standard one and orjson (the `fast` extra) judge alike -----------
+
+JSON_BODIES = [
+    (b'{"a": 1, "b": [true, null, "x"]}', {"a": 1, "b": [True, None, "x"]}),
+    (b'\xef\xbb\xbf{"a": 1}', {"a": 1}),            # a UTF-8 byte-order mark
+    (b'{"a": NaN}', None), (b'{"a": Infinity}', None), (b'{"a": -Infinity}', None),
+    (b"[" * 5000 + b"]" * 5000, None),             # nesting deeper than either parser goes
+    (b'{"a": 1', None), (b"\xff\xfe", None), (b"", None), (b"null", None),
+]
+
+
+@pytest.mark.parametrize("parser", ["standard", "orjson"])
+@pytest.mark.parametrize("body, expected", JSON_BODIES)
+def test_both_json_parsers_read_and_refuse_alike(monkeypatch, parser, body, expected):
+    from modelmesh._core.codecs import _base
+    if parser == "standard":
+        monkeypatch.setattr(_base, "_orjson", None)
+    else:
+        monkeypatch.setattr(_base, "_orjson", pytest.importorskip("orjson"))
+    got = _base.load_json(body)
+    assert (got if got is not _base._NO_JSON else None) == expected

@@ -79,7 +79,7 @@ class Call:
     def __init__(
         self, *, health: Health, pool: Pool, providers: Mapping[str, ProviderRuntime], rng: Rng,
         lock: AbstractContextManager[Any], secrets: tuple[str, ...], op: str, body: Mapping[str, Any],
-        stream: bool, options: RoutingOptions, now: float, request_id: str,
+        stream: bool, options: RoutingOptions, now: float, request_id: str, listening: bool = True,
     ) -> None:
         self.health = health
         self.pool = pool
@@ -92,11 +92,10 @@ class Call:
         self.stream = stream
         self.options = options
         self.request_id = request_id
+        self.listening = listening  # False: nobody reads RequestRouted/RequestCompleted; skip them
         self.started = now
         self.retry = retry = pool.config.retry
-        # by default every member gets a try, plus its same-model retries; the deadline bounds it all
-        retries = max([retry.same_model_retries, *(providers[m.provider].config.max_retries for m in pool.members)])
-        self.budget = retry.max_attempts or len(pool.members) * (1 + retries)
+        self.budget = pool.attempt_budget(providers)
         limits = [t for t in (retry.deadline, options.timeout) if t]
         self.deadline = now + min(limits) if limits else None
         self.phase = Phase.READY
@@ -215,6 +214,8 @@ class Call:
                     return _Pick(resort, 0.0, ())
             return tried, earliest
         best = ranked[0]
+        if not self.listening:  # the score and the chain are for RequestRouted alone
+            return _Pick(best.ref, 0.0, ())
         score = pool.strategy.score(health.full(pool, best, now), ctx)
         return _Pick(best.ref, score, tuple(c.ref for c in ranked[1:]))
 
@@ -277,10 +278,11 @@ class Call:
             else:  # the answer starts again: it must repeat exactly what was delivered
                 self._assembly.expect(partial, strict=True)
         number = len(self.attempts) + 1
-        self.events.append(RequestRouted(
-            at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
-            attempt=number, score=picked.score, fallback_chain=picked.fallback,
-        ))
+        if self.listening:
+            self.events.append(RequestRouted(
+                at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
+                attempt=number, score=picked.score, fallback_chain=picked.fallback,
+            ))
         cfg = self.providers[model.provider].config
         remaining = (self.deadline - now) if self.deadline is not None else cfg.stream_total_timeout
         total = min(cfg.stream_total_timeout, remaining) if self.stream else min(cfg.timeout, remaining)
@@ -424,11 +426,12 @@ class Call:
                                       completion_tokens=completion, cost=cost, limits=limits), now, self.events)
             pool.previous = model.ref
         self.attempts.append(E.AttemptRecord(provider=model.provider, model=model.model, pool=pool.name, latency=latency))
-        self.events.append(RequestCompleted(
-            at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
-            attempts=len(self.attempts), latency=now - self.started, prompt_tokens=prompt, completion_tokens=completion,
-            cost=cost, stream=self.stream,
-        ))
+        if self.listening:
+            self.events.append(RequestCompleted(
+                at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
+                attempts=len(self.attempts), latency=now - self.started, prompt_tokens=prompt,
+                completion_tokens=completion, cost=cost, stream=self.stream,
+            ))
         self._final = Succeeded(
             response=response, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
             attempts=tuple(self.attempts), latency=now - self.started, prompt_tokens=prompt,

@@ -54,7 +54,7 @@ _SOFT = frozenset({DeactivationReason.RETRY_LIMIT, DeactivationReason.ERROR_RATE
 
 
 # -- outcomes: what `record` is told ------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # one per request: not frozen, which costs per field
 class Sent:
     """An attempt goes to `ref` (takes a half-open trial slot when the model is on trial)."""
 
@@ -62,7 +62,7 @@ class Sent:
     ref: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # one per request: not frozen, which costs per field
 class Served:
     pool: str
     ref: str
@@ -125,6 +125,7 @@ class ProviderByHand:
     provider: str
 
 
+_CLOSED = BreakerState.CLOSED
 Blocked = tuple[float, "str | None"]  # (until when, inf = not by time; why)
 
 
@@ -134,6 +135,9 @@ class Health:
         self.provider_states: dict[str, ProviderState] = {pid: ProviderState() for pid in providers}
         self.model_states: dict[tuple[str, str], ModelState] = {}
         self.pools: dict[str, Pool] = {}
+        # per pool, per member: (its record, its provider's record, whether that provider is
+        # enabled with no budget): what the common case of `available` reads, found once
+        self._seats: dict[str, list[tuple[ModelState, ProviderState, bool]]] = {}
         self._discovery = discovery
         # outcome type -> its handler; each handler takes its own outcome type
         # releases handed over without the lock (a stream finalised by the garbage collector
@@ -154,6 +158,9 @@ class Health:
             state.breaker.configure(failure_threshold=10**9, reset_timeout=rec.cooldown,
                                     half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
             self.model_states.setdefault((pool.name, model.ref), state)
+        self._seats[pool.name] = [
+            (self.model_states[(pool.name, m.ref)], self.provider_states[m.provider], _plain(self.providers[m.provider]))
+            for m in pool.members]
 
     def defer(self, outcome: Released) -> None:
         """Hand over a release without taking the lock (deque.append is atomic)."""
@@ -180,8 +187,16 @@ class Health:
             self._drain(now)
         out: list[Candidate] = []
         earliest: float | None = None
-        for index, model in enumerate(pool.members):
+        plain = pool.order_only
+        untimed = pool.timed is None
+        for index, (state, ps, simple) in enumerate(self._seats[pool.name]):
+            model = pool.members[index]
             if restrict is not None and model.ref not in restrict:
+                continue
+            if simple and untimed and ps.available and state.breaker.state is _CLOSED \
+                    and state.remaining_requests != 0 and state.remaining_tokens != 0:
+                # the common case, decided without `_block`: nothing can bar this member now
+                out.append(pool.plain[index] if plain else self._candidate(pool, model, index, now, full=True))
                 continue
             block = self._block(pool, model, now, events)
             if block is not None:
@@ -299,8 +314,7 @@ class Health:
 
     def _candidate(self, pool: Pool, model: ModelInfo, index: int, now: float, *, full: bool) -> Candidate:
         if not full:  # the strategy reads no health figures: skip computing them
-            return Candidate(ref=model.ref, provider=model.provider, model=model.model, index=index,
-                             context_window=model.context_window)
+            return pool.plain[index]
         state = self.model_states[(pool.name, model.ref)]
         rl = self.providers[model.provider].config.rate_limits
         stale = state.rate_reset_at is not None and state.rate_reset_at <= now
@@ -563,6 +577,12 @@ def _add_spend(ps: ProviderState, now: float, cost: float) -> None:
     ps.spend_day += cost
     ps.spend_month += cost
     ps.total_cost += cost
+
+
+def _plain(provider: ProviderRuntime) -> bool:
+    """Enabled and without a budget: only its record's state can bar its models."""
+    cfg = provider.config
+    return cfg.enabled and cfg.budget.monthly_limit is None and cfg.budget.daily_limit is None
 
 
 def _budget_block(budget: BudgetConfig, ps: ProviderState, now: float) -> tuple[str, float] | None:

@@ -72,6 +72,9 @@ class MeshCore:
         self.secret_values = tuple(sorted({k for k in (p.secret for p in self.providers.values()) if k} | set(config.secret_values())))
         self._policies = dict(policies or {})
         self.lock = lock if lock is not None else nullcontext()
+        # whether anyone reads the events of a request: a shell with no listener says False,
+        # and calls then skip the per-request events and the figures only they carry
+        self.listening = True
         self.health = Health(self.providers, config.discovery)
         self.pools: dict[str, Pool] = {}
         for name, pool_cfg in config.pools.items():
@@ -157,7 +160,7 @@ class MeshCore:
             pool = self.resolve(model, op)
         return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,
                     secrets=self.secret_values, op=op, body=body, stream=stream, options=options or RoutingOptions(),
-                    now=now, request_id=f"mm-{next(self._ids)}")
+                    now=now, request_id=f"mm-{next(self._ids)}", listening=self.listening)
 
     def route(self, capability: str, options: RoutingOptions | None = None, *, now: float) -> RoutingDecision:
         """The decision a request would get now. A question: nothing moves, nothing is emitted."""

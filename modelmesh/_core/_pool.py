@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._policies import AnyOf, BudgetLimit, ErrorRate, PolicySet, RequestLimit, RetryLimit, TokenLimit, build_policies
-from ._selection import Priority, RoundRobin, SelectionContext, SessionSticky, StickUntilFailure, build_strategy
+from ._selection import Candidate, Priority, RoundRobin, SelectionContext, SessionSticky, StickUntilFailure, build_strategy
 from .codecs._base import Target
 
 if TYPE_CHECKING:
@@ -135,7 +135,20 @@ class Pool:
                  if not isinstance(p, (RetryLimit, ErrorRate, RequestLimit, TokenLimit, BudgetLimit))]
         self.timed = AnyOf(*timed) if timed else None
         self.order_only = _ranks_on_order_alone(self.strategy)
+        # what an order-only strategy sees of a member never changes: built once, shared (frozen)
+        self.plain = tuple(Candidate(ref=m.ref, provider=m.provider, model=m.model, index=i,
+                                     context_window=m.context_window) for i, m in enumerate(self.members))
         self.previous: str | None = None  # the member that served this pool's last request
+        self._budget: int | None = None
+
+    def attempt_budget(self, providers: Mapping[str, ProviderRuntime]) -> int:
+        """Attempts a request may make: by default every member gets a try plus its same-model
+        retries (the request's deadline bounds it all). Fixed by configuration: computed once."""
+        if self._budget is None:
+            retry = self.config.retry
+            retries = max([retry.same_model_retries, *(providers[m.provider].config.max_retries for m in self.members)])
+            self._budget = retry.max_attempts or len(self.members) * (1 + retries)
+        return self._budget
 
     def __repr__(self) -> str:
         return f"Pool(name={self.name!r}, models={[m.ref for m in self.members]!r})"

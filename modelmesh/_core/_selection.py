@@ -157,15 +157,18 @@ def eligible_candidates(candidates: Iterable[Candidate], ctx: SelectionContext) 
     if len(set(refs)) != len(refs):
         dupes = sorted({r for r in refs if refs.count(r) > 1})
         raise ValueError(f"duplicate candidates: {', '.join(dupes)}")
-    need = ctx.min_context
-    kept = [
-        c
-        for c in pool
-        if c.ref not in ctx.excluded
-        and (need is None or c.context_window is None or c.context_window >= need)
-    ]
-    kept.sort(key=lambda c: (c.index, c.ref))
+    need, excluded = ctx.min_context, ctx.excluded
+    if need is None and not excluded:
+        kept = pool
+    else:
+        kept = [c for c in pool if c.ref not in excluded
+                and (need is None or c.context_window is None or c.context_window >= need)]
+    kept.sort(key=_by_index)  # already in order, as the core gives them: one linear pass
     return kept
+
+
+def _by_index(c: Candidate) -> tuple[int, str]:
+    return c.index, c.ref
 
 
 def _to_front(pool: Sequence[Candidate], wanted: Callable[[Candidate], bool]) -> list[Candidate]:
@@ -322,10 +325,18 @@ class Priority(BaseStrategy):
         self.model_priority = _names(model_priority, "model_priority")
         self.provider_priority = _names(provider_priority, "provider_priority")
         self.fallback = StickUntilFailure() if fallback is None else as_strategy(fallback)
+        self._tiers: dict[str, tuple[int, int, int]] = {}
         if isinstance(self.fallback, Priority):
             raise ValueError("rotation.selection.fallback_strategy: priority cannot fall back to priority")
 
     def _tier(self, c: Candidate) -> tuple[int, int, int]:
+        # a pure function of the ref (and the model and provider it names): worked out once
+        tier = self._tiers.get(c.ref)
+        if tier is None:
+            tier = self._tiers[c.ref] = self._work_out_tier(c)
+        return tier
+
+    def _work_out_tier(self, c: Candidate) -> tuple[int, int, int]:
         model_pos, exact = len(self.model_priority), 0
         for i, entry in enumerate(self.model_priority):
             if entry in (c.ref, c.model):
