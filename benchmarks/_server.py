@@ -1,7 +1,10 @@
 """A FakeUpstream("openai") in its own process, so client and server do not share a GIL.
 
+    python _server.py MODEL [TEXT]
+
 Prints the base URL on one line, then obeys stdin: `reset` forgets the recorded requests
-(they would otherwise pile up and slow every later run), EOF or `quit` closes it.
+(they would otherwise pile up and slow every later run), EOF or `quit` closes it. TEXT is
+every answer's content (streamed one word per chunk).
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from modelmesh.testing import FakeUpstream
 
-    with FakeUpstream("openai", name="bench", models=sys.argv[1:] or ["gpt-bench"]) as up:
+    model = sys.argv[1] if len(sys.argv) > 1 else "gpt-bench"
+    text = sys.argv[2] if len(sys.argv) > 2 else None
+    with FakeUpstream("openai", name="bench", models=[model], text=text) as up:
         print(up.url, flush=True)
         for line in sys.stdin:
             command = line.strip()
