@@ -62,6 +62,7 @@ class MeshClient:
             self._listeners.append(on_event)
         self.core.listening = bool(self._listeners)  # with nobody listening, requests build no events
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
+                                       environ=environ,
                                        on_event=self._dispatch, probe_check_interval=probe_check_interval)
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)

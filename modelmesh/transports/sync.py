@@ -1,4 +1,4 @@
-"""The synchronous shell: drives the core with a pooled `requests.Session`.
+"""The synchronous shell: drives the core over urllib3 (or a user's `requests.Session`).
 
 It decides nothing. For each action of a `Call` it performs the I/O (an HTTP request, a
 read from an open stream, a sleep) and feeds back what happened. The core is shared by
@@ -24,11 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Mapping
 
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from .._core import _errors as E
 from .._core._call import Call
@@ -38,6 +36,7 @@ from .._core._protocol import (
     TransportFailed, Wait,
 )
 from .._core._types import ErrorKind
+from ._http import Http
 
 __all__ = ["SyncTransport", "StreamHandle"]
 
@@ -46,13 +45,36 @@ _log = logging.getLogger("modelmesh")
 
 
 def _translate(exc: Exception) -> TransportFailed:
-    """requests/urllib3 exceptions -> the core's vocabulary."""
+    """urllib3's exceptions (and requests', when a user's Session sends) -> the core's vocabulary."""
+    u = urllib3.exceptions
+    if isinstance(exc, u.NewConnectionError):  # before ConnectTimeoutError, which it subclasses
+        if isinstance(exc, u.NameResolutionError):
+            return TransportFailed(kind=ErrorKind.CONNECTION, message="host name not found", connect=True)
+        return TransportFailed(kind=ErrorKind.CONNECTION, message="connection refused", connect=True)
+    if isinstance(exc, u.ConnectTimeoutError):
+        return TransportFailed(kind=ErrorKind.TIMEOUT, message="connect timeout", connect=True)
+    if isinstance(exc, (u.ReadTimeoutError, TimeoutError)):
+        return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
+    if isinstance(exc, u.ProxyError):
+        return TransportFailed(kind=ErrorKind.CONNECTION, message="the proxy failed", connect=True)
+    if isinstance(exc, u.SSLError):
+        return TransportFailed(kind=ErrorKind.CONNECTION, message="TLS handshake failed", connect=True)
+    if isinstance(exc, u.DecodeError):
+        return TransportFailed(kind=ErrorKind.MALFORMED, message="response body could not be decompressed")
+    if isinstance(exc, u.LocationValueError):
+        return _unsendable(exc)
+    if isinstance(exc, (u.HTTPError, OSError)):
+        return TransportFailed(kind=ErrorKind.CONNECTION, message=f"connection failed ({type(exc).__name__})")
+    return _translate_requests(exc)
+
+
+def _translate_requests(exc: Exception) -> TransportFailed:
+    import requests  # only a user's Session raises these; requests is loaded already then
+
     if isinstance(exc, requests.ConnectTimeout):
         return TransportFailed(kind=ErrorKind.TIMEOUT, message="connect timeout", connect=True)
     if isinstance(exc, (requests.ReadTimeout, requests.Timeout)):
         return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
-    if isinstance(exc, requests.exceptions.InvalidJSONError):
-        return TransportFailed(kind=ErrorKind.BAD_REQUEST, message="the request body is not valid JSON")
     if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
                         requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
         return _unsendable(exc)
@@ -71,24 +93,15 @@ _PIECE = 64 * 1024
 _ERROR_BODY_CAP = 1024 * 1024  # an error answer says what it has to say in far less
 
 
-def _read_capped(r: requests.Response, limit: int, late: Callable[[], bool], total: float) -> bytes | TransportFailed:
+def _read_capped(r: Any, limit: int, late: Callable[[], bool], total: float) -> bytes | TransportFailed:
     """The body of `r`, or the TransportFailed that stopped reading it: more than `limit`
     bytes once decompressed (a gzip bomb counts at its decompressed size), or `late()`.
     `read1` returns whatever has arrived, so a body trickling in is checked as it comes."""
     pieces: list[bytes] = []
     size = 0
-    raw = r.raw
-    if not hasattr(raw, "read1"):  # not urllib3's: a custom adapter's answer, taken as it gives it
-        try:
-            whole = r.content
-        except requests.RequestException as exc:
-            return _translate(exc)
-        if len(whole) > limit:
-            return TransportFailed(kind=ErrorKind.MALFORMED, message=f"response larger than {limit} bytes")
-        return whole
     try:
         while True:
-            piece = raw.read1(_PIECE, decode_content=True)
+            piece = r.read1(_PIECE, decode_content=True)
             if not piece:
                 break
             size += len(piece)
@@ -97,18 +110,17 @@ def _read_capped(r: requests.Response, limit: int, late: Callable[[], bool], tot
             if late():
                 return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"response not complete within {total:g}s")
             pieces.append(piece)
-    except urllib3.exceptions.ReadTimeoutError:
-        return TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout")
-    except urllib3.exceptions.DecodeError:
-        return TransportFailed(kind=ErrorKind.MALFORMED, message="response body could not be decompressed")
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        return TransportFailed(kind=ErrorKind.CONNECTION, message=f"body broken ({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - every way a read can break is translated, none escapes
+        return _translate(exc)
     return b"".join(pieces)
 
 
-def _close(r: requests.Response) -> None:
-    if r.raw is not None:  # a custom adapter may answer without one
+def _close(r: Any, complete: bool) -> None:
+    """Hand the connection back for reuse when its answer was read to the end; otherwise
+    close it (what is left unread would be taken for the next answer)."""
+    if not complete:
         r.close()
+    r.release_conn()
 
 
 def _unsendable(exc: Exception) -> TransportFailed:
@@ -125,7 +137,8 @@ class SyncTransport:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        session: requests.Session | None = None,
+        session: Any = None,
+        environ: Mapping[str, str] | None = None,
         pool_maxsize: int = 64,
         on_event: Callable[[Any], None] | None = None,
         probe_check_interval: float = 1.0,
@@ -134,12 +147,7 @@ class SyncTransport:
         self.clock = clock
         self.sleep = sleep
         self.on_event = on_event
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_maxsize, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self.session = session
+        self.http = Http(session=session, environ=environ, pool_maxsize=pool_maxsize)
         if isinstance(probe_check_interval, bool) or not isinstance(probe_check_interval, (int, float)) \
                 or not 0 < probe_check_interval < float("inf"):
             raise ValueError(f"probe_check_interval must be a positive number of seconds, got {probe_check_interval!r}")
@@ -158,7 +166,7 @@ class SyncTransport:
         self._stop.set()
         if prober is not None and prober is not threading.current_thread():
             prober.join()
-        self.session.close()
+        self.http.close()
 
     # -- helpers ---------------------------------------------------------------------------
     def _step(self, call: Call) -> Any:
@@ -231,40 +239,39 @@ class SyncTransport:
         r, failed = self._request(a, read_timeout=a.read_timeout)
         if r is None:
             return failed
-        try:
-            body = _read_capped(r, a.max_bytes, lambda: self.clock() - started > a.total_timeout, a.total_timeout)
-        finally:
-            _close(r)
+        body = _read_capped(r, a.max_bytes, lambda: self.clock() - started > a.total_timeout, a.total_timeout)
+        _close(r, complete=not isinstance(body, TransportFailed))
         if isinstance(body, TransportFailed):
             return body
-        return ResponseReceived(status=r.status_code, headers=r.headers, body=body)
+        return ResponseReceived(status=r.status, headers=r.headers, body=body)
 
-    def _request(self, a: Attempt, *, read_timeout: float) -> tuple[requests.Response | None, Any]:
-        """Send `a.request`, streamed, never following a redirect (the credentials would follow it)."""
+    def _request(self, a: Attempt, *, read_timeout: float) -> tuple[Any, Any]:
+        """Send `a.request`, never following a redirect (the credentials would follow it):
+        (the response, its body unread, None) or (None, the TransportFailed)."""
         req = a.request
         try:
-            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
-                                     timeout=(a.connect_timeout, read_timeout), stream=True, allow_redirects=False)
-        except requests.RequestException as exc:
-            return None, _translate(exc)
+            r = self.http.send(req.method, req.url, req.headers, req.json,
+                               connect_timeout=a.connect_timeout, read_timeout=read_timeout)
         except (ValueError, UnicodeError) as exc:  # a header or URL http.client refuses to send
             return None, _unsendable(exc)
+        except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated
+            return None, _translate(exc)
         return r, None
 
     # -- streaming --------------------------------------------------------------------------
     def stream(self, call: Call) -> StreamHandle:
         return StreamHandle(self, call)
 
-    def _open(self, a: Attempt) -> tuple[requests.Response | None, Any]:
+    def _open(self, a: Attempt) -> tuple[Any, Any]:
         r, failed = self._request(a, read_timeout=a.first_chunk_timeout)
         if r is None:
             return None, failed
-        if r.status_code >= 300:
+        if r.status >= 300:
             started = self.clock()
             body = _read_capped(r, min(a.max_bytes, _ERROR_BODY_CAP),
                                 lambda: self.clock() - started > a.read_timeout, a.read_timeout)
-            _close(r)
-            return None, ResponseReceived(status=r.status_code, headers=r.headers,
+            _close(r, complete=not isinstance(body, TransportFailed))
+            return None, ResponseReceived(status=r.status, headers=r.headers,
                                           body=b"" if isinstance(body, TransportFailed) else body)
         return r, StreamOpened(headers=r.headers)
 
@@ -326,12 +333,13 @@ class SyncTransport:
         req = probe.request
         start = self.clock()
         try:
-            r = self.session.request(req.method, req.url, headers=dict(req.headers), json=req.json,
-                                     timeout=probe.timeout, allow_redirects=False)
-            _close(r)
-        except (requests.RequestException, ValueError, UnicodeError):
+            r = self.http.send(req.method, req.url, req.headers, req.json,
+                               connect_timeout=probe.timeout, read_timeout=probe.timeout)
+            body = _read_capped(r, _ERROR_BODY_CAP, lambda: self.clock() - start > probe.timeout, probe.timeout)
+            _close(r, complete=not isinstance(body, TransportFailed))
+        except Exception:  # noqa: BLE001 - a probe that cannot be sent or answered failed, whatever the cause
             return False, None
-        return 200 <= r.status_code < 300, self.clock() - start
+        return 200 <= r.status < 300 and not isinstance(body, TransportFailed), self.clock() - start
 
 
 class StreamHandle:
@@ -341,8 +349,8 @@ class StreamHandle:
         self._t = transport
         self.call = call
         self.result: Succeeded | None = None
-        self._response: requests.Response | None = None
-        self._iter: Iterator[bytes] | None = None
+        self._response: Any = None
+        self._complete = False  # the open response was read to its end: its connection can be reused
         self._started = 0.0
         self._total = 0.0
         self._idle = 0.0
@@ -352,6 +360,7 @@ class StreamHandle:
         self._gap_by_socket = False
         self._last_data = 0.0
         self._done = False
+        self._in_thread = False  # the generator is being closed by a caller, not by a finaliser
         self._gen = self._run()
 
     def __iter__(self) -> StreamHandle:
@@ -361,13 +370,21 @@ class StreamHandle:
         return next(self._gen)
 
     def close(self) -> None:
+        self._in_thread = True
         self._gen.close()
 
-    def _drop(self) -> None:
-        if self._response is not None:
-            self._response.close()
-        self._response = None
-        self._iter = None
+    def _drop(self, *, exiting: bool = False) -> None:
+        """Let go of the open response. Handing its connection back to the pool takes the
+        pool's lock, which a finaliser must never do (the garbage collector may run it in a
+        thread that holds that very lock): a stream abandoned without `close()` only closes
+        its socket, and the pool opens another connection when it needs one."""
+        r, self._response = self._response, None
+        if r is None:
+            return
+        if exiting and not self._in_thread:
+            r.close()  # lock-free: closes the socket, touches no pool
+        else:
+            _close(r, complete=self._complete)
 
     def _run(self) -> Generator[Deliver, None, None]:
         t, call = self._t, self.call
@@ -382,7 +399,7 @@ class StreamHandle:
                     self._drop()
                     self._response, event = t._open(action)
                     if self._response is not None:
-                        self._iter = self._response.iter_content(chunk_size=None)
+                        self._complete = False
                         self._started = t.clock()
                         self._total = action.total_timeout
                         self._idle = action.idle_timeout
@@ -402,6 +419,9 @@ class StreamHandle:
             raise
         except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
             raise t.internal(exc) from exc
+        except GeneratorExit:
+            self._drop(exiting=True)
+            raise
         finally:
             self._drop()
             if not self._done:
@@ -410,15 +430,17 @@ class StreamHandle:
     def _read(self) -> Any:
         if self._t.clock() - self._started > self._total:
             return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream exceeded its total timeout of {self._total:g}s")
-        assert self._iter is not None, "the call asked to read before a stream was opened"
+        assert self._response is not None, "the call asked to read before a stream was opened"
         try:
-            data = next(self._iter)
-        except StopIteration:
+            data = self._response.read1(_PIECE, decode_content=True)  # what has arrived, up to a piece
+        except Exception as exc:  # noqa: BLE001 - every way a read can break is translated, none escapes
+            failed = _translate(exc)
+            if failed.kind is ErrorKind.CONNECTION:  # the body ended early, or the connection broke
+                return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream cut by the upstream ({type(exc).__name__})")
+            return failed
+        if not data:
+            self._complete = True
             return StreamEnded()
-        except requests.RequestException as exc:
-            return _translate(exc)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:  # a stream cut below requests' wrappers
-            return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream broken ({type(exc).__name__})")
         if self._first:
             # the response and its first chunk were bounded by first_chunk_timeout (the read
             # timeout the stream was opened with); every later read waits up to idle_timeout
@@ -433,18 +455,17 @@ class StreamHandle:
         return DataReceived(data=data)
 
 
-def _set_read_timeout(response: requests.Response | None, seconds: float) -> bool:
+def _set_read_timeout(response: Any, seconds: float) -> bool:
     """Change the read timeout of an open streamed response; False if it cannot be done.
 
-    requests streams through urllib3 2.x with `preload_content=False`, so the response keeps
-    its connection (`HTTPResponse.connection`) and that connection's socket is the one every
-    later read blocks on; a socket's timeout applies to each `recv` from the moment it is set.
-    A timed-out read surfaces as urllib3's ReadTimeoutError, which requests wraps and
-    `_translate` maps to a TIMEOUT. When the socket is not reachable (another adapter, a
-    future urllib3), the caller falls back to measuring the gap once the read returns.
+    urllib3 2.x with `preload_content=False` keeps the response's connection
+    (`HTTPResponse.connection`), and that connection's socket is the one every later read
+    blocks on; a socket's timeout applies to each `recv` from the moment it is set. A
+    timed-out read surfaces as urllib3's ReadTimeoutError, which `_translate` maps to a
+    TIMEOUT. When the socket is not reachable (a custom requests adapter's answer), the
+    caller falls back to measuring the gap once the read returns.
     """
-    raw = getattr(response, "raw", None)
-    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    sock = getattr(getattr(response, "connection", None), "sock", None)
     settimeout = getattr(sock, "settimeout", None)
     if settimeout is None:
         return False
