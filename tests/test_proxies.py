@@ -63,3 +63,14 @@ def test_the_ca_bundle_is_the_environments_choice_then_certifis():
     assert ca_bundle({"REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem"}) == "/etc/corp-ca.pem"
     assert ca_bundle({"SSL_CERT_FILE": "/etc/ssl.pem"}) == "/etc/ssl.pem"
     assert ca_bundle({}).endswith(".pem")
+
+
+def test_a_socks_proxy_without_pysocks_is_a_clear_misconfiguration(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "socks", None)  # PySocks absent, whether or not it is installed
+    monkeypatch.delitem(sys.modules, "urllib3.contrib.socks", raising=False)
+    with client("http://api.upstream.invalid/v1", {"HTTP_PROXY": "socks5://127.0.0.1:1"}) as mesh, \
+            pytest.raises(modelmesh.ModelMeshError) as info:
+        mesh.chat.completions.create(model="p/m", messages=MSG)
+    assert "PySocks" in str(info.value) and info.value.attempts[0].outcome == "misconfigured"

@@ -21,16 +21,23 @@ _MAX_DEPTH = 64
 def check_body(body: Mapping[str, Any]) -> None:
     """Raise BadRequestError naming the first value that is not plain, finite JSON."""
     for key, value in body.items():
+        if type(value) in _PLAIN:
+            continue
         problem = _problem(value, 0)
         if problem is not None:
             where, what = problem
             raise E.BadRequestError(f"request parameter '{key}{where}': {what}")
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})  # exact types, tested first: most values of a body
+
+
 def _problem(value: Any, depth: int) -> tuple[str, str] | None:
+    if type(value) in _PLAIN:
+        return None
     if depth > _MAX_DEPTH:
         return "", f"nested deeper than {_MAX_DEPTH} levels"
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, (str, bool, int)):  # their subclasses (a str enum, say)
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else ("", f"must be a finite number, got {value!r}")

@@ -102,7 +102,10 @@ def parse_http_date(text: str) -> float | None:
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait according to `retry-after-ms` / `retry-after`. An HTTP-date needs
     `now`; without it such a header is ignored."""
-    lowered = _lower(headers)
+    return _retry_after(_lower(headers), now)
+
+
+def _retry_after(lowered: Mapping[str, str], now: float | None) -> float | None:
     millis = _to_float(lowered.get("retry-after-ms", ""))
     if millis is not None and millis >= 0:
         return millis / 1000.0
@@ -140,7 +143,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
         for field, value in zip(("limit", "remaining", "reset"), group, strict=True):
             if found[f"{field}_{kind}"] is None:
                 found[f"{field}_{kind}"] = value
-    return RateLimitInfo(retry_after=parse_retry_after(lowered, now), **found)  # type: ignore[arg-type]
+    return RateLimitInfo(retry_after=_retry_after(lowered, now), **found)  # type: ignore[arg-type]
 
 
 _RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
@@ -168,15 +171,12 @@ def _tightest(*groups: _Group) -> _Group:
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
+    """The headers with lower-case names (read once per answer: every lookup here uses it)."""
     try:
-        items = list(headers.items())
+        return {key.lower(): value for key, value in headers.items()
+                if type(key) is str and type(value) is str}
     except AttributeError:
-        return out
-    for key, value in items:
-        if isinstance(key, str) and isinstance(value, str):
-            out[key.strip().lower()] = value
-    return out
+        return {}
 
 
 def _to_float(text: str) -> float | None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +32,7 @@ import urllib3
 
 from .. import __version__
 
-__all__ = ["Http", "Whole", "dumps"]
+__all__ = ["Http", "ProxyUnavailable", "Whole", "dumps"]
 
 USER_AGENT = f"modelmesh-lite/{__version__}"
 _DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
@@ -47,6 +49,10 @@ def dumps(payload: Any) -> bytes:
     if _orjson is not None:
         return _orjson.dumps(payload)
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+class ProxyUnavailable(ValueError):
+    """The environment names a proxy this installation cannot use."""
 
 
 class Whole:
@@ -119,37 +125,54 @@ class Http:
         self.session = session
         self._environ = os.environ if environ is None else environ
         self._pool_kw = {"maxsize": pool_maxsize, "block": False, "retries": False}
-        self._direct: urllib3.PoolManager | None = None
+        self._direct: dict[str, Any] = {}  # origin -> its HTTP(S)ConnectionPool; one per provider host, kept
         self._proxied: dict[str, urllib3.PoolManager] = {}
-        self._managers: dict[str, urllib3.PoolManager] = {}  # url -> its manager, found once
+        self._lock = threading.Lock()
+        # url -> (what sends it, the URL to give that): a direct URL goes to its host's
+        # connection pool with its path; a proxied one to the proxy's manager, whole. Found once.
+        self._routes: dict[str, tuple[Any, str]] = {}
 
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
-        for manager in [self._direct, *self._proxied.values()]:
-            if manager is not None:
-                manager.clear()
+        for pool in self._direct.values():
+            pool.close()
+        for manager in self._proxied.values():
+            manager.clear()
 
-    def _manager(self, url: str) -> urllib3.PoolManager:
-        manager = self._managers.get(url)
-        if manager is None:
-            manager = self._managers[url] = self._find_manager(url)
-        return manager
+    def _route(self, url: str) -> tuple[Any, str]:
+        route = self._routes.get(url)
+        if route is None:
+            with self._lock:  # first use of a URL only: two threads must not build two pools for it
+                route = self._routes.get(url)
+                if route is None:
+                    route = self._routes[url] = self._find_route(url)
+        return route
 
-    def _find_manager(self, url: str) -> urllib3.PoolManager:
+    def _find_route(self, url: str) -> tuple[Any, str]:
         kw: dict[str, Any] = dict(self._pool_kw, headers=_DEFAULT_HEADERS)
         if url.startswith("https:"):
             kw["ca_certs"] = ca_bundle(self._environ)
         proxy = proxy_for(url, self._environ)
-        if proxy is None:
-            if self._direct is None:
-                self._direct = urllib3.PoolManager(num_pools=16, **kw)
-            return self._direct
+        if proxy is None:  # straight to the host's own pool: no URL parsing or pool lookup per request
+            parts = urllib3.util.parse_url(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if origin not in self._direct:
+                self._direct[origin] = urllib3.connection_from_url(origin, **kw)
+            return self._direct[origin], parts.request_uri
+        return self._proxy_manager(proxy, kw), url
+
+    def _proxy_manager(self, proxy: str, kw: dict[str, Any]) -> urllib3.PoolManager:
         key = f"{proxy} {kw.get('ca_certs')}"
         if key not in self._proxied:
             if proxy.lower().startswith("socks"):
-                from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests does
-
+                try:
+                    with warnings.catch_warnings():  # urllib3 warns, then raises: the error says it all
+                        warnings.simplefilter("ignore")
+                        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests does
+                except ImportError:
+                    raise ProxyUnavailable("the environment names a SOCKS proxy, which needs PySocks "
+                                           "(pip install pysocks)") from None
                 self._proxied[key] = SOCKSProxyManager(proxy, num_pools=16, **kw)
             else:
                 self._proxied[key] = urllib3.ProxyManager(proxy, num_pools=16, **kw)
@@ -162,8 +185,9 @@ class Http:
         body = None if payload is None else dumps(payload)
         if self.session is not None:
             return self._send_by_session(method, url, headers, body, connect_timeout, read_timeout)
-        return self._manager(url).urlopen(
-            method, url, body=body, headers=dict(_DEFAULT_HEADERS, **headers), redirect=False, retries=False,
+        opener, where = self._route(url)
+        return opener.urlopen(
+            method, where, body=body, headers=dict(_DEFAULT_HEADERS, **headers), redirect=False, retries=False,
             preload_content=False, decode_content=True, assert_same_host=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout))
 

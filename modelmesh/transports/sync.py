@@ -36,7 +36,7 @@ from .._core._protocol import (
     TransportFailed, Wait,
 )
 from .._core._types import ErrorKind
-from ._http import Http
+from ._http import Http, ProxyUnavailable
 
 __all__ = ["SyncTransport", "StreamHandle"]
 
@@ -252,6 +252,8 @@ class SyncTransport:
         try:
             r = self.http.send(req.method, req.url, req.headers, req.json,
                                connect_timeout=a.connect_timeout, read_timeout=read_timeout)
+        except ProxyUnavailable as exc:
+            return None, TransportFailed(kind=ErrorKind.MISCONFIGURED, message=str(exc))
         except (ValueError, UnicodeError) as exc:  # a header or URL http.client refuses to send
             return None, _unsendable(exc)
         except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated
