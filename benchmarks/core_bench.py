@@ -8,6 +8,8 @@ under its lock, and is timed alone with `perf_counter_ns`. Time is a fake clock 
 by `step` seconds per request, so the rolling health windows fill up (warm-up) and stay at
 their steady-state size while the timed iterations run. `bench_route` times
 `MeshCore.route` (the preview a dashboard or `client.route()` asks for) the same way.
+By default nobody listens, as in a MeshClient without subscribers or sinks: no events are
+built; `listening=True` times the same request with its events (and RequestRouted's score).
 """
 from __future__ import annotations
 
@@ -31,11 +33,13 @@ REQUEST = {"model": "chat", "messages": [{"role": "system", "content": "Be brief
                                          {"role": "user", "content": "Say hi"}], "temperature": 0.2}
 
 
-def build_mesh(models: int = 10, strategy: str = "priority", *, now: float = T0, seed: int = 0) -> MeshCore:
+def build_mesh(models: int = 10, strategy: str = "priority", *, now: float = T0, seed: int = 0,
+               listening: bool = False) -> MeshCore:
     """A mesh with pool "chat" over `models` providers p0..pN-1 serving m0..mN-1.
 
     `strategy` "priority" ranks them p0 first; "default" leaves the pool's strategy unset
-    (the configured default, stick-until-failure)."""
+    (the configured default, stick-until-failure). `listening` says whether someone reads
+    the events (a MeshClient with a subscriber or a sink); without, none are built."""
     if models < 1:
         raise ValueError(f"models must be at least 1, got {models!r}")
     if strategy not in STRATEGIES:
@@ -51,7 +55,9 @@ def build_mesh(models: int = 10, strategy: str = "priority", *, now: float = T0,
     if strategy == "priority":
         pool.update(strategy="priority", rotation={"selection": {"model_priority": refs}})
     cfg = parse_config({"providers": providers, "pools": {"chat": pool}})
-    return MeshCore(cfg, rng=random.Random(seed))
+    mesh = MeshCore(cfg, rng=random.Random(seed))
+    mesh.listening = listening
+    return mesh
 
 
 def ok_body(model: str = "m0") -> bytes:
@@ -74,12 +80,12 @@ def _one_request(mesh: MeshCore, reply: ResponseReceived, t: float) -> tuple[Any
 
 
 def _time_each(iterations: int, models: int, strategy: str, warmup: int, step: float,
-               op: Any) -> tuple[list[int], Any]:
+               op: Any, listening: bool = False) -> tuple[list[int], Any]:
     """A mesh warmed with real requests (so windows are full), then `op(mesh, t)` timed
     `iterations` times; returns the samples (ns) and op's last result."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations!r}")
-    mesh = build_mesh(models, strategy)
+    mesh = build_mesh(models, strategy, listening=listening)
     reply = ResponseReceived(status=200, headers={}, body=ok_body())
     t = T0
     for _ in range(warmup):
@@ -98,12 +104,12 @@ def _time_each(iterations: int, models: int, strategy: str, warmup: int, step: f
 
 
 def bench_core(iterations: int = 20_000, *, models: int = 10, strategy: str = "priority",
-               warmup: int = 1_000, step: float = 0.01) -> dict[str, Any]:
+               warmup: int = 1_000, step: float = 0.01, listening: bool = False) -> dict[str, Any]:
     """Time start + Attempt + feed(200) + Succeeded per request; returns the summary (us)."""
-    samples, (attempt, done) = _time_each(iterations, models, strategy, warmup, step, _one_request)
+    samples, (attempt, done) = _time_each(iterations, models, strategy, warmup, step, _one_request, listening)
     if not isinstance(attempt, Attempt) or not isinstance(done, Succeeded):
         raise AssertionError(f"the benchmark request did not succeed: {attempt!r} then {done!r}")
-    return {"what": "start+attempt+feed(200)+succeeded", "models": models, "strategy": strategy,
+    return {"what": "start+attempt+feed(200)+succeeded", "models": models, "strategy": strategy, "listening": listening,
             "served_by": attempt.ref, **summarize_ns(samples)}
 
 

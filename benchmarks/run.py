@@ -43,6 +43,9 @@ def run_core(p: dict[str, Any]) -> dict[str, Any]:
         out[f"request_{strategy}_10"] = bench_core(p["core_iterations"], models=10, strategy=strategy)
         out[f"route_{strategy}_10"] = bench_route(p["core_iterations"], models=10, strategy=strategy)
     out["request_priority_1"] = bench_core(p["core_iterations"], models=1, strategy="priority")
+    for strategy in STRATEGIES:  # with a listener: events built, and the score RequestRouted carries
+        out[f"request_{strategy}_10_observed"] = bench_core(p["core_iterations"], models=10, strategy=strategy,
+                                                            listening=True)
     for key, r in out.items():
         print(f"  {key:<24} median {r['median_us']:8.1f} us   p99 {r['p99_us']:8.1f} us   "
               f"mean {r['mean_us']:8.1f} us   {r['ops_per_s']:9.0f}/s   (n={r['n']}, {r['models']} models)")
