@@ -20,10 +20,18 @@ class MeshObject:
     def __init__(self, data: dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return wrap(self._data.get(name))
+    def __getattr__(self, name: str) -> Any:  # only for names the class lacks: the payload's fields
+        value = self._data.get(name)
+        kind = type(value)
+        if kind is dict:
+            return MeshObject(value)
+        if kind is list:
+            return [wrap(v) for v in value]
+        if value is None:
+            if name[:2] == "__":  # copy, pickle and friends probe for dunders
+                raise AttributeError(name)
+            return None
+        return wrap(value) if isinstance(value, (dict, list)) else value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in type(self).__dict__.get("__annotations__", {}) or hasattr(type(self), name):
@@ -100,8 +108,9 @@ class ServedBy:
 
 
 def wrap(value: Any) -> Any:
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict or (kind is not list and isinstance(value, dict)):
         return MeshObject(value)
-    if isinstance(value, list):
+    if kind is list or isinstance(value, list):
         return [wrap(v) for v in value]
     return value

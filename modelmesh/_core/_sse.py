@@ -97,8 +97,12 @@ class SSEParser:
     # -- internals -------------------------------------------------------------------
 
     def _take_lines(self) -> list[str]:
-        lines: list[str] = []
         buf = bytes(self._buffer)
+        if b"\r" not in buf:  # the usual case, LF only: one split and one decode for every line
+            end = buf.rfind(b"\n") + 1
+            del self._buffer[:end]
+            return self._decode(buf[:end - 1]).split("\n")
+        lines: list[str] = []
         start = 0
         for match in _EOL.finditer(buf):
             lines.append(self._decode(buf[start:match.start()]))

@@ -107,9 +107,13 @@ def check_chunk(data: Any) -> dict[str, Any]:
         delta = choice.setdefault("delta", {})  # Azure's filter-annotation chunks carry none
         if not isinstance(delta, dict):
             raise ShapeError(f"{where}.delta is not an object: {_show(delta)}")
-        opt_text(delta.get("content"), f"{where}.delta.content")
-        opt_text(delta.get("role"), f"{where}.delta.role")
-        _check_tool_calls(delta.get("tool_calls"), f"{where}.delta.tool_calls")
+        # checked inline first: this runs for every chunk, and the path is only needed to blame
+        for name in ("content", "role"):
+            value = delta.get(name)
+            if value is not None and type(value) is not str:
+                opt_text(value, f"{where}.delta.{name}")
+        if delta.get("tool_calls") is not None:
+            _check_tool_calls(delta["tool_calls"], f"{where}.delta.tool_calls")
     _check_optional_usage(data)
     return data
 
