@@ -35,6 +35,7 @@ from ._cron import next_quota_reset
 from ._events import MeshEvent, ModelDeactivated, ModelRecovered, ProviderDeactivated, ProviderRecovered
 from ._policies import Deactivation
 from ._selection import Candidate
+from ._sharing import Fact, live, merged, model_key, provider_key
 from ._state import MIN_AVAILABILITY, ModelState, ProviderState
 from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, WireRequest
 
@@ -50,6 +51,7 @@ __all__ = [
 _INF = math.inf
 _AVAILABILITY_LOW = "availability score below threshold"
 # standbys that a last-resort trial may cut short: the model erred or was busy, it is not barred
+_REASONS = {r.value: r for r in DeactivationReason}  # a shared fact's reason, as recorded here
 _SOFT = frozenset({DeactivationReason.RETRY_LIMIT, DeactivationReason.ERROR_RATE, DeactivationReason.RATE_LIMITED})
 
 
@@ -358,6 +360,7 @@ class Health:
         state.breaker.record_success(now)
         if not was_closed and state.breaker.state is BreakerState.CLOSED:
             state.reason = None
+            state.recovered_at = now
         ps = self.provider_states[pool.by_ref[o.ref].provider]
         _add_spend(ps, now, o.cost)
         ps.total_quota_used += tokens
@@ -459,6 +462,7 @@ class Health:
             return
         state.breaker.reset(now)
         state.reason = None
+        state.recovered_at = now
         state.consecutive_failures = 0  # or the retry limit would trip again on the next look
         state.failure_streak = {}
         events.append(ModelRecovered(at=now, pool=pool.name, model=ref, how=how))
@@ -486,6 +490,7 @@ class Health:
             return
         ps.available = ps.auth_valid = True
         ps.reason = ps.deactivated_at = ps.until = None
+        ps.recovered_at = now
         ps.availability_score = max(ps.availability_score, MIN_AVAILABILITY)  # healthy, as it just proved
         events.append(ProviderRecovered(at=now, provider=pid, how=how))
 
@@ -536,6 +541,63 @@ class Health:
         return probes
 
     # -- door 3: view --------------------------------------------------------------------------
+    # -- shared with other processes (see _sharing) ----------------------------------------------
+    def facts(self, now: float) -> dict[str, Fact]:
+        """This process's account of every standby in force and every recovery: what other
+        processes should honour. A pure read."""
+        out: dict[str, Fact] = {}
+        for pid, ps in self.provider_states.items():
+            if not ps.available and ps.deactivated_at is not None:
+                out[provider_key(pid)] = Fact(down=True, at=ps.deactivated_at, until=ps.until, reason=ps.reason)
+            elif ps.available and ps.recovered_at is not None:
+                out[provider_key(pid)] = Fact(down=False, at=ps.recovered_at)
+        for (pool, ref), state in self.model_states.items():
+            since = state.deactivated_at
+            if since is not None:
+                reason = state.reason.value if state.reason else None
+                out[model_key(pool, ref)] = Fact(down=True, at=since, until=state.recover_at, reason=reason)
+            elif state.recovered_at is not None:
+                out[model_key(pool, ref)] = Fact(down=False, at=state.recovered_at)
+        return out
+
+    def absorb(self, facts: Mapping[str, Fact], now: float, events: list[MeshEvent]) -> None:
+        """Take in other processes' account (the stored one): a standby in force there is
+        honoured here, extending one of ours but never shortening it; a recovery there after
+        our standby began ends ours. Keys of pools or providers we do not have are ignored."""
+        self._drain(now)
+        mine = self.facts(now)
+        for key, theirs in facts.items():
+            ours = mine.get(key)
+            agreed = merged(ours, theirs)
+            if agreed is None or agreed == ours:
+                continue
+            kind, _, rest = key.partition(":")
+            if kind == "provider" and rest in self.provider_states:
+                self._absorb_provider(rest, agreed, now, events)
+            elif kind == "model":
+                pool_name, _, ref = rest.partition(":")
+                pool = self.pools.get(pool_name)
+                if pool is not None and ref in pool.by_ref:
+                    self._absorb_model(pool, ref, agreed, now, events)
+
+    def _absorb_provider(self, pid: str, fact: Fact, now: float, events: list[MeshEvent]) -> None:
+        ps = self.provider_states[pid]
+        if live(fact, now):
+            self._provider_down(pid, now, fact.reason or "shared", fact.until, events)
+            ps.deactivated_at = fact.at if ps.deactivated_at is None else min(ps.deactivated_at, fact.at)
+        elif not fact.down and not ps.available:
+            self._provider_up(pid, now, "shared", events)
+
+    def _absorb_model(self, pool: Pool, ref: str, fact: Fact, now: float, events: list[MeshEvent]) -> None:
+        state = self.model_states[(pool.name, ref)]
+        if live(fact, now):
+            reason = _REASONS.get(fact.reason or "", DeactivationReason.PROVIDER_OUTAGE)
+            # the breaker never shortens a standby: one of ours that runs longer stays as it is
+            self._deactivate(pool, ref, Deactivation(reason=reason, until=_INF if fact.until is None else fact.until,
+                                                     detail="reported by another process"), now, events)
+        elif not fact.down and state.breaker.state is not BreakerState.CLOSED:
+            self._model_up(pool, ref, now, "shared", events)
+
     def view(self, now: float) -> dict[str, Any]:
         """Every provider and pool member as `available` would find them now; changes nothing
         (call `settle` first, under the lock, for releases not yet recorded)."""

@@ -141,6 +141,7 @@ class ModelState:
     standby_streak: int = 0                      # standbys in a row, each soon after the one before
     last_standby: float | None = None            # when the latest standby began
     trial_since: float | None = None             # when the current half-open trial was sent
+    recovered_at: float | None = None            # when its latest standby ended (shared with other processes)
     consecutive_failures: int = 0
     failure_streak: dict[str, int] = field(default_factory=dict)  # status (or "none") -> count
     total_requests: int = 0
@@ -287,6 +288,7 @@ class ProviderState:
     reason: str | None = None
     deactivated_at: float | None = None
     until: float | None = None                   # while down: when it ends by time (None = not by time)
+    recovered_at: float | None = None            # when its latest standby ended (shared with other processes)
     last_probe_latency: float | None = None
     spend_day: float = 0.0
     spend_month: float = 0.0
@@ -297,7 +299,7 @@ class ProviderState:
         "available": "bool", "auth_valid": "bool", "last_probe": "time?", "availability_score": "score",
         "active_model_count": "count", "total_quota_used": "count", "total_cost": "amount", "reason": "str?",
         "deactivated_at": "time?", "until": "time?", "last_probe_latency": "time?", "spend_day": "amount",
-        "spend_month": "amount", "day_end": "time?", "month_end": "time?",
+        "spend_month": "amount", "day_end": "time?", "month_end": "time?", "recovered_at": "time?",
     }
 
     def is_healthy(self) -> bool:
