@@ -75,7 +75,8 @@ def _yaml() -> tuple[Any, Any]:
 
     def dumps(data: Any) -> bytes:
         try:
-            text: str = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+            # not allow_unicode: PyYAML then writes U+0085 and friends raw, and reads them back as line breaks
+            text: str = yaml.safe_dump(data, sort_keys=False)
         except yaml.representer.RepresenterError as exc:
             raise TypeError(f"not plain data, cannot be stored as yaml: {exc}") from None
         return text.encode("utf-8")
