@@ -1,0 +1,30 @@
+"""Storage connectors: where shared state, configuration and logs are kept (seed 002, "Storage").
+
+`MemoryStorage` (the default), `FileStorage`, `SQLiteStorage` and `RedisStorage` implement
+`BaseStorage`: load/save, list/delete, stat/exists, acquire/release/is_locked, and the two
+atomic numbers `add` and `raise_to` for counters and deadlines shared between processes.
+`Serializer` turns plain data into the bytes they store; `make_storage` builds one by name.
+Nothing here is imported by `import modelmesh`, and redis, yaml and msgpack only when used.
+"""
+from ._base import BaseStorage, Lock, Stat, StorageUnavailable
+from ._factory import CONNECTORS, make_storage
+from ._file import FileStorage
+from ._memory import MemoryStorage
+from ._redis import RedisStorage
+from ._serializer import FORMATS, Serializer
+from ._sqlite import SQLiteStorage
+
+__all__ = [
+    "BaseStorage",
+    "CONNECTORS",
+    "FORMATS",
+    "FileStorage",
+    "Lock",
+    "MemoryStorage",
+    "RedisStorage",
+    "SQLiteStorage",
+    "Serializer",
+    "Stat",
+    "StorageUnavailable",
+    "make_storage",
+]
