@@ -53,6 +53,7 @@ class Built:
     core: MeshCore
     sinks: tuple[Any, ...] = ()
     secret_values: tuple[str, ...] = field(default=(), repr=False)
+    storage: Any = None  # the shared storage (a BaseStorage) when one is configured; the shell owns it
 
 
 def build(
@@ -85,6 +86,7 @@ def build(
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
     sinks = _sinks(cfg, secrets, found)
+    storage = _storage(cfg, found) if not problems and not found else None
     problems += _new(found, problems)
     if problems:
         for sink in sinks:
@@ -92,7 +94,23 @@ def build(
         raise ConfigurationError([redact(p, secrets) for p in problems], source=loaded.source)
     core = MeshCore(cfg, rng=rng if rng is not None else random.Random(seed), api_keys=keys, codecs=codecs,
                     user_strategies=user_strategies, policies=plugged, lock=lock)
-    return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values)
+    return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage)
+
+
+def _storage(config: MeshConfig, problems: list[str]) -> Any:
+    """The configured shared storage, opened; None for `memory` (nothing is shared)."""
+    s = config.storage
+    if s.connector == "memory":
+        return None
+    from .connectors.storage import make_storage
+
+    options = dict(s.config)
+    options.setdefault("retry_interval", s.locking_retry_interval)
+    try:
+        return make_storage(s.connector, options)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"storage.config: {exc}")
+        return None
 
 
 def _new(found: list[str], known: list[str]) -> list[str]:
@@ -250,11 +268,7 @@ NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its defau
 # dataclass, {attribute: config key}). A value other than the default is refused.
 _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
     ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
-    ("storage", StorageConfig, {
-        "config": "config", "sync_policy": "persistence.sync_policy", "sync_interval": "persistence.sync_interval",
-        "format": "persistence.format", "compression": "persistence.compression",
-        "encryption": "persistence.encryption", "locking_enabled": "locking.enabled",
-        "locking_timeout": "locking.timeout", "locking_retry_interval": "locking.retry_interval"}),
+    ("storage", StorageConfig, {"encryption": "persistence.encryption", "locking_enabled": "locking.enabled"}),
     ("observability", ObservabilityConfig, {
         "include_metadata": "events.include_metadata", "logging_level": "logging.level",
         "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
@@ -268,6 +282,10 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
     ("proxy", ProxyConfig, {name: name for name in (
         "host", "port", "api_keys", "cors_origins", "max_body_bytes", "model_aliases")}),
 )
+_MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
+                   "sync_interval": "persistence.sync_interval", "format": "persistence.format",
+                   "compression": "persistence.compression", "locking_timeout": "locking.timeout",
+                   "locking_retry_interval": "locking.retry_interval"}
 _UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
                      "quota.query_current": (None, "quota_query_current"),
                      "quota.query_remaining": (None, "quota_query_remaining"),
@@ -280,9 +298,17 @@ def _refusals(config: MeshConfig) -> list[str]:
     """Settings this version would silently ignore: refused, so nobody believes they work."""
     problems = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
                 "version; list the models under config.models" for pid, p in config.providers.items() if p.auto_discover]
-    if config.storage.connector != "memory":
-        problems.append(f"storage.connector: the '{config.storage.connector}' storage connector is not available "
-                        "in this version; state is kept in memory (use 'memory')")
+    storage = config.storage
+    if storage.connector == "memory":  # this process's own: nothing is stored, so nothing to say how
+        plain = StorageConfig()
+        problems += [f"storage.{key}: {NOT_ACTED_ON} (the memory storage shares nothing; name file, sqlite or redis)"
+                     for attr, key in _MEMORY_UNACTED.items() if getattr(storage, attr) != getattr(plain, attr)]
+    elif storage.connector not in ("file", "sqlite", "redis"):
+        problems.append(f"storage.connector: custom storage connectors ('{storage.connector}') are not available "
+                        "in this version; use memory, file, sqlite or redis")
+    elif storage.connector != "memory" and storage.sync_policy == "in-memory":
+        problems.append("storage.persistence.sync_policy: 'in-memory' keeps nothing in the "
+                        f"'{storage.connector}' storage; choose sync-on-boundary, periodic or immediate")
     for section, cls, keys in _UNACTED:
         value, default = getattr(config, section), cls()
         problems += [f"{section}.{key}: {NOT_ACTED_ON}" for attr, key in keys.items()

@@ -61,8 +61,17 @@ class MeshClient:
         if on_event:
             self._listeners.append(on_event)
         self.core.listening = bool(self._listeners)  # with nobody listening, requests build no events
+        shared = None
+        if built.storage is not None:
+            from .connectors.storage import Serializer
+            from .transports._shared import SharedHealth
+
+            storage_cfg = built.config.storage
+            shared = SharedHealth(self.core, built.storage, Serializer(storage_cfg.format, storage_cfg.compression),
+                                  clock=self._clock, lock_timeout=storage_cfg.locking_timeout, emit=self._dispatch_all)
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
-                                       environ=environ,
+                                       environ=environ, shared=shared, sync_policy=built.config.storage.sync_policy,
+                                       sync_interval=built.config.storage.sync_interval,
                                        on_event=self._dispatch, probe_check_interval=probe_check_interval)
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
@@ -87,6 +96,16 @@ class MeshClient:
         """Call `listener(event)` for every mesh event (routed, failed, deactivated, ...)."""
         self._listeners.append(listener)
         self.core.listening = True
+
+    def sync(self) -> bool:
+        """Exchange model and provider standbys with the other processes sharing `storage` now
+        (a sync policy does it by itself). False without shared storage or when it cannot be
+        reached; never raises."""
+        return self.transport.sync()
+
+    def _dispatch_all(self, events: list) -> None:
+        for event in events:
+            self._dispatch(event)
 
     def _dispatch(self, event: Any) -> None:
         for listener in self._listeners:

@@ -1,6 +1,7 @@
 """modelmesh.build: one door from configuration to a ready core, every problem at once."""
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -96,11 +97,13 @@ def test_check_accepts_what_the_client_accepts(tmp_path, monkeypatch, capsys):
 
 
 def test_refusals_are_collected_with_everything_else():
-    config = {"providers": {"p": provider(["m"])}, "storage": {"connector": "redis"},
+    config = {"providers": {"p": provider(["m"])},
+              "storage": {"connector": "sqlite", "config": {"path": "never-opened.db"}, "persistence": {"encryption": True}},
               "pools": {"chat": {"capability": "chat", "rotation": {"recovery": {"cooldown": "soon"}}}}}
     with pytest.raises(modelmesh.ConfigurationError) as info:
         modelmesh.build(config, environ={})
-    assert paths(info.value.problems) == {"storage.connector", "pools.chat.rotation.recovery.cooldown"}
+    assert paths(info.value.problems) == {"storage.persistence.encryption", "pools.chat.rotation.recovery.cooldown"}
+    assert not os.path.exists("never-opened.db")  # an invalid configuration opens no storage
 
 
 def test_build_never_shows_a_secret_in_its_error():

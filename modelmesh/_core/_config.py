@@ -601,7 +601,7 @@ def _storage(s: Section) -> StorageConfig:
     lock = s.sub("locking", ("enabled", "timeout", "retry_interval"))
     return StorageConfig(
         connector=connector, config=config,
-        sync_policy=per.get("sync_policy", b.sync_policy, as_choice(
+        sync_policy=per.get("sync_policy", b.sync_policy if connector == "memory" else "periodic", as_choice(
             ("in-memory", "sync-on-boundary", "periodic", "immediate"))),
         sync_interval=per.get("sync_interval", b.sync_interval, as_positive_duration),
         format=per.get("format", b.format, as_choice(("json", "yaml", "msgpack"))),

@@ -322,14 +322,14 @@ class PoolConfig:
 class StorageConfig:
     connector: str = "memory"                 # memory | file | sqlite | redis | "module:Class"
     config: Mapping[str, Any] = field(default=_EMPTY, repr=False)  # redis URLs hold passwords
-    sync_policy: str = "in-memory"
-    sync_interval: float = 300.0
+    sync_policy: str = "in-memory"           # "periodic" when a connector other than memory is named
+    sync_interval: float = 1.0
     format: str = "json"
     compression: bool = False
     encryption: bool = False
     locking_enabled: bool = True
     locking_timeout: float = 30.0
-    locking_retry_interval: float = 1.0
+    locking_retry_interval: float = 0.05
 
 
 @dataclass(**_value)

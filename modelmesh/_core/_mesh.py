@@ -32,6 +32,7 @@ from ._health import Health, ModelByHand, Probe, Probed, ProviderByHand
 from ._policies import PolicySet
 from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._protocol import RoutingDecision, RoutingOptions
+from ._sharing import Fact
 from ._types import Rng
 from .codecs import get_codec
 
@@ -226,6 +227,19 @@ class MeshCore:
         events: list[MeshEvent] = []
         with self.lock:
             self.health.record(Probed(probe=probe, ok=ok, latency=latency), now, events)
+        return events
+
+    def facts(self, now: float) -> dict[str, Fact]:
+        """This process's standbys and recoveries, for other processes (see `_sharing`)."""
+        with self.lock:
+            self.health.settle(now)
+            return self.health.facts(now)
+
+    def absorb(self, facts: Mapping[str, Fact], now: float) -> list[MeshEvent]:
+        """Honour other processes' account of standbys and recoveries; returns the events."""
+        events: list[MeshEvent] = []
+        with self.lock:
+            self.health.absorb(facts, now, events)
         return events
 
 

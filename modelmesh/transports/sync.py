@@ -142,6 +142,9 @@ class SyncTransport:
         pool_maxsize: int = 64,
         on_event: Callable[[Any], None] | None = None,
         probe_check_interval: float = 1.0,
+        shared: Any = None,
+        sync_policy: str = "in-memory",
+        sync_interval: float = 1.0,
     ) -> None:
         self.core = core
         self.clock = clock
@@ -156,6 +159,12 @@ class SyncTransport:
         self._prober_lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
+        # health shared with other processes through storage (see _shared.py): when to sync
+        self.shared = shared
+        self._sync_policy = sync_policy if shared is not None else "in-memory"
+        self._sync_every = float(sync_interval)
+        self._next_sync = 0.0  # time.monotonic() of the next periodic sync
+        self._synced_once = False
 
     def close(self) -> None:
         """Stop the probe thread, wait for the probes in flight (each bounded by its own
@@ -167,6 +176,25 @@ class SyncTransport:
         if prober is not None and prober is not threading.current_thread():
             prober.join()
         self.http.close()
+        if self.shared is not None:
+            self.sync()  # what this process learnt last outlives it
+            self.shared.storage.close()
+            self.shared = None
+
+    def sync(self, *, force: bool = True, patient: bool = True) -> bool:
+        """Exchange health with the other processes now; False without shared storage, or when
+        it cannot be reached (the process then goes on with its own). Never raises. The
+        automatic syncs pass `force=False`: they skip storage while backing off from a failure."""
+        shared = self.shared
+        if shared is None:
+            return False
+        try:
+            ok = bool(shared.sync(force=force, patient=patient))
+        except Exception:  # a bug here must not fail the request that triggered the sync
+            _log.exception("modelmesh: sharing health through storage failed")
+            return False
+        self._next_sync = time.monotonic() + self._sync_every
+        return ok
 
     # -- helpers ---------------------------------------------------------------------------
     def _step(self, call: Call) -> Any:
@@ -199,6 +227,9 @@ class SyncTransport:
 
     def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
         self._ensure_prober()
+        if self._sync_policy != "in-memory" and (self._sync_policy == "immediate" or not self._synced_once):
+            self._synced_once = True  # the first request starts from what the others know
+            self.sync(force=False, patient=False)
         try:
             return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
         except E.ModelMeshError:
@@ -216,12 +247,12 @@ class SyncTransport:
                     self._feed(call, self._send(action))
                 elif isinstance(action, Wait):
                     self.sleep(action.seconds)
-                elif isinstance(action, Succeeded):
+                elif isinstance(action, (Succeeded, Failed)):
                     finished = True
+                    self.finished()
+                    if isinstance(action, Failed):
+                        raise action.error
                     return action
-                elif isinstance(action, Failed):
-                    finished = True
-                    raise action.error
                 else:  # Read/Deliver cannot happen without a stream
                     raise RuntimeError(f"unexpected action {action!r} for a non-streaming call")
         except E.ModelMeshError:
@@ -290,12 +321,20 @@ class SyncTransport:
                                             name="modelmesh-probes", daemon=True)
             self._prober.start()
 
+    def finished(self) -> None:
+        """A request ended (in its caller's thread, never from a finaliser): under `immediate`,
+        what it taught this process goes to the others now."""
+        if self._sync_policy == "immediate":
+            self.sync(force=False, patient=False)
+
     def _probe_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self._probe_every):
             try:
                 self.run_probes()
             except Exception:  # a bug here must not end recovery for the life of the client
                 _log.exception("modelmesh: a round of recovery probes failed")
+            if self._sync_policy in ("periodic", "immediate") and time.monotonic() >= self._next_sync:
+                self.sync(force=False)
 
     def run_probes(self) -> int:
         """Send every probe recovery asks for now and record the outcomes; returns how many
@@ -413,9 +452,11 @@ class StreamHandle:
                 elif isinstance(action, Succeeded):
                     self.result = action
                     self._done = True
+                    t.finished()
                     return
                 else:
                     self._done = True
+                    t.finished()
                     raise action.error
         except E.ModelMeshError:
             raise

@@ -1,0 +1,100 @@
+"""Shared health for the sync shell: this process's standbys out to storage, the others' in.
+
+Theory of operation: the core reduces health to facts (`_core/_sharing.py`: a standby with
+its deadline and reason, or a recovery, per model and per provider). `SharedHealth.sync`
+takes the storage's lock `health-sync`, reads every stored fact (`health/<key>`), writes each
+of ours merged over the stored one (a standby is only ever extended; a later recovery ends
+it), lets the lock go, and hands the stored account to the core to honour. The core never
+sees storage; storage never sees the core's objects, only plain data through a Serializer.
+
+A storage that cannot be reached (a Redis restart, a locked file) does not fail a request:
+the sync reports False, logs one warning per outage, and the process goes on with what it
+knows. Nor does it stall every request: after a failure, syncs that are not asked for by
+hand are skipped for a backoff (1 s, doubling to 30 s) before storage is tried again. A
+stored record that is not a fact (written by something else, or damaged) is skipped with a
+warning, never trusted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._core._mesh import MeshCore
+from .._core._sharing import Fact, merged
+
+__all__ = ["SharedHealth"]
+
+_log = logging.getLogger("modelmesh")
+PREFIX = "health/"
+LOCK = "health-sync"
+
+
+class SharedHealth:
+    def __init__(self, core: MeshCore, storage: Any, serializer: Any, *, clock: Callable[[], float],
+                 lock_timeout: float, emit: Callable[[list], None]) -> None:
+        self.core = core
+        self.storage = storage
+        self.serializer = serializer
+        self.clock = clock
+        self.lock_timeout = lock_timeout
+        self.emit = emit
+        self.last_sync: float | None = None  # when a sync last succeeded (for status)
+        self._failing = False
+        self._backoff = 0.0
+        self._retry_at = 0.0  # time.monotonic() before which an automatic sync does not try storage
+
+    def sync(self, *, force: bool = True, patient: bool = True) -> bool:
+        """Exchange facts with the other processes now; False if storage could not be used.
+        `force=False` (the automatic syncs) skips storage while backing off from a failure;
+        `patient=False` (a sync in a request's path) waits at most half a second for the lock."""
+        from ..connectors.storage import StorageUnavailable
+
+        if not force and self._failing and time.monotonic() < self._retry_at:
+            return False
+        now = self.clock()
+        mine = self.core.facts(now)
+        try:
+            wait = self.lock_timeout if patient else min(self.lock_timeout, 0.5)
+            held = self.storage.acquire(LOCK, wait)
+            if held is None:
+                return self._failed(f"the lock {LOCK!r} was not free within {wait:g}s")
+            try:
+                stored = self._read()
+                for key, fact in mine.items():
+                    agreed = merged(stored.get(key), fact)
+                    if agreed != stored.get(key):
+                        assert agreed is not None  # merged() of a fact and anything is a fact
+                        self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict()))
+                        stored[key] = agreed
+            finally:
+                self.storage.release(held)
+        except StorageUnavailable as exc:
+            return self._failed(str(exc))
+        self.emit(self.core.absorb(stored, now))
+        self.last_sync = now
+        if self._failing:
+            self._failing, self._backoff = False, 0.0
+            _log.warning("modelmesh: shared storage is back; health is shared again")
+        return True
+
+    def _read(self) -> dict[str, Fact]:
+        out: dict[str, Fact] = {}
+        for name in self.storage.list(PREFIX):
+            raw = self.storage.load(name)
+            if raw is None:  # deleted (or expired) since it was listed
+                continue
+            try:
+                out[name[len(PREFIX):]] = Fact.from_dict(self.serializer.loads(raw))
+            except (ValueError, TypeError) as exc:
+                _log.warning("modelmesh: skipping stored health record %r, which is not a fact (%s)", name, exc)
+        return out
+
+    def _failed(self, why: str) -> bool:
+        if not self._failing:
+            self._failing = True
+            _log.warning("modelmesh: shared storage unavailable (%s); going on with this process's own health", why)
+        self._backoff = min(30.0, max(1.0, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+        return False

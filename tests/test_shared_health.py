@@ -1,0 +1,111 @@
+"""Health shared between real processes through storage (SQLite on one host, Redis across
+hosts): what one worker learns, the others honour; it outlives every worker; and a storage
+outage never fails a request.
+
+Workers are separate Python processes (`tests/mesh_worker.py`); the fake upstreams run here,
+so their request logs show what every worker sent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from storage_worker import redis_binary, redis_server
+
+import modelmesh
+from modelmesh.testing import Error, FakeUpstream
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "mesh_worker.py")
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    if redis_binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    with redis_server(str(tmp_path_factory.mktemp("redis"))) as server:
+        yield server.url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def storage(request, tmp_path):
+    if request.param == "sqlite":
+        return {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")}}
+    return {"connector": "redis", "config": {"url": request.getfixturevalue("redis_url"),
+                                             "prefix": f"mesh-{uuid.uuid4().hex}:"}}
+
+
+def mesh_config(x, y, storage, **persistence):
+    providers = {name: {"connector": "openai", "config": {
+        "base_url": up.url, "auth": {"api_key": f"sk-{name}-0123456789abcdef"},
+        "models": [{"id": "m", "capabilities": ["chat-completion"]}]}} for name, up in (("x", x), ("y", y))}
+    pools = {"chat": {"models": ["x/m", "y/m"], "strategy": "priority",
+                      "rotation": {"selection": {"model_priority": ["x/m", "y/m"]}}}}
+    return {"providers": providers, "pools": pools, "storage": dict(storage, persistence=persistence)}
+
+
+def workers(config, count, requests):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, WORKER, json.dumps(config), str(requests)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(count)]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def test_a_bad_key_found_by_one_worker_is_honoured_by_every_other_and_outlives_them_all(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        x.always(Error(401, code="invalid_api_key"))
+        config = mesh_config(x, y, storage)
+        assert workers(config, 1, 1) == [["y"]]          # worker A: x answers 401, y serves
+        assert len(x.requests) == 1
+        assert workers(config, 3, 5) == [["y"] * 5] * 3  # workers B-D: nothing more goes to x
+        assert len(x.requests) == 1
+        assert workers(config, 1, 3) == [["y"] * 3]      # all restarted: the standby is still known
+        assert len(x.requests) == 1 and len(y.requests) == 1 + 15 + 3
+
+
+def test_with_immediate_sync_a_standby_reaches_a_running_worker_before_its_next_request(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage, sync_policy="immediate")
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as two:
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            x.always(Error(401, code="invalid_api_key"))
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            sent = len(x.requests)
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert len(x.requests) == sent  # two never asked x again: it knew before its request
+
+
+def test_a_storage_outage_fails_no_request_and_sharing_resumes_when_it_returns(tmp_path):
+    if redis_binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    with redis_server(str(tmp_path)) as server, \
+            FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        storage = {"connector": "redis", "config": {"url": server.url, "socket_timeout": 0.5}}
+        config = mesh_config(x, y, storage, sync_policy="immediate")
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as client:
+            assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            server.stop()
+            for _ in range(3):  # every request syncs, and every sync finds storage gone: none fails
+                assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            assert client.sync() is False
+            server.start()
+            assert client.sync() is True
+            client.deactivate("x/m", until=None)
+            assert client.sync() is True
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as later:
+            assert later.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
