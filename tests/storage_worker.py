@@ -78,6 +78,16 @@ class RedisServer:
             self.process = None
 
 
+def need_redis() -> None:
+    """Skip the calling test without redis-server; under CI=true, fail it: CI must run them."""
+    import pytest
+
+    if redis_binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+
+
 @contextlib.contextmanager
 def redis_server(directory: str, password: str | None = None) -> Iterator[RedisServer]:
     server = RedisServer(directory, password=password)

@@ -14,7 +14,7 @@ import sys
 import uuid
 
 import pytest
-from storage_worker import redis_binary, redis_server
+from storage_worker import need_redis, redis_server
 
 import modelmesh
 from modelmesh.testing import Error, FakeUpstream
@@ -22,16 +22,6 @@ from modelmesh.testing import Error, FakeUpstream
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "mesh_worker.py")
 MSG = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    if redis_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -89,10 +79,7 @@ def test_with_immediate_sync_a_standby_reaches_a_running_worker_before_its_next_
 
 
 def test_a_storage_outage_fails_no_request_and_sharing_resumes_when_it_returns(tmp_path):
-    if redis_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
+    need_redis()
     with redis_server(str(tmp_path)) as server, \
             FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
         storage = {"connector": "redis", "config": {"url": server.url, "socket_timeout": 0.5}}
@@ -109,3 +96,15 @@ def test_a_storage_outage_fails_no_request_and_sharing_resumes_when_it_returns(t
             assert client.sync() is True
         with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as later:
             assert later.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+
+
+def test_four_workers_share_one_daily_budget_and_overshoot_it_by_at_most_one_request_each(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        config["providers"]["x"]["config"]["budget"] = {"daily_limit": 1.00}
+        config["providers"]["x"]["config"]["models"][0]["pricing"] = {"per_request": 0.01}
+        served = [p for worker in workers(config, 4, 50) for p in worker]
+        billed = served.count("x")
+        assert len(served) == 200 and len(x.requests) == billed
+        assert 100 <= billed <= 100 + 4, billed  # $1.00 at $0.01, plus at most one in flight per worker
+        assert served.count("y") == 200 - billed  # the rest failed over, none failed

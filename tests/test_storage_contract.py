@@ -5,13 +5,11 @@ that the test sets, never by waiting.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 
 import pytest
-from storage_worker import redis_binary, redis_server
 
 from modelmesh.connectors.storage import (
     BaseStorage,
@@ -36,16 +34,6 @@ class Clock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    if redis_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as server:
-        yield server.url
 
 
 @pytest.fixture(params=CONNECTORS)

@@ -10,22 +10,12 @@ import sys
 import uuid
 
 import pytest
-from storage_worker import check_payload, redis_binary, redis_server
+from storage_worker import check_payload
 
 from modelmesh.connectors.storage import make_storage
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "storage_worker.py")
 SHARED = ["file", "sqlite", "redis"]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    if redis_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed, and CI must run the Redis tests (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
-    with redis_server(str(tmp_path_factory.mktemp("redis"))) as server:
-        yield server.url
 
 
 @pytest.fixture(params=SHARED)

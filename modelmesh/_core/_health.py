@@ -580,6 +580,27 @@ class Health:
                 if pool is not None and ref in pool.by_ref:
                     self._absorb_model(pool, ref, agreed, now, events)
 
+    def budgeted(self) -> list[str]:
+        """Providers with a daily or monthly budget: their spend is what other processes share."""
+        return [pid for pid, p in self.providers.items()
+                if p.config.budget.daily_limit is not None or p.config.budget.monthly_limit is not None]
+
+    def spend_periods(self, pid: str, now: float) -> tuple[float, float]:
+        """(end of the budget day, end of the budget month) of `pid` now, rolled if they ended."""
+        ps = self.provider_states[pid]
+        _add_spend(ps, now, 0.0)
+        assert ps.day_end is not None and ps.month_end is not None  # set by _add_spend
+        return ps.day_end, ps.month_end
+
+    def absorb_spend(self, pid: str, day_end: float, day_total: float, month_end: float, month_total: float) -> None:
+        """Every process's spend on `pid` in the periods ending at `day_end` and `month_end`
+        (counted in storage): ours can only grow to it."""
+        ps = self.provider_states[pid]
+        if ps.day_end == day_end and day_total > ps.spend_day:
+            ps.spend_day = day_total
+        if ps.month_end == month_end and month_total > ps.spend_month:
+            ps.spend_month = month_total
+
     def _absorb_provider(self, pid: str, fact: Fact, now: float, events: list[MeshEvent]) -> None:
         ps = self.provider_states[pid]
         if live(fact, now):

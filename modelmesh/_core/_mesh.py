@@ -235,6 +235,20 @@ class MeshCore:
             self.health.settle(now)
             return self.health.facts(now)
 
+    def budgeted(self) -> list[str]:
+        return self.health.budgeted()
+
+    def spend_periods(self, provider: str, now: float) -> tuple[float, float]:
+        """(end of the budget day, end of the month) of `provider`, for counters shared by processes."""
+        with self.lock:
+            return self.health.spend_periods(provider, now)
+
+    def absorb_spend(self, provider: str, day_end: float, day_total: float, month_end: float,
+                     month_total: float) -> None:
+        """All processes' spend on `provider` in those periods (from shared storage)."""
+        with self.lock:
+            self.health.absorb_spend(provider, day_end, day_total, month_end, month_total)
+
     def absorb(self, facts: Mapping[str, Fact], now: float) -> list[MeshEvent]:
         """Honour other processes' account of standbys and recoveries; returns the events."""
         events: list[MeshEvent] = []

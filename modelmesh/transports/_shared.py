@@ -7,6 +7,13 @@ of ours merged over the stored one (a standby is only ever extended; a later rec
 it), lets the lock go, and hands the stored account to the core to honour. The core never
 sees storage; storage never sees the core's objects, only plain data through a Serializer.
 
+Budgets are shared too. After a request served by a provider with a daily or monthly
+budget, its cost is added to the store's counters of the current day and month
+(`spend/<provider>/day/<end>`, atomic `add`, expiring when the period ends) and the totals,
+every process's spend, come back to the core; each sync also reads them. A process thus
+decides on what all of them have spent, known as of its own last request: the overshoot of
+a budget is at most one request in flight per process.
+
 A storage that cannot be reached (a Redis restart, a locked file) does not fail a request:
 the sync reports False, logs one warning per outage, and the process goes on with what it
 knows. Nor does it stall every request: after a failure, syncs that are not asked for by
@@ -41,6 +48,7 @@ class SharedHealth:
         self.lock_timeout = lock_timeout
         self.emit = emit
         self.last_sync: float | None = None  # when a sync last succeeded (for status)
+        self._budgeted = frozenset(core.budgeted())
         self._failing = False
         self._backoff = 0.0
         self._retry_at = 0.0  # time.monotonic() before which an automatic sync does not try storage
@@ -70,6 +78,7 @@ class SharedHealth:
                         stored[key] = agreed
             finally:
                 self.storage.release(held)
+            self._pull_spend(now)
         except StorageUnavailable as exc:
             return self._failed(str(exc))
         self.emit(self.core.absorb(stored, now))
@@ -78,6 +87,37 @@ class SharedHealth:
             self._failing, self._backoff = False, 0.0
             _log.warning("modelmesh: shared storage is back; health is shared again")
         return True
+
+    def record_spend(self, provider: str, cost: float) -> None:
+        """A request served by `provider` cost `cost`: add it to the shared counters of the
+        provider's budget periods and take every process's totals back. Only for providers
+        with a budget; skipped (the spend stays this process's own) while storage is down."""
+        from ..connectors.storage import StorageUnavailable
+
+        if cost <= 0 or provider not in self._budgeted or (self._failing and time.monotonic() < self._retry_at):
+            return
+        now = self.clock()
+        day_end, month_end = self.core.spend_periods(provider, now)
+        try:
+            day = self.storage.add(_spend_key(provider, "day", day_end), cost, expires_at=day_end)
+            month = self.storage.add(_spend_key(provider, "month", month_end), cost, expires_at=month_end)
+        except StorageUnavailable as exc:
+            self._failed(str(exc))
+            return
+        self.core.absorb_spend(provider, day_end, day, month_end, month)
+
+    def _pull_spend(self, now: float) -> None:
+        for provider in self._budgeted:
+            day_end, month_end = self.core.spend_periods(provider, now)
+            totals = []
+            for key in (_spend_key(provider, "day", day_end), _spend_key(provider, "month", month_end)):
+                raw = self.storage.load(key)
+                try:
+                    totals.append(float(raw) if raw is not None else 0.0)
+                except ValueError:
+                    _log.warning("modelmesh: skipping stored spend %r, which is not a number", key)
+                    totals.append(0.0)
+            self.core.absorb_spend(provider, day_end, totals[0], month_end, totals[1])
 
     def _read(self) -> dict[str, Fact]:
         out: dict[str, Fact] = {}
@@ -98,3 +138,7 @@ class SharedHealth:
         self._backoff = min(30.0, max(1.0, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
         return False
+
+
+def _spend_key(provider: str, period: str, end: float) -> str:
+    return f"spend/{provider}/{period}/{int(end)}"

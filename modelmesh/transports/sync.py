@@ -249,7 +249,7 @@ class SyncTransport:
                     self.sleep(action.seconds)
                 elif isinstance(action, (Succeeded, Failed)):
                     finished = True
-                    self.finished()
+                    self.finished(action)
                     if isinstance(action, Failed):
                         raise action.error
                     return action
@@ -321,9 +321,18 @@ class SyncTransport:
                                             name="modelmesh-probes", daemon=True)
             self._prober.start()
 
-    def finished(self) -> None:
-        """A request ended (in its caller's thread, never from a finaliser): under `immediate`,
-        what it taught this process goes to the others now."""
+    def finished(self, outcome: Succeeded | Failed) -> None:
+        """A request ended (in its caller's thread, never from a finaliser): what it cost goes
+        to the shared budget counters, and under `immediate` what it taught this process goes
+        to the others now."""
+        shared = self.shared
+        if shared is None:
+            return
+        if isinstance(outcome, Succeeded) and outcome.cost > 0:
+            try:
+                shared.record_spend(outcome.provider, outcome.cost)
+            except Exception:  # a bug here must not fail the request it counts
+                _log.exception("modelmesh: sharing spend through storage failed")
         if self._sync_policy == "immediate":
             self.sync(force=False, patient=False)
 
@@ -452,11 +461,11 @@ class StreamHandle:
                 elif isinstance(action, Succeeded):
                     self.result = action
                     self._done = True
-                    t.finished()
+                    t.finished(action)
                     return
                 else:
                     self._done = True
-                    t.finished()
+                    t.finished(action)
                     raise action.error
         except E.ModelMeshError:
             raise
