@@ -121,8 +121,13 @@ class MeshClient:
                                now=self._clock())
 
     def status(self) -> dict[str, Any]:
-        """Every provider's and pool member's state now."""
-        return self.core.snapshot(self._clock())
+        """Every provider's and pool member's state now; with shared storage, also `storage`:
+        the store, the sync policy, when health was last exchanged and whether the store answers."""
+        out = self.core.snapshot(self._clock())
+        shared = self.transport.shared
+        if shared is not None:
+            out["storage"] = dict(shared.describe(), sync_policy=self.config.storage.sync_policy)
+        return out
 
     def deactivate(self, model: str, *, pool: str | None = None, until: float | None = None) -> None:
         for ev in self.core.deactivate_model(model, pool=pool, until=until, now=self._clock()):

@@ -90,8 +90,12 @@ def test_a_storage_outage_fails_no_request_and_sharing_resumes_when_it_returns(t
             for _ in range(3):  # every request syncs, and every sync finds storage gone: none fails
                 assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
             assert client.sync() is False
+            assert client.status()["storage"]["reachable"] is False
             server.start()
             assert client.sync() is True
+            shown = client.status()["storage"]
+            assert shown["reachable"] is True and shown["sync_policy"] == "immediate" and shown["last_sync"] is not None
+            assert shown["connector"] == "RedisStorage" and "127.0.0.1" not in str(shown)
             client.deactivate("x/m", until=None)
             assert client.sync() is True
         with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as later:

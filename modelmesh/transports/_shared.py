@@ -88,6 +88,10 @@ class SharedHealth:
             _log.warning("modelmesh: shared storage is back; health is shared again")
         return True
 
+    def describe(self) -> dict[str, Any]:
+        """What `status()` shows of the sharing: the store, when it last worked, whether it does now."""
+        return {"connector": type(self.storage).__name__, "last_sync": self.last_sync, "reachable": not self._failing}
+
     def record_spend(self, provider: str, cost: float) -> None:
         """A request served by `provider` cost `cost`: add it to the shared counters of the
         provider's budget periods and take every process's totals back. Only for providers
