@@ -28,12 +28,15 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `modelme
 from benchmarks.core_bench import STRATEGIES, bench_core, bench_route  # noqa: E402
 from benchmarks.http_bench import bench_http, bench_overhead  # noqa: E402
 from benchmarks.import_bench import bench_import  # noqa: E402
+from benchmarks.storage_bench import bench_storage  # noqa: E402
 
-SECTIONS = ("core", "http", "import")
+SECTIONS = ("core", "http", "import", "storage")
 FULL = {"overhead": 3_000, "core_iterations": 20_000, "sequential": 500, "threads": 16, "per_thread": 75, "streams": 200,
-        "env_requests": 300, "extra_vars": 200, "rounds": 3, "warmup": 50, "repeats": 5}
+        "env_requests": 300, "extra_vars": 200, "rounds": 3, "warmup": 50, "repeats": 5, "store_requests": 300,
+        "store_per_thread": 40}
 QUICK = {"overhead": 300, "core_iterations": 2_000, "sequential": 40, "threads": 16, "per_thread": 4, "streams": 10,
-         "env_requests": 30, "extra_vars": 200, "rounds": 2, "warmup": 5, "repeats": 3}
+         "env_requests": 30, "extra_vars": 200, "rounds": 2, "warmup": 5, "repeats": 3, "store_requests": 20,
+         "store_per_thread": 3}
 HTTP_PARAMS = ("sequential", "threads", "per_thread", "streams", "env_requests", "extra_vars", "rounds", "warmup")
 
 
@@ -118,6 +121,19 @@ def run_import(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def run_storage(p: dict[str, Any]) -> dict[str, Any]:
+    out = bench_storage(p["store_requests"], p["threads"], p["store_per_thread"], p["rounds"], p["warmup"], p["upstream"])
+    for note in out["notes"]:
+        print(f"  note: {note}")
+    _rows(f"sequential ({p['store_requests']} requests) and {p['threads']} threads x {p['store_per_thread']}", "req",
+          {name: (name, r) for name, r in out["results"].items()})
+    print("  ratios against memory (time per request; > 1 = the store costs)")
+    for name, r in out["ratios"].items():
+        print(f"    {name:<20} sequential {r['sequential']['wall']:.3f} (CPU {r['sequential']['cpu']:.3f})   "
+              f"{p['threads']} threads {r['threads']['wall']:.3f} (CPU {r['threads']['cpu']:.3f})")
+    return out
+
+
 def _goal(goal: str, value: float | None, limit: float, at_most: bool, shown: str, why_not: str = "") -> dict[str, Any]:
     if value is None:
         return {"goal": goal, "met": None, "value": None, "limit": limit, "figure": why_not}
@@ -158,6 +174,13 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(_goal("one routing decision plus its outcome, pool of 10: <= 15 us median (both strategies)",
                      max(medians) if medians else None, 15.0, True,
                      f"priority {medians[0]:.1f} us, default {medians[1]:.1f} us" if medians else "", "core section not run"))
+    store = results.get("storage")
+    for policy, limit in (("periodic", 1.10), ("immediate", 1.30)):
+        rows = {name: r for name, r in (store or {}).get("ratios", {}).items() if name.endswith(policy)}
+        worst = max((max(r["sequential"]["wall"], r["threads"]["wall"]) for r in rows.values()), default=None)
+        shown = ", ".join(f"{name} {r['sequential']['wall']:.3f}x / {r['threads']['wall']:.3f}x" for name, r in rows.items())
+        out.append(_goal(f"shared storage, {policy}: per-request cost <= {limit:.2f}x memory (sequential / threads)",
+                         worst, limit, True, shown, "storage section not run"))
     imp = results.get("import")
     ms = [imp[mode]["modelmesh"]["median_ms"] for mode in ("cached_bytecode", "as_configured")] if imp else []
     out.append(_goal("import modelmesh under 30 ms (cached bytecode and as configured)", max(ms) if ms else None, 30.0, True,
@@ -183,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"core": ("1. core: one routed request (start, Attempt, feed 200, Succeeded), no I/O", run_core),
                "http": ("2. HTTP: MeshClient vs bare urllib3, bare requests and the openai SDK, one loopback upstream",
                         run_http),
-               "import": ("3. import time and weight", run_import)}
+               "import": ("3. import time and weight", run_import),
+               "storage": ("4. shared storage: MeshClient with SQLite and Redis against memory", run_storage)}
     started = time.perf_counter()
     for name in args.only or SECTIONS:
         title, fn = runners[name]

@@ -73,8 +73,8 @@ def test_http_benchmark_quick_run_measures_every_peer_and_prints_the_verdicts(tm
         assert ratio is None or min(ratio.values()) > 0
     assert "THROUGHPUT ratio" in printed
     verdicts = results["verdicts"]
-    assert len(verdicts) == 7 and printed.count("] ") >= 7
-    assert [v["met"] for v in verdicts[-2:]] == [None, None]  # core and import were not run
+    assert len(verdicts) == 9 and printed.count("] ") >= 9
+    assert [v["met"] for v in verdicts[-4:]] == [None] * 4  # core, storage (twice) and import were not run
     assert all(v["met"] in (True, False) for v in verdicts[:5])
 
 
@@ -87,8 +87,18 @@ def test_verdicts_compare_each_figure_with_its_goal():
                             "requests": {"growth_us": 400.0}}}
     core = {f"request_{s}_10": {"median_us": 15.0} for s in ("priority", "default")}
     imp = {mode: {"modelmesh": {"median_ms": 31.0}} for mode in ("cached_bytecode", "as_configured")}
-    met = [v["met"] for v in run.verdicts({"http": http, "core": core, "import": imp})]
-    assert met == [True, True, True, True, False, True, False]  # limits are inclusive; 6% growth and 31 ms fail
+    storage = {"ratios": {"sqlite periodic": {"sequential": {"wall": 1.10}, "threads": {"wall": 1.0}},
+                          "sqlite immediate": {"sequential": {"wall": 1.2}, "threads": {"wall": 1.31}}}}
+    met = [v["met"] for v in run.verdicts({"http": http, "core": core, "import": imp, "storage": storage})]
+    # limits are inclusive; 6% growth, 31 ms and 1.31x with threads fail
+    assert met == [True, True, True, True, False, True, True, False, False]
+
+
+def test_the_storage_benchmark_quick_run_compares_every_store_with_memory(capsys):
+    out = run.run_storage({**run.QUICK, "upstream": "fake"})
+    assert {"sqlite periodic", "sqlite immediate"} <= set(out["ratios"])
+    assert all(r["sequential"]["wall"] > 0 and r["threads"]["wall"] > 0 for r in out["ratios"].values())
+    assert "ratios against memory" in capsys.readouterr().out
 
 
 def test_extra_environ_adds_and_removes_its_variables():

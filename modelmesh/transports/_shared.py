@@ -2,10 +2,13 @@
 
 Theory of operation: the core reduces health to facts (`_core/_sharing.py`: a standby with
 its deadline and reason, or a recovery, per model and per provider). `SharedHealth.sync`
-takes the storage's lock `health-sync`, reads every stored fact (`health/<key>`), writes each
-of ours merged over the stored one (a standby is only ever extended; a later recovery ends
-it), lets the lock go, and hands the stored account to the core to honour. The core never
-sees storage; storage never sees the core's objects, only plain data through a Serializer.
+reads every stored fact (`health/<key>`) and hands that account to the core to honour. When
+some fact of ours changed since we last wrote it (and every REPUSH_EVERY seconds, and after an
+outage, so that a store that lost its data is refilled), it does so under the store's lock
+`health-sync`, writing each changed fact merged over the stored one (a standby is only ever
+extended; a later recovery ends it). One exchange runs at a time in a process; a request that
+finds one running does not wait for it. The core never sees storage; storage never sees the
+core's objects, only plain data through a Serializer.
 
 Budgets are shared too. After a request served by a provider with a daily or monthly
 budget, its cost is added to the store's counters of the current day and month
@@ -24,6 +27,7 @@ warning, never trusted.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +39,7 @@ __all__ = ["SharedHealth"]
 
 _log = logging.getLogger("modelmesh")
 PREFIX = "health/"
+REPUSH_EVERY = 30.0  # seconds between writes of every fact of ours, changed or not
 LOCK = "health-sync"
 
 
@@ -49,6 +54,9 @@ class SharedHealth:
         self.emit = emit
         self.last_sync: float | None = None  # when a sync last succeeded (for status)
         self._budgeted = frozenset(core.budgeted())
+        self._pushed: dict[str, Fact] = {}  # our facts as last written: only a changed one is written again
+        self._busy = threading.Lock()  # one exchange at a time per process
+        self._repush_at = 0.0  # time.monotonic() when every fact of ours is written again
         self._failing = False
         self._backoff = 0.0
         self._retry_at = 0.0  # time.monotonic() before which an automatic sync does not try storage
@@ -56,28 +64,46 @@ class SharedHealth:
     def sync(self, *, force: bool = True, patient: bool = True) -> bool:
         """Exchange facts with the other processes now; False if storage could not be used.
         `force=False` (the automatic syncs) skips storage while backing off from a failure;
-        `patient=False` (a sync in a request's path) waits at most half a second for the lock."""
-        from ..connectors.storage import StorageUnavailable
-
+        `patient=False` (a sync in a request's path) waits at most half a second for the
+        store's lock, and not at all for another thread of this process already syncing
+        (that exchange is as fresh as this one would be)."""
         if not force and self._failing and time.monotonic() < self._retry_at:
             return False
+        if not self._busy.acquire(blocking=patient):
+            return not self._failing
+        try:
+            return self._exchange(patient)
+        finally:
+            self._busy.release()
+
+    def _exchange(self, patient: bool) -> bool:
+        from ..connectors.storage import StorageUnavailable
+
         now = self.clock()
         mine = self.core.facts(now)
+        if time.monotonic() >= self._repush_at:  # a store that lost its data (a Redis restart) is refilled
+            self._pushed.clear()
+            self._repush_at = time.monotonic() + REPUSH_EVERY
+        changed = {key: fact for key, fact in mine.items() if self._pushed.get(key) != fact}
         try:
-            wait = self.lock_timeout if patient else min(self.lock_timeout, 0.5)
-            held = self.storage.acquire(LOCK, wait)
-            if held is None:
-                return self._failed(f"the lock {LOCK!r} was not free within {wait:g}s")
-            try:
+            if changed:  # only a write needs the lock: reads of whole records are atomic
+                wait = self.lock_timeout if patient else min(self.lock_timeout, 0.5)
+                held = self.storage.acquire(LOCK, wait)
+                if held is None:
+                    return self._failed(f"the lock {LOCK!r} was not free within {wait:g}s")
+                try:
+                    stored = self._read()
+                    for key, fact in changed.items():
+                        agreed = merged(stored.get(key), fact)
+                        if agreed != stored.get(key):
+                            assert agreed is not None  # merged() of a fact and anything is a fact
+                            self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict()))
+                            stored[key] = agreed
+                finally:
+                    self.storage.release(held)
+                self._pushed.update(changed)
+            else:
                 stored = self._read()
-                for key, fact in mine.items():
-                    agreed = merged(stored.get(key), fact)
-                    if agreed != stored.get(key):
-                        assert agreed is not None  # merged() of a fact and anything is a fact
-                        self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict()))
-                        stored[key] = agreed
-            finally:
-                self.storage.release(held)
             self._pull_spend(now)
         except StorageUnavailable as exc:
             return self._failed(str(exc))
@@ -139,6 +165,7 @@ class SharedHealth:
         if not self._failing:
             self._failing = True
             _log.warning("modelmesh: shared storage unavailable (%s); going on with this process's own health", why)
+        self._pushed.clear()  # whatever the store lost meanwhile, ours go in again once it is back
         self._backoff = min(30.0, max(1.0, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
         return False
