@@ -112,3 +112,27 @@ def test_four_workers_share_one_daily_budget_and_overshoot_it_by_at_most_one_req
         assert len(served) == 200 and len(x.requests) == billed
         assert 100 <= billed <= 100 + 4, billed  # $1.00 at $0.01, plus at most one in flight per worker
         assert served.count("y") == 200 - billed  # the rest failed over, none failed
+
+
+def test_one_process_at_a_time_probes_and_its_verdict_reaches_the_others(tmp_path):
+    from modelmesh.connectors.storage import SQLiteStorage
+
+    storage = {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")}}
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        x.script(Error(401, code="invalid_api_key"))  # then x answers normally: its key was fixed
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as two, \
+                SQLiteStorage(str(tmp_path / "mesh.db")) as store:
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert one.sync() and two.sync()
+            assert two.status()["providers"]["x"]["up"] is False
+            held = store.acquire("probe/provider:x", 0, lease=60)  # a third process is probing x
+            sent = len(x.requests)
+            assert one.run_probes() == 1 and len(x.requests) == sent  # due, but not sent: the lease is taken
+            store.release(held)
+            assert two.run_probes() == 1 and len(x.requests) == sent + 1
+            assert two.status()["providers"]["x"]["up"] is True
+            assert two.sync() and one.sync()
+            assert one.status()["providers"]["x"]["up"] is True  # the recovery two saw reached one
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"

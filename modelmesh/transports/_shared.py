@@ -17,6 +17,10 @@ every process's spend, come back to the core; each sync also reads them. A proce
 decides on what all of them have spent, known as of its own last request: the overshoot of
 a budget is at most one request in flight per process.
 
+Recovery probes take a lease in the store (`probe/<key>`, lasting the probe's timeout): one
+process at a time probes a model or provider; the others skip it, and its verdict reaches
+them with the shared facts.
+
 A storage that cannot be reached (a Redis restart, a locked file) does not fail a request:
 the sync reports False, logs one warning per outage, and the process goes on with what it
 knows. Nor does it stall every request: after a failure, syncs that are not asked for by
@@ -113,6 +117,29 @@ class SharedHealth:
             self._failing, self._backoff = False, 0.0
             _log.warning("modelmesh: shared storage is back; health is shared again")
         return True
+
+    def probe_lease(self, probe: Any) -> Any:
+        """The store's lease on sending `probe` (one process at a time probes a model or a
+        provider): the held lock, False when another process holds it, None when the store
+        cannot say (this process then probes, as it would alone)."""
+        from ..connectors.storage import StorageUnavailable
+
+        if self._failing and time.monotonic() < self._retry_at:
+            return None
+        try:
+            held = self.storage.acquire(f"probe/{probe.key}", 0, lease=probe.timeout + 1.0)
+        except StorageUnavailable as exc:
+            self._failed(str(exc))
+            return None
+        return False if held is None else held
+
+    def end_probe_lease(self, held: Any) -> None:
+        from ..connectors.storage import StorageUnavailable
+
+        try:
+            self.storage.release(held)
+        except StorageUnavailable as exc:  # the lease runs out by itself
+            self._failed(str(exc))
 
     def describe(self) -> dict[str, Any]:
         """What `status()` shows of the sharing: the store, when it last worked, whether it does now."""

@@ -373,11 +373,18 @@ class SyncTransport:
         return len(probes)
 
     def _probe_and_record(self, probe: Probe) -> None:
+        shared = self.shared
+        lease = shared.probe_lease(probe) if shared is not None else None
+        if lease is False:
+            return  # another process is probing this now; its verdict arrives with the shared facts
         try:
             ok, latency = self._probe(probe)
             self._emit(self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency))
         except Exception:
             _log.exception("modelmesh: probe %s failed unexpectedly", probe.key)
+        finally:
+            if shared is not None and lease is not None:
+                shared.end_probe_lease(lease)
 
     def _probe(self, probe: Probe) -> tuple[bool, float | None]:
         req = probe.request
