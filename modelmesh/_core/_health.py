@@ -140,6 +140,7 @@ class Health:
         # per pool, per member: (its record, its provider's record, whether that provider is
         # enabled with no budget): what the common case of `available` reads, found once
         self._seats: dict[str, list[tuple[ModelState, ProviderState, bool]]] = {}
+        self.version = 0  # counts standbys and recoveries: a shell shares facts again only when it moved
         self._discovery = discovery
         # outcome type -> its handler; each handler takes its own outcome type
         # releases handed over without the lock (a stream finalised by the garbage collector
@@ -361,6 +362,7 @@ class Health:
         if not was_closed and state.breaker.state is BreakerState.CLOSED:
             state.reason = None
             state.recovered_at = now
+            self.version += 1
         ps = self.provider_states[pool.by_ref[o.ref].provider]
         _add_spend(ps, now, o.cost)
         ps.total_quota_used += tokens
@@ -443,6 +445,7 @@ class Health:
 
     # -- transitions ---------------------------------------------------------------------------
     def _deactivate(self, pool: Pool, ref: str, decision: Deactivation, now: float, events: list[MeshEvent]) -> None:
+        self.version += 1
         state = self.model_states[(pool.name, ref)]
         if state.breaker.state is not BreakerState.OPEN:  # a new standby, not an extension
             soon = state.last_standby is not None and now - state.last_standby < 2 * pool.config.rotation.recovery.cooldown
@@ -457,6 +460,7 @@ class Health:
                                        detail=decision.detail, until=state.recover_at))
 
     def _model_up(self, pool: Pool, ref: str, now: float, how: str, events: list[MeshEvent]) -> None:
+        self.version += 1
         state = self.model_states[(pool.name, ref)]
         if state.breaker.state is BreakerState.CLOSED:
             return
@@ -468,6 +472,7 @@ class Health:
         events.append(ModelRecovered(at=now, pool=pool.name, model=ref, how=how))
 
     def _provider_down(self, pid: str, now: float, reason: str, until: float | None, events: list[MeshEvent]) -> None:
+        self.version += 1
         ps = self.provider_states[pid]
         already_down = not ps.available
         if reason == DeactivationReason.AUTH_FAILURE.value:
@@ -485,6 +490,7 @@ class Health:
         events.append(ProviderDeactivated(at=now, provider=pid, reason=reason, until=ps.until))
 
     def _provider_up(self, pid: str, now: float, how: str, events: list[MeshEvent]) -> None:
+        self.version += 1
         ps = self.provider_states[pid]
         if ps.available:
             return

@@ -235,6 +235,11 @@ class MeshCore:
             self.health.settle(now)
             return self.health.facts(now)
 
+    @property
+    def health_version(self) -> int:
+        """Grows with every standby and recovery (a cheap "did anything change?" for sharing)."""
+        return self.health.version
+
     def budgeted(self) -> list[str]:
         return self.health.budgeted()
 

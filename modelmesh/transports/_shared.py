@@ -59,11 +59,16 @@ class SharedHealth:
         self.last_sync: float | None = None  # when a sync last succeeded (for status)
         self._budgeted = frozenset(core.budgeted())
         self._pushed: dict[str, Fact] = {}  # our facts as last written: only a changed one is written again
+        self._pushed_version = -1  # the core's health version our facts were taken at
         self._busy = threading.Lock()  # one exchange at a time per process
         self._repush_at = 0.0  # time.monotonic() when every fact of ours is written again
         self._failing = False
         self._backoff = 0.0
         self._retry_at = 0.0  # time.monotonic() before which an automatic sync does not try storage
+
+    def changed(self) -> bool:
+        """Whether this process saw a standby or recovery since its facts were last written."""
+        return self.core.health_version != self._pushed_version
 
     def sync(self, *, force: bool = True, patient: bool = True) -> bool:
         """Exchange facts with the other processes now; False if storage could not be used.
@@ -84,6 +89,7 @@ class SharedHealth:
         from ..connectors.storage import StorageUnavailable
 
         now = self.clock()
+        version = self.core.health_version
         mine = self.core.facts(now)
         if time.monotonic() >= self._repush_at:  # a store that lost its data (a Redis restart) is refilled
             self._pushed.clear()
@@ -111,6 +117,7 @@ class SharedHealth:
             self._pull_spend(now)
         except StorageUnavailable as exc:
             return self._failed(str(exc))
+        self._pushed_version = version
         self.emit(self.core.absorb(stored, now))
         self.last_sync = now
         if self._failing:

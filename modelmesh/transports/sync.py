@@ -333,7 +333,7 @@ class SyncTransport:
                 shared.record_spend(outcome.provider, outcome.cost)
             except Exception:  # a bug here must not fail the request it counts
                 _log.exception("modelmesh: sharing spend through storage failed")
-        if self._sync_policy == "immediate":
+        if self._sync_policy == "immediate" and shared.changed():  # nothing new: the next request reads anyway
             self.sync(force=False, patient=False)
 
     def _probe_loop(self, stop: threading.Event) -> None:
