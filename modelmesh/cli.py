@@ -4,6 +4,7 @@
     modelmesh check CONFIG          validate a configuration and list every problem
     modelmesh explain CONFIG MODEL  where a request for MODEL would go now, and its fallbacks
     modelmesh status CONFIG         every provider and pool member as the mesh sees them now
+                                    (with shared storage: as every process sharing it does)
 """
 from __future__ import annotations
 
@@ -44,10 +45,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args.config) as client:
+        client.sync()  # with shared storage, what every process knows; without, nothing to do
         snap = client.status()
         if args.json:
             print(json.dumps(snap, indent=2, default=str))
             return 0
+        if "storage" in snap:
+            st = snap["storage"]
+            print(f"shared through {st['connector']} ({st['sync_policy']}): "
+                  f"{'read now' if st['reachable'] else 'UNREACHABLE, showing this process only'}")
         for pid, p in snap["providers"].items():
             print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}")
         for name, rows in snap["pools"].items():

@@ -136,3 +136,21 @@ def test_one_process_at_a_time_probes_and_its_verdict_reaches_the_others(tmp_pat
             assert two.sync() and one.sync()
             assert one.status()["providers"]["x"]["up"] is True  # the recovery two saw reached one
             assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+
+
+def test_modelmesh_status_shows_what_every_process_sharing_the_store_knows(tmp_path, capsys):
+    from modelmesh import cli
+
+    storage = {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")}}
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        path = tmp_path / "mesh.json"
+        path.write_text(json.dumps(config))
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as worker:
+            worker.deactivate("x/m", until=None)
+            assert worker.sync()
+        assert cli.main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "shared through SQLiteStorage (periodic): read now" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("x/m"))
+    assert "standby" in row
