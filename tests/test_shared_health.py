@@ -154,3 +154,12 @@ def test_modelmesh_status_shows_what_every_process_sharing_the_store_knows(tmp_p
     assert "shared through SQLiteStorage (periodic): read now" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("x/m"))
     assert "standby" in row
+
+
+def test_four_workers_share_a_pools_request_limit_per_model(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        config["pools"]["chat"]["rotation"]["deactivation"] = {"request_limit": 40, "quota_window": "daily"}
+        served = [p for worker in workers(config, 4, 15) for p in worker]
+        assert len(served) == 60 and len(x.requests) == served.count("x")
+        assert 40 <= served.count("x") <= 40 + 4, served.count("x")  # one limit for all, one in flight each at most

@@ -607,6 +607,38 @@ class Health:
         if ps.month_end == month_end and month_total > ps.spend_month:
             ps.spend_month = month_total
 
+    def limited(self) -> list[tuple[str, str]]:
+        """(pool, model) pairs whose pool limits requests, tokens or spend per model: the
+        counters other processes share."""
+        out = []
+        for pool in self.pools.values():
+            d = pool.config.rotation.deactivation
+            if d.request_limit is not None or d.token_limit is not None or d.budget_limit is not None:
+                out += [(pool.name, m.ref) for m in pool.members]
+        return out
+
+    def usage_period(self, pool: str, ref: str, now: float) -> float | None:
+        """When the model's limit counters start afresh (rolled if they should have); None: never."""
+        state = self.model_states[(pool, ref)]
+        state.roll_period(now)
+        return state.period_end
+
+    def absorb_usage(self, pool: str, ref: str, period_end: float | None, requests: float, tokens: float,
+                     cost: float, now: float, events: list[MeshEvent]) -> None:
+        """Every process's use of `ref` in `pool` this period (from shared storage): ours can
+        only grow to it, and a limit it reaches puts the model on standby here too."""
+        state = self.model_states[(pool, ref)]
+        if state.period_end != period_end:
+            return  # another period than ours: the counters will meet in the next one
+        state.period_requests = max(state.period_requests, int(requests))
+        state.period_tokens = max(state.period_tokens, int(tokens))
+        state.period_cost = max(state.period_cost, cost)
+        p = self.pools[pool]
+        if state.breaker.state is BreakerState.CLOSED:
+            decision = p.deactivation.should_deactivate(state, now)
+            if decision is not None:
+                self._deactivate(p, ref, decision, now, events)
+
     def _absorb_provider(self, pid: str, fact: Fact, now: float, events: list[MeshEvent]) -> None:
         ps = self.provider_states[pid]
         if live(fact, now):

@@ -254,6 +254,21 @@ class MeshCore:
         with self.lock:
             self.health.absorb_spend(provider, day_end, day_total, month_end, month_total)
 
+    def limited(self) -> list[tuple[str, str]]:
+        return self.health.limited()
+
+    def usage_period(self, pool: str, ref: str, now: float) -> float | None:
+        with self.lock:
+            return self.health.usage_period(pool, ref, now)
+
+    def absorb_usage(self, pool: str, ref: str, period_end: float | None, requests: float, tokens: float,
+                     cost: float, now: float) -> list[MeshEvent]:
+        """All processes' use of a model with per-model limits this period; returns the events."""
+        events: list[MeshEvent] = []
+        with self.lock:
+            self.health.absorb_usage(pool, ref, period_end, requests, tokens, cost, now, events)
+        return events
+
     def absorb(self, facts: Mapping[str, Fact], now: float) -> list[MeshEvent]:
         """Honour other processes' account of standbys and recoveries; returns the events."""
         events: list[MeshEvent] = []

@@ -17,6 +17,9 @@ every process's spend, come back to the core; each sync also reads them. A proce
 decides on what all of them have spent, known as of its own last request: the overshoot of
 a budget is at most one request in flight per process.
 
+Per-model limits of a pool (`request_limit`, `token_limit`, `budget_limit`, in their
+`quota_window`) are counted the same way, in `usage/<pool>/<model>/<period end>/...`.
+
 Recovery probes take a lease in the store (`probe/<key>`, lasting the probe's timeout): one
 process at a time probes a model or provider; the others skip it, and its verdict reaches
 them with the shared facts.
@@ -58,6 +61,7 @@ class SharedHealth:
         self.emit = emit
         self.last_sync: float | None = None  # when a sync last succeeded (for status)
         self._budgeted = frozenset(core.budgeted())
+        self._limited = frozenset(core.limited())
         self._pushed: dict[str, Fact] = {}  # our facts as last written: only a changed one is written again
         self._pushed_version = -1  # the core's health version our facts were taken at
         self._busy = threading.Lock()  # one exchange at a time per process
@@ -115,6 +119,7 @@ class SharedHealth:
             else:
                 stored = self._read()
             self._pull_spend(now)
+            self._pull_usage(now)
         except StorageUnavailable as exc:
             return self._failed(str(exc))
         self._pushed_version = version
@@ -170,17 +175,43 @@ class SharedHealth:
             return
         self.core.absorb_spend(provider, day_end, day, month_end, month)
 
+    def record_usage(self, outcome: Any) -> None:
+        """A request served by a model whose pool limits requests, tokens or spend per model:
+        add it to the store's counters of the model's period and take every process's totals
+        back (a limit they reach puts the model on standby here too)."""
+        from ..connectors.storage import StorageUnavailable
+
+        ref = f"{outcome.provider}/{outcome.model}"
+        if (outcome.pool, ref) not in self._limited or (self._failing and time.monotonic() < self._retry_at):
+            return
+        now = self.clock()
+        end = self.core.usage_period(outcome.pool, ref, now)
+        expires = end if end is not None else now + _NEVER
+        base = _usage_key(outcome.pool, ref, end)
+        try:
+            totals = [self.storage.add(f"{base}/{name}", amount, expires_at=expires) for name, amount in (
+                ("requests", 1.0), ("tokens", float(outcome.prompt_tokens + outcome.completion_tokens)),
+                ("cost", outcome.cost))]
+        except StorageUnavailable as exc:
+            self._failed(str(exc))
+            return
+        requests, tokens, cost = totals
+        self.emit(self.core.absorb_usage(outcome.pool, ref, end, requests, tokens, cost, now))
+
+    def _pull_usage(self, now: float) -> None:
+        for pool, ref in self._limited:
+            end = self.core.usage_period(pool, ref, now)
+            base = _usage_key(pool, ref, end)
+            requests, tokens, cost = (_number(self.storage.load(f"{base}/{name}"), f"{base}/{name}")
+                                      for name in ("requests", "tokens", "cost"))
+            self.emit(self.core.absorb_usage(pool, ref, end, requests, tokens, cost, now))
+
     def _pull_spend(self, now: float) -> None:
         for provider in self._budgeted:
             day_end, month_end = self.core.spend_periods(provider, now)
             totals = []
             for key in (_spend_key(provider, "day", day_end), _spend_key(provider, "month", month_end)):
-                raw = self.storage.load(key)
-                try:
-                    totals.append(float(raw) if raw is not None else 0.0)
-                except ValueError:
-                    _log.warning("modelmesh: skipping stored spend %r, which is not a number", key)
-                    totals.append(0.0)
+                totals.append(_number(self.storage.load(key), key))
             self.core.absorb_spend(provider, day_end, totals[0], month_end, totals[1])
 
     def _read(self) -> dict[str, Fact]:
@@ -207,3 +238,21 @@ class SharedHealth:
 
 def _spend_key(provider: str, period: str, end: float) -> str:
     return f"spend/{provider}/{period}/{int(end)}"
+
+
+_NEVER = 400 * 86400.0  # counters of limits that never start afresh still expire, a year after their last use
+
+
+def _usage_key(pool: str, ref: str, end: float | None) -> str:
+    return f"usage/{pool}/{ref}/{'all' if end is None else int(end)}"
+
+
+def _number(raw: bytes | None, key: str) -> float:
+    """A stored counter; 0 when absent, and when it is not a number (skipped with a warning)."""
+    if raw is None:
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        _log.warning("modelmesh: skipping stored counter %r, which is not a number", key)
+        return 0.0

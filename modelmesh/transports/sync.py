@@ -328,9 +328,10 @@ class SyncTransport:
         shared = self.shared
         if shared is None:
             return
-        if isinstance(outcome, Succeeded) and outcome.cost > 0:
+        if isinstance(outcome, Succeeded):
             try:
                 shared.record_spend(outcome.provider, outcome.cost)
+                shared.record_usage(outcome)
             except Exception:  # a bug here must not fail the request it counts
                 _log.exception("modelmesh: sharing spend through storage failed")
         if self._sync_policy == "immediate" and shared.changed():  # nothing new: the next request reads anyway
