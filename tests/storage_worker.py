@@ -139,17 +139,24 @@ def kill_saves(connector: str, config: dict[str, object], key: str, rounds: int,
         store.save(key, payload(0))
     seen: list[int] = []
     for round_ in range(rounds):
+        ready, started = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the writer
+        if pid == 0:  # the writer: says when its first save is done, then saves on until killed
             try:
+                os.close(ready)
                 writer = make_storage(connector, config)
                 seq = (round_ + 1) * 1_000_000
+                writer.save(key, payload(seq))
+                os.write(started, b"1")
                 while True:
-                    writer.save(key, payload(seq))
                     seq += 1
+                    writer.save(key, payload(seq))
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.003, 0.03))
+        os.close(started)
+        os.read(ready, 1)  # the round has written (b"" if the writer died first: the check below says so)
+        os.close(ready)
+        time.sleep(rng.uniform(0.0, 0.01))  # then a kill at a random moment of a later save
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         with make_storage(connector, config) as store:

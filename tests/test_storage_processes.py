@@ -78,7 +78,7 @@ def test_a_writer_killed_mid_save_leaves_the_old_or_the_new_value_never_a_torn_o
     assert proc.returncode == 0, proc.stderr  # each of the 100 loads after a kill found a whole payload
     report = json.loads(proc.stdout)
     assert report["rounds"] == 100
-    assert report["changed"] >= 80, report  # the writers really were writing when they were killed
+    assert report["changed"] == report["rounds"] - 1, report  # every round wrote before it was killed
     with make_storage(connector, options) as store:
         check_payload(store.load("state"))
         assert store.list() == ["state"]
