@@ -99,6 +99,17 @@ def test_list_is_sorted_and_filters_by_a_literal_prefix(store):
     assert store.list() == sorted(["b/2", "b/1", "a", "b_x", "b%", "ba", "B/3", "[b]/1", "*"])
 
 
+def test_load_many_reads_every_live_entry_under_a_literal_prefix_and_nothing_else(store):
+    for key in ("b/2", "b/1", "b_x", "b%", "ba", "[b]/1", "a"):
+        store.save(key, key.encode())
+    store.add("b/counted", 2, expires_at=FUTURE)
+    store.add("b/gone", 1, expires_at=time.time() - 1)  # already expired: not there
+    assert store.load_many("b/") == {"b/1": b"b/1", "b/2": b"b/2", "b/counted": b"2"}
+    assert store.load_many("[b]") == {"[b]/1": b"[b]/1"} and store.load_many("b%") == {"b%": b"b%"}
+    assert store.load_many("nothing") == {}
+    assert store.load_many() == {key: store.load(key) for key in store.list()}
+
+
 def test_delete_says_whether_there_was_an_entry(store):
     store.save("k", b"v")
     assert store.exists("k")

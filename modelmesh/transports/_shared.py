@@ -199,27 +199,25 @@ class SharedHealth:
         self.emit(self.core.absorb_usage(outcome.pool, ref, end, requests, tokens, cost, now))
 
     def _pull_usage(self, now: float) -> None:
+        stored = self.storage.load_many("usage/") if self._limited else {}
         for pool, ref in self._limited:
             end = self.core.usage_period(pool, ref, now)
             base = _usage_key(pool, ref, end)
-            requests, tokens, cost = (_number(self.storage.load(f"{base}/{name}"), f"{base}/{name}")
+            requests, tokens, cost = (_number(stored.get(f"{base}/{name}"), f"{base}/{name}")
                                       for name in ("requests", "tokens", "cost"))
             self.emit(self.core.absorb_usage(pool, ref, end, requests, tokens, cost, now))
 
     def _pull_spend(self, now: float) -> None:
+        stored = self.storage.load_many("spend/") if self._budgeted else {}
         for provider in self._budgeted:
             day_end, month_end = self.core.spend_periods(provider, now)
-            totals = []
-            for key in (_spend_key(provider, "day", day_end), _spend_key(provider, "month", month_end)):
-                totals.append(_number(self.storage.load(key), key))
-            self.core.absorb_spend(provider, day_end, totals[0], month_end, totals[1])
+            day, month = _spend_key(provider, "day", day_end), _spend_key(provider, "month", month_end)
+            self.core.absorb_spend(provider, day_end, _number(stored.get(day), day), month_end,
+                                   _number(stored.get(month), month))
 
     def _read(self) -> dict[str, Fact]:
         out: dict[str, Fact] = {}
-        for name in self.storage.list(PREFIX):
-            raw = self.storage.load(name)
-            if raw is None:  # deleted (or expired) since it was listed
-                continue
+        for name, raw in self.storage.load_many(PREFIX).items():
             try:
                 out[name[len(PREFIX):]] = Fact.from_dict(self.serializer.loads(raw))
             except (ValueError, TypeError) as exc:

@@ -156,6 +156,16 @@ class BaseStorage(abc.ABC):
     def list(self, prefix: str = "") -> builtins.list[str]:
         """The keys that start with `prefix`, sorted."""
 
+    def load_many(self, prefix: str = "") -> dict[str, bytes]:
+        """Every live entry whose key starts with `prefix`, key -> content. Connectors that can
+        read them in one round trip do (SQLite, Redis); this default lists, then loads each."""
+        out: dict[str, bytes] = {}
+        for key in self.list(prefix):
+            data = self.load(key)
+            if data is not None:  # deleted (or expired) since it was listed
+                out[key] = data
+        return out
+
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Remove `key`; True if there was such an entry."""

@@ -188,13 +188,29 @@ class RedisStorage(BaseStorage):
             self._save(keys=[k], args=[data, repr(self._clock()), _ms(self.default_ttl)])
 
     def list(self, prefix: str = "") -> builtins.list[str]:
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
-        start = f"{self.prefix}k:"
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", start + prefix) + "*"
+        start, pattern = self._match(prefix)
         with self._errors("list", prefix):
             found = {raw.decode("utf-8")[len(start):] for raw in self._client.scan_iter(match=pattern, count=1000)}
         return sorted(found)
+
+    def _match(self, prefix: str) -> tuple[str, str]:
+        """(where this store's entry names start, a SCAN pattern for those under `prefix`)."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        start = f"{self.prefix}k:"
+        return start, _GLOB_SPECIAL.sub(r"\\\1", start + prefix) + "*"
+
+    def load_many(self, prefix: str = "") -> dict[str, bytes]:
+        start, pattern = self._match(prefix)
+        with self._errors("load_many", prefix):
+            names = [raw.decode("utf-8") for raw in self._client.scan_iter(match=pattern, count=1000)]
+            if not names:
+                return {}
+            pipe = self._client.pipeline(transaction=False)  # every read in one round trip
+            for name in names:
+                pipe.hget(name, "v")
+            values = pipe.execute()
+        return {name[len(start):]: bytes(v) for name, v in zip(names, values, strict=True) if v is not None}
 
     def delete(self, key: str) -> bool:
         k = self._k(key)

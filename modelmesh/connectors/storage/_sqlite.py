@@ -178,6 +178,17 @@ class SQLiteStorage(BaseStorage):
 
         return self._write(work, sweep=False)
 
+    def load_many(self, prefix: str = "") -> dict[str, bytes]:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+
+        def work(db: sqlite3.Connection) -> dict[str, bytes]:  # one read, no write lock
+            rows = db.execute(f"SELECT key, data FROM entries WHERE substr(key, 1, ?) = ? AND {_LIVE}",
+                              (len(prefix), prefix, self._clock()))
+            return {row[0]: bytes(row[1]) for row in rows}
+
+        return self._read(work)
+
     def delete(self, key: str) -> bool:
         check_key(key)
         return self._write(lambda db: db.execute(f"DELETE FROM entries WHERE key = ? AND {_LIVE}",
