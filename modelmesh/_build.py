@@ -74,7 +74,7 @@ def build(
     "*" for every pool; they are asked after those the configuration names. `rng` (or
     `seed`) feeds the core's randomness; `lock` guards the core's shared health when
     threads share it. Raises one ConfigurationError listing every problem."""
-    loaded = load_config_partial(config)
+    loaded = load_config_partial(config, strategy_names=tuple(strategies or ()))
     problems = list(loaded.problems)
     if loaded.config is None:
         raise ConfigurationError(problems, source=loaded.source)
@@ -168,8 +168,15 @@ def _why(exc: BaseException) -> str:
 
 def _user_strategies(config: MeshConfig, given: Mapping[str, Callable] | None,
                      problems: list[str]) -> dict[str, Callable]:
-    """Strategies named "package.module:function" in pools are imported here, outside the core."""
+    """Strategies named "package.module:function" in pools are imported here, outside the core;
+    those given by name may not take a built-in's."""
+    from ._core._selection import is_builtin_strategy
+
     out = dict(given or {})
+    for name in [n for n in out if not isinstance(n, str) or not n or is_builtin_strategy(n)]:
+        problems.append(f"strategies: {name!r} cannot name a user strategy (empty, not a string, or a "
+                        "built-in strategy's name); give it another name")
+        del out[name]
     for name, pool in config.pools.items():
         spec = pool.strategy
         if ":" not in spec or spec in out:

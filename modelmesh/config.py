@@ -18,7 +18,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 from modelmesh._core._config import parse_config_partial, parse_secrets_config
 from modelmesh._core._config_schema import MeshConfig
@@ -51,10 +51,11 @@ class Loaded:
 
 
 def load_config_partial(source: str | os.PathLike[str] | Mapping[str, Any] | MeshConfig, *,
-                        resolve_secret: Resolver | None = None) -> Loaded:
+                        resolve_secret: Resolver | None = None, strategy_names: Collection[str] = ()) -> Loaded:
     """Like `load_config`, but problems are returned beside a best-effort config, so that
     `modelmesh.build` can add its own and report them all at once. A file that cannot be
-    read or parsed still raises: there is nothing to go on with."""
+    read or parsed still raises: there is nothing to go on with. `strategy_names` are the
+    user strategies given by name (a pool's `strategy:` may name them)."""
     if isinstance(source, MeshConfig):
         return Loaded(config=source, problems=(), source=None)
     if isinstance(source, Mapping):
@@ -70,7 +71,7 @@ def load_config_partial(source: str | os.PathLike[str] | Mapping[str, Any] | Mes
     store_problems: list[str] = []
     if resolve_secret is None:
         resolve_secret = _default_resolver(data, base_dir, store_problems)
-    config, problems = parse_config_partial(data, resolve_secret=resolve_secret)
+    config, problems = parse_config_partial(data, resolve_secret=resolve_secret, strategy_names=strategy_names)
     return Loaded(config=config, problems=(*store_problems, *problems), source=name)
 
 

@@ -86,3 +86,14 @@ def test_a_custom_strategy_that_raises_mid_stream_failover_ends_iteration_with_a
         assert isinstance(info.value.__cause__, Crash) and KEY not in str(info.value)
         assert len(a.requests) >= 1 and b.requests == []
         assert rows(client)["b/m"]["status"] == "active" and rows(client)["b/m"]["failures"] == 0
+
+
+def test_a_user_strategy_is_named_plainly_and_a_built_in_name_is_refused_clearly():
+    with FakeUpstream("openai", name="a", models=["m"]) as a, FakeUpstream("openai", name="b", models=["m"]) as b:
+        cfg = config(a, b, strategy="last-one")
+        with modelmesh.MeshClient(cfg, environ={}, strategies={"last-one": lambda pool, ctx: pool[-1]}) as client:
+            assert client.chat.completions.create(model="chat", messages=MSG).mesh.provider == "b"
+        with pytest.raises(E.ConfigurationError, match="pools.chat.strategy"):
+            modelmesh.MeshClient(cfg, environ={})  # not given: unknown, at its path
+        with pytest.raises(E.ConfigurationError, match="strategies: 'Priority' cannot name a user strategy"):
+            modelmesh.MeshClient(config(a, b), environ={}, strategies={"Priority": lambda pool, ctx: pool[0]})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from typing import Any, Callable, Mapping, cast
+from typing import Any, Callable, Collection, Mapping, cast
 
 from ._capabilities import is_capability, is_leaf, is_under, leaves_under, resolve_capability
 from ._config_read import (
@@ -77,12 +77,14 @@ def parse_config(data: Mapping[str, Any], *,
 
 
 def parse_config_partial(data: Any, *,
-                         resolve_secret: Callable[[str], str | None] | None = None
+                         resolve_secret: Callable[[str], str | None] | None = None,
+                         strategy_names: Collection[str] = (),
                          ) -> tuple[MeshConfig | None, tuple[str, ...]]:
     """(best-effort config, problems): every bad value stands at its default, so that the
     build step can go on checking what it alone can check and report everything at once.
-    The config is None only when the data is not a mapping at all, or is too big to walk."""
-    ctx = Ctx(resolve_secret)
+    The config is None only when the data is not a mapping at all, or is too big to walk.
+    `strategy_names` are user strategies a pool may name besides the built-ins."""
+    ctx = Ctx(resolve_secret, strategy_names)
     if not isinstance(data, Mapping):
         ctx.problem("", f"expected a mapping of sections, got {show(data)}")
         return None, tuple(ctx.problems)
@@ -384,7 +386,7 @@ _POOL_HINTS = {"capabilities": "a pool has one 'capability'", "model": "did you 
 def _routing(s: Section, base: PoolDefaults, providers: Mapping[str, ProviderConfig]
              ) -> PoolDefaults:
     return PoolDefaults(
-        strategy=s.get("strategy", base.strategy, as_choice(STRATEGIES, custom=True)),
+        strategy=s.get("strategy", base.strategy, as_choice((*STRATEGIES, *s.ctx.strategy_names), custom=True)),
         rotation=_rotation(s.sub("rotation", _names(RotationConfig)), base.rotation, providers),
         retry=_retry(s.sub("retry", _names(RetryConfig)), base.retry),
         on_exhausted=s.get("on_exhausted", base.on_exhausted, as_choice(("fail", "wait"))),
@@ -547,7 +549,7 @@ def _selection(s: Section, b: SelectionConfig, providers: Mapping[str, ProviderC
         provider_priority=s.get("provider_priority", b.provider_priority,
                                 as_list(_provider_id(providers))),
         fallback_strategy=s.get("fallback_strategy", b.fallback_strategy,
-                                as_choice(STRATEGIES)),
+                                as_choice((*STRATEGIES, *s.ctx.strategy_names))),
         balance_mode=s.get("balance_mode", b.balance_mode, as_choice(("relative", "absolute"))),
         weights=s.get("weights", b.weights,
                       lambda v: FrozenMap(as_mapping_of(as_number(0))(v))),

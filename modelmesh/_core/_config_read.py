@@ -336,8 +336,10 @@ _SECRET_REF = re.compile(r"\$\{secrets:([^}]*)\}")
 class Ctx:
     """Problems, resolved secrets and missing secrets gathered during one parse."""
 
-    def __init__(self, resolve_secret: Callable[[str], str | None] | None) -> None:
+    def __init__(self, resolve_secret: Callable[[str], str | None] | None,
+                 strategy_names: Iterable[str] = ()) -> None:
         self.resolve_secret = resolve_secret
+        self.strategy_names = tuple(strategy_names)  # user strategies given by name, besides the built-ins
         self.fail_on_missing = True
         self.problems: list[str] = []
         self.secrets: list[str] = []

@@ -70,6 +70,7 @@ __all__ = [
     "eligible_candidates",
     "as_strategy",
     "build_strategy",
+    "is_builtin_strategy",
 ]
 
 
@@ -628,6 +629,11 @@ DEFAULT_STRATEGY = StickUntilFailure.name
 def _attr(obj: Any, name: str, default: Any) -> Any:
     value = getattr(obj, name, None)
     return default if value is None else value
+
+
+def is_builtin_strategy(name: str) -> bool:
+    """Whether `name` names a built-in strategy (case and `_`/`-` insensitive)."""
+    return _normalize(name) in STRATEGIES
 
 
 def _normalize(name: str) -> str:
