@@ -460,10 +460,10 @@ class Health:
                                        detail=decision.detail, until=state.recover_at))
 
     def _model_up(self, pool: Pool, ref: str, now: float, how: str, events: list[MeshEvent]) -> None:
-        self.version += 1
         state = self.model_states[(pool.name, ref)]
         if state.breaker.state is BreakerState.CLOSED:
             return
+        self.version += 1
         state.breaker.reset(now)
         state.reason = None
         state.recovered_at = now
@@ -490,10 +490,10 @@ class Health:
         events.append(ProviderDeactivated(at=now, provider=pid, reason=reason, until=ps.until))
 
     def _provider_up(self, pid: str, now: float, how: str, events: list[MeshEvent]) -> None:
-        self.version += 1
         ps = self.provider_states[pid]
         if ps.available:
             return
+        self.version += 1
         ps.available = ps.auth_valid = True
         ps.reason = ps.deactivated_at = ps.until = None
         ps.recovered_at = now
@@ -588,8 +588,7 @@ class Health:
 
     def budgeted(self) -> list[str]:
         """Providers with a daily or monthly budget: their spend is what other processes share."""
-        return [pid for pid, p in self.providers.items()
-                if p.config.budget.daily_limit is not None or p.config.budget.monthly_limit is not None]
+        return [pid for pid, p in self.providers.items() if _has_budget(p)]
 
     def spend_periods(self, pid: str, now: float) -> tuple[float, float]:
         """(end of the budget day, end of the budget month) of `pid` now, rolled if they ended."""
@@ -700,10 +699,14 @@ def _add_spend(ps: ProviderState, now: float, cost: float) -> None:
     ps.total_cost += cost
 
 
+def _has_budget(provider: ProviderRuntime) -> bool:
+    budget = provider.config.budget
+    return budget.daily_limit is not None or budget.monthly_limit is not None
+
+
 def _plain(provider: ProviderRuntime) -> bool:
     """Enabled and without a budget: only its record's state can bar its models."""
-    cfg = provider.config
-    return cfg.enabled and cfg.budget.monthly_limit is None and cfg.budget.daily_limit is None
+    return provider.config.enabled and not _has_budget(provider)
 
 
 def _budget_block(budget: BudgetConfig, ps: ProviderState, now: float) -> tuple[str, float] | None:

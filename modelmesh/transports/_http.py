@@ -150,7 +150,7 @@ class Http:
         return route
 
     def _find_route(self, url: str) -> tuple[Any, str]:
-        kw: dict[str, Any] = dict(self._pool_kw, headers=_DEFAULT_HEADERS)
+        kw: dict[str, Any] = dict(self._pool_kw)  # headers come with each request (see send)
         if url.startswith("https:"):
             kw["ca_certs"] = ca_bundle(self._environ)
         proxy = proxy_for(url, self._environ)

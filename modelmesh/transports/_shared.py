@@ -41,6 +41,7 @@ from typing import Any
 
 from .._core._mesh import MeshCore
 from .._core._sharing import Fact, merged
+from ..connectors.storage import StorageUnavailable  # this module loads only when storage is configured
 
 __all__ = ["SharedHealth"]
 
@@ -80,7 +81,7 @@ class SharedHealth:
         `patient=False` (a sync in a request's path) waits at most half a second for the
         store's lock, and not at all for another thread of this process already syncing
         (that exchange is as fresh as this one would be)."""
-        if not force and self._failing and time.monotonic() < self._retry_at:
+        if not force and self._backing_off():
             return False
         if not self._busy.acquire(blocking=patient):
             return not self._failing
@@ -90,8 +91,6 @@ class SharedHealth:
             self._busy.release()
 
     def _exchange(self, patient: bool) -> bool:
-        from ..connectors.storage import StorageUnavailable
-
         now = self.clock()
         version = self.core.health_version
         mine = self.core.facts(now)
@@ -134,9 +133,7 @@ class SharedHealth:
         """The store's lease on sending `probe` (one process at a time probes a model or a
         provider): the held lock, False when another process holds it, None when the store
         cannot say (this process then probes, as it would alone)."""
-        from ..connectors.storage import StorageUnavailable
-
-        if self._failing and time.monotonic() < self._retry_at:
+        if self._backing_off():
             return None
         try:
             held = self.storage.acquire(f"probe/{probe.key}", 0, lease=probe.timeout + 1.0)
@@ -146,8 +143,6 @@ class SharedHealth:
         return False if held is None else held
 
     def end_probe_lease(self, held: Any) -> None:
-        from ..connectors.storage import StorageUnavailable
-
         try:
             self.storage.release(held)
         except StorageUnavailable as exc:  # the lease runs out by itself
@@ -161,9 +156,7 @@ class SharedHealth:
         """A request served by `provider` cost `cost`: add it to the shared counters of the
         provider's budget periods and take every process's totals back. Only for providers
         with a budget; skipped (the spend stays this process's own) while storage is down."""
-        from ..connectors.storage import StorageUnavailable
-
-        if cost <= 0 or provider not in self._budgeted or (self._failing and time.monotonic() < self._retry_at):
+        if cost <= 0 or provider not in self._budgeted or self._backing_off():
             return
         now = self.clock()
         day_end, month_end = self.core.spend_periods(provider, now)
@@ -179,19 +172,17 @@ class SharedHealth:
         """A request served by a model whose pool limits requests, tokens or spend per model:
         add it to the store's counters of the model's period and take every process's totals
         back (a limit they reach puts the model on standby here too)."""
-        from ..connectors.storage import StorageUnavailable
-
         ref = f"{outcome.provider}/{outcome.model}"
-        if (outcome.pool, ref) not in self._limited or (self._failing and time.monotonic() < self._retry_at):
+        if (outcome.pool, ref) not in self._limited or self._backing_off():
             return
         now = self.clock()
         end = self.core.usage_period(outcome.pool, ref, now)
         expires = end if end is not None else now + _NEVER
         base = _usage_key(outcome.pool, ref, end)
         try:
-            totals = [self.storage.add(f"{base}/{name}", amount, expires_at=expires) for name, amount in (
-                ("requests", 1.0), ("tokens", float(outcome.prompt_tokens + outcome.completion_tokens)),
-                ("cost", outcome.cost))]
+            amounts = (1.0, float(outcome.prompt_tokens + outcome.completion_tokens), outcome.cost)
+            totals = [self.storage.add(f"{base}/{name}", amount, expires_at=expires)
+                      for name, amount in zip(_USAGE, amounts, strict=True)]
         except StorageUnavailable as exc:
             self._failed(str(exc))
             return
@@ -203,8 +194,7 @@ class SharedHealth:
         for pool, ref in self._limited:
             end = self.core.usage_period(pool, ref, now)
             base = _usage_key(pool, ref, end)
-            requests, tokens, cost = (_number(stored.get(f"{base}/{name}"), f"{base}/{name}")
-                                      for name in ("requests", "tokens", "cost"))
+            requests, tokens, cost = (_number(stored.get(f"{base}/{name}"), f"{base}/{name}") for name in _USAGE)
             self.emit(self.core.absorb_usage(pool, ref, end, requests, tokens, cost, now))
 
     def _pull_spend(self, now: float) -> None:
@@ -224,6 +214,10 @@ class SharedHealth:
                 _log.warning("modelmesh: skipping stored health record %r, which is not a fact (%s)", name, exc)
         return out
 
+    def _backing_off(self) -> bool:
+        """Storage failed lately: automatic uses of it wait until the backoff ends."""
+        return self._failing and time.monotonic() < self._retry_at
+
     def _failed(self, why: str) -> bool:
         if not self._failing:
             self._failing = True
@@ -238,6 +232,7 @@ def _spend_key(provider: str, period: str, end: float) -> str:
     return f"spend/{provider}/{period}/{int(end)}"
 
 
+_USAGE = ("requests", "tokens", "cost")  # the counters a model's pool limits read
 _NEVER = 400 * 86400.0  # counters of limits that never start afresh still expire, a year after their last use
 
 
