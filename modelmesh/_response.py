@@ -8,7 +8,8 @@ pydantic models. `ServedBy` says where a response came from.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["MeshObject", "ServedBy", "wrap"]
@@ -101,6 +102,7 @@ class ServedBy:
     attempts: tuple
     latency: float
     cost: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)  # the serving response's, as sent
 
     @property
     def failovers(self) -> int:

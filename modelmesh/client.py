@@ -13,11 +13,14 @@ outside it, in the caller's thread.
 """
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import random
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ._core import _errors as E
@@ -73,9 +76,8 @@ class MeshClient:
                                        environ=environ, shared=shared, sync_policy=built.config.storage.sync_policy,
                                        sync_interval=built.config.storage.sync_interval,
                                        on_event=self._dispatch, probe_check_interval=probe_check_interval)
-        self.chat = _Chat(self)
-        self.embeddings = _Embeddings(self)
-        self.models = _Models(self)
+        self._defaults = _Defaults()
+        self._resources()
 
     def __repr__(self) -> str:
         return f"MeshClient(providers={list(self.core.providers)!r}, pools={list(self.core.pools)!r})"
@@ -147,24 +149,61 @@ class MeshClient:
         background probe thread does this every `probe_check_interval`; requests never do."""
         return self.transport.run_probes()
 
+    # -- per-request options ----------------------------------------------------------------------
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None,
+                     default_headers: Mapping[str, str] | None = None,
+                     default_query: Mapping[str, Any] | None = None, **other: Any) -> MeshClient:
+        """This client with other defaults for its requests, as the OpenAI SDK's `with_options`:
+        `timeout` (seconds for the whole request), `max_retries` (same-model retries; failing
+        over to another model is not a retry and is not limited by it), `default_headers` and
+        `default_query` (sent with every attempt). The copy shares everything else: the
+        mesh, its health, its connections. `api_key`, `base_url` and the like belong to the
+        configuration and are refused."""
+        if other:
+            names = ", ".join(sorted(other))
+            raise E.InvalidArgumentError(f"with_options: {names} cannot be set per client copy; the configuration "
+                                         "decides providers, keys and URLs (timeout, max_retries, default_headers "
+                                         "and default_query can)")
+        base = self._defaults
+        defaults = _Defaults(
+            timeout=base.timeout if timeout is None else _timeout("with_options", timeout),
+            max_retries=base.max_retries if max_retries is None else _max_retries(max_retries),
+            headers={**base.headers, **_headers_arg("with_options: default_headers", default_headers)},
+            query={**base.query, **_query_arg("with_options: default_query", default_query)},
+        )
+        clone = copy.copy(self)
+        clone._defaults = defaults
+        clone._resources()
+        return clone
+
+    def _resources(self) -> None:
+        self.chat = _Chat(self)
+        self.embeddings = _Embeddings(self)
+        self.models = _Models(self)
+        self.with_raw_response = _ClientRaw(self)
+
     # -- requests ----------------------------------------------------------------------------------
     def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
         model = kwargs.pop("model", None)
         if not model:
             raise E.InvalidArgumentError(f"{op}: 'model' is required (a pool, capability or model id)")
+        defaults = self._defaults
         timeout = kwargs.pop("timeout", None)
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise E.InvalidArgumentError(f"{op}: 'timeout' must be a positive number of seconds, got {timeout!r}")
+        timeout = defaults.timeout if timeout is None else _timeout(op, timeout)
+        headers = kwargs.pop("extra_headers", None)
+        query = kwargs.pop("extra_query", None)
         options = RoutingOptions(
             session_id=kwargs.pop("session_id", None),
             preferred_provider=kwargs.pop("preferred_provider", None),
             metadata=kwargs.pop("routing_metadata", None) or {},
             timeout=timeout,
+            max_retries=defaults.max_retries,
+            extra_headers={**defaults.headers, **_headers_arg(f"{op}: extra_headers", headers)}
+            if headers or defaults.headers else _NO_EXTRAS,
+            extra_query={**defaults.query, **_query_arg(f"{op}: extra_query", query)}
+            if query or defaults.query else _NO_EXTRAS,
         )
         extra = kwargs.pop("extra_body", None) or {}
-        for unsupported in ("extra_headers", "extra_query"):
-            if kwargs.pop(unsupported, None):
-                raise E.InvalidArgumentError(f"{op}: '{unsupported}' is not supported; set provider headers in the configuration")
         body = {k: v for k, v in kwargs.items() if v is not None}
         body.update(extra)
         body["model"] = model
@@ -176,9 +215,56 @@ class MeshClient:
         return self.transport.execute(call)
 
 
+_NO_EXTRAS: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    """What `with_options` sets for every request of a client copy."""
+
+    timeout: float | None = None
+    max_retries: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+def _timeout(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise E.InvalidArgumentError(f"{where}: 'timeout' must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _max_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise E.InvalidArgumentError(f"with_options: 'max_retries' must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _headers_arg(where: str, value: Any) -> Mapping[str, str]:
+    if not value:
+        return _NO_EXTRAS
+    from ._core._config_read import as_headers
+
+    try:
+        return as_headers(value)
+    except ValueError as exc:  # the message names the header, never its value
+        raise E.InvalidArgumentError(f"{where}: {exc}") from None
+
+
+def _query_arg(where: str, value: Any) -> Mapping[str, str]:
+    if not value:
+        return _NO_EXTRAS
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        raise E.InvalidArgumentError(f"{where}: expected a mapping of parameter name to value")
+    bad = [k for k, v in value.items() if isinstance(v, (dict, list, tuple, set)) or v is None]
+    if bad:
+        raise E.InvalidArgumentError(f"{where}: '{bad[0]}' must be a string or a number")
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+
+
 def _served(result: Any) -> ServedBy:
     return ServedBy(provider=result.provider, model=result.model, pool=result.pool, request_id=result.request_id,
-                    attempts=result.attempts, latency=result.latency, cost=result.cost)
+                    attempts=result.attempts, latency=result.latency, cost=result.cost, headers=result.headers)
 
 
 class ChatStream:
@@ -223,11 +309,33 @@ class ChatStream:
     def partial_text(self) -> str:
         return self._handle.call.partial_text
 
+    @property
+    def answered_by(self) -> tuple[str, str, Mapping[str, str]] | None:
+        """(provider, model id, response headers) of the answer being delivered."""
+        answered: tuple[str, str, Mapping[str, str]] | None = self._handle.call.answered_by
+        return answered
 
-class _Completions:
+    @property
+    def request_id(self) -> str:
+        return str(self._handle.call.request_id)
+
+    @property
+    def attempts(self) -> tuple[Any, ...]:
+        """The attempts that failed before the one being delivered."""
+        return tuple(self._handle.call.attempts)
+
+
+class _Resource:
     def __init__(self, client: MeshClient) -> None:
         self._client = client
 
+    @property
+    def with_raw_response(self) -> _RawCalls:
+        """The same methods, each answered as a `RawResponse` (headers, `parse()`)."""
+        return _RawCalls(self)
+
+
+class _Completions(_Resource):
     def create(self, *, stream: bool = False, **kwargs: Any) -> ChatCompletion | ChatStream:
         if "messages" not in kwargs:
             raise E.InvalidArgumentError("chat.completions.create: 'messages' is required")
@@ -242,10 +350,7 @@ class _Chat:
         self.completions = _Completions(client)
 
 
-class _Embeddings:
-    def __init__(self, client: MeshClient) -> None:
-        self._client = client
-
+class _Embeddings(_Resource):
     def create(self, **kwargs: Any) -> CreateEmbeddingResponse:
         if "input" not in kwargs:
             raise E.InvalidArgumentError("embeddings.create: 'input' is required")
@@ -253,10 +358,7 @@ class _Embeddings:
         return CreateEmbeddingResponse(result.response, _served(result))
 
 
-class _Models:
-    def __init__(self, client: MeshClient) -> None:
-        self._client = client
-
+class _Models(_Resource):
     def list(self) -> MeshObject:
         """Every configured model (`provider/model-id`) and every pool, as OpenAI model objects."""
         core = self._client.core
@@ -266,3 +368,100 @@ class _Models:
                   "capabilities": [p.config.capability] if p.config.capability else []}
                  for name, p in core.pools.items()]
         return MeshObject({"object": "list", "data": data})
+
+
+class _RawCalls:
+    """`resource.with_raw_response`: each public method of `resource`, answered as a RawResponse."""
+
+    def __init__(self, resource: Any) -> None:
+        self._resource = resource
+
+    def __getattr__(self, name: str) -> Any:
+        method = None if name.startswith("_") else getattr(self._resource, name, None)
+        if not callable(method):
+            raise AttributeError(f"with_raw_response has no method {name!r}")
+
+        def raw(*args: Any, **kwargs: Any) -> RawResponse:
+            return RawResponse(method(*args, **kwargs))
+
+        raw.__name__ = name
+        return raw
+
+
+class _ClientRaw:
+    """`client.with_raw_response.chat.completions.create(...)`, as the SDK spells it too."""
+
+    def __init__(self, client: MeshClient) -> None:
+        self.chat = _RawChat(client.chat)
+        self.embeddings = _RawCalls(client.embeddings)
+        self.models = _RawCalls(client.models)
+
+
+class _RawChat:
+    def __init__(self, chat: _Chat) -> None:
+        self.completions = _RawCalls(chat.completions)
+
+
+class RawResponse:
+    """What `with_raw_response` gives, read like the OpenAI SDK's: `headers` (the serving
+    provider's, plus `x-modelmesh-provider`, `-model`, `-attempts`, `-request-id`),
+    `status_code`, `request_id`, `retries_taken` (attempts before the one that served) and
+    `parse()`, the object the plain call returns (a ChatStream for streams)."""
+
+    status_code = 200
+
+    def __init__(self, parsed: Any) -> None:
+        self._parsed = parsed
+        served = getattr(parsed, "mesh", None)
+        provider: str | None = None
+        model: str | None = None
+        request_id: str | None = None
+        upstream: Mapping[str, str] = {}
+        attempts = 0
+        if isinstance(parsed, ChatStream):
+            answered = parsed.answered_by
+            if answered:
+                provider, model, upstream = answered
+            request_id, attempts = parsed.request_id, len(parsed.attempts) + 1
+        elif isinstance(served, ServedBy):
+            provider, model, upstream = served.provider, served.model, served.headers
+            request_id, attempts = served.request_id, len(served.attempts)
+        self.headers = _Headers(E.mesh_headers(request_id=request_id, provider=provider, model=model,
+                                               attempts=attempts, upstream=upstream))
+        self.retries_taken = max(0, attempts - 1)
+
+    @property
+    def request_id(self) -> str | None:
+        found: str | None = self.headers.get("x-request-id")
+        return found
+
+    def parse(self) -> Any:
+        return self._parsed
+
+    @property
+    def text(self) -> str:
+        if isinstance(self._parsed, ChatStream):
+            raise E.InvalidArgumentError("a raw stream has no text: iterate parse() for its chunks")
+        return str(self._parsed.model_dump_json())
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+    def __repr__(self) -> str:
+        return f"<RawResponse [{self.status_code}] {self.headers.get('x-modelmesh-provider')}>"
+
+
+class _Headers(dict[str, str]):
+    """Response headers, looked up without regard to case, as HTTP headers are."""
+
+    def __init__(self, items: Mapping[str, str]) -> None:
+        super().__init__((k.lower(), v) for k, v in items.items())
+
+    def __getitem__(self, key: str) -> str:
+        return str(super().__getitem__(key.lower()))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)

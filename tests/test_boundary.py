@@ -41,7 +41,7 @@ def rows(client):
     (lambda c: c.chat.completions.create(messages=MSG), "model"),
     (lambda c: c.embeddings.create(model="chat"), "input"),
     (lambda c: c.chat.completions.create(model="chat", messages=MSG, timeout="soon"), "timeout"),
-    (lambda c: c.chat.completions.create(model="chat", messages=MSG, extra_headers={"x": "1"}), "extra_headers"),
+    (lambda c: c.chat.completions.create(model="chat", messages=MSG, extra_headers={"x y": "1"}), "extra_headers"),
 ])
 def test_a_bad_call_is_an_invalid_argument_error_both_a_modelmesh_error_and_a_type_error(call, missing):
     with mesh() as (a, b, client):

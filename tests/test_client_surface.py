@@ -289,8 +289,10 @@ def test_missing_required_arguments_are_type_errors(ups):
             client.chat.completions.create(model="", messages=MSG)
         with pytest.raises(TypeError, match="'input' is required"):
             client.embeddings.create(model="chat")
-        with pytest.raises(TypeError, match="extra_headers"):
-            client.chat.completions.create(model="chat", messages=MSG, extra_headers={"x": "y"})
+        with pytest.raises(TypeError, match="extra_headers: x-bad: holds a line break"):
+            client.chat.completions.create(model="chat", messages=MSG, extra_headers={"x-bad": "y\r\nInjected: 1"})
+        with pytest.raises(TypeError, match="extra_query: 'q' must be a string or a number"):
+            client.chat.completions.create(model="chat", messages=MSG, extra_query={"q": [1, 2]})
     assert all(up.requests == [] for up in ups)
 
 
@@ -438,3 +440,76 @@ def test_a_pool_strategy_named_by_module_path_is_imported(tmp_path, monkeypatch)
     config["pools"]["chat"]["strategy"] = "mm_strategy_mod:nope"
     with pytest.raises(modelmesh.ConfigurationError, match="pools.chat.strategy"):
         modelmesh.MeshClient(config, environ={})
+
+
+# -- the SDK's per-request options -------------------------------------------------------------
+
+def test_extra_headers_and_query_go_with_every_attempt_over_the_providers_own(ups):
+    a, b, _ = ups
+    client, _, _ = make(ups)
+    a.script(Error(503))
+    with client:
+        r = client.chat.completions.create(model="chat", messages=MSG, extra_headers={"X-Trace": "t-1"},
+                                           extra_query={"tier": "gold", "n": 2, "flag": True})
+    assert r.mesh.provider == "b"
+    for sent in (chat_requests(a)[0], chat_requests(b)[0]):  # the failed attempt and the one that served
+        assert sent.headers["x-trace"] == "t-1" and sent.headers["authorization"].startswith("Bearer sk-surface-")
+        assert sent.query == {"tier": "gold", "n": "2", "flag": "true"}
+
+
+def test_an_extra_header_replaces_the_providers_own_of_the_same_name_whatever_its_case(ups):
+    a, _, _ = ups
+    client, _, _ = make(ups)
+    with client:
+        client.chat.completions.create(model="chat", messages=MSG, extra_headers={"authorization": "Bearer other-key"})
+    sent = chat_requests(a)[0]
+    assert sent.headers["authorization"] == "Bearer other-key"
+    assert sum(1 for k in sent.headers if k.lower() == "authorization") == 1
+
+
+def test_with_options_sets_defaults_for_a_copy_that_shares_the_mesh(ups):
+    a, b, _ = ups
+    client, _, _ = make(ups)
+    with client:
+        tagged = client.with_options(timeout=30, max_retries=0, default_headers={"X-Team": "search"},
+                                     default_query={"v": "2"})
+        assert tagged.core is client.core and tagged.transport is client.transport
+        a.script(Error(503))
+        r = tagged.chat.completions.create(model="chat", messages=MSG)
+        assert r.mesh.provider == "b"  # max_retries=0: no second try on a; failover is not a retry
+        assert chat_requests(a)[0].headers["x-team"] == "search" and chat_requests(b)[0].query == {"v": "2"}
+        plain = client.chat.completions.create(model="chat", messages=MSG)  # the original keeps its defaults
+        assert "x-team" not in chat_requests({"a": a, "b": b}[plain.mesh.provider])[-1].headers
+        with pytest.raises(TypeError, match="with_options: api_key cannot be set per client copy"):
+            client.with_options(api_key="sk-other")
+        with pytest.raises(TypeError, match="'max_retries' must be a whole number"):
+            client.with_options(max_retries=-1)
+
+
+def test_with_raw_response_gives_headers_and_parse(ups):
+    a, b, _ = ups
+    client, _, _ = make(ups)
+    a.script(Error(503))
+    with client:
+        raw = client.chat.completions.with_raw_response.create(model="chat", messages=MSG)
+        r = raw.parse()
+        assert r.choices[0].message.content and r.mesh.provider == "b"
+        assert raw.status_code == 200 and raw.retries_taken == 1
+        assert raw.headers["X-ModelMesh-Provider"] == "b" and raw.headers["x-modelmesh-model"] == "gpt-x"
+        assert raw.headers["x-modelmesh-attempts"] == "2" and raw.headers["x-modelmesh-request-id"] == r.mesh.request_id
+        assert raw.request_id == raw.headers["x-request-id"]
+        assert raw.json()["id"] == r.id
+        raw = client.with_raw_response.chat.completions.create(model="chat", messages=MSG, stream=True)
+        assert raw.headers["x-modelmesh-provider"] == "a"  # the one 503 is behind it
+        assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        with pytest.raises(AttributeError, match="no method 'nope'"):
+            client.chat.completions.with_raw_response.nope  # noqa: B018
+
+
+def test_a_stream_is_an_iterator_that_next_reads(ups):
+    client, _, _ = make(ups)
+    with client:
+        stream = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+        first = next(stream)
+        rest = list(stream)
+    assert first.object == "chat.completion.chunk" and rest and stream.mesh.provider == "a"

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from dataclasses import replace
+from urllib.parse import urlencode, urlsplit
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from ._protocol import (
 )
 from ._ratelimit import parse_rate_limit_headers
 from ._stream import StreamAssembly
-from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, Rng
+from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, Rng, WireRequest
 from .codecs._base import CodecError, StreamDone, StreamError, Target
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Call:
         self._round: set[str] = set()          # failed in the current round of attempts
         self._same_model: dict[str, int] = {}  # same-model retries used per ref
         self._retry_after: float | None = None
+        self._headers: Mapping[str, str] = {}  # the last answer's
         self._min_context: int | None = None
         self._restrict: frozenset[str] | None = None
         self._wait_until = now
@@ -163,6 +165,14 @@ class Call:
     def partial_text(self) -> str:
         return self._assembly.partial_text
 
+    @property
+    def answered_by(self) -> tuple[str, str, Mapping[str, str]] | None:
+        """(provider, model id, response headers) of the answer in hand: a stream's once it
+        opened; None before any answer came."""
+        if self._model is None or not self._headers:
+            return None
+        return self._model.provider, self._model.model, self._headers
+
     # -- choosing an attempt -----------------------------------------------------------
     def _choose(self, now: float) -> tuple[Action, Phase]:
         if self.deadline is not None and now >= self.deadline and self.attempts:
@@ -181,6 +191,8 @@ class Call:
             target = provider.target(model)
             try:
                 request = provider.codec.build_request(target, self.op, self._body_for_attempt(model), stream=self.stream)
+                if self.options.extra_headers or self.options.extra_query:
+                    request = _with_extras(request, self.options)
             except (CodecError, ValueError) as exc:  # this vendor cannot express the request: skip it, no penalty
                 info = exc.info if isinstance(exc, CodecError) else ErrorInfo(kind=ErrorKind.BAD_REQUEST, message=str(exc))
                 with self.lock:
@@ -320,6 +332,7 @@ class Call:
             response = codec.parse_response(self._t, self.op, ev.status, ev.headers, ev.body)
         except CodecError as exc:
             return self._failure(exc.info, now, limits)
+        self._headers = ev.headers
         return self._success(response, now, limits)
 
     def _on_transport_failed(self, ev: TransportFailed, now: float) -> Phase:
@@ -331,6 +344,7 @@ class Call:
         return self._failure(info, now, None)
 
     def _on_stream_opened(self, ev: StreamOpened, now: float) -> Phase:
+        self._headers = ev.headers
         self._limits = parse_rate_limit_headers(ev.headers, now) if ev.headers else None
         self._decoder = self.providers[self._m.provider].codec.stream_decoder(self._t, self.op)
         return Phase.STREAMING
@@ -435,7 +449,7 @@ class Call:
         self._final = Succeeded(
             response=response, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,
             attempts=tuple(self.attempts), latency=now - self.started, prompt_tokens=prompt,
-            completion_tokens=completion, cost=cost,
+            completion_tokens=completion, cost=cost, headers=self._headers,
         )
         return Phase.DONE
 
@@ -484,6 +498,8 @@ class Call:
         return c, free, provider_up
 
     def _retries_allowed(self, model: ModelInfo) -> int:
+        if self.options.max_retries is not None:
+            return self.options.max_retries
         return self.providers[model.provider].config.max_retries or self.retry.same_model_retries
 
     def _same_model_delay(self, info: ErrorInfo, free: bool, now: float) -> float | None:
@@ -602,6 +618,16 @@ class Call:
     def _t(self) -> Target:
         assert self._target is not None, "no attempt in flight"
         return self._target
+
+
+def _with_extras(request: WireRequest, options: RoutingOptions) -> WireRequest:
+    """`request` with the caller's extra headers (over the codec's) and query parameters."""
+    url = request.url
+    if options.extra_query:
+        url += ("&" if "?" in url else "?") + urlencode(options.extra_query)
+    mine = {name.lower() for name in options.extra_headers}
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in mine}
+    return replace(request, url=url, headers={**headers, **options.extra_headers})
 
 
 # what the standbys of a pool with nothing available were for -> the SDK's class saying so (and its code)

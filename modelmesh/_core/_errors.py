@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "ErrorResponse",
     "status_class",
     "for_status",
+    "mesh_headers",
     "standby_error",
     "redact",
 ]
@@ -210,16 +211,11 @@ class APIStatusError(APIError):
 
     @property
     def response(self) -> ErrorResponse:
-        headers = {"content-type": "application/json"}
-        if self.request_id:
-            headers["x-request-id"] = self.request_id
+        headers = {"content-type": "application/json",
+                   **mesh_headers(request_id=self.request_id, provider=self.provider, model=self.model,
+                                  attempts=len(self.attempts))}
         if self.retry_after is not None:
             headers["retry-after"] = str(max(0, math.ceil(self.retry_after)))
-        if self.provider:
-            headers["x-modelmesh-provider"] = self.provider
-        if self.model:
-            headers["x-modelmesh-model"] = self.model
-        headers["x-modelmesh-attempts"] = str(len(self.attempts))
         return ErrorResponse(self.status_code, headers, {"error": self.body})
 
 
@@ -353,6 +349,24 @@ def for_status(cls: type[ModelMeshError], status: int | None) -> type[ModelMeshE
         return cls
     by_status = status_class(status)
     return cls if issubclass(cls, by_status) else by_status
+
+
+def mesh_headers(*, request_id: str | None, provider: str | None, model: str | None, attempts: int,
+                 upstream: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers an answer of the mesh carries: who served it (`x-modelmesh-provider`,
+    `-model`, `-attempts`), the mesh's request id (`x-modelmesh-request-id`), and
+    `x-request-id`: the provider's own when it sent one (the id its support asks for), else
+    the mesh's. `upstream` are the serving response's headers, kept under these."""
+    out = {k.lower(): v for k, v in upstream.items()} if upstream else {}
+    if request_id:
+        out["x-modelmesh-request-id"] = request_id
+        out.setdefault("x-request-id", request_id)
+    if provider:
+        out["x-modelmesh-provider"] = provider
+    if model:
+        out["x-modelmesh-model"] = model
+    out["x-modelmesh-attempts"] = str(attempts)
+    return out
 
 
 class ErrorResponse:

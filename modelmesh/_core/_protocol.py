@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from . import _errors as E
@@ -33,15 +34,26 @@ __all__ = [
 ]
 
 
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
+def _none() -> Mapping[str, str]:  # a dataclass default may not be a mapping itself; one shared, read-only
+    return _NONE
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingOptions:
-    """Optional hints that influence routing (seed 004)."""
+    """What the caller says about one request besides its body: routing hints (seed 004),
+    its time, and the OpenAI SDK's per-request options."""
 
     delivery_mode: str | None = None
     preferred_provider: str | None = None
     session_id: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None  # seconds for the whole request; caps the pool's retry deadline
+    max_retries: int | None = None  # same-model retries, in place of the pool's; failover is not a retry
+    extra_headers: Mapping[str, str] = field(default_factory=_none)  # sent with every attempt, over the provider's own
+    extra_query: Mapping[str, str] = field(default_factory=_none)    # added to every attempt's URL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +126,7 @@ class Succeeded:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=_none)  # the serving response's, as the provider sent them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
