@@ -168,8 +168,8 @@ class MeshClient:
         defaults = _Defaults(
             timeout=base.timeout if timeout is None else _timeout("with_options", timeout),
             max_retries=base.max_retries if max_retries is None else _max_retries(max_retries),
-            headers={**base.headers, **_headers_arg("with_options: default_headers", default_headers)},
-            query={**base.query, **_query_arg("with_options: default_query", default_query)},
+            headers={**base.headers, **_headers_arg("with_options: 'default_headers'", default_headers)},
+            query={**base.query, **_query_arg("with_options: 'default_query'", default_query)},
         )
         clone = copy.copy(self)
         clone._defaults = defaults
@@ -198,9 +198,9 @@ class MeshClient:
             metadata=kwargs.pop("routing_metadata", None) or {},
             timeout=timeout,
             max_retries=defaults.max_retries,
-            extra_headers={**defaults.headers, **_headers_arg(f"{op}: extra_headers", headers)}
+            extra_headers={**defaults.headers, **_headers_arg(f"{op}: 'extra_headers'", headers)}
             if headers or defaults.headers else _NO_EXTRAS,
-            extra_query={**defaults.query, **_query_arg(f"{op}: extra_query", query)}
+            extra_query={**defaults.query, **_query_arg(f"{op}: 'extra_query'", query)}
             if query or defaults.query else _NO_EXTRAS,
         )
         extra = kwargs.pop("extra_body", None) or {}
@@ -243,11 +243,14 @@ def _max_retries(value: Any) -> int:
 def _headers_arg(where: str, value: Any) -> Mapping[str, str]:
     if not value:
         return _NO_EXTRAS
-    from ._core._config_read import as_headers
+    from ._core._config_read import ItemErrors, as_headers
 
     try:
         return as_headers(value)
-    except ValueError as exc:  # the message names the header, never its value
+    except ItemErrors as exc:  # each names its header, never its value
+        problems = "; ".join(f"{name}: {problem}" if name else problem for name, problem in exc.items)
+        raise E.InvalidArgumentError(f"{where}: {problems}") from None
+    except ValueError as exc:
         raise E.InvalidArgumentError(f"{where}: {exc}") from None
 
 

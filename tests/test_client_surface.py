@@ -289,9 +289,9 @@ def test_missing_required_arguments_are_type_errors(ups):
             client.chat.completions.create(model="", messages=MSG)
         with pytest.raises(TypeError, match="'input' is required"):
             client.embeddings.create(model="chat")
-        with pytest.raises(TypeError, match="extra_headers: x-bad: holds a line break"):
+        with pytest.raises(TypeError, match="'extra_headers': x-bad: holds a line break"):
             client.chat.completions.create(model="chat", messages=MSG, extra_headers={"x-bad": "y\r\nInjected: 1"})
-        with pytest.raises(TypeError, match="extra_query: 'q' must be a string or a number"):
+        with pytest.raises(TypeError, match="'extra_query': 'q' must be a string or a number"):
             client.chat.completions.create(model="chat", messages=MSG, extra_query={"q": [1, 2]})
     assert all(up.requests == [] for up in ups)
 
