@@ -344,3 +344,15 @@ def test_azure_from_the_environment_routes_to_its_deployments():
     with pytest.raises(modelmesh.ConfigurationError, match="AZURE_OPENAI_DEPLOYMENTS") as info:
         modelmesh.create(environ={k: v for k, v in env.items() if k != "AZURE_OPENAI_DEPLOYMENTS"})
     assert env["AZURE_OPENAI_API_KEY"] not in str(info.value)
+
+
+def test_openai_base_url_points_the_openai_provider_elsewhere_as_it_does_the_sdk():
+    with FakeUpstream("openai", models=["gpt-4o-mini"]) as up:
+        env = {"OPENAI_API_KEY": KEYS["OPENAI_API_KEY"], "OPENAI_BASE_URL": up.url + "/"}
+        with modelmesh.create(environ=env) as client:
+            r = client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        assert r.mesh.provider == "openai" and up.requests[-1].path == "/v1/chat/completions"
+        assert up.requests[-1].headers["authorization"] == f"Bearer {KEYS['OPENAI_API_KEY']}"
+    # without it, the real API; and without a key, no provider at all, whatever the URL says
+    assert detect({"OPENAI_API_KEY": "k"})[0][2] == "https://api.openai.com/v1"
+    assert detect({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}) == []

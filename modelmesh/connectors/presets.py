@@ -20,6 +20,7 @@ class Preset:
     codec: str = "openai"
     default_models: tuple[str, ...] = ()
     host_env: str | None = None  # environment variable overriding the base URL
+    host_required: bool = False  # without the host variable there is no provider (Azure: no endpoint)
     local: bool = False
     docs: str = ""
     alt_key_envs: tuple[str, ...] = ()  # other spellings of the key variable, read in order
@@ -42,7 +43,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset(name="openai", base_url="https://api.openai.com/v1", key_env="OPENAI_API_KEY",
+    Preset(name="openai", base_url="https://api.openai.com/v1", key_env="OPENAI_API_KEY", host_env="OPENAI_BASE_URL",
            default_models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
     Preset(name="anthropic", base_url="https://api.anthropic.com/v1", key_env="ANTHROPIC_API_KEY", codec="anthropic",
            default_models=("claude-3-5-haiku-latest", "claude-sonnet-4-5")),
@@ -50,7 +51,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            alt_key_envs=("GEMINI_API_KEY",), codec="gemini",
            default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
     Preset(name="azure-openai", base_url="", key_env="AZURE_OPENAI_API_KEY", codec="azure-openai",
-           host_env="AZURE_OPENAI_ENDPOINT", models_env="AZURE_OPENAI_DEPLOYMENTS"),
+           host_env="AZURE_OPENAI_ENDPOINT", host_required=True, models_env="AZURE_OPENAI_DEPLOYMENTS"),
     Preset(name="groq", base_url="https://api.groq.com/openai/v1", key_env="GROQ_API_KEY",
            default_models=("llama-3.1-8b-instant", "llama-3.3-70b-versatile")),
     Preset(name="mistral", base_url="https://api.mistral.ai/v1", key_env="MISTRAL_API_KEY",
@@ -96,7 +97,7 @@ def detect(environ: Mapping[str, str]) -> list[tuple[Preset, str | None, str]]:
             key = preset.key_in(environ)
             if not key:
                 continue
-            if preset.host_env and not environ.get(preset.host_env):
+            if preset.host_required and not environ.get(preset.host_env or ""):
                 continue  # Azure: a key without its endpoint is no provider
             found.append((preset, key, preset.base_url_in(environ)))
         elif preset.host_env and environ.get(preset.host_env):
