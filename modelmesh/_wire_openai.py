@@ -32,7 +32,7 @@ from ._core import _errors as E
 __all__ = [
     "Route", "route", "encode_json", "served_headers", "sse_event", "sse_stream", "DONE",
     "WireError", "error_status", "error_body", "wire_error", "unknown_route", "invalid_body", "no_answer",
-    "embeddings_body", "find_model", "model_not_found",
+    "embeddings_request", "embeddings_body", "find_model", "model_not_found",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -229,10 +229,19 @@ def model_not_found(model_id: str) -> WireError:
 
 
 # -- bodies ------------------------------------------------------------------------------------
+def embeddings_request(body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(the body to send through the mesh, the encoding the caller asked for). Base64 (what
+    the openai SDK asks for by default) is made here from floats, so providers are asked for
+    their default floats: not every provider knows `encoding_format` (Gemini refuses base64)."""
+    wanted = body.get("encoding_format")
+    if wanted == "base64":
+        return {k: v for k, v in body.items() if k != "encoding_format"}, wanted
+    return body, wanted
+
+
 def embeddings_body(response: dict[str, Any], encoding_format: Any) -> dict[str, Any]:
-    """The embeddings response in the format the request asked for: a provider that answers
-    with floats (not every one knows `encoding_format`) still gives a caller that asked for
-    "base64" base64 (little-endian float32, as OpenAI encodes it)."""
+    """The embeddings response in the encoding the caller asked for: floats become base64
+    (little-endian float32, as OpenAI encodes them) when "base64" was asked."""
     if encoding_format != "base64":
         return response
     data = response.get("data")

@@ -79,6 +79,9 @@ class MeshTransport(httpx.BaseTransport):
             return _answer(wire.invalid_body("you must provide a model parameter (a pool, a capability or a model id)",
                                              "model"), request)
         stream = found.op == "chat" and body.get("stream") is True
+        encoding = None
+        if found.op == "embeddings":
+            body, encoding = wire.embeddings_request(body)
         options = RoutingOptions(timeout=_deadline(request))
         try:
             call = self.mesh.transport.start(found.op, body, model=model, stream=stream, options=options)
@@ -89,7 +92,7 @@ class MeshTransport(httpx.BaseTransport):
             return _failure(exc, request)
         out = result.response or {}
         if found.op == "embeddings":
-            out = wire.embeddings_body(out, body.get("encoding_format"))
+            out = wire.embeddings_body(out, encoding)
         headers = wire.served_headers(provider=result.provider, model=result.model, attempts=len(result.attempts),
                                       request_id=result.request_id, pool=result.pool)
         return httpx.Response(200, headers=headers, content=wire.encode_json(out), request=request)
