@@ -175,7 +175,8 @@ class WireError:
 
 def wire_error(exc: BaseException) -> WireError:
     """The HTTP answer for `exc`: status, JSON error body, and the headers that say what was
-    tried (`x-modelmesh-attempts`, the last provider and model) and when to come back."""
+    tried (`x-modelmesh-attempts`; the provider and model of the error, else of the last
+    attempt) and when to come back (`retry-after`)."""
     status = error_status(exc)
     headers = [("content-type", JSON)]
     request_id = getattr(exc, "request_id", None)
@@ -183,8 +184,9 @@ def wire_error(exc: BaseException) -> WireError:
         headers.append(("x-request-id", request_id))
     attempts = getattr(exc, "attempts", ())
     headers.append(("x-modelmesh-attempts", str(len(attempts))))
-    for name, value in (("x-modelmesh-provider", getattr(exc, "provider", None)),
-                        ("x-modelmesh-model", getattr(exc, "model", None))):
+    last = attempts[-1] if attempts else None  # the error's own provider, else the last one tried
+    for name, value in (("x-modelmesh-provider", getattr(exc, "provider", None) or getattr(last, "provider", None)),
+                        ("x-modelmesh-model", getattr(exc, "model", None) or getattr(last, "model", None))):
         if isinstance(value, str) and value:
             headers.append((name, value))
     retry_after = getattr(exc, "retry_after", None)
