@@ -5,7 +5,9 @@ upstreams received."""
 from __future__ import annotations
 
 import base64
+import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -15,7 +17,16 @@ from openai_sdk_helpers import MSG, chat_requests, config, fakes, key, sdk
 
 import modelmesh
 from modelmesh.openai import MESH_BASE_URL, OpenAI
-from modelmesh.testing import CutStream, Error, FakeUpstream, Reply, SlowFirstByte, StreamErrorEvent, fake_embedding
+from modelmesh.testing import (
+    CutStream,
+    Error,
+    FakeUpstream,
+    Reply,
+    SlowFirstByte,
+    StreamErrorEvent,
+    ToolCall,
+    fake_embedding,
+)
 
 
 @pytest.fixture
@@ -103,14 +114,33 @@ def test_with_options_keeps_the_class_and_the_mesh_and_its_timeout_caps_the_whol
     assert client.is_closed() and quick.is_closed()  # copies share the one mesh and its http client
 
 
-def test_extra_headers_query_and_body_are_the_sdks_and_extra_body_reaches_the_provider(two):
+def test_extra_body_reaches_the_provider_and_the_sdks_headers_and_query_end_at_the_mesh(two):
     a, b = two
-    client, _ = sdk(config(a, b))
+    client, _ = sdk(config(a, b), default_headers={"x-team": "t0"})
     with client:
         client.chat.completions.create(model="chat", messages=MSG, extra_body={"seed": 7},
                                        extra_headers={"x-trace": "t1"}, extra_query={"q": "1"})
-    assert a.last_request.json["seed"] == 7
-    assert "x-trace" not in a.last_request.headers  # the SDK's headers end at the mesh; providers get their own
+    sent = a.last_request
+    assert sent.json["seed"] == 7
+    # providers get the headers of their configuration, not the SDK's
+    assert "x-trace" not in sent.headers and "x-team" not in sent.headers and "q" not in sent.query
+
+
+def test_tools_go_to_the_provider_and_tool_calls_come_back_as_the_sdks_types(two):
+    a, b = two
+    a.script(Reply(tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})], finish_reason="tool_calls"))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    client, _ = sdk(config(a, b))
+    with client:
+        r = client.chat.completions.create(model="chat", messages=MSG, tools=tools)
+        call = r.choices[0].message.tool_calls[0]
+        follow_up = [*MSG, r.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+        final = client.chat.completions.create(model="chat", messages=follow_up, tools=tools)
+    assert type(call) is openai.types.chat.ChatCompletionMessageFunctionToolCall
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+    assert a.requests[0].json["tools"] == tools and a.last_request.json["messages"][1]["tool_calls"][0]["id"] == call.id
+    assert final.choices[0].message.content == "Hello from alpha"
 
 
 # -- streams -------------------------------------------------------------------------------------
@@ -294,3 +324,16 @@ def test_the_sdk_never_needs_openai_api_key_and_never_sends_it(two, monkeypatch)
         client.chat.completions.create(model="chat", messages=MSG)
     assert client.api_key == "modelmesh" and str(client.base_url) == MESH_BASE_URL + "/"
     assert all("sk-env-key" not in str(v) for r in a.requests for v in r.headers.values())
+
+
+def test_one_client_is_shared_by_many_threads(two):
+    a, b = two
+    client, _ = sdk(config(a, b))
+    with client, ThreadPoolExecutor(8) as pool:
+        def one(i: int) -> str:
+            if i % 2:
+                stream = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+                return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            return client.chat.completions.create(model="chat", messages=MSG).choices[0].message.content
+        texts = list(pool.map(one, range(32)))
+    assert texts == ["Hello from alpha"] * 32 and len(chat_requests(a)) == 32
