@@ -14,32 +14,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._core._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
     AttemptRecord,
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
     ConfigurationError,
+    ConflictError,
     ContentFilteredError,
     ContextLengthError,
     InternalError,
+    InternalServerError,
     InvalidArgumentError,
     ModelMeshError,
     NoModelAvailableError,
-    ProviderError,
+    NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
-    RequestTimeoutError,
-    RoutingError,
     StreamInterruptedError,
+    UnprocessableEntityError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "create", "MeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions", "RoutingDecision",
-    "AttemptRecord", "ModelMeshError", "ConfigurationError", "RoutingError", "NoModelAvailableError",
-    "ProviderError", "AuthenticationError", "RateLimitError", "RequestTimeoutError", "BudgetExceededError",
-    "BadRequestError", "InvalidArgumentError", "ContextLengthError", "InternalError", "ContentFilteredError",
-    "StreamInterruptedError",
+    "AttemptRecord", "ModelMeshError", "ConfigurationError", "InternalError",
+    # the OpenAI SDK's error hierarchy, under ModelMeshError
+    "APIError", "APIStatusError", "BadRequestError", "InvalidArgumentError", "ContextLengthError", "ContentFilteredError",
+    "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",
+    "RateLimitError", "BudgetExceededError", "InternalServerError", "NoModelAvailableError", "APIConnectionError",
+    "APITimeoutError", "StreamInterruptedError",
 ]
 
 _LAZY = {

@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from ._core import _errors as E
 from ._core._config_schema import MeshConfig
@@ -182,17 +182,33 @@ def _served(result: Any) -> ServedBy:
 
 
 class ChatStream:
-    """An iterator of ChatCompletionChunk; `mesh` (ServedBy) is set once the stream has ended."""
+    """An iterator of ChatCompletionChunk; `mesh` (ServedBy) is set once the stream has ended.
+
+    Made by `create(stream=True)`, which has already waited for the first chunk: an error
+    before any content (every model refused, the pool is exhausted) is raised by `create()`,
+    as the OpenAI SDK raises a stream's HTTP error there."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
         self.mesh: ServedBy | None = None
+        self._items = iter(handle)
+        self._first = next(self._items, None)
 
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        for item in self._handle:
-            yield ChatCompletionChunk(item.chunk)
-        if self._handle.result is not None:
-            self.mesh = _served(self._handle.result)
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        item = self._first
+        if item is not None:
+            self._first = None
+            return ChatCompletionChunk(item.chunk)
+        try:
+            item = next(self._items)
+        except StopIteration:
+            if self.mesh is None and self._handle.result is not None:
+                self.mesh = _served(self._handle.result)
+            raise
+        return ChatCompletionChunk(item.chunk)
 
     def __enter__(self) -> ChatStream:
         return self

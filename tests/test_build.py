@@ -211,7 +211,7 @@ def test_routing_level_policies_reach_every_pool_and_python_ones_follow():
         call = core.start("chat", {"messages": [{"role": "user", "content": "hi"}]}, model=name, now=clock())
         final, _ = drive(call, {"p/m1": [503], "p/m2": [200]}, clock)
         assert final.response["choices"][0]["message"]["content"] == "hi"
-        state = core.health.state(core.resolve(name).name, "p/m1")
+        state = core.health.state(core.resolve(name, now=0.0).name, "p/m1")
         assert state.reason is DeactivationReason.PROVIDER_OUTAGE  # one 503, retry_limit 100: on_503 did it
     assert seen  # the Python-given policy is asked too
 

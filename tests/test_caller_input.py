@@ -47,7 +47,7 @@ def test_a_short_timeout_chosen_by_the_caller_does_not_count_against_the_model()
         up.always(SlowFirstByte(0.5))
         with modelmesh.MeshClient(config, environ={}) as client:
             for _ in range(3):
-                with pytest.raises(E.RequestTimeoutError, match="ran out of its time"):
+                with pytest.raises(E.APITimeoutError, match="ran out of its time"):
                     client.chat.completions.create(model="a/m", messages=MSG, timeout=0.2)
             row = client.status()["pools"]["a/m"][0]
             assert row["status"] == "active" and row["failures"] == 0
@@ -78,5 +78,5 @@ def test_a_timeout_at_the_requests_deadline_is_no_verdict_on_the_model():
     assert attempt.read_timeout == pytest.approx(10)
     call.feed(TransportFailed(kind=ErrorKind.TIMEOUT, message="read timeout"), T0 + 10)
     final = call.next_action(T0 + 10)
-    assert isinstance(final.error, E.RequestTimeoutError)
+    assert isinstance(final.error, E.APITimeoutError)
     assert member(mesh, "a/m1", T0 + 10)["failures"] == 0

@@ -188,11 +188,11 @@ def test_manual_deactivation_until_a_time_ends_by_itself(ups):
 def test_manual_control_names_what_it_does_not_know(ups):
     client, _, _ = make(ups)
     with client:
-        with pytest.raises(modelmesh.RoutingError, match="unknown model 'z/nope'"):
+        with pytest.raises(modelmesh.NotFoundError, match="unknown model 'z/nope'"):
             client.deactivate("z/nope")
-        with pytest.raises(modelmesh.RoutingError, match="not in pool 'other'"):
+        with pytest.raises(modelmesh.NotFoundError, match="not in pool 'other'"):
             client.deactivate("a/gpt-x", pool="other")
-        with pytest.raises(modelmesh.RoutingError, match="unknown provider 'zz'"):
+        with pytest.raises(modelmesh.NotFoundError, match="unknown provider 'zz'"):
             client.reactivate(provider="zz")
 
 

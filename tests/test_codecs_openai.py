@@ -206,8 +206,7 @@ def _err(message, type_=None, code=None):
      ErrorKind.CONTEXT_LENGTH, "context_length_exceeded"),
     (400, _err("Your request was rejected as a result of our safety system.", "invalid_request_error",
                "content_policy_violation"), ErrorKind.CONTENT_FILTERED, "content_policy_violation"),
-    (400, _err("Invalid value for 'temperature'.", "invalid_request_error"), ErrorKind.BAD_REQUEST,
-     "invalid_request_error"),
+    (400, _err("Invalid value for 'temperature'.", "invalid_request_error"), ErrorKind.BAD_REQUEST, None),
     (404, _err("The model `gpt-9` does not exist or you do not have access to it.", "invalid_request_error",
                "model_not_found"), ErrorKind.MODEL_NOT_FOUND, "model_not_found"),
     (402, b"", ErrorKind.QUOTA_EXHAUSTED, None),
@@ -217,7 +216,7 @@ def _err(message, type_=None, code=None):
     (413, b"", ErrorKind.BAD_REQUEST, None),
     (422, _err("Unprocessable"), ErrorKind.BAD_REQUEST, None),
     (500, _err("The server had an error while processing your request. Sorry about that!", "server_error"),
-     ErrorKind.SERVER_ERROR, "server_error"),
+     ErrorKind.SERVER_ERROR, None),
     (503, b"<html><head><title>503 Service Temporarily Unavailable</title></head><body>nginx</body></html>",
      ErrorKind.SERVER_ERROR, None),
     (502, b"upstream connect error {not json", ErrorKind.SERVER_ERROR, None),
@@ -226,6 +225,13 @@ def test_error_classification(status, body, kind, code):
     info = CODEC.classify_error(status, {}, body)
     assert (info.kind, info.code, info.status) == (kind, code, status)
     assert info.message
+
+
+def test_an_errors_code_type_and_param_are_kept_as_sent():
+    body = json.dumps({"error": {"message": "bad", "type": "invalid_request_error", "param": "temperature",
+                                 "code": None}}).encode()
+    info = CODEC.classify_error(400, {}, body)
+    assert (info.code, info.type, info.param) == (None, "invalid_request_error", "temperature")
 
 
 def test_error_message_is_redacted_truncated_and_html_titled():

@@ -41,7 +41,7 @@ from ._protocol import (
 )
 from ._ratelimit import parse_rate_limit_headers
 from ._stream import StreamAssembly
-from ._types import ErrorInfo, ErrorKind, RateLimitInfo, Rng
+from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, Rng
 from .codecs._base import CodecError, StreamDone, StreamError, Target
 
 if TYPE_CHECKING:
@@ -379,7 +379,7 @@ class Call:
         self._note_failure(model, info, now, latency=now - self._attempt_started)
         with self.lock:
             self.health.record(Released(pool=self.pool.name, ref=model.ref), now, self.events)
-        return self._finish_failed(E.RequestTimeoutError(
+        return self._finish_failed(E.APITimeoutError(
             f"request to pool '{self.pool.name}' ran out of its time ({info.message or 'timeout'} at {model.ref}, "
             f"after {len(self.attempts)} attempt(s))", provider=model.provider, model=model.model,
             attempts=self.attempts), now)
@@ -512,7 +512,7 @@ class Call:
     def _fail(self, now: float, *, timeout: bool = False, recovery_at: float | None = None) -> tuple[Action, Phase]:
         info = self._last_error
         if timeout:
-            err: E.ModelMeshError = E.RequestTimeoutError(
+            err: E.ModelMeshError = E.APITimeoutError(
                 f"request to pool '{self.pool.name}' ran out of time after {len(self.attempts)} attempt(s)",
                 attempts=self.attempts,
             )
@@ -526,23 +526,17 @@ class Call:
 
     def _exhausted_error(self, last: ErrorInfo) -> E.ModelMeshError:
         """The error of a request whose attempts all failed, chosen from all of them, not the
-        last: all rate limited -> RateLimitError; any transient fault -> a 503-like
-        ProviderError (RequestTimeoutError if all timed out); all refused for the same hard
-        reason -> that reason's error; a mixture of hard reasons -> a ProviderError."""
+        last: all failed the same way (all rate limited, all timed out, all refused the key)
+        -> that kind's error, as the provider's SDK would raise it; a mixture -> a 503
+        InternalServerError (the mesh as a whole is unavailable), naming the kinds."""
         kinds = {ErrorKind(a.outcome) for a in self.attempts if a.outcome != "ok"}
-        transient = kinds & {ErrorKind.SERVER_ERROR, ErrorKind.CONNECTION, ErrorKind.MALFORMED, ErrorKind.TIMEOUT}
         head = f"every attempt to pool '{self.pool.name}' failed"
-        if kinds == {ErrorKind.TIMEOUT}:
-            return self._error_for(None, last, head)
-        if transient:
-            cls: type[E.ModelMeshError] = E.ProviderError
-            status: int | None = 503
-        elif len(kinds) == 1:
+        if len(kinds) == 1:
             return self._error_for(None, last if last.kind in kinds else ErrorInfo(kind=kinds.pop()), head)
-        else:
-            cls, status = E.ProviderError, 503
-        first = sorted(k.value for k in kinds)
-        return cls(f"{head} ({', '.join(first)})", status=status, retry_after=self._retry_after, attempts=self.attempts)
+        model = self._model
+        return E.InternalServerError(f"{head} ({', '.join(sorted(k.value for k in kinds))})", status_code=503,
+                                     status=last.status, retry_after=self._retry_after, attempts=self.attempts,
+                                     provider=model.provider if model else None, model=model.model if model else None)
 
     def _nothing_available(self, now: float, recovery_at: float | None) -> E.ModelMeshError:
         name = self.pool.name
@@ -554,15 +548,16 @@ class Call:
                         + (f" until +{r['until'] - now:.0f}s" if r["until"] is not None else "") for r in rows)
         if budget and len(budget) == len(providers):
             return E.BudgetExceededError(f"pool '{name}': every provider has spent its budget ({', '.join(budget)})")
-        if recovery_at is not None:
-            return E.NoModelAvailableError(
-                f"pool '{name}': every model is on standby; the first recovers in {recovery_at - now:.1f}s ({why})",
-                recovery_at=recovery_at, retry_after=max(0.0, recovery_at - now), attempts=self.attempts,
-            )
-        if self._min_context is not None:
+        if self._min_context is not None and recovery_at is None:
             return E.ContextLengthError(f"pool '{name}': no model has a context window of {self._min_context} tokens or more", attempts=self.attempts)
-        return E.NoModelAvailableError(f"pool '{name}': no model is available and none recovers by time "
-                                       f"(probe or manual recovery needed) ({why})", attempts=self.attempts)
+        causes = {_STANDBY_CAUSE.get(r["reason"], (E.InternalServerError, "no_model_available")) for r in rows}
+        cause, code = causes.pop() if len(causes) == 1 else (E.InternalServerError, "no_model_available")
+        if recovery_at is not None:
+            return E.standby_error(cause)(
+                f"pool '{name}': every model is on standby; the first recovers in {recovery_at - now:.1f}s ({why})",
+                recovery_at=recovery_at, retry_after=max(0.0, recovery_at - now), attempts=self.attempts, code=code)
+        return E.standby_error(cause)(f"pool '{name}': no model is available and none recovers by time "
+                                      f"(probe or manual recovery needed) ({why})", attempts=self.attempts, code=code)
 
     def _error_for(self, c: Consequence | None, info: ErrorInfo, head: str) -> E.ModelMeshError:
         if c is None:
@@ -571,9 +566,13 @@ class Call:
         last = f"{model.provider}/{model.model}" if model else "?"
         status = f" {info.status}" if info.status else ""
         detail = f" (last: {last}: {info.kind.value}{status}" + (f": {info.message})" if info.message else ")")
-        return c.error(
+        code = info.code
+        if info.kind is ErrorKind.QUOTA_EXHAUSTED and info.status == 429:
+            code = "insufficient_quota"  # what the SDK's users test for, whatever the vendor calls it
+        return E.for_status(c.error, info.status)(
             head + detail, status=info.status, provider=model.provider if model else None,
-            model=model.model if model else None, retry_after=info.retry_after, attempts=self.attempts, code=info.code,
+            model=model.model if model else None, retry_after=info.retry_after, attempts=self.attempts, code=code,
+            type=info.type, param=info.param,
         )
 
     def _finish_failed(self, err: E.ModelMeshError, now: float) -> Phase:
@@ -585,6 +584,8 @@ class Call:
                 f"{reason}; it could not be continued: {err.message}",
                 partial_text=self.partial_text, reason=reason, provider=err.provider, model=err.model,
                 status=err.status, attempts=self.attempts)
+        if err.request_id is None:  # every error of a request names it
+            err.request_id = self.request_id
         # queued deliveries still go out first: nothing delivered is lost
         self.events.append(RequestFailed(at=now, request_id=self.request_id, pool=self.pool.name,
                                          error=type(err).__name__, attempts=len(self.attempts)))
@@ -601,6 +602,18 @@ class Call:
     def _t(self) -> Target:
         assert self._target is not None, "no attempt in flight"
         return self._target
+
+
+# what the standbys of a pool with nothing available were for -> the SDK's class saying so (and its code)
+_STANDBY_CAUSE: dict[str, tuple[type[E.APIStatusError], str]] = {
+    DeactivationReason.AUTH_FAILURE.value: (E.AuthenticationError, "invalid_api_key"),
+    DeactivationReason.QUOTA_EXHAUSTED.value: (E.RateLimitError, "insufficient_quota"),
+    DeactivationReason.RATE_LIMITED.value: (E.RateLimitError, "rate_limit_exceeded"),
+    DeactivationReason.REQUEST_LIMIT.value: (E.RateLimitError, "rate_limit_exceeded"),
+    DeactivationReason.TOKEN_LIMIT.value: (E.RateLimitError, "rate_limit_exceeded"),
+    DeactivationReason.QUOTA_WINDOW.value: (E.RateLimitError, "rate_limit_exceeded"),
+    DeactivationReason.MODEL_NOT_FOUND.value: (E.NotFoundError, "model_not_found"),
+}
 
 
 class _Pick:

@@ -87,25 +87,25 @@ _K, _S, _B, _X, _R = ErrorKind, Scope, Standby, Effect, DeactivationReason
 CONSEQUENCES: dict[ErrorKind, Consequence] = {
     #                        scope   penalise standby     retry  effect     error                  reason
     _K.RATE_LIMITED:     _row(_S.MODEL, True, _B.RETRY_AFTER, True, _X.ROTATE, E.RateLimitError, _R.RATE_LIMITED),
-    _K.SERVER_ERROR:     _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
-    _K.TIMEOUT:          _row(_S.MODEL, True, _B.POLICY, False, _X.ROTATE, E.RequestTimeoutError),
-    _K.CONNECTION:       _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
-    _K.MALFORMED:        _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.ProviderError),
+    _K.SERVER_ERROR:     _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.InternalServerError),
+    _K.TIMEOUT:          _row(_S.MODEL, True, _B.POLICY, False, _X.ROTATE, E.APITimeoutError),
+    _K.CONNECTION:       _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.APIConnectionError),
+    _K.MALFORMED:        _row(_S.MODEL, True, _B.POLICY, True, _X.ROTATE, E.InternalServerError),
     _K.AUTH:             _row(_S.PROVIDER, True, _B.UNTIL_PROBE, False, _X.ROTATE, E.AuthenticationError,
                               _R.AUTH_FAILURE, "on_auth_failure"),
-    _K.QUOTA_EXHAUSTED:  _row(_S.PROVIDER, True, _B.QUOTA_RESET, False, _X.ROTATE, E.BudgetExceededError,
+    _K.QUOTA_EXHAUSTED:  _row(_S.PROVIDER, True, _B.QUOTA_RESET, False, _X.ROTATE, E.RateLimitError,
                               _R.QUOTA_EXHAUSTED),
-    _K.MODEL_NOT_FOUND:  _row(_S.MODEL, True, _B.RECOVERY, False, _X.ROTATE, E.ProviderError, _R.MODEL_NOT_FOUND),
+    _K.MODEL_NOT_FOUND:  _row(_S.MODEL, True, _B.RECOVERY, False, _X.ROTATE, E.NotFoundError, _R.MODEL_NOT_FOUND),
     _K.CONTEXT_LENGTH:   _row(_S.NONE, False, _B.NONE, False, _X.EXCLUDE, E.ContextLengthError),
     _K.CONTENT_FILTERED: _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.ContentFilteredError),
     _K.BAD_REQUEST:      _row(_S.NONE, False, _B.NONE, False, _X.FAIL, E.BadRequestError),
     # a redirect (API calls never follow one) or a key the transport cannot send: the provider's
     # configuration is wrong, so every model of it waits for a probe or a person
-    _K.MISCONFIGURED:    _row(_S.PROVIDER, True, _B.UNTIL_PROBE, False, _X.ROTATE, E.ProviderError,
+    _K.MISCONFIGURED:    _row(_S.PROVIDER, True, _B.UNTIL_PROBE, False, _X.ROTATE, E.InternalServerError,
                               _R.MISCONFIGURED),
 }
 # a connection the provider's host refused: the provider is down, not one model
-REFUSED = _row(_S.PROVIDER, True, _B.COOLDOWN, True, _X.ROTATE, E.ProviderError, _R.PROVIDER_OUTAGE, "on_api_outage")
+REFUSED = _row(_S.PROVIDER, True, _B.COOLDOWN, True, _X.ROTATE, E.APIConnectionError, _R.PROVIDER_OUTAGE, "on_api_outage")
 
 
 def consequence_for(info: ErrorInfo, retryable_codes: Collection[int] = (),

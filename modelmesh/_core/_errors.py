@@ -2,11 +2,16 @@
 
 Every error the library raises derives from `ModelMeshError` and carries structured
 attributes (`status`, `provider`, `model`, `retry_after`, `attempts`) rather than
-information hidden in the message. Messages never contain credentials: codecs and
-shells pass vendor messages through `redact()` before they reach an error.
+information hidden in the message. Errors of a request follow the OpenAI SDK's
+hierarchy, names and attributes (`APIError` > `APIStatusError` > `RateLimitError`, ...,
+with `status_code`, `body`, `code`, `type`, `param`, `request_id`, `response`), so code
+written against the SDK catches them unchanged. Messages never contain credentials: codecs
+and shells pass vendor messages through `redact()` before they reach an error.
 """
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,19 +21,29 @@ __all__ = [
     "AttemptRecord",
     "ModelMeshError",
     "ConfigurationError",
-    "RoutingError",
-    "NoModelAvailableError",
-    "ProviderError",
-    "AuthenticationError",
-    "RateLimitError",
-    "RequestTimeoutError",
-    "BudgetExceededError",
+    "InternalError",
+    "APIError",
+    "APIStatusError",
     "BadRequestError",
     "InvalidArgumentError",
-    "InternalError",
     "ContextLengthError",
     "ContentFilteredError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "BudgetExceededError",
+    "InternalServerError",
+    "NoModelAvailableError",
+    "APIConnectionError",
+    "APITimeoutError",
     "StreamInterruptedError",
+    "ErrorResponse",
+    "status_class",
+    "for_status",
+    "standby_error",
     "redact",
 ]
 
@@ -92,7 +107,11 @@ class AttemptRecord:
 
 
 class ModelMeshError(Exception):
-    """Base of every error raised by ModelMesh Lite."""
+    """Base of every error raised by ModelMesh Lite.
+
+    `status` is the HTTP status the provider answered (None when none did); `code`, `type`
+    and `param` are the vendor's error fields where it gave them; `request_id` is the
+    mesh's id of the request."""
 
     def __init__(
         self,
@@ -104,6 +123,9 @@ class ModelMeshError(Exception):
         retry_after: float | None = None,
         attempts: Sequence[AttemptRecord] = (),
         code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -112,7 +134,10 @@ class ModelMeshError(Exception):
         self.model = model
         self.retry_after = retry_after
         self.attempts = tuple(attempts)
-        self.code = code
+        self.code = code if code is not None else _CODES.get(getattr(self, "cause", None) or self.__class__)
+        self.type = type if type is not None else _type_of(self.__class__, self.code)
+        self.param = param
+        self.request_id = request_id
 
     def __str__(self) -> str:
         if not self.attempts:
@@ -149,41 +174,59 @@ class ConfigurationError(ModelMeshError, ValueError):
         super().__init__(f"{head} ({count} {noun}):\n{body}")
 
 
-class RoutingError(ModelMeshError):
-    """No model could serve the request (unknown capability/pool, or every attempt failed)."""
+class InternalError(ModelMeshError):
+    """An unexpected exception inside ModelMesh or in code it calls for you (a custom
+    strategy or policy) ended the request. The original is `__cause__`; no model was
+    blamed for it. A bug: please report it (with the traceback)."""
 
 
-class NoModelAvailableError(RoutingError):
-    """Every model of the pool is on standby. `recovery_at` is the earliest recovery time
-    (in the mesh clock's seconds), `retry_after` the seconds from now until then."""
+# -- the OpenAI SDK's hierarchy, with its names and attributes -----------------------------------
 
-    def __init__(self, message: str, *, recovery_at: float | None = None, **kw: Any) -> None:
+class APIError(ModelMeshError):
+    """A request did not get its answer; the OpenAI SDK's `APIError`. `body` is the
+    OpenAI-shaped error object (`message`, `type`, `param`, `code`)."""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+
+class APIStatusError(APIError):
+    """The request ended with an error status: the provider's, when one answered, or the one
+    the mesh gives its own refusals (404 for an unknown model, 503 when nothing can serve).
+    `status_code` says which; `response` is the answer as the OpenAI proxy would send it."""
+
+    default_status = 500
+
+    def __init__(self, message: str, *, status_code: int | None = None, **kw: Any) -> None:
+        """`status_code` defaults to the provider's `status` when it is one this class stands
+        for, else to the class's own (a ContextLengthError under a 413 still says 400)."""
         super().__init__(message, **kw)
-        self.recovery_at = recovery_at
+        if status_code is None:
+            status = self.status
+            fits = status is not None and status >= 400 and issubclass(type(self), status_class(status))
+            status_code = status if fits and status is not None else type(self).default_status
+        self.status_code: int = status_code
+
+    @property
+    def response(self) -> ErrorResponse:
+        headers = {"content-type": "application/json"}
+        if self.request_id:
+            headers["x-request-id"] = self.request_id
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(0, math.ceil(self.retry_after)))
+        if self.provider:
+            headers["x-modelmesh-provider"] = self.provider
+        if self.model:
+            headers["x-modelmesh-model"] = self.model
+        headers["x-modelmesh-attempts"] = str(len(self.attempts))
+        return ErrorResponse(self.status_code, headers, {"error": self.body})
 
 
-class ProviderError(ModelMeshError):
-    """A provider answered with an error that failover could not get around."""
+class BadRequestError(APIStatusError):
+    """The request itself is invalid (400); it fails fast and no model is penalised."""
 
-
-class AuthenticationError(ProviderError):
-    """The provider rejected the credentials (401/403)."""
-
-
-class RateLimitError(ProviderError):
-    """The provider rate-limited the request (429) and no other model could take it."""
-
-
-class RequestTimeoutError(ProviderError):
-    """An attempt or the whole request ran out of time."""
-
-
-class BudgetExceededError(ModelMeshError):
-    """A spend limit (provider daily/monthly budget or pool budget_limit) leaves no model."""
-
-
-class BadRequestError(ProviderError):
-    """The request itself is invalid; it fails fast and no model is penalised."""
+    default_status = 400
 
 
 class InvalidArgumentError(BadRequestError, TypeError):
@@ -191,25 +234,173 @@ class InvalidArgumentError(BadRequestError, TypeError):
     nothing was sent. Also a TypeError, as Python's own for a bad call would be."""
 
 
-class InternalError(ModelMeshError):
-    """An unexpected exception inside ModelMesh or in code it calls for you (a custom
-    strategy or policy) ended the request. The original is `__cause__`; no model was
-    blamed for it. A bug: please report it (with the traceback)."""
-
-
 class ContextLengthError(BadRequestError):
     """The prompt exceeds the context window of every model that could be tried."""
 
 
-class ContentFilteredError(ProviderError):
+class ContentFilteredError(BadRequestError):
     """Every model that was tried refused the content."""
 
 
-class StreamInterruptedError(ProviderError):
-    """A stream failed after content had reached the caller. `partial_text` holds what was
+class AuthenticationError(APIStatusError):
+    """The provider rejected the credentials (401)."""
+
+    default_status = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """The provider refused the key access to this model or resource (403)."""
+
+    default_status = 403
+
+
+class NotFoundError(APIStatusError):
+    """No such model (404): not a pool, capability or configured model of the mesh, or one
+    its provider does not know."""
+
+    default_status = 404
+
+
+class ConflictError(APIStatusError):
+    default_status = 409
+
+
+class UnprocessableEntityError(APIStatusError):
+    default_status = 422
+
+
+class RateLimitError(APIStatusError):
+    """Rate limited (429) and no other model could take the request. `code` is
+    `insufficient_quota` when the provider's quota, not its rate, is spent."""
+
+    default_status = 429
+
+
+class BudgetExceededError(RateLimitError):
+    """A spend limit of the mesh (provider daily/monthly budget or pool budget_limit) leaves
+    no model. A 429 with code `budget_exceeded`."""
+
+
+class InternalServerError(APIStatusError):
+    """The provider failed (5xx), or the mesh could not serve the request: every model it
+    tried failed for transient reasons (503)."""
+
+    default_status = 502
+
+
+class NoModelAvailableError(APIStatusError):
+    """Every model of the pool is on standby. `recovery_at` is the earliest recovery time
+    (in the mesh clock's seconds), `retry_after` the seconds from now until then.
+
+    Each one raised is also the SDK's class for the standbys' shared cause, so code written
+    against the SDK handles it: all rate limited or their quota spent -> a RateLimitError,
+    all refused the key -> an AuthenticationError, all unknown to their provider -> a
+    NotFoundError; otherwise (errors, outages, by hand, mixed causes) an InternalServerError
+    (503). `standby_error(cause)` gives the class for a cause."""
+
+    default_status = 503
+    cause: type[APIStatusError] = APIStatusError
+
+    def __init__(self, message: str, *, recovery_at: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.recovery_at = recovery_at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_standby, (self.cause, self.message, self.__dict__))
+
+
+_STANDBY: dict[type[APIStatusError], type[NoModelAvailableError]] = {}
+
+
+def standby_error(cause: type[APIStatusError]) -> type[NoModelAvailableError]:
+    """The NoModelAvailableError that is also `cause` (RateLimitError, InternalServerError, ...)."""
+    cls = _STANDBY.get(cause)
+    if cls is None:
+        attrs = {"__module__": __name__, "__qualname__": "NoModelAvailableError", "__doc__": NoModelAvailableError.__doc__,
+                 "cause": cause, "default_status": 503 if cause is InternalServerError else cause.default_status}
+        cls = _STANDBY[cause] = type("NoModelAvailableError", (NoModelAvailableError, cause), attrs)
+    return cls
+
+
+def _rebuild_standby(cause: type[APIStatusError], message: str, state: dict[str, Any]) -> ModelMeshError:
+    return _rebuild(standby_error(cause), message, state)
+
+
+class APIConnectionError(APIError):
+    """No answer came: the connection was refused, reset or could not be made."""
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt or the whole request ran out of time before an answer came."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+    409: ConflictError, 422: UnprocessableEntityError, 429: RateLimitError,
+}
+
+
+def status_class(status: int) -> type[APIStatusError]:
+    """The class the OpenAI SDK raises for an error `status`."""
+    return _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+
+
+def for_status(cls: type[ModelMeshError], status: int | None) -> type[ModelMeshError]:
+    """The class an error of kind `cls` takes when the provider answered `status`: the one the
+    OpenAI SDK raises for that status, unless `cls` is already a narrower kind of it (a
+    ContextLengthError stays one under a 400); `cls` itself when no error status came."""
+    if status is None or status < 400:
+        return cls
+    by_status = status_class(status)
+    return cls if issubclass(cls, by_status) else by_status
+
+
+class ErrorResponse:
+    """The HTTP answer an error stands for: `status_code`, `headers`, `text` and `json()`,
+    read like the `response` of the OpenAI SDK's errors."""
+
+    __slots__ = ("status_code", "headers", "_payload")
+
+    def __init__(self, status_code: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self._payload = payload
+
+    def json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = json.loads(self.text)  # a copy: the caller may change it
+        return payload
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self._payload)
+
+    def __repr__(self) -> str:
+        return f"<ErrorResponse [{self.status_code}]>"
+
+
+class StreamInterruptedError(APIError):
+    """A stream failed after content had reached the caller (the SDK raises APIError then). `partial_text` holds what was
     delivered; `reason` says why it stopped. Nothing delivered is repeated or dropped."""
 
     def __init__(self, message: str, *, partial_text: str = "", reason: str = "", **kw: Any) -> None:
         super().__init__(message, **kw)
         self.partial_text = partial_text
         self.reason = reason
+
+
+_CODES: dict[type[ModelMeshError], str] = {
+    NotFoundError: "model_not_found", ContextLengthError: "context_length_exceeded",
+    ContentFilteredError: "content_filter", BudgetExceededError: "budget_exceeded",
+    RateLimitError: "rate_limit_exceeded",
+}
+
+
+def _type_of(cls: type[ModelMeshError], code: str | None) -> str | None:
+    """The OpenAI error `type` of a class (as OpenAI's API names them)."""
+    if issubclass(cls, RateLimitError):
+        return "insufficient_quota" if code in ("insufficient_quota", "budget_exceeded") else "requests"
+    if issubclass(cls, InternalServerError):
+        return "server_error"
+    if issubclass(cls, APIStatusError):
+        return "invalid_request_error"
+    return None

@@ -84,6 +84,9 @@ class MeshCore:
                                     strategy=(strategies or {}).get(name), policies=self._plugged(name))
             self.health.add_pool(self.pools[name])
         self._implicit: dict[str, Pool] = {}
+        # models taken out (or put back) by hand in every pool: pools made later by a request's
+        # `model` name (a capability, a bare id) start with them so
+        self._by_hand: dict[str, tuple[bool, float | None]] = {}
 
     def __repr__(self) -> str:
         return f"MeshCore(providers={list(self.providers)!r}, pools={list(self.pools)!r})"
@@ -104,9 +107,9 @@ class MeshCore:
         return [m for m in members if self.providers[m.provider].config.enabled]
 
     # -- resolving a request's `model` ----------------------------------------------------------
-    def resolve(self, name: str, op: str = "chat") -> Pool:
+    def resolve(self, name: str, op: str = "chat", *, now: float) -> Pool:
         if not isinstance(name, str) or not name:
-            raise E.RoutingError(f"a request must name a pool, capability or model; got {name!r}")
+            raise E.InvalidArgumentError(f"a request must name a pool, capability or model; got {name!r}", param="model")
         if name in self.pools:
             return self.pools[name]
         if name in self._implicit:
@@ -115,6 +118,9 @@ class MeshCore:
         self._implicit[name] = pool
         if pool.name not in self.health.pools:
             self.health.add_pool(pool)
+            for ref, (up, until) in self._by_hand.items():
+                if ref in pool.by_ref and not up:
+                    self.health.record(ModelByHand(pool=pool.name, ref=ref, up=False, until=until), now, [])
         return pool
 
     def _implicit_pool(self, name: str, op: str) -> Pool:
@@ -126,7 +132,7 @@ class MeshCore:
             members = [m for m in self.models.values() if any(is_under(c, path) for c in m.capabilities)
                        and self.providers[m.provider].config.enabled]
             if not members:
-                raise E.RoutingError(f"no configured model offers capability '{path}' (asked for '{name}')")
+                raise E.NotFoundError(f"no configured model offers capability '{path}' (asked for '{name}')", param="model")
             return self._make_pool(name, path, members)
         if name in self.models:
             return self._make_pool(name, None, [self.models[name]])
@@ -136,7 +142,7 @@ class MeshCore:
         known = list(self.pools) + list(self.models) + sorted({m.model for m in self.models.values()})
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise E.RoutingError(f"'{name}' is not a pool, a capability or a configured model{hint}")
+        raise E.NotFoundError(f"'{name}' is not a pool, a capability or a configured model{hint}", param="model")
 
     def _make_pool(self, name: str, capability: str | None, members: list[ModelInfo]) -> Pool:
         d = self.config.defaults
@@ -158,7 +164,7 @@ class MeshCore:
               options: RoutingOptions | None = None, now: float) -> Call:
         check_body(body)  # the caller's mistake ends here, before any model is asked (or blamed)
         with self.lock:
-            pool = self.resolve(model, op)
+            pool = self.resolve(model, op, now=now)
         return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,
                     secrets=self.secret_values, op=op, body=body, stream=stream, options=options or RoutingOptions(),
                     now=now, request_id=f"mm-{next(self._ids)}", listening=self.listening)
@@ -167,7 +173,7 @@ class MeshCore:
         """The decision a request would get now. A question: nothing moves, nothing is emitted."""
         options = options or RoutingOptions()
         with self.lock:
-            pool = self.resolve(capability)
+            pool = self.resolve(capability, now=now)
             self.health.settle(now)
             cands, earliest = self.health.available(pool, now, None)
             ctx = pool.context(now, self.rng, options)
@@ -184,10 +190,10 @@ class MeshCore:
     # -- manual control and status -----------------------------------------------------------------
     def _pools_with(self, ref: str, pool: str | None) -> list[Pool]:
         if ref not in self.models:
-            raise E.RoutingError(f"unknown model '{ref}'")
+            raise E.NotFoundError(f"unknown model '{ref}'")
         pools = [p for p in self.all_pools() if ref in p.by_ref and (pool is None or p.name == pool)]
         if pool is not None and not pools:
-            raise E.RoutingError(f"model '{ref}' is not in pool '{pool}'")
+            raise E.NotFoundError(f"model '{ref}' is not in pool '{pool}'")
         return pools
 
     def deactivate_model(self, ref: str, *, now: float, pool: str | None = None, until: float | None = None) -> list[MeshEvent]:
@@ -201,11 +207,13 @@ class MeshCore:
         with self.lock:
             for p in self._pools_with(ref, pool):
                 self.health.record(ModelByHand(pool=p.name, ref=ref, up=up, until=until), now, events)
+            if pool is None:
+                self._by_hand[ref] = (up, until)
         return events
 
     def reactivate_provider(self, provider: str, *, now: float) -> list[MeshEvent]:
         if provider not in self.providers:
-            raise E.RoutingError(f"unknown provider '{provider}'")
+            raise E.NotFoundError(f"unknown provider '{provider}'")
         events: list[MeshEvent] = []
         with self.lock:
             self.health.record(ProviderByHand(provider=provider), now, events)

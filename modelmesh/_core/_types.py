@@ -84,6 +84,8 @@ class ErrorInfo:
     status: int | None = None
     code: str | None = None          # the vendor's own error code/type, e.g. "insufficient_quota"
     retry_after: float | None = None  # seconds, from Retry-After or the body
+    type: str | None = None          # OpenAI-likes: the error's `type` and `param`, as sent
+    param: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

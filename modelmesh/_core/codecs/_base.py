@@ -257,6 +257,8 @@ class Codec(abc.ABC):
             status=status,
             code=info.code,
             retry_after=retry_after if retry_after is not None else info.retry_after,
+            type=info.type,
+            param=info.param,
         )
 
     def stream_error(self, payload: Any, secrets: Sequence[str] = ()) -> ErrorInfo:

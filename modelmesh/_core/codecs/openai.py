@@ -164,8 +164,8 @@ class OpenAICodec(Codec):
                 kind = ErrorKind.MODEL_NOT_FOUND
             elif names & _RATE and kind is not ErrorKind.AUTH:
                 kind = ErrorKind.RATE_LIMITED
-        code = _vendor_code(payload)
-        return ErrorInfo(kind=kind, message=message, status=status, code=code,
+        code, type_, param = _vendor_fields(payload)
+        return ErrorInfo(kind=kind, message=message, status=status, code=code, type=type_, param=param,
                          retry_after=_retry_from_text(message))
 
 
@@ -228,17 +228,17 @@ def _error_fields(payload: Any) -> tuple[str, set[str]]:
     return (message if isinstance(message, str) else ""), names
 
 
-def _vendor_code(payload: Any) -> str | None:
+def _vendor_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
+    """The error's (code, type, param) as sent (an error's `code` may be null while its
+    `type` says `server_error`: each stays what it was, as the OpenAI SDK shows them)."""
     if isinstance(payload, list) and payload:
         payload = payload[0]
     err = payload.get("error", payload) if isinstance(payload, dict) else None
     if not isinstance(err, dict):
-        return None
-    for key in ("code", "type"):
-        value = err.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
+        return None, None, None
+    code, type_, param = (err.get(k) if isinstance(err.get(k), str) and err.get(k) else None
+                          for k in ("code", "type", "param"))
+    return code, type_, param
 
 
 def _retry_from_text(message: str) -> float | None:
