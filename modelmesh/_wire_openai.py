@@ -11,16 +11,17 @@ sends the body through the mesh, and writes back one of three things:
   a ModelMeshError raised while the chunks are pulled becomes one `data: {"error": ...}`
   event (what OpenAI sends mid-stream) and the stream ends there;
 - an error: `wire_error(exc)` gives the HTTP status, the `{"error": {...}}` body and the
-  headers; `no_answer(exc)` says when no upstream answered at all (every attempt refused
-  or timed out), which an HTTP client reports as a connection failure, not a status.
+  headers; `no_answer(exc)` says when no upstream answered at all (APIConnectionError,
+  APITimeoutError), which an HTTP client reports as a connection failure, not a status.
 
-`error_status` is the one place that decides an error's HTTP status.
+The error hierarchy (`_core/_errors.py`) decides each error's status, code and type; this
+module only writes them down, with `error_status` the one place that answers for errors
+that have no HTTP status of their own.
 """
 from __future__ import annotations
 
 import base64
 import json
-import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -96,74 +97,42 @@ def sse_stream(chunks: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
     yield DONE
 
 
-# -- errors ------------------------------------------------------------------------------------
-# Until every ModelMeshError carries `status_code`, the status of the errors that carry none
-# (or carry a non-HTTP one), by class: the first match wins, so subclasses come first.
+# -- errors ----------------------------------------------------------------------------------------
+# Errors with an HTTP status (APIStatusError) carry it as `status_code`, with their OpenAI body
+# (`body`) and headers (`response.headers`). The others never came from an upstream's status:
+# what a server answers for them.
 _STATUS_BY_CLASS: tuple[tuple[type[E.ModelMeshError], int], ...] = (
-    (E.BudgetExceededError, 429),      # our own spend limit: what OpenAI says when the quota is spent
-    (E.NoModelAvailableError, 503),    # every model on standby: come back after Retry-After
-    (E.BadRequestError, 400),
-    (E.AuthenticationError, 401),
-    (E.RateLimitError, 429),
-    (E.RequestTimeoutError, 504),      # the upstreams did not answer in time: a gateway timeout
-    (E.ContentFilteredError, 400),
-    (E.StreamInterruptedError, 502),
-    (E.ProviderError, 502),            # an upstream answered with an error we could not get around
-    (E.ConfigurationError, 500),
-    (E.InternalError, 500),
-    (E.RoutingError, 404),             # an unknown pool, capability or model: OpenAI's model_not_found
-)
-_CODE_BY_CLASS: tuple[tuple[type[E.ModelMeshError], str], ...] = (
-    (E.BudgetExceededError, "insufficient_quota"),
-    (E.NoModelAvailableError, "no_model_available"),
-    (E.ContextLengthError, "context_length_exceeded"),
-    (E.ContentFilteredError, "content_filter"),
-    (E.RateLimitError, "rate_limit_exceeded"),
+    (E.APITimeoutError, 504),          # the upstreams did not answer in time: a gateway timeout
+    (E.APIConnectionError, 502),       # no upstream answered: a bad gateway
+    (E.StreamInterruptedError, 502),   # the upstream broke its stream
 )
 
 
 def error_status(exc: BaseException) -> int:
-    """The HTTP status an error is answered with: its own (`status_code`, else the upstream's
-    `status`) when that is an HTTP error status, else the one of its class."""
-    for status in (getattr(exc, "status_code", None), getattr(exc, "status", None)):
-        if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
-            return status
-    for cls, status in _STATUS_BY_CLASS:
+    """The HTTP status an error is answered with: its `status_code` when it has one (every
+    APIStatusError does), else the status of its class (500 for a bug or anything else)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return status
+    for cls, fallback in _STATUS_BY_CLASS:
         if isinstance(exc, cls):
-            return status
+            return fallback
     return 500
 
 
-def _type_for(status: int, code: str | None) -> str:
-    # the `type` values OpenAI itself uses for these answers
-    if code == "insufficient_quota":
-        return "insufficient_quota"
-    if status == 429:
-        return "requests"
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """OpenAI's error body for `exc`: `message` is the error's text with its attempts
+    (ModelMeshError messages are redacted where they are made, so no secret reaches here);
+    `type`, `param` and `code` are the error's own."""
+    fields = {name: getattr(exc, name, None) for name in ("type", "param", "code")}
+    kind = fields["type"] if isinstance(fields["type"], str) and fields["type"] else _type_for(error_status(exc))
+    return {"error": {"message": str(exc), "type": kind,
+                      "param": fields["param"] if isinstance(fields["param"], str) else None,
+                      "code": fields["code"] if isinstance(fields["code"], str) else None}}
+
+
+def _type_for(status: int) -> str:
     return "server_error" if status >= 500 else "invalid_request_error"
-
-
-def _code_for(exc: BaseException, status: int) -> str | None:
-    code = getattr(exc, "code", None)
-    if isinstance(code, str) and code:
-        return code
-    for cls, name in _CODE_BY_CLASS:
-        if isinstance(exc, cls):
-            return name
-    if status == 404 and isinstance(exc, E.RoutingError):
-        return "model_not_found"
-    return None
-
-
-def error_body(exc: BaseException, status: int | None = None) -> dict[str, Any]:
-    """OpenAI's error body for `exc`. Its message is the error's text, attempts included;
-    ModelMeshError messages are redacted where they are made, so no secret reaches here."""
-    status = error_status(exc) if status is None else status
-    code = _code_for(exc, status)
-    kind = getattr(exc, "type", None)
-    param = getattr(exc, "param", None)
-    return {"error": {"message": str(exc), "type": kind if isinstance(kind, str) and kind else _type_for(status, code),
-                      "param": param if isinstance(param, str) else None, "code": code}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,44 +143,39 @@ class WireError:
 
 
 def wire_error(exc: BaseException) -> WireError:
-    """The HTTP answer for `exc`: status, JSON error body, and the headers that say what was
-    tried (`x-modelmesh-attempts`; the provider and model of the error, else of the last
-    attempt) and when to come back (`retry-after`)."""
+    """The HTTP answer for `exc`: status, JSON error body, and headers. An APIStatusError's
+    headers are its `response`'s (`x-request-id`, `retry-after`, `x-modelmesh-provider`,
+    `-model`, `-attempts`); where the error names no provider (every model of a pool failed),
+    the last one tried is named."""
     status = error_status(exc)
-    headers = [("content-type", JSON)]
+    response = getattr(exc, "response", None)
+    given = getattr(response, "headers", None)
+    headers: dict[str, str] = dict(given) if isinstance(given, Mapping) else {}
+    headers["content-type"] = JSON
+    attempts = getattr(exc, "attempts", ())
+    headers.setdefault("x-modelmesh-attempts", str(len(attempts)))
+    if attempts:
+        headers.setdefault("x-modelmesh-provider", attempts[-1].provider)
+        headers.setdefault("x-modelmesh-model", attempts[-1].model)
     request_id = getattr(exc, "request_id", None)
     if isinstance(request_id, str) and request_id:
-        headers.append(("x-request-id", request_id))
-    attempts = getattr(exc, "attempts", ())
-    headers.append(("x-modelmesh-attempts", str(len(attempts))))
-    last = attempts[-1] if attempts else None  # the error's own provider, else the last one tried
-    for name, value in (("x-modelmesh-provider", getattr(exc, "provider", None) or getattr(last, "provider", None)),
-                        ("x-modelmesh-model", getattr(exc, "model", None) or getattr(last, "model", None))):
-        if isinstance(value, str) and value:
-            headers.append((name, value))
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool) and math.isfinite(retry_after):
-        headers.append(("retry-after", str(max(0, math.ceil(retry_after)))))
-    return WireError(status=status, body=encode_json(error_body(exc, status)), headers=headers)
+        headers.setdefault("x-request-id", request_id)
+    return WireError(status=status, body=encode_json(error_body(exc)), headers=list(headers.items()))
 
 
 def no_answer(exc: BaseException) -> str | None:
-    """"timeout" or "connection" when no upstream answered at all (every attempt timed out,
-    or was refused or cut before a status line), else None: an HTTP client reports those as
-    its own timeout or connection error rather than as a status from the server."""
-    attempts = getattr(exc, "attempts", ())
-    if not attempts or any(a.status is not None for a in attempts):
-        return None
-    outcomes = {a.outcome for a in attempts}
-    if outcomes == {"timeout"}:
+    """"timeout" or "connection" when no upstream answered (APITimeoutError, APIConnectionError),
+    else None: an HTTP client reports those as its own timeout or connection error, not as a
+    status from the server."""
+    if isinstance(exc, E.APITimeoutError):
         return "timeout"
-    if outcomes <= {"timeout", "connection"}:
+    if isinstance(exc, E.APIConnectionError):
         return "connection"
     return None
 
 
 def _simple(status: int, message: str, code: str | None, param: str | None = None) -> WireError:
-    body = {"error": {"message": message, "type": _type_for(status, code), "param": param, "code": code}}
+    body = {"error": {"message": message, "type": _type_for(status), "param": param, "code": code}}
     return WireError(status=status, body=encode_json(body), headers=[("content-type", JSON)])
 
 

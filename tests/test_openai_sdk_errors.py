@@ -4,6 +4,9 @@ answered at all is the SDK's connection or timeout error. Plus the wire module's
 mapping on its own (it is shared with the proxy)."""
 from __future__ import annotations
 
+import json
+
+import httpx
 import openai
 import pytest
 from openai_sdk_helpers import MSG, chat_requests, config, fakes, key, sdk
@@ -12,18 +15,17 @@ import modelmesh
 from modelmesh import _wire_openai as wire
 from modelmesh.testing import Error, Refuse, Reply, SlowFirstByte, refuse_connections
 
-# upstream status -> (the SDK's exception, the status the mesh answers with). 409, 500 and 503
-# are transient for the mesh: once every model has failed, the pool answers 503 (until errors carry
-# `status_code`, issue 11 part 2, which error_status takes first; see the wire tests below).
+# upstream status -> (the SDK's exception, the status the mesh answers with): every model failed
+# the same way, so the mesh's error is the one the SDK raises for that status.
 CASES = [
     (400, openai.BadRequestError, 400),
     (401, openai.AuthenticationError, 401),
     (403, openai.PermissionDeniedError, 403),
     (404, openai.NotFoundError, 404),
-    (409, openai.InternalServerError, 503),
+    (409, openai.ConflictError, 409),
     (422, openai.UnprocessableEntityError, 422),
     (429, openai.RateLimitError, 429),
-    (500, openai.InternalServerError, 503),
+    (500, openai.InternalServerError, 500),
     (503, openai.InternalServerError, 503),
 ]
 
@@ -65,7 +67,7 @@ def test_a_rate_limit_names_its_code_and_says_when_to_come_back():
     assert info.value.response.headers["retry-after"] == "7"
 
 
-def test_our_own_budget_is_a_rate_limit_error_with_code_insufficient_quota():
+def test_our_own_budget_is_a_rate_limit_error_of_type_insufficient_quota_code_budget_exceeded():
     with fakes("alpha") as (a,):
         a.always(Reply(usage=(10, 5)))
         client, _ = sdk(config(a, pricing={"input_per_1m": 1000.0, "output_per_1m": 1000.0},
@@ -74,12 +76,13 @@ def test_our_own_budget_is_a_rate_limit_error_with_code_insufficient_quota():
             client.chat.completions.create(model="chat", messages=MSG)
             with pytest.raises(openai.RateLimitError) as info:
                 client.chat.completions.create(model="chat", messages=MSG)
-    assert info.value.code == "insufficient_quota" and "budget" in info.value.message
+    assert info.value.code == "budget_exceeded" and info.value.type == "insufficient_quota"
+    assert "budget" in info.value.message
     assert info.value.response.headers["x-modelmesh-attempts"] == "0"
     assert len(chat_requests(a)) == 1  # refused before anything was sent
 
 
-def test_a_pool_on_standby_is_503_no_model_available_with_retry_after_and_recovers_by_the_clock():
+def test_a_pool_on_standby_by_hand_is_503_with_retry_after_and_recovers_by_the_clock():
     with fakes("alpha") as (a,):
         client, clock = sdk(config(a))
         with client:
@@ -99,8 +102,8 @@ def test_an_unknown_pool_or_model_is_not_found_model_not_found():
         client, _ = sdk(config(a))
         with client, pytest.raises(openai.NotFoundError) as info:
             client.chat.completions.create(model="no-such-pool", messages=MSG)
-    assert info.value.code == "model_not_found" and "no-such-pool" in info.value.message
-    assert a.requests == []
+    assert info.value.code == "model_not_found" and info.value.param == "model"
+    assert "no-such-pool" in info.value.message and a.requests == []
 
 
 def test_a_missing_model_or_a_body_that_is_no_object_is_a_bad_request_error_before_anything_is_sent():
@@ -168,62 +171,65 @@ def test_no_secret_reaches_an_error_its_body_or_its_headers():
     assert not [s for s in shown if secret in s or secret[:12] in s]  # ... its echo of the key is not
 
 
+def test_a_pool_on_standby_for_a_rejected_key_keeps_raising_the_sdks_authentication_error():
+    with fakes("alpha") as (a,):
+        a.always(Error(401))
+        client, _ = sdk(config(a))
+        with client:
+            with pytest.raises(openai.AuthenticationError):
+                client.chat.completions.create(model="chat", messages=MSG)
+            with pytest.raises(openai.AuthenticationError) as info:
+                client.chat.completions.create(model="chat", messages=MSG)
+    assert info.value.status_code == 401 and info.value.response.headers["x-modelmesh-attempts"] == "0"
+    assert len(chat_requests(a)) == 1  # the provider is on standby: the second asked nobody
+
+
 # -- the wire module's error mapping (shared with the proxy) -----------------------------------------
 
-class _WithStatusCode(modelmesh.ProviderError):
-    """Stands for the coming hierarchy, where every error carries `status_code`."""
-
-    def __init__(self, message: str, status_code: int) -> None:
-        super().__init__(message, status=503)
-        self.status_code = status_code
-
-
 @pytest.mark.parametrize(("exc", "status"), [
-    (_WithStatusCode("conflict", 409), 409),                        # status_code wins over status
-    (modelmesh.ProviderError("upstream", status=418), 418),         # else the upstream's status
-    (modelmesh.ProviderError("odd", status=200), 502),              # never a success status for an error
+    (modelmesh.ConflictError("conflict"), 409),
+    (modelmesh.InternalServerError("upstream", status=500), 500),
+    (modelmesh.InternalServerError("pool", status_code=503), 503),
     (modelmesh.BudgetExceededError("spent"), 429),
-    (modelmesh.NoModelAvailableError("standby"), 503),
     (modelmesh.InvalidArgumentError("bad"), 400),
-    (modelmesh.AuthenticationError("key"), 401),
-    (modelmesh.RateLimitError("slow down"), 429),
-    (modelmesh.RequestTimeoutError("late"), 504),
-    (modelmesh.ContextLengthError("long"), 400),
-    (modelmesh.StreamInterruptedError("cut"), 502),
-    (modelmesh.ProviderError("upstream"), 502),
+    (modelmesh.APITimeoutError("late"), 504),                     # no status of its own: a gateway timeout
+    (modelmesh.APIConnectionError("refused"), 502),
+    (modelmesh.StreamInterruptedError("cut", status=200), 502),   # never a success status for an error
     (modelmesh.InternalError("bug"), 500),
-    (modelmesh.RoutingError("unknown pool"), 404),
     (modelmesh.ModelMeshError("other"), 500),
 ])
-def test_error_status_prefers_the_errors_own_status_then_its_class(exc, status):
+def test_error_status_is_the_errors_status_code_else_its_class(exc, status):
     assert wire.error_status(exc) == status
     answer = wire.wire_error(exc)
     assert answer.status == status and b'"error":{"message":' in answer.body
 
 
-def test_an_error_answer_is_the_sdks_exception_for_its_status_code():
-    """A status_code the mesh does not produce today (409) still reaches the SDK as its own
-    type: the transport answers with whatever error_status says."""
-    import httpx
+def test_an_error_answer_carries_the_hierarchys_body_and_headers_and_names_the_last_model_tried():
+    rec = modelmesh.AttemptRecord
+    exc = modelmesh.InternalServerError("every attempt failed", status_code=503, retry_after=2.5, request_id="mm-7",
+                                        attempts=[rec(provider="a", model="m1", outcome="server_error", status=500),
+                                                  rec(provider="b", model="m2", outcome="timeout")])
+    answer = wire.wire_error(exc)
+    headers = dict(answer.headers)
+    assert headers["retry-after"] == "3" and headers["x-request-id"] == "mm-7"
+    assert (headers["x-modelmesh-provider"], headers["x-modelmesh-model"], headers["x-modelmesh-attempts"]) == ("b", "m2", "2")
+    body = json.loads(answer.body)["error"]
+    assert body == {"message": str(exc), "type": "server_error", "param": None, "code": None}
+    assert exc.body == {**body, "message": exc.message}  # the same fields as the error's own body
 
+
+def test_an_error_answer_is_the_sdks_exception_for_its_status_code():
     from modelmesh.openai._transport import _failure
 
     request = httpx.Request("POST", "http://modelmesh.invalid/v1/chat/completions")
-    response = _failure(_WithStatusCode("conflict", 409), request)
-    client = openai.OpenAI(api_key="unused", base_url="http://modelmesh.invalid/v1")
-    err = client._make_status_error_from_response(response)
-    assert type(err) is openai.ConflictError and err.status_code == 409 and err.body["message"] == "conflict"
-    client.close()
+    response = _failure(modelmesh.ConflictError("conflict", code="busy"), request)
+    with openai.OpenAI(api_key="unused", base_url="http://modelmesh.invalid/v1") as client:
+        err = client._make_status_error_from_response(response)
+    assert type(err) is openai.ConflictError and err.status_code == 409 and err.code == "busy"
 
 
-def test_no_answer_is_only_for_attempts_that_got_no_status():
-    rec = modelmesh.AttemptRecord
-    timeouts = modelmesh.ProviderError("x", attempts=[rec(provider="a", model="m", outcome="timeout")])
-    mixed = modelmesh.ProviderError("x", attempts=[rec(provider="a", model="m", outcome="timeout"),
-                                                   rec(provider="b", model="m", outcome="connection")])
-    answered = modelmesh.ProviderError("x", attempts=[rec(provider="a", model="m", outcome="timeout"),
-                                                      rec(provider="b", model="m", outcome="server_error", status=500)])
-    malformed = modelmesh.ProviderError("x", attempts=[rec(provider="a", model="m", outcome="malformed")])
-    assert wire.no_answer(timeouts) == "timeout" and wire.no_answer(mixed) == "connection"
-    assert wire.no_answer(answered) is None and wire.no_answer(malformed) is None
-    assert wire.no_answer(modelmesh.NoModelAvailableError("standby")) is None  # nothing was tried: an answer
+def test_no_answer_is_for_connection_and_timeout_errors_only():
+    assert wire.no_answer(modelmesh.APITimeoutError("late")) == "timeout"
+    assert wire.no_answer(modelmesh.APIConnectionError("refused")) == "connection"
+    assert wire.no_answer(modelmesh.InternalServerError("answered", status=500)) is None
+    assert wire.no_answer(modelmesh.StreamInterruptedError("cut")) is None

@@ -12,9 +12,9 @@ own exception types for errors, and reads streams as SSE.
 A stream is pulled here until its first chunk (or its failure) before the response is
 returned, so a routing failure is the response's status and the SDK raises it from
 `create()`; the rest is pulled lazily as the SDK reads the body, one chunk at a time.
-When no upstream answered at all (each attempt refused, reset or timed out before a
-status line), the transport raises httpx's ConnectError / ReadTimeout, which the SDK
-reports as APIConnectionError / APITimeoutError, as it would for api.openai.com.
+When no upstream answered at all (the mesh's APIConnectionError / APITimeoutError), the
+transport raises httpx's ConnectError / ReadTimeout, which the SDK reports as its own
+APIConnectionError / APITimeoutError, as it would for api.openai.com.
 The SDK's Authorization header is never read or forwarded: each provider gets its own
 key from the mesh configuration.
 """
