@@ -1,0 +1,230 @@
+"""OpenAI's wire format for what the mesh answers: routes, bodies, SSE and error bodies.
+
+Theory of operation: everything here is a pure function over str, bytes, dicts and
+iterators; it imports neither openai nor httpx and does no I/O, so the two front doors
+that speak OpenAI's HTTP API share it: `modelmesh.openai` (an httpx transport under the
+real SDK) and the OpenAI-compatible proxy. A front door parses the path with `route`,
+sends the body through the mesh, and writes back one of three things:
+
+- a result: `encode_json(body)` with `served_headers(...)` (who served it);
+- a stream: `sse_stream(chunks)` yields `data: {chunk}\\n\\n` lazily, then `data: [DONE]\\n\\n`;
+  a ModelMeshError raised while the chunks are pulled becomes one `data: {"error": ...}`
+  event (what OpenAI sends mid-stream) and the stream ends there;
+- an error: `wire_error(exc)` gives the HTTP status, the `{"error": {...}}` body and the
+  headers; `no_answer(exc)` says when no upstream answered at all (APIConnectionError,
+  APITimeoutError), which an HTTP client reports as a connection failure, not a status.
+
+The error hierarchy (`_core/_errors.py`) decides each error's status, code and type; this
+module only writes them down, with `error_status` the one place that answers for errors
+that have no HTTP status of their own.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from ._core import _errors as E
+
+__all__ = [
+    "Route", "route", "encode_json", "served_headers", "sse_event", "sse_stream", "DONE",
+    "WireError", "error_status", "error_body", "wire_error", "unknown_route", "invalid_body", "no_answer",
+    "embeddings_request", "embeddings_body", "find_model", "model_not_found",
+]
+
+DONE = b"data: [DONE]\n\n"
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An OpenAI API path the mesh serves: `op` is "chat", "embeddings", "models" or "model"
+    (one model, `model_id` unquoted: `provider/model-id` arrives as `provider%2Fmodel-id`)."""
+
+    op: str
+    model_id: str | None = None
+
+
+def route(method: str, path: str) -> Route | None:
+    """The route of `method path`, the path relative to the API's base (`/chat/completions`);
+    None for any other endpoint."""
+    path = path.rstrip("/") or "/"
+    if method == "POST" and path == "/chat/completions":
+        return Route("chat")
+    if method == "POST" and path == "/embeddings":
+        return Route("embeddings")
+    if method == "GET" and path == "/models":
+        return Route("models")
+    if method == "GET" and path.startswith("/models/") and len(path) > 8:
+        return Route("model", unquote(path[8:]))
+    return None
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def served_headers(*, provider: str, model: str, attempts: int, request_id: str, pool: str | None = None,
+                   content_type: str = JSON) -> list[tuple[str, str]]:
+    """Who served a response: the provider, its model id, how many attempts it took."""
+    headers = [("content-type", content_type), ("x-request-id", request_id), ("x-modelmesh-provider", provider),
+               ("x-modelmesh-model", model), ("x-modelmesh-attempts", str(attempts))]
+    if pool:
+        headers.append(("x-modelmesh-pool", pool))
+    return headers
+
+
+# -- streams -----------------------------------------------------------------------------------
+def sse_event(obj: Mapping[str, Any]) -> bytes:
+    return b"data: " + encode_json(obj) + b"\n\n"
+
+
+def sse_stream(chunks: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
+    """Each chunk as an SSE event, pulled one at a time, then `[DONE]`. A ModelMeshError
+    raised by `chunks` (the stream broke after content was delivered) is sent as OpenAI's
+    mid-stream error event, and no `[DONE]` follows."""
+    try:
+        for chunk in chunks:
+            yield sse_event(chunk)
+    except E.ModelMeshError as exc:
+        yield sse_event(error_body(exc))
+        return
+    yield DONE
+
+
+# -- errors ----------------------------------------------------------------------------------------
+# Errors with an HTTP status (APIStatusError) carry it as `status_code`, with their OpenAI body
+# (`body`) and headers (`response.headers`). The others never came from an upstream's status:
+# what a server answers for them.
+_STATUS_BY_CLASS: tuple[tuple[type[E.ModelMeshError], int], ...] = (
+    (E.APITimeoutError, 504),          # the upstreams did not answer in time: a gateway timeout
+    (E.APIConnectionError, 502),       # no upstream answered: a bad gateway
+    (E.StreamInterruptedError, 502),   # the upstream broke its stream
+)
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status an error is answered with: its `status_code` when it has one (every
+    APIStatusError does), else the status of its class (500 for a bug or anything else)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return status
+    for cls, fallback in _STATUS_BY_CLASS:
+        if isinstance(exc, cls):
+            return fallback
+    return 500
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """OpenAI's error body for `exc`: `message` is the error's text with its attempts
+    (ModelMeshError messages are redacted where they are made, so no secret reaches here);
+    `type`, `param` and `code` are the error's own."""
+    fields = {name: getattr(exc, name, None) for name in ("type", "param", "code")}
+    kind = fields["type"] if isinstance(fields["type"], str) and fields["type"] else _type_for(error_status(exc))
+    return {"error": {"message": str(exc), "type": kind,
+                      "param": fields["param"] if isinstance(fields["param"], str) else None,
+                      "code": fields["code"] if isinstance(fields["code"], str) else None}}
+
+
+def _type_for(status: int) -> str:
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+def wire_error(exc: BaseException) -> WireError:
+    """The HTTP answer for `exc`: status, JSON error body, and headers. An APIStatusError's
+    headers are its `response`'s (`x-request-id`, `retry-after`, `x-modelmesh-provider`,
+    `-model`, `-attempts`); where the error names no provider (every model of a pool failed),
+    the last one tried is named."""
+    status = error_status(exc)
+    response = getattr(exc, "response", None)
+    given = getattr(response, "headers", None)
+    headers: dict[str, str] = dict(given) if isinstance(given, Mapping) else {}
+    headers["content-type"] = JSON
+    attempts = getattr(exc, "attempts", ())
+    headers.setdefault("x-modelmesh-attempts", str(len(attempts)))
+    if attempts:
+        headers.setdefault("x-modelmesh-provider", attempts[-1].provider)
+        headers.setdefault("x-modelmesh-model", attempts[-1].model)
+    request_id = getattr(exc, "request_id", None)
+    if isinstance(request_id, str) and request_id:
+        headers.setdefault("x-request-id", request_id)
+    return WireError(status=status, body=encode_json(error_body(exc)), headers=list(headers.items()))
+
+
+def no_answer(exc: BaseException) -> str | None:
+    """"timeout" or "connection" when no upstream answered (APITimeoutError, APIConnectionError),
+    else None: an HTTP client reports those as its own timeout or connection error, not as a
+    status from the server."""
+    if isinstance(exc, E.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, E.APIConnectionError):
+        return "connection"
+    return None
+
+
+def _simple(status: int, message: str, code: str | None, param: str | None = None) -> WireError:
+    body = {"error": {"message": message, "type": _type_for(status), "param": param, "code": code}}
+    return WireError(status=status, body=encode_json(body), headers=[("content-type", JSON)])
+
+
+def unknown_route(method: str, path: str) -> WireError:
+    """An endpoint the mesh does not serve; the words OpenAI uses for a URL it does not know."""
+    return _simple(404, f"Invalid URL ({method} {path}): the mesh serves POST /chat/completions, "
+                        "POST /embeddings, GET /models and GET /models/{model}", "unknown_url")
+
+
+def invalid_body(reason: str, param: str | None = None) -> WireError:
+    return _simple(400, reason, None if param is None else "missing_required_parameter", param)
+
+
+def model_not_found(model_id: str) -> WireError:
+    return _simple(404, f"The model '{model_id}' is neither a pool nor a configured model of this mesh",
+                   "model_not_found")
+
+
+# -- bodies ------------------------------------------------------------------------------------
+def embeddings_request(body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(the body to send through the mesh, the encoding the caller asked for). Base64 (what
+    the openai SDK asks for by default) is made here from floats, so providers are asked for
+    their default floats: not every provider knows `encoding_format` (Gemini refuses base64)."""
+    wanted = body.get("encoding_format")
+    if wanted == "base64":
+        return {k: v for k, v in body.items() if k != "encoding_format"}, wanted
+    return body, wanted
+
+
+def embeddings_body(response: dict[str, Any], encoding_format: Any) -> dict[str, Any]:
+    """The embeddings response in the encoding the caller asked for: floats become base64
+    (little-endian float32, as OpenAI encodes them) when "base64" was asked."""
+    if encoding_format != "base64":
+        return response
+    data = response.get("data")
+    if not isinstance(data, list) or not any(isinstance(d, dict) and isinstance(d.get("embedding"), list) for d in data):
+        return response
+    out = []
+    for item in data:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            item = dict(item, embedding=base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii"))
+        out.append(item)
+    return dict(response, data=out)
+
+
+def find_model(listing: Mapping[str, Any], model_id: str) -> dict[str, Any] | None:
+    """The model object with `model_id` in a models page, or None."""
+    for item in listing.get("data") or ():
+        if isinstance(item, dict) and item.get("id") == model_id:
+            return item
+    return None
