@@ -71,12 +71,10 @@ def encode_json(value: Any) -> bytes:
 
 def served_headers(*, provider: str, model: str, attempts: int, request_id: str, pool: str | None = None,
                    content_type: str = JSON) -> list[tuple[str, str]]:
-    """Who served a response: the provider, its model id, how many attempts it took."""
-    headers = [("content-type", content_type), ("x-request-id", request_id), ("x-modelmesh-provider", provider),
-               ("x-modelmesh-model", model), ("x-modelmesh-attempts", str(attempts))]
-    if pool:
-        headers.append(("x-modelmesh-pool", pool))
-    return headers
+    """Who served a response: the provider, its model id, how many attempts it took (the
+    names are the error responses' too: `mesh_headers` makes both)."""
+    named = E.mesh_headers(request_id=request_id, provider=provider, model=model, attempts=attempts, pool=pool)
+    return [("content-type", content_type), *named.items()]
 
 
 # -- streams -----------------------------------------------------------------------------------

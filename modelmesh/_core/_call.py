@@ -166,6 +166,12 @@ class Call:
         return self._assembly.partial_text
 
     @property
+    def buffered(self) -> int:
+        """Chunks ready to deliver without another read: a front door that writes bytes can
+        send them together, in one write per network read rather than one per chunk."""
+        return len(self._queue)
+
+    @property
     def answered_by(self) -> tuple[str, str, Mapping[str, str]] | None:
         """(provider, model id, response headers) of the answer in hand: a stream's once it
         opened; None before any answer came."""

@@ -352,11 +352,12 @@ def for_status(cls: type[ModelMeshError], status: int | None) -> type[ModelMeshE
 
 
 def mesh_headers(*, request_id: str | None, provider: str | None, model: str | None, attempts: int,
-                 upstream: Mapping[str, str] | None = None) -> dict[str, str]:
+                 pool: str | None = None, upstream: Mapping[str, str] | None = None) -> dict[str, str]:
     """The headers an answer of the mesh carries: who served it (`x-modelmesh-provider`,
-    `-model`, `-attempts`), the mesh's request id (`x-modelmesh-request-id`), and
+    `-model`, `-attempts`, `-pool`), the mesh's request id (`x-modelmesh-request-id`), and
     `x-request-id`: the provider's own when it sent one (the id its support asks for), else
-    the mesh's. `upstream` are the serving response's headers, kept under these."""
+    the mesh's. `upstream` are the serving response's headers, kept under these (for a
+    response object to show; an HTTP answer of our own must not repeat their framing)."""
     out = {k.lower(): v for k, v in upstream.items()} if upstream else {}
     if request_id:
         out["x-modelmesh-request-id"] = request_id
@@ -366,6 +367,8 @@ def mesh_headers(*, request_id: str | None, provider: str | None, model: str | N
     if model:
         out["x-modelmesh-model"] = model
     out["x-modelmesh-attempts"] = str(attempts)
+    if pool:
+        out["x-modelmesh-pool"] = pool
     return out
 
 

@@ -130,7 +130,15 @@ class _SSEStream(httpx.SyncByteStream):
         self._handle = handle
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._events
+        # the events of one network read go to the SDK together: one piece per read, not per chunk
+        call, parts = self._handle.call, []
+        for event in self._events:
+            parts.append(event)
+            if not call.buffered:
+                yield b"".join(parts)
+                parts.clear()
+        if parts:
+            yield b"".join(parts)
 
     def close(self) -> None:
         self._handle.close()
