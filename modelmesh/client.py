@@ -36,8 +36,12 @@ class MeshClient:
 
     def __init__(
         self,
-        config: str | os.PathLike | Mapping[str, Any] | MeshConfig,
+        config: str | os.PathLike | Mapping[str, Any] | MeshConfig | None = None,
         *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         seed: int | None = None,
@@ -50,8 +54,20 @@ class MeshClient:
         probe_check_interval: float = 1.0,
     ) -> None:
         """`probe_check_interval` is how often, in real seconds, the background probe thread
-        (started by the first request, stopped by `close()`) looks for due recovery probes."""
+        (started by the first request, stopped by `close()`) looks for due recovery probes.
+
+        Without `config`, the client is a mesh of one OpenAI-compatible provider, made as
+        `openai.OpenAI(...)` is: `base_url` (else OPENAI_BASE_URL, else OpenAI's API),
+        `api_key` (else OPENAI_API_KEY), `organization` and `project` (else OPENAI_ORG_ID,
+        OPENAI_PROJECT_ID); any model name is sent to it as given."""
         from ._build import build
+
+        env = os.environ if environ is None else environ
+        if config is None:
+            config = _one_provider(base_url, api_key, organization, project, env)
+        elif any(v is not None for v in (base_url, api_key, organization, project)):
+            raise E.ConfigurationError(["MeshClient(): pass either config= or base_url=/api_key=/organization=/"
+                                        "project= (a one-provider mesh), not both"])
         from .transports.sync import SyncTransport
 
         built = build(config, environ=environ, strategies=strategies, policies=policies, rng=rng, seed=seed,
@@ -216,6 +232,23 @@ class MeshClient:
 
 
 _NO_EXTRAS: Mapping[str, str] = {}
+
+
+def _one_provider(base_url: str | None, api_key: str | None, organization: str | None, project: str | None,
+                  env: Mapping[str, str]) -> dict[str, Any]:
+    """The configuration of `MeshClient(base_url=..., api_key=...)`: the SDK's arguments and
+    variables, one provider whose catalogue is open (it serves whatever model is named)."""
+    key = api_key if api_key is not None else env.get("OPENAI_API_KEY")
+    if not key:
+        raise E.ConfigurationError(["MeshClient(): no configuration and no API key: pass config=, or api_key= "
+                                    "(or set OPENAI_API_KEY) for a one-provider mesh as openai.OpenAI() makes"])
+    url = base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    headers = {name: value for name, value in (("OpenAI-Organization", organization or env.get("OPENAI_ORG_ID")),
+                                               ("OpenAI-Project", project or env.get("OPENAI_PROJECT_ID"))) if value}
+    provider: dict[str, Any] = {"base_url": url, "auth": {"api_key": key}, "catalogue": {"open": True}}
+    if headers:
+        provider["headers"] = headers
+    return {"providers": {"openai": {"connector": "openai", "config": provider}}}
 
 
 @dataclass(frozen=True)

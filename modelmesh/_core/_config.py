@@ -244,7 +244,7 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
         ctx.problem(error.path, f"codes {sorted(set(retryable) & set(fatal))} are both "
                                 "retryable and non-retryable")
     quota = c.sub("quota", ("reset_schedule", "query_current", "query_remaining"))
-    catalogue = c.sub("catalogue", ("auto_discover", "refresh_interval"))
+    catalogue = c.sub("catalogue", ("auto_discover", "refresh_interval", "open"))
     auto = catalogue.get("auto_discover", False, as_bool)
     budget = c.sub("budget", _names(BudgetConfig))
     limits = c.sub("rate_limits", _names(RateLimitsConfig))
@@ -274,6 +274,7 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
         deployment=c.get("deployment", None, as_str),
         auto_discover=auto,
         refresh_interval=catalogue.get("refresh_interval", None, as_positive_duration),
+        open_catalogue=catalogue.get("open", False, as_bool),
         infrastructure=_infrastructure(c.sub("infrastructure", ("batch", "files",
                                                                 "fine_tuning"))),
         options=c.get("options", base.options, _free_form),

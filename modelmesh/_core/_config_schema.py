@@ -206,6 +206,7 @@ class ProviderConfig:
     deployment: str | None = None
     auto_discover: bool = False
     refresh_interval: float | None = None
+    open_catalogue: bool = False  # requests may name models it does not list: sent under that name
     infrastructure: Mapping[str, bool] = _EMPTY
     options: Mapping[str, Any] = field(default=_EMPTY, repr=False)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from . import _errors as E
 from ._body import check_body
 from ._call import Call
-from ._capabilities import is_capability, is_under, resolve_capability
+from ._capabilities import infer_capabilities, is_capability, is_under, resolve_capability
 from ._config_schema import MeshConfig, PoolConfig
 from ._events import MeshEvent
 from ._health import Health, ModelByHand, Probe, Probed, ProviderByHand
@@ -37,6 +37,11 @@ from ._types import Rng
 from .codecs import get_codec
 
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe"]
+
+
+# the most model names a provider with an open catalogue takes without their being listed: each
+# one is a model and a pool in memory, and a caller (a proxy's client) must not grow them for ever
+MAX_UNLISTED = 256
 
 
 class MeshCore:
@@ -139,10 +144,33 @@ class MeshCore:
         same_id = [m for m in self.models.values() if m.model == name]
         if same_id:
             return self._make_pool(name, None, same_id)
+        unlisted = self._unlisted(name)
+        if unlisted:
+            return self._make_pool(name, None, unlisted)
         known = list(self.pools) + list(self.models) + sorted({m.model for m in self.models.values()})
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise E.NotFoundError(f"'{name}' is not a pool, a capability or a configured model{hint}", param="model")
+
+    def _unlisted(self, name: str) -> list[ModelInfo]:
+        """`name` as a model of each provider with an open catalogue (`provider/model-id` names
+        one of them), added to the mesh's models; none when no such provider may take it."""
+        provider, _, rest = name.partition("/")
+        chosen = [provider] if rest and provider in self.providers else list(self.providers)
+        out = []
+        for pid in chosen:
+            runtime = self.providers[pid]
+            if not (runtime.config.open_catalogue and runtime.config.enabled):
+                continue
+            model_id = rest if pid == provider and rest else name
+            if sum(1 for m in self.models.values() if m.provider == pid) >= MAX_UNLISTED + len(runtime.config.models):
+                raise E.NotFoundError(f"'{name}' is not a configured model, and provider '{pid}' already took "
+                                      f"{MAX_UNLISTED} unlisted model names; list the models it serves", param="model")
+            info = ModelInfo(ref=f"{pid}/{model_id}", provider=pid, model=model_id,
+                             capabilities=infer_capabilities(model_id), prefill=runtime.codec.prefill)
+            self.models[info.ref] = info
+            out.append(info)
+        return out
 
     def _make_pool(self, name: str, capability: str | None, members: list[ModelInfo]) -> Pool:
         d = self.config.defaults
