@@ -110,7 +110,7 @@ class SharedHealth:
                         agreed = merged(stored.get(key), fact)
                         if agreed != stored.get(key):
                             assert agreed is not None  # merged() of a fact and anything is a fact
-                            self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict()))
+                            self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict(), PREFIX + key))
                             stored[key] = agreed
                 finally:
                     self.storage.release(held)
@@ -209,7 +209,7 @@ class SharedHealth:
         out: dict[str, Fact] = {}
         for name, raw in self.storage.load_many(PREFIX).items():
             try:
-                out[name[len(PREFIX):]] = Fact.from_dict(self.serializer.loads(raw))
+                out[name[len(PREFIX):]] = Fact.from_dict(self.serializer.loads(raw, name))
             except (ValueError, TypeError) as exc:
                 _log.warning("modelmesh: skipping stored health record %r, which is not a fact (%s)", name, exc)
         return out
