@@ -324,7 +324,6 @@ NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its defau
 # dataclass, {attribute: config key}). A value other than the default is refused.
 _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
     ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
-    ("storage", StorageConfig, {"locking_enabled": "locking.enabled"}),
     ("observability", ObservabilityConfig, {
         "include_metadata": "events.include_metadata", "logging_level": "logging.level",
         "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
@@ -341,7 +340,8 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",
                    "compression": "persistence.compression", "encryption": "persistence.encryption",
-                   "encryption_secret": "persistence.encryption_secret", "locking_timeout": "locking.timeout",
+                   "encryption_secret": "persistence.encryption_secret", "locking_enabled": "locking.enabled",
+                   "locking_timeout": "locking.timeout",
                    "locking_retry_interval": "locking.retry_interval"}
 _UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
                      "quota.query_current": (None, "quota_query_current"),

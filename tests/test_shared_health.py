@@ -163,3 +163,45 @@ def test_four_workers_share_a_pools_request_limit_per_model(storage):
         served = [p for worker in workers(config, 4, 15) for p in worker]
         assert len(served) == 60 and len(x.requests) == served.count("x")
         assert 40 <= served.count("x") <= 40 + 4, served.count("x")  # one limit for all, one in flight each at most
+
+
+
+def locked_config(x, y, tmp_path, locking):
+    storage = {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")},
+               "locking": {"enabled": locking, "timeout": "100ms"}}
+    return mesh_config(x, y, storage)
+
+
+@pytest.mark.parametrize("locking", [True, False])
+def test_with_locking_off_facts_are_written_without_the_lock_so_a_stuck_holder_does_not_stop_them(tmp_path, locking):
+    from modelmesh.connectors.storage import SQLiteStorage
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y, \
+            SQLiteStorage(str(tmp_path / "mesh.db")) as stuck:
+        config = locked_config(x, y, tmp_path, locking)
+        x.always(Error(401, code="invalid_api_key"))
+        assert stuck.acquire("health-sync", 0, lease=600)  # a process that froze holding the lock
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as two:
+            assert one.status()["storage"]["locking"] is locking
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert one.sync() is not locking  # the write waits for the lock only when locking is on
+            assert two.sync()  # reading never needs it
+            assert two.status()["providers"]["x"]["up"] is locking  # off: the standby arrived all the same
+
+
+@pytest.mark.parametrize("locking", [True, False])
+def test_with_locking_off_no_probe_lease_is_taken_and_every_process_probes_itself(tmp_path, locking):
+    from modelmesh.connectors.storage import SQLiteStorage
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y, \
+            SQLiteStorage(str(tmp_path / "mesh.db")) as other:
+        x.script(Error(401, code="invalid_api_key"))
+        with modelmesh.MeshClient(locked_config(x, y, tmp_path, locking), environ={},
+                                  probe_check_interval=3600) as one:
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert one.sync()
+            assert other.acquire("probe/provider:x", 0, lease=600)  # another process is probing x
+            sent = len(x.requests)
+            assert one.run_probes() == 1
+            assert len(x.requests) == sent + (0 if locking else 1)

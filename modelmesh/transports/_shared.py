@@ -24,6 +24,14 @@ Recovery probes take a lease in the store (`probe/<key>`, lasting the probe's ti
 process at a time probes a model or provider; the others skip it, and its verdict reaches
 them with the shared facts.
 
+`storage.locking.enabled: false` takes neither of these advisory locks: facts are written
+without the `health-sync` lock (two processes writing the same fact at the same moment: the
+last writer wins, and the loser's account, say a later deadline, is back in the store at its
+next full write, within REPUSH_EVERY), and every process probes its standbys itself, as it
+would alone. What it saves is the lock's round trips on each write. The connectors' own
+atomicity (an SQLite transaction, the file store's flock around a write, a Redis script) is
+not advisory and always holds: no record is ever torn, and counters are never lost.
+
 A storage that cannot be reached (a Redis restart, a locked file) does not fail a request:
 the sync reports False, logs one warning per outage, and the process goes on with what it
 knows. Nor does it stall every request: after a failure, syncs that are not asked for by
@@ -60,6 +68,7 @@ class SharedHealth:
         self.clock = clock
         self.lock_timeout = lock_timeout
         self.emit = emit
+        self.locking = bool(core.config.storage.locking_enabled)  # the advisory locks above; see the docstring
         self.last_sync: float | None = None  # when a sync last succeeded (for status)
         self._budgeted = frozenset(core.budgeted())
         self._limited = frozenset(core.limited())
@@ -99,22 +108,17 @@ class SharedHealth:
             self._repush_at = time.monotonic() + REPUSH_EVERY
         changed = {key: fact for key, fact in mine.items() if self._pushed.get(key) != fact}
         try:
-            if changed:  # only a write needs the lock: reads of whole records are atomic
+            if changed and not self.locking:
+                stored = self._write(changed)
+            elif changed:  # only a write needs the lock: reads of whole records are atomic
                 wait = self.lock_timeout if patient else min(self.lock_timeout, 0.5)
                 held = self.storage.acquire(LOCK, wait)
                 if held is None:
                     return self._failed(f"the lock {LOCK!r} was not free within {wait:g}s")
                 try:
-                    stored = self._read()
-                    for key, fact in changed.items():
-                        agreed = merged(stored.get(key), fact)
-                        if agreed != stored.get(key):
-                            assert agreed is not None  # merged() of a fact and anything is a fact
-                            self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict(), PREFIX + key))
-                            stored[key] = agreed
+                    stored = self._write(changed)
                 finally:
                     self.storage.release(held)
-                self._pushed.update(changed)
             else:
                 stored = self._read()
             self._pull_spend(now)
@@ -129,11 +133,23 @@ class SharedHealth:
             _log.warning("modelmesh: shared storage is back; health is shared again")
         return True
 
+    def _write(self, changed: dict[str, Fact]) -> dict[str, Fact]:
+        """Write each changed fact of ours merged over the stored one; the stored facts after."""
+        stored = self._read()
+        for key, fact in changed.items():
+            agreed = merged(stored.get(key), fact)
+            if agreed != stored.get(key):
+                assert agreed is not None  # merged() of a fact and anything is a fact
+                self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict(), PREFIX + key))
+                stored[key] = agreed
+        self._pushed.update(changed)
+        return stored
+
     def probe_lease(self, probe: Any) -> Any:
         """The store's lease on sending `probe` (one process at a time probes a model or a
         provider): the held lock, False when another process holds it, None when the store
-        cannot say (this process then probes, as it would alone)."""
-        if self._backing_off():
+        cannot say or locking is off (this process then probes, as it would alone)."""
+        if not self.locking or self._backing_off():
             return None
         try:
             held = self.storage.acquire(f"probe/{probe.key}", 0, lease=probe.timeout + 1.0)
@@ -150,7 +166,8 @@ class SharedHealth:
 
     def describe(self) -> dict[str, Any]:
         """What `status()` shows of the sharing: the store, when it last worked, whether it does now."""
-        return {"connector": type(self.storage).__name__, "last_sync": self.last_sync, "reachable": not self._failing}
+        return {"connector": type(self.storage).__name__, "last_sync": self.last_sync, "reachable": not self._failing,
+                "locking": self.locking}
 
     def record_spend(self, provider: str, cost: float) -> None:
         """A request served by `provider` cost `cost`: add it to the shared counters of the
