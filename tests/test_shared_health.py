@@ -205,3 +205,81 @@ def test_with_locking_off_no_probe_lease_is_taken_and_every_process_probes_itsel
             sent = len(x.requests)
             assert one.run_probes() == 1
             assert len(x.requests) == sent + (0 if locking else 1)
+
+
+def held_workers(config, count, requests):
+    """`count` workers that made their requests and synced, and stay live until told to close."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, WORKER, json.dumps(config), str(requests), "hold"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(count)]
+    for proc in procs:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+    return procs
+
+
+def release(procs):
+    for proc in procs:
+        proc.communicate("\n", timeout=60)
+        assert proc.returncode == 0
+
+
+def test_status_lists_every_live_process_with_what_it_saw_and_its_last_sync(storage, tmp_path, capsys):
+    import socket
+    import time
+
+    from modelmesh import cli
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        x.always(Error(401, code="invalid_api_key"))
+        config = mesh_config(x, y, storage)
+        procs = held_workers(config, 3, 1)
+        try:
+            with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as watcher:
+                assert watcher.sync()
+                shown = watcher.status()["storage"]
+                rows = {p["pid"]: p for p in shown["processes"]}
+                assert set(rows) == {os.getpid()} | {p.pid for p in procs}
+                assert rows[os.getpid()]["this"] is True and sum(p["this"] for p in rows.values()) == 1
+                for proc in procs:
+                    row = rows[proc.pid]
+                    assert row["host"] == socket.gethostname()
+                    assert row["last_sync"] is not None and row["last_sync"] <= time.time()
+                    assert row["standby"] == ["provider:x"] and row["facts"] >= 1  # each saw x go down
+                assert sum(rows[p.pid]["written"] for p in procs) >= 1  # someone wrote the standby
+                path = tmp_path / "mesh.json"
+                path.write_text(json.dumps(config))
+                assert cli.main(["status", str(path)]) == 0
+            out = capsys.readouterr().out
+            assert "processes sharing it (5 live):" in out  # three workers, the watcher, the command
+            assert out.count("(this command)") == 1
+            assert all(f"pid {p.pid}: last sync" in out for p in procs)
+        finally:
+            release(procs)
+        late = modelmesh.MeshClient(config, environ={}, probe_check_interval=3600)
+        with late:
+            assert late.sync()
+            assert [p["pid"] for p in late.status()["storage"]["processes"]] == [os.getpid()]  # closed: gone
+
+
+def test_a_process_killed_without_closing_drops_out_of_status_when_its_heartbeat_ends(tmp_path):
+    import signal
+    import time
+
+    storage = {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")}}
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        (proc,) = held_workers(config, 1, 1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as now:
+            assert now.sync() and proc.pid in [p["pid"] for p in now.status()["storage"]["processes"]]
+        later = time.time() + 3 * 5.0 + 1  # past the killed worker's heartbeat (three heartbeats of 5 s)
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=lambda: later) as after:
+            assert after.sync()
+            assert [p["pid"] for p in after.status()["storage"]["processes"]] == [os.getpid()]
+        from modelmesh.connectors.storage import SQLiteStorage
+
+        with SQLiteStorage(str(tmp_path / "mesh.db")) as store:
+            assert store.list("process/") == []  # the ended heartbeat was deleted, and the closed client's too

@@ -32,6 +32,15 @@ would alone. What it saves is the lock's round trips on each write. The connecto
 atomicity (an SQLite transaction, the file store's flock around a write, a Redis script) is
 not advisory and always holds: no record is ever torn, and counters are never lost.
 
+Each process also keeps a heartbeat in the store (`process/<host>:<pid>:<id>`): its host and
+pid, when it last synced, how many facts it holds and which of them are standbys, when it
+last wrote facts and how many it has written. It is rewritten at a successful sync once
+HEARTBEAT_EVERY seconds have passed (or when asked for by hand, as `modelmesh status`
+does), carries its own end (`expires`: three heartbeats, or three sync intervals if longer),
+and is deleted when the client closes. At each heartbeat the others' are read (expired ones
+are deleted): `status()["storage"]["processes"]` shows the live ones as of then, and this
+process's own as of now. Heartbeats go through the Serializer, encrypted when records are.
+
 A storage that cannot be reached (a Redis restart, a locked file) does not fail a request:
 the sync reports False, logs one warning per outage, and the process goes on with what it
 knows. Nor does it stall every request: after a failure, syncs that are not asked for by
@@ -42,13 +51,16 @@ warning, never trusted.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .._core._mesh import MeshCore
-from .._core._sharing import Fact, merged
+from .._core._sharing import Fact, live, merged
 from ..connectors.storage import StorageUnavailable  # this module loads only when storage is configured
 
 __all__ = ["SharedHealth"]
@@ -57,6 +69,8 @@ _log = logging.getLogger("modelmesh")
 PREFIX = "health/"
 REPUSH_EVERY = 30.0  # seconds between writes of every fact of ours, changed or not
 LOCK = "health-sync"
+PROCESSES = "process/"
+HEARTBEAT_EVERY = 5.0  # seconds (of the client's clock) between heartbeats
 
 
 class SharedHealth:
@@ -70,6 +84,13 @@ class SharedHealth:
         self.emit = emit
         self.locking = bool(core.config.storage.locking_enabled)  # the advisory locks above; see the docstring
         self.last_sync: float | None = None  # when a sync last succeeded (for status)
+        self._host, self._pid, self._started = socket.gethostname(), os.getpid(), clock()
+        self._heartbeat_key = f"{PROCESSES}{self._host}:{self._pid}:{secrets.token_hex(4)}"
+        self._heartbeat_at: float | None = None  # clock() of our last heartbeat
+        self._heartbeat_ttl = 3 * max(HEARTBEAT_EVERY, float(core.config.storage.sync_interval))
+        self._peers: list[dict[str, Any]] = []  # the other processes' heartbeats, as of our last
+        self._last_push: float | None = None  # clock() when facts of ours were last written
+        self._written = 0  # facts of ours written to the store, in all
         self._budgeted = frozenset(core.budgeted())
         self._limited = frozenset(core.limited())
         self._pushed: dict[str, Fact] = {}  # our facts as last written: only a changed one is written again
@@ -95,11 +116,11 @@ class SharedHealth:
         if not self._busy.acquire(blocking=patient):
             return not self._failing
         try:
-            return self._exchange(patient)
+            return self._exchange(patient, heartbeat=force)
         finally:
             self._busy.release()
 
-    def _exchange(self, patient: bool) -> bool:
+    def _exchange(self, patient: bool, heartbeat: bool) -> bool:
         now = self.clock()
         version = self.core.health_version
         mine = self.core.facts(now)
@@ -123,6 +144,8 @@ class SharedHealth:
                 stored = self._read()
             self._pull_spend(now)
             self._pull_usage(now)
+            if heartbeat or self._heartbeat_at is None or now - self._heartbeat_at >= HEARTBEAT_EVERY:
+                self._heartbeat(now, mine)
         except StorageUnavailable as exc:
             return self._failed(str(exc))
         self._pushed_version = version
@@ -143,7 +166,44 @@ class SharedHealth:
                 self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict(), PREFIX + key))
                 stored[key] = agreed
         self._pushed.update(changed)
+        self._last_push, self._written = self.clock(), self._written + len(changed)
         return stored
+
+    def _heartbeat(self, now: float, mine: dict[str, Fact]) -> None:
+        """Write ours, read the others' (deleting those that have ended)."""
+        record = dict(self._mine(now, mine), last_sync=now)  # this sync succeeds: it is the last
+        self.storage.save(self._heartbeat_key, self.serializer.dumps(record, self._heartbeat_key))
+        self._heartbeat_at = now
+        peers = []
+        for key, raw in self.storage.load_many(PROCESSES).items():
+            if key == self._heartbeat_key:
+                continue
+            try:
+                peer = _heartbeat_record(self.serializer.loads(raw, key))
+            except (ValueError, TypeError) as exc:
+                _log.warning("modelmesh: skipping stored heartbeat %r, which is not one (%s)", key, exc)
+                continue
+            if peer["expires"] <= now:
+                self.storage.delete(key)  # that process stopped without closing (or its clock is far behind)
+            else:
+                peers.append(peer)
+        self._peers = sorted(peers, key=lambda p: (p["host"], p["pid"]))
+
+    def _mine(self, now: float, mine: dict[str, Fact]) -> dict[str, Any]:
+        return {"host": self._host, "pid": self._pid, "started": self._started, "last_sync": self.last_sync,
+                "facts": len(mine), "standby": sorted(k for k, f in mine.items() if live(f, now)),
+                "last_push": self._last_push, "written": self._written, "expires": now + self._heartbeat_ttl}
+
+    def close(self) -> None:
+        """This process stops sharing: its heartbeat goes (it is no longer a live process), then
+        the store is closed. A store that cannot be reached keeps it until it expires."""
+        try:
+            if self._heartbeat_at is not None:
+                self.storage.delete(self._heartbeat_key)
+        except StorageUnavailable:
+            pass
+        finally:
+            self.storage.close()
 
     def probe_lease(self, probe: Any) -> Any:
         """The store's lease on sending `probe` (one process at a time probes a model or a
@@ -165,9 +225,15 @@ class SharedHealth:
             self._failed(str(exc))
 
     def describe(self) -> dict[str, Any]:
-        """What `status()` shows of the sharing: the store, when it last worked, whether it does now."""
+        """What `status()` shows of the sharing: the store, when it last worked, whether it does
+        now, and the live processes sharing it: this one as of now (`"this": True`), the others
+        as of their heartbeats when this process last read them (`heard_at`)."""
+        now = self.clock()
+        me = dict(self._mine(now, self.core.facts(now)), this=True)
+        del me["expires"]
+        others = [dict(p, this=False) for p in self._peers if p["expires"] > now]
         return {"connector": type(self.storage).__name__, "last_sync": self.last_sync, "reachable": not self._failing,
-                "locking": self.locking}
+                "locking": self.locking, "heard_at": self._heartbeat_at, "processes": [me, *others]}
 
     def record_spend(self, provider: str, cost: float) -> None:
         """A request served by `provider` cost `cost`: add it to the shared counters of the
@@ -243,6 +309,26 @@ class SharedHealth:
         self._backoff = min(30.0, max(1.0, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
         return False
+
+
+_HEARTBEAT_FIELDS = {"host": str, "pid": int, "started": float, "last_sync": (float, type(None)), "facts": int,
+                     "standby": list, "last_push": (float, type(None)), "written": int, "expires": float}
+
+
+def _heartbeat_record(data: Any) -> dict[str, Any]:
+    """A stored heartbeat, checked field by field; ValueError for anything else."""
+    if not isinstance(data, dict) or set(data) != set(_HEARTBEAT_FIELDS):
+        raise ValueError("not an object with the fields of a heartbeat")
+    for name, kind in _HEARTBEAT_FIELDS.items():
+        value = data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = data[name] = float(value)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ValueError(f"its field {name!r} is a {type(value).__name__}")
+    if not all(isinstance(k, str) for k in data["standby"]):
+        raise ValueError("its field 'standby' holds something other than names")
+    return data
 
 
 def _spend_key(provider: str, period: str, end: float) -> str:
