@@ -283,3 +283,36 @@ def test_a_process_killed_without_closing_drops_out_of_status_when_its_heartbeat
 
         with SQLiteStorage(str(tmp_path / "mesh.db")) as store:
             assert store.list("process/") == []  # the ended heartbeat was deleted, and the closed client's too
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the killed worker is forked so that 100 rounds stay quick")
+def test_a_worker_killed_mid_sync_100_times_never_leaves_the_store_unreadable_and_the_others_work_on(
+        storage, tmp_path):
+    """Beside the connectors' own kill test (test_storage_processes), this kills whole mesh
+    workers in their syncs: a fact, a heartbeat and spend counters being written, the store's
+    lock held. Two other workers request and sync all along."""
+    storage = dict(storage, config=dict(storage["config"], lease=0.1), locking={"timeout": "10ms"})
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        config["providers"]["y"]["config"]["budget"] = {"daily_limit": 1000.0}
+        config["providers"]["y"]["config"]["models"][0]["pricing"] = {"per_request": 0.01}
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+        stop = tmp_path / "stop"
+        others = [subprocess.Popen([sys.executable, WORKER, json.dumps(config), "1", "loop", str(stop)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        try:
+            for proc in others:
+                assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            killer = subprocess.run([sys.executable, WORKER, json.dumps(config), "0", "killsync", "100", "11"],
+                                    capture_output=True, text=True, timeout=120, env=env)
+        finally:
+            stop.touch()
+        outputs = [proc.communicate(timeout=60) for proc in others]
+    assert killer.returncode == 0, killer.stderr  # after every kill, every record read whole and a client synced
+    report = json.loads(killer.stdout)
+    assert report["rounds"] == report["read"] == 100, report
+    assert report["changed"] == 99, report  # every round wrote before its kill, which came amid later writes
+    for proc, (out, err) in zip(others, outputs, strict=True):
+        assert proc.returncode == 0, err  # no request of theirs failed
+        counts = json.loads(out.strip().splitlines()[-1])
+        assert counts["requests"] >= 10 and counts["synced"] >= 1, counts
