@@ -316,3 +316,56 @@ def test_a_worker_killed_mid_sync_100_times_never_leaves_the_store_unreadable_an
         assert proc.returncode == 0, err  # no request of theirs failed
         counts = json.loads(out.strip().splitlines()[-1])
         assert counts["requests"] >= 10 and counts["synced"] >= 1, counts
+
+
+def rated_config(x, y, storage, max_rpm):
+    config = mesh_config(x, y, storage)
+    config["pools"]["chat"] = {"models": ["x/m", "y/m"], "strategy": "rate-limit-aware",
+                               "rotation": {"selection": {"rate_limit": {"max_rpm": max_rpm}}}}
+    return config
+
+
+def test_a_pools_max_rpm_counts_every_processs_requests_and_an_account_fades_with_its_age(storage):
+    from modelmesh.testing import FakeClock
+
+    clock = FakeClock()
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = rated_config(x, y, storage, max_rpm=10)
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=clock) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=clock) as two:
+            served = [one.chat.completions.create(model="chat", messages=MSG).mesh.provider for _ in range(4)]
+            assert sorted(served) == ["x", "x", "y", "y"]  # the most headroom first: they alternate
+            assert one.route("chat").score == pytest.approx(0.8)  # 2 of 10 a minute on each
+            assert two.route("chat").score == 1.0  # two has not heard of them yet
+            assert one.sync() and two.sync()
+            assert two.route("chat").score == pytest.approx(0.8)  # one's requests count against two's limit
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            assert two.sync() and one.sync()
+            assert one.route("chat").score == pytest.approx(0.8)  # y: 2 of one's; x: 2 of one's and 1 of two's
+            assert one.route("chat").model_id == "m" and one.route("chat").provider_id == "y"
+            clock.advance(30)  # one's account was taken 30 s ago: half of it is still in the last minute
+            assert two.sync()
+            assert two.route("chat").score == pytest.approx(0.9)
+            clock.advance(31)
+            assert two.sync()
+            assert two.route("chat").score == 1.0  # a minute on, nothing of it is left
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=clock) as three:
+            assert three.sync()
+            shared = three.transport.shared
+            assert shared.storage.list("rate/") == []  # closed clients took their accounts with them
+
+
+def test_workers_share_requests_per_minute_for_max_rpm(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = rated_config(x, y, storage, max_rpm=20)
+        procs = held_workers(config, 3, 4)
+        try:
+            with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as checker:
+                assert checker.route("chat").score == 1.0
+                assert checker.sync()
+                fewest = min(len(x.requests), len(y.requests))
+                assert len(x.requests) + len(y.requests) == 12 and fewest >= 4
+                # the 12 requests of the others, their accounts up to a few seconds old (rounded)
+                assert 1 - fewest / 20 <= checker.route("chat").score <= 1 - (fewest - 1) / 20
+        finally:
+            release(procs)

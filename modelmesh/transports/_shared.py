@@ -32,6 +32,16 @@ would alone. What it saves is the lock's round trips on each write. The connecto
 atomicity (an SQLite transaction, the file store's flock around a write, a Redis script) is
 not advisory and always holds: no record is ever torn, and counters are never lost.
 
+Requests per minute are shared where selection reads them (a pool's `rate_limit.max_rpm`,
+a provider's `rate_limits.rpm`). A sliding minute is not a counter that `add` can keep, so
+each process writes its own count of the last minute per model (`rate/<host>:<pid>:<id>`,
+when it changed since it last wrote it, and at least every RATE_REFRESH seconds) and
+reads the others' at each sync; their sum is what the core adds to its own count. An
+account fades with its age (a count taken t seconds ago counts (60 - t)/60) and is gone
+after a minute, so a process that died without closing stops weighing; a closed one
+deletes its own. Others' requests are thus known as of their last sync: under `immediate`
+before every request, under `periodic` within `sync_interval`.
+
 Each process also keeps a heartbeat in the store (`process/<host>:<pid>:<id>`): its host and
 pid, when it last synced, how many facts it holds and which of them are standbys, when it
 last wrote facts and how many it has written. It is rewritten at a successful sync once
@@ -51,6 +61,7 @@ warning, never trusted.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
@@ -71,6 +82,9 @@ REPUSH_EVERY = 30.0  # seconds between writes of every fact of ours, changed or 
 LOCK = "health-sync"
 PROCESSES = "process/"
 HEARTBEAT_EVERY = 5.0  # seconds (of the client's clock) between heartbeats
+RATES = "rate/"
+RATE_REFRESH = 20.0  # seconds after which an unchanged count of ours is written again
+MINUTE = 60.0
 
 
 class SharedHealth:
@@ -87,12 +101,15 @@ class SharedHealth:
         self._host, self._pid, self._started = socket.gethostname(), os.getpid(), clock()
         self._heartbeat_key = f"{PROCESSES}{self._host}:{self._pid}:{secrets.token_hex(4)}"
         self._heartbeat_at: float | None = None  # clock() of our last heartbeat
+        self._rate_key = RATES + self._heartbeat_key[len(PROCESSES):]
+        self._rate_pushed: tuple[list[Any], float] | None = None  # our counts as last written, and when
         self._heartbeat_ttl = 3 * max(HEARTBEAT_EVERY, float(core.config.storage.sync_interval))
         self._peers: list[dict[str, Any]] = []  # the other processes' heartbeats, as of our last
         self._last_push: float | None = None  # clock() when facts of ours were last written
         self._written = 0  # facts of ours written to the store, in all
         self._budgeted = frozenset(core.budgeted())
         self._limited = frozenset(core.limited())
+        self._rated = sorted(set(core.rate_counted()))
         self._pushed: dict[str, Fact] = {}  # our facts as last written: only a changed one is written again
         self._pushed_version = -1  # the core's health version our facts were taken at
         self._busy = threading.Lock()  # one exchange at a time per process
@@ -144,6 +161,8 @@ class SharedHealth:
                 stored = self._read()
             self._pull_spend(now)
             self._pull_usage(now)
+            if self._rated:
+                self._share_rates(now)
             if heartbeat or self._heartbeat_at is None or now - self._heartbeat_at >= HEARTBEAT_EVERY:
                 self._heartbeat(now, mine)
         except StorageUnavailable as exc:
@@ -189,6 +208,32 @@ class SharedHealth:
                 peers.append(peer)
         self._peers = sorted(peers, key=lambda p: (p["host"], p["pid"]))
 
+    def _share_rates(self, now: float) -> None:
+        """Write our requests per model in the last minute (if changed), read the others'."""
+        counts = [[pool, ref, n] for (pool, ref), n in self.core.last_minute(self._rated, now).items() if n]
+        pushed = self._rate_pushed
+        stale = pushed is not None and (pushed[0] != counts or now - pushed[1] >= RATE_REFRESH)
+        if stale or (pushed is None and counts):  # a process that never sent writes nothing
+            record = {"at": now, "counts": counts}
+            self.storage.save(self._rate_key, self.serializer.dumps(record, self._rate_key))
+            self._rate_pushed = (counts, now)
+        others: dict[tuple[str, str], float] = {}
+        for key, raw in self.storage.load_many(RATES).items():
+            if key == self._rate_key:
+                continue
+            try:
+                at, theirs = _rate_record(self.serializer.loads(raw, key))
+            except (ValueError, TypeError) as exc:
+                _log.warning("modelmesh: skipping stored request rate %r, which is not one (%s)", key, exc)
+                continue
+            weight = min(1.0, (MINUTE - (now - at)) / MINUTE)
+            if weight <= 0:
+                self.storage.delete(key)  # a minute old: that process stopped without closing
+                continue
+            for pair, n in theirs.items():
+                others[pair] = others.get(pair, 0.0) + n * weight
+        self.core.absorb_last_minute({pair: round(n) for pair, n in others.items() if pair in self._rated})
+
     def _mine(self, now: float, mine: dict[str, Fact]) -> dict[str, Any]:
         return {"host": self._host, "pid": self._pid, "started": self._started, "last_sync": self.last_sync,
                 "facts": len(mine), "standby": sorted(k for k, f in mine.items() if live(f, now)),
@@ -200,6 +245,8 @@ class SharedHealth:
         try:
             if self._heartbeat_at is not None:
                 self.storage.delete(self._heartbeat_key)
+            if self._rate_pushed is not None:
+                self.storage.delete(self._rate_key)
         except StorageUnavailable:
             pass
         finally:
@@ -329,6 +376,22 @@ def _heartbeat_record(data: Any) -> dict[str, Any]:
     if not all(isinstance(k, str) for k in data["standby"]):
         raise ValueError("its field 'standby' holds something other than names")
     return data
+
+
+def _rate_record(data: Any) -> tuple[float, dict[tuple[str, str], float]]:
+    """(when, {(pool, model): requests in the minute before}) from a stored rate; ValueError else."""
+    if not isinstance(data, dict) or set(data) != {"at", "counts"} or not isinstance(data["counts"], list):
+        raise ValueError("not an object with the fields of a request rate")
+    at = data["at"]
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        raise ValueError("its field 'at' is not a time")
+    out: dict[tuple[str, str], float] = {}
+    for item in data["counts"]:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], str)
+                and isinstance(item[2], int) and not isinstance(item[2], bool) and item[2] >= 0):
+            raise ValueError("its counts are not [pool, model, count] triples")
+        out[(item[0], item[1])] = float(item[2])
+    return float(at), out
 
 
 def _spend_key(provider: str, period: str, end: float) -> str:
