@@ -369,3 +369,41 @@ def test_workers_share_requests_per_minute_for_max_rpm(storage):
                 assert 1 - fewest / 20 <= checker.route("chat").score <= 1 - (fewest - 1) / 20
         finally:
             release(procs)
+
+
+class Counting:
+    """A store that counts the calls made to it, by method and first argument."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, []
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append((name, args[0] if args else None))
+            return method(*args, **kwargs)
+        return counted
+
+
+def test_a_sync_reads_the_facts_only_when_the_stores_health_version_moved(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage, sync_policy="immediate")
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as two:
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"  # its first full read
+            counted = two.transport.shared.storage = Counting(two.transport.shared.storage)
+            for _ in range(5):
+                assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            assert counted.calls.count(("load", "health-version")) == 5  # one number read per request
+            assert ("load_many", "health/") not in counted.calls  # and no fact: none was written meanwhile
+            x.always(Error(401, code="invalid_api_key"))
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"  # writes the standby
+            sent = len(x.requests)
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert len(x.requests) == sent  # moved: two read the facts before its request
+            reads = counted.calls.count(("load_many", "health/"))
+            assert reads >= 1
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert counted.calls.count(("load_many", "health/")) == reads  # nothing new: the number only
+            assert two.sync() and counted.calls.count(("load_many", "health/")) == reads + 1  # by hand: always read

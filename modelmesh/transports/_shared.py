@@ -2,7 +2,12 @@
 
 Theory of operation: the core reduces health to facts (`_core/_sharing.py`: a standby with
 its deadline and reason, or a recovery, per model and per provider). `SharedHealth.sync`
-reads every stored fact (`health/<key>`) and hands that account to the core to honour. When
+reads every stored fact (`health/<key>`) and hands that account to the core to honour.
+Every write of facts also adds 1 to the counter `health-version`, so a sync first reads
+that one number and reads the facts only when it moved since its last full read (one round
+trip instead of a scan and a read of every fact, which is what `immediate` pays before each
+request); a sync asked for by hand, and one every REPUSH_EVERY seconds, reads them all
+anyway (a store wiped meanwhile, or a writer that does not count). When
 some fact of ours changed since we last wrote it (and every REPUSH_EVERY seconds, and after an
 outage, so that a store that lost its data is refilled), it does so under the store's lock
 `health-sync`, writing each changed fact merged over the stored one (a standby is only ever
@@ -80,6 +85,8 @@ _log = logging.getLogger("modelmesh")
 PREFIX = "health/"
 REPUSH_EVERY = 30.0  # seconds between writes of every fact of ours, changed or not
 LOCK = "health-sync"
+VERSION = "health-version"  # a counter: every write of facts adds 1
+_UNSEEN = object()  # no full read to compare with: the next sync reads every fact
 PROCESSES = "process/"
 HEARTBEAT_EVERY = 5.0  # seconds (of the client's clock) between heartbeats
 RATES = "rate/"
@@ -114,6 +121,7 @@ class SharedHealth:
         self._pushed_version = -1  # the core's health version our facts were taken at
         self._busy = threading.Lock()  # one exchange at a time per process
         self._repush_at = 0.0  # time.monotonic() when every fact of ours is written again
+        self._seen: Any = _UNSEEN  # the store's health version at our last full read
         self._failing = False
         self._backoff = 0.0
         self._retry_at = 0.0  # time.monotonic() before which an automatic sync does not try storage
@@ -133,18 +141,20 @@ class SharedHealth:
         if not self._busy.acquire(blocking=patient):
             return not self._failing
         try:
-            return self._exchange(patient, heartbeat=force)
+            return self._exchange(patient, force=force)
         finally:
             self._busy.release()
 
-    def _exchange(self, patient: bool, heartbeat: bool) -> bool:
+    def _exchange(self, patient: bool, force: bool) -> bool:
         now = self.clock()
         version = self.core.health_version
         mine = self.core.facts(now)
         if time.monotonic() >= self._repush_at:  # a store that lost its data (a Redis restart) is refilled
             self._pushed.clear()
+            self._seen = _UNSEEN
             self._repush_at = time.monotonic() + REPUSH_EVERY
         changed = {key: fact for key, fact in mine.items() if self._pushed.get(key) != fact}
+        stored: dict[str, Fact] | None
         try:
             if changed and not self.locking:
                 stored = self._write(changed)
@@ -158,17 +168,18 @@ class SharedHealth:
                 finally:
                     self.storage.release(held)
             else:
-                stored = self._read()
+                stored = self._read_if_moved(force)
             self._pull_spend(now)
             self._pull_usage(now)
             if self._rated:
                 self._share_rates(now)
-            if heartbeat or self._heartbeat_at is None or now - self._heartbeat_at >= HEARTBEAT_EVERY:
+            if force or self._heartbeat_at is None or now - self._heartbeat_at >= HEARTBEAT_EVERY:
                 self._heartbeat(now, mine)
         except StorageUnavailable as exc:
             return self._failed(str(exc))
         self._pushed_version = version
-        self.emit(self.core.absorb(stored, now))
+        if stored is not None:  # None: the stored facts are those the core took in last time
+            self.emit(self.core.absorb(stored, now))
         self.last_sync = now
         if self._failing:
             self._failing, self._backoff = False, 0.0
@@ -178,14 +189,29 @@ class SharedHealth:
     def _write(self, changed: dict[str, Fact]) -> dict[str, Fact]:
         """Write each changed fact of ours merged over the stored one; the stored facts after."""
         stored = self._read()
+        wrote = False
         for key, fact in changed.items():
             agreed = merged(stored.get(key), fact)
             if agreed != stored.get(key):
                 assert agreed is not None  # merged() of a fact and anything is a fact
                 self.storage.save(PREFIX + key, self.serializer.dumps(agreed.to_dict(), PREFIX + key))
                 stored[key] = agreed
+                wrote = True
+        if wrote:  # the others read the facts again; so do we (without the lock, another may have written too)
+            self.storage.add(VERSION, 1, expires_at=self.clock() + _NEVER)
+            self._seen = _UNSEEN
         self._pushed.update(changed)
         self._last_push, self._written = self.clock(), self._written + len(changed)
+        return stored
+
+    def _read_if_moved(self, full: bool) -> dict[str, Fact] | None:
+        """Every stored fact, or None when the store's health version says none was written
+        since our last full read (and `full` is False)."""
+        version = self.storage.load(VERSION)  # before the facts: a write after it shows next time
+        if not full and version == self._seen:
+            return None
+        stored = self._read()
+        self._seen = version
         return stored
 
     def _heartbeat(self, now: float, mine: dict[str, Fact]) -> None:
@@ -353,6 +379,7 @@ class SharedHealth:
             self._failing = True
             _log.warning("modelmesh: shared storage unavailable (%s); going on with this process's own health", why)
         self._pushed.clear()  # whatever the store lost meanwhile, ours go in again once it is back
+        self._seen = _UNSEEN
         self._backoff = min(30.0, max(1.0, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
         return False

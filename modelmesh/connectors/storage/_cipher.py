@@ -13,8 +13,8 @@ inside with its content, so a record copied or moved to another key fails to ope
 than being believed there.
 
 What stays in the clear: key names (pool, provider and model names), the numbers `add` and
-`raise_to` keep (spend, request and token counters: they are updated atomically by the store
-itself, which cannot add to a ciphertext), lock names, lease ends and tokens, sizes and
+`raise_to` keep (spend, request and token counters, the health version: they are updated
+atomically by the store itself, which cannot add to a ciphertext), lock names, lease ends and tokens, sizes and
 modification times. Nothing of the secret appears in a repr, an error or a log line.
 """
 from __future__ import annotations
