@@ -33,9 +33,11 @@ from benchmarks.storage_bench import bench_storage  # noqa: E402
 SECTIONS = ("core", "http", "import", "storage")
 FULL = {"overhead": 3_000, "core_iterations": 20_000, "sequential": 500, "threads": 16, "per_thread": 75, "streams": 200,
         "env_requests": 300, "extra_vars": 200, "rounds": 3, "warmup": 50, "repeats": 5, "store_requests": 300,
+        "store_other_keys": 10_000, "store_syncs": 300,
         "store_per_thread": 40}
 QUICK = {"overhead": 300, "core_iterations": 2_000, "sequential": 40, "threads": 16, "per_thread": 4, "streams": 10,
          "env_requests": 30, "extra_vars": 200, "rounds": 2, "warmup": 5, "repeats": 3, "store_requests": 20,
+         "store_other_keys": 1_000, "store_syncs": 20,
          "store_per_thread": 3}
 HTTP_PARAMS = ("sequential", "threads", "per_thread", "streams", "env_requests", "extra_vars", "rounds", "warmup")
 
@@ -122,7 +124,8 @@ def run_import(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_storage(p: dict[str, Any]) -> dict[str, Any]:
-    out = bench_storage(p["store_requests"], p["threads"], p["store_per_thread"], p["rounds"], p["warmup"], p["upstream"])
+    out = bench_storage(p["store_requests"], p["threads"], p["store_per_thread"], p["rounds"], p["warmup"], p["upstream"],
+                        p["store_other_keys"], p["store_syncs"])
     for note in out["notes"]:
         print(f"  note: {note}")
     _rows(f"sequential ({p['store_requests']} requests) and {p['threads']} threads x {p['store_per_thread']}", "req",
@@ -131,6 +134,10 @@ def run_storage(p: dict[str, Any]) -> dict[str, Any]:
     for name, r in out["ratios"].items():
         print(f"    {name:<20} sequential {r['sequential']['wall']:.3f} (CPU {r['sequential']['cpu']:.3f})   "
               f"{p['threads']} threads {r['threads']['wall']:.3f} (CPU {r['threads']['cpu']:.3f})")
+    print(f"  one sync before a request under immediate (one standby stored; {p['store_other_keys']:,} other keys "
+          "in the Redis database)")
+    for name, us in out["sync_us"].items():
+        print(f"    {name:<20} {us:8.1f} us")
     return out
 
 

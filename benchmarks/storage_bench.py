@@ -7,6 +7,11 @@ with `sync_policy: periodic` (exchanges in the background thread, off the reques
 `immediate` (an exchange before and after every request, under the store's lock). Each is
 timed sequentially and with 16 threads sharing it, in interleaved rounds, best of `rounds`;
 ratios are against `memory` (< 1.10 periodic and < 1.30 immediate are the issue's aims).
+
+Then, without HTTP, what `immediate` adds before each request: one automatic sync of each
+immediate client (best of `rounds`, `syncs` each), with one standby stored and the Redis
+database also holding `other_keys` keys of someone else's, as a Redis shared by several
+applications does (a sync that scans the keyspace pays for every one of them).
 """
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ def _redis(directory: str) -> Iterator[str | None]:
         proc.wait(10)
 
 
-def _client(stack: contextlib.ExitStack, url: str, storage: dict[str, Any] | None) -> Call:
+def _client(stack: contextlib.ExitStack, url: str, storage: dict[str, Any] | None) -> tuple[Call, Any]:
     import modelmesh
 
     config: dict[str, Any] = {
@@ -71,11 +76,41 @@ def _client(stack: contextlib.ExitStack, url: str, storage: dict[str, Any] | Non
     if storage is not None:
         config["storage"] = storage
     client = stack.enter_context(modelmesh.MeshClient(config, environ={}))
-    return lambda: client.chat.completions.create(model="chat", messages=MESSAGES).choices[0].message.content
+    return lambda: client.chat.completions.create(model="chat", messages=MESSAGES).choices[0].message.content, client
+
+
+def _sync_cost(clients: dict[str, Any], redis_url: str | None, other_keys: int, syncs: int, rounds: int
+               ) -> dict[str, float]:
+    """Microseconds per automatic sync of each immediate client, best of `rounds`."""
+    if redis_url is not None and other_keys:
+        import redis
+
+        filler = redis.Redis.from_url(redis_url)
+        pipe = filler.pipeline(transaction=False)
+        for i in range(other_keys):
+            pipe.set(f"other-application:{i}", b"x")
+        pipe.execute()
+        filler.close()
+    out = {}
+    for name, client in clients.items():
+        client.deactivate(f"local/{MODEL}", until=time.time() + 3600)  # one stored standby to read
+        client.sync()
+        client.reactivate(f"local/{MODEL}")
+        client.sync()  # its recovery written: the syncs timed below write nothing
+        shared = client.transport.shared
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(syncs):
+                shared.sync(force=False, patient=False)
+            best = min(best, (time.perf_counter() - start) / syncs)
+        out[name] = best * 1e6
+    return out
 
 
 def bench_storage(sequential: int = 300, threads: int = 16, per_thread: int = 40, rounds: int = 3,
-                  warmup: int = 30, upstream_kind: str = "auto") -> dict[str, Any]:
+                  warmup: int = 30, upstream_kind: str = "auto", other_keys: int = 10_000, syncs: int = 300
+                  ) -> dict[str, Any]:
     """Every store, sequential and threaded, against `memory`; see the module doc."""
     with upstream(upstream_kind) as up, tempfile.TemporaryDirectory() as tmp, _redis(tmp) as redis_url, \
             contextlib.ExitStack() as stack:
@@ -86,7 +121,8 @@ def bench_storage(sequential: int = 300, threads: int = 16, per_thread: int = 40
             if redis_url is not None:
                 stores[f"redis {policy}"] = {"connector": "redis", "config": {"url": redis_url, "prefix": f"{policy}:"},
                                              "persistence": {"sync_policy": policy}}
-        calls = {name: _client(stack, up.url, store) for name, store in stores.items()}
+        made = {name: _client(stack, up.url, store) for name, store in stores.items()}
+        calls = {name: call for name, (call, _) in made.items()}
         for call in calls.values():
             _sequential(call, warmup)
         plan = {}
@@ -96,6 +132,9 @@ def bench_storage(sequential: int = 300, threads: int = 16, per_thread: int = 40
         best = _best_of(plan, rounds, up.reset)
         ratios = {name: {mode: _ratio(best[f"{name} {mode}"], best[f"memory {mode}"]) for mode in ("sequential", "threads")}
                   for name in stores if name != "memory"}
+        sync_us = _sync_cost({name: client for name, (_, client) in made.items() if name.endswith("immediate")},
+                             redis_url, other_keys, syncs, rounds)
         notes = [] if redis_url is not None else ["redis-server or the redis package is missing: Redis not measured"]
-        return {"upstream": up.name, "results": best, "ratios": ratios, "notes": notes,
-                "params": {"sequential": sequential, "threads": threads, "per_thread": per_thread, "rounds": rounds}}
+        return {"upstream": up.name, "results": best, "ratios": ratios, "notes": notes, "sync_us": sync_us,
+                "params": {"sequential": sequential, "threads": threads, "per_thread": per_thread, "rounds": rounds,
+                           "other_keys": other_keys, "syncs": syncs}}

@@ -54,6 +54,7 @@ class Built:
     sinks: tuple[Any, ...] = ()
     secret_values: tuple[str, ...] = field(default=(), repr=False)
     storage: Any = None  # the shared storage (a BaseStorage) when one is configured; the shell owns it
+    serializer: Any = None  # how records are written to it (a Serializer: format, compression, encryption)
 
 
 def build(
@@ -86,31 +87,79 @@ def build(
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
     sinks = _sinks(cfg, secrets, found)
-    storage = _storage(cfg, found) if not problems and not found else None
+    storage, serializer = _storage(cfg, found) if not problems and not found else (None, None)
     problems += _new(found, problems)
     if problems:
         for sink in sinks:
             sink.close()
+        if storage is not None:
+            storage.close()
         raise ConfigurationError([redact(p, secrets) for p in problems], source=loaded.source)
     core = MeshCore(cfg, rng=rng if rng is not None else random.Random(seed), api_keys=keys, codecs=codecs,
                     user_strategies=user_strategies, policies=plugged, lock=lock)
-    return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage)
+    return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage,
+                 serializer=serializer)
 
 
-def _storage(config: MeshConfig, problems: list[str]) -> Any:
-    """The configured shared storage, opened; None for `memory` (nothing is shared)."""
+def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
+    """The configured shared storage, opened, and the Serializer of its records; (None, None)
+    for `memory` (nothing is shared)."""
     s = config.storage
     if s.connector == "memory":
-        return None
-    from .connectors.storage import make_storage
+        return None, None
+    from .connectors.storage import Cipher, Serializer, make_storage
 
+    cipher = None
+    if s.encryption:
+        if s.encryption_key is None:  # its absence is reported by the parser
+            return None, None
+        try:
+            cipher = Cipher(s.encryption_key, secret_name=s.encryption_secret)
+        except (ValueError, ImportError) as exc:  # neither message holds the key
+            problems.append(f"storage.persistence.encryption: {exc}")
+            return None, None
+    try:
+        serializer = Serializer(s.format, s.compression, cipher)
+    except ImportError as exc:
+        problems.append(f"storage.persistence.format: {exc}")
+        return None, None
     options = dict(s.config)
     options.setdefault("retry_interval", s.locking_retry_interval)
     try:
-        return make_storage(s.connector, options)
+        storage = make_storage(s.connector, options)
     except (ValueError, TypeError) as exc:
         problems.append(f"storage.config: {exc}")
+        return None, None
+    if cipher is not None:
+        problem = _key_check(storage, serializer, s.encryption_secret)
+        if problem:
+            problems.append(f"storage.persistence.encryption: {problem}")
+    return storage, serializer
+
+
+KEY_CHECK = "encryption-check"  # an encrypted record that says which key the store's records are under
+
+
+def _key_check(storage: Any, serializer: Any, secret_name: str) -> str | None:
+    """Whether the store's records are encrypted with our key: the first process writes a
+    record, later ones read it. A wrong key is thus a configuration problem at start,
+    not a warning per record later. An unreachable store is not checked here: the shell
+    reports the outage, and a record it cannot decrypt is skipped with a warning."""
+    from .connectors.storage import StorageUnavailable
+
+    try:
+        raw = storage.load(KEY_CHECK)
+        if raw is None:
+            storage.save(KEY_CHECK, serializer.dumps({"modelmesh": "storage key check"}, KEY_CHECK))
+            return None
+    except StorageUnavailable:
         return None
+    try:
+        serializer.loads(raw, KEY_CHECK)
+    except ValueError:
+        return (f"the key in the secret {secret_name!r} is not the one this store's records are encrypted with "
+                f"(its record {KEY_CHECK!r} does not decrypt): give every process the same key, or empty the store")
+    return None
 
 
 def _new(found: list[str], known: list[str]) -> list[str]:
@@ -275,7 +324,6 @@ NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its defau
 # dataclass, {attribute: config key}). A value other than the default is refused.
 _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
     ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
-    ("storage", StorageConfig, {"encryption": "persistence.encryption", "locking_enabled": "locking.enabled"}),
     ("observability", ObservabilityConfig, {
         "include_metadata": "events.include_metadata", "logging_level": "logging.level",
         "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
@@ -291,7 +339,9 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
 )
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",
-                   "compression": "persistence.compression", "locking_timeout": "locking.timeout",
+                   "compression": "persistence.compression", "encryption": "persistence.encryption",
+                   "encryption_secret": "persistence.encryption_secret", "locking_enabled": "locking.enabled",
+                   "locking_timeout": "locking.timeout",
                    "locking_retry_interval": "locking.retry_interval"}
 _UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
                      "quota.query_current": (None, "quota_query_current"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any, Sequence
 
 __all__ = ["main"]
@@ -53,7 +54,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if "storage" in snap:
             st = snap["storage"]
             print(f"shared through {st['connector']} ({st['sync_policy']}): "
-                  f"{'read now' if st['reachable'] else 'UNREACHABLE, showing this process only'}")
+                  f"{'read now' if st['reachable'] else 'UNREACHABLE, showing this process only'}"
+                  f"{'' if st['locking'] else '; locking off'}")
+            _print_processes(st["processes"], now=time.time())  # the client's clock when made here
         for pid, p in snap["providers"].items():
             print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}")
         for name, rows in snap["pools"].items():
@@ -62,6 +65,22 @@ def cmd_status(args: argparse.Namespace) -> int:
             for row in rows:
                 print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}")
     return 0
+
+
+def _print_processes(processes: list[dict[str, Any]], *, now: float) -> None:
+    """One line per live process sharing the store: which one, its last sync, what it holds."""
+    print(f"processes sharing it ({len(processes)} live):")
+    for p in processes:
+        synced = "never synced" if p["last_sync"] is None else f"last sync {_ago(now - p['last_sync'])}"
+        pushed = "nothing written" if p["last_push"] is None else \
+            f"{p['written']} fact(s) written, last {_ago(now - p['last_push'])}"
+        standby = ", ".join(p["standby"]) or "none"
+        mark = "  (this command)" if p["this"] else ""
+        print(f"  {p['host']} pid {p['pid']}: {synced}; {p['facts']} fact(s), standby: {standby}; {pushed}{mark}")
+
+
+def _ago(seconds: float) -> str:
+    return f"{max(0.0, seconds):.1f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

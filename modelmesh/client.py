@@ -82,11 +82,10 @@ class MeshClient:
         self.core.listening = bool(self._listeners)  # with nobody listening, requests build no events
         shared = None
         if built.storage is not None:
-            from .connectors.storage import Serializer
             from .transports._shared import SharedHealth
 
             storage_cfg = built.config.storage
-            shared = SharedHealth(self.core, built.storage, Serializer(storage_cfg.format, storage_cfg.compression),
+            shared = SharedHealth(self.core, built.storage, built.serializer,
                                   clock=self._clock, lock_timeout=storage_cfg.locking_timeout, emit=self._dispatch_all)
         self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
                                        environ=environ, shared=shared, sync_policy=built.config.storage.sync_policy,

@@ -163,3 +163,247 @@ def test_four_workers_share_a_pools_request_limit_per_model(storage):
         served = [p for worker in workers(config, 4, 15) for p in worker]
         assert len(served) == 60 and len(x.requests) == served.count("x")
         assert 40 <= served.count("x") <= 40 + 4, served.count("x")  # one limit for all, one in flight each at most
+
+
+
+def locked_config(x, y, tmp_path, locking):
+    storage = {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")},
+               "locking": {"enabled": locking, "timeout": "100ms"}}
+    return mesh_config(x, y, storage)
+
+
+@pytest.mark.parametrize("locking", [True, False])
+def test_with_locking_off_facts_are_written_without_the_lock_so_a_stuck_holder_does_not_stop_them(tmp_path, locking):
+    from modelmesh.connectors.storage import SQLiteStorage
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y, \
+            SQLiteStorage(str(tmp_path / "mesh.db")) as stuck:
+        config = locked_config(x, y, tmp_path, locking)
+        x.always(Error(401, code="invalid_api_key"))
+        assert stuck.acquire("health-sync", 0, lease=600)  # a process that froze holding the lock
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as two:
+            assert one.status()["storage"]["locking"] is locking
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert one.sync() is not locking  # the write waits for the lock only when locking is on
+            assert two.sync()  # reading never needs it
+            assert two.status()["providers"]["x"]["up"] is locking  # off: the standby arrived all the same
+
+
+@pytest.mark.parametrize("locking", [True, False])
+def test_with_locking_off_no_probe_lease_is_taken_and_every_process_probes_itself(tmp_path, locking):
+    from modelmesh.connectors.storage import SQLiteStorage
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y, \
+            SQLiteStorage(str(tmp_path / "mesh.db")) as other:
+        x.script(Error(401, code="invalid_api_key"))
+        with modelmesh.MeshClient(locked_config(x, y, tmp_path, locking), environ={},
+                                  probe_check_interval=3600) as one:
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert one.sync()
+            assert other.acquire("probe/provider:x", 0, lease=600)  # another process is probing x
+            sent = len(x.requests)
+            assert one.run_probes() == 1
+            assert len(x.requests) == sent + (0 if locking else 1)
+
+
+def held_workers(config, count, requests):
+    """`count` workers that made their requests and synced, and stay live until told to close."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, WORKER, json.dumps(config), str(requests), "hold"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(count)]
+    for proc in procs:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+    return procs
+
+
+def release(procs):
+    for proc in procs:
+        proc.communicate("\n", timeout=60)
+        assert proc.returncode == 0
+
+
+def test_status_lists_every_live_process_with_what_it_saw_and_its_last_sync(storage, tmp_path, capsys):
+    import socket
+    import time
+
+    from modelmesh import cli
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        x.always(Error(401, code="invalid_api_key"))
+        config = mesh_config(x, y, storage)
+        procs = held_workers(config, 3, 1)
+        try:
+            with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as watcher:
+                assert watcher.sync()
+                shown = watcher.status()["storage"]
+                rows = {p["pid"]: p for p in shown["processes"]}
+                assert set(rows) == {os.getpid()} | {p.pid for p in procs}
+                assert rows[os.getpid()]["this"] is True and sum(p["this"] for p in rows.values()) == 1
+                for proc in procs:
+                    row = rows[proc.pid]
+                    assert row["host"] == socket.gethostname()
+                    assert row["last_sync"] is not None and row["last_sync"] <= time.time()
+                    assert row["standby"] == ["provider:x"] and row["facts"] >= 1  # each saw x go down
+                assert sum(rows[p.pid]["written"] for p in procs) >= 1  # someone wrote the standby
+                path = tmp_path / "mesh.json"
+                path.write_text(json.dumps(config))
+                assert cli.main(["status", str(path)]) == 0
+            out = capsys.readouterr().out
+            assert "processes sharing it (5 live):" in out  # three workers, the watcher, the command
+            assert out.count("(this command)") == 1
+            assert all(f"pid {p.pid}: last sync" in out for p in procs)
+        finally:
+            release(procs)
+        late = modelmesh.MeshClient(config, environ={}, probe_check_interval=3600)
+        with late:
+            assert late.sync()
+            assert [p["pid"] for p in late.status()["storage"]["processes"]] == [os.getpid()]  # closed: gone
+
+
+def test_a_process_killed_without_closing_drops_out_of_status_when_its_heartbeat_ends(tmp_path):
+    import signal
+    import time
+
+    storage = {"connector": "sqlite", "config": {"path": str(tmp_path / "mesh.db")}}
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        (proc,) = held_workers(config, 1, 1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as now:
+            assert now.sync() and proc.pid in [p["pid"] for p in now.status()["storage"]["processes"]]
+        later = time.time() + 3 * 5.0 + 1  # past the killed worker's heartbeat (three heartbeats of 5 s)
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=lambda: later) as after:
+            assert after.sync()
+            assert [p["pid"] for p in after.status()["storage"]["processes"]] == [os.getpid()]
+        from modelmesh.connectors.storage import SQLiteStorage
+
+        with SQLiteStorage(str(tmp_path / "mesh.db")) as store:
+            assert store.list("process/") == []  # the ended heartbeat was deleted, and the closed client's too
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the killed worker is forked so that 100 rounds stay quick")
+def test_a_worker_killed_mid_sync_100_times_never_leaves_the_store_unreadable_and_the_others_work_on(
+        storage, tmp_path):
+    """Beside the connectors' own kill test (test_storage_processes), this kills whole mesh
+    workers in their syncs: a fact, a heartbeat and spend counters being written, the store's
+    lock held. Two other workers request and sync all along."""
+    storage = dict(storage, config=dict(storage["config"], lease=0.1), locking={"timeout": "10ms"})
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage)
+        config["providers"]["y"]["config"]["budget"] = {"daily_limit": 1000.0}
+        config["providers"]["y"]["config"]["models"][0]["pricing"] = {"per_request": 0.01}
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+        stop = tmp_path / "stop"
+        others = [subprocess.Popen([sys.executable, WORKER, json.dumps(config), "1", "loop", str(stop)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        try:
+            for proc in others:
+                assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            killer = subprocess.run([sys.executable, WORKER, json.dumps(config), "0", "killsync", "100", "11"],
+                                    capture_output=True, text=True, timeout=120, env=env)
+        finally:
+            stop.touch()
+        outputs = [proc.communicate(timeout=60) for proc in others]
+    assert killer.returncode == 0, killer.stderr  # after every kill, every record read whole and a client synced
+    report = json.loads(killer.stdout)
+    assert report["rounds"] == report["read"] == 100, report
+    assert report["changed"] == 99, report  # every round wrote before its kill, which came amid later writes
+    for proc, (out, err) in zip(others, outputs, strict=True):
+        assert proc.returncode == 0, err  # no request of theirs failed
+        counts = json.loads(out.strip().splitlines()[-1])
+        assert counts["requests"] >= 10 and counts["synced"] >= 1, counts
+
+
+def rated_config(x, y, storage, max_rpm):
+    config = mesh_config(x, y, storage)
+    config["pools"]["chat"] = {"models": ["x/m", "y/m"], "strategy": "rate-limit-aware",
+                               "rotation": {"selection": {"rate_limit": {"max_rpm": max_rpm}}}}
+    return config
+
+
+def test_a_pools_max_rpm_counts_every_processs_requests_and_an_account_fades_with_its_age(storage):
+    from modelmesh.testing import FakeClock
+
+    clock = FakeClock()
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = rated_config(x, y, storage, max_rpm=10)
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=clock) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=clock) as two:
+            served = [one.chat.completions.create(model="chat", messages=MSG).mesh.provider for _ in range(4)]
+            assert sorted(served) == ["x", "x", "y", "y"]  # the most headroom first: they alternate
+            assert one.route("chat").score == pytest.approx(0.8)  # 2 of 10 a minute on each
+            assert two.route("chat").score == 1.0  # two has not heard of them yet
+            assert one.sync() and two.sync()
+            assert two.route("chat").score == pytest.approx(0.8)  # one's requests count against two's limit
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            assert two.sync() and one.sync()
+            assert one.route("chat").score == pytest.approx(0.8)  # y: 2 of one's; x: 2 of one's and 1 of two's
+            assert one.route("chat").model_id == "m" and one.route("chat").provider_id == "y"
+            clock.advance(30)  # one's account was taken 30 s ago: half of it is still in the last minute
+            assert two.sync()
+            assert two.route("chat").score == pytest.approx(0.9)
+            clock.advance(31)
+            assert two.sync()
+            assert two.route("chat").score == 1.0  # a minute on, nothing of it is left
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600, clock=clock) as three:
+            assert three.sync()
+            shared = three.transport.shared
+            assert shared.storage.list("rate/") == []  # closed clients took their accounts with them
+
+
+def test_workers_share_requests_per_minute_for_max_rpm(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = rated_config(x, y, storage, max_rpm=20)
+        procs = held_workers(config, 3, 4)
+        try:
+            with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as checker:
+                assert checker.route("chat").score == 1.0
+                assert checker.sync()
+                fewest = min(len(x.requests), len(y.requests))
+                assert len(x.requests) + len(y.requests) == 12 and fewest >= 4
+                # the 12 requests of the others, their accounts up to a few seconds old (rounded)
+                assert 1 - fewest / 20 <= checker.route("chat").score <= 1 - (fewest - 1) / 20
+        finally:
+            release(procs)
+
+
+class Counting:
+    """A store that counts the calls made to it, by method and first argument."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, []
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append((name, args[0] if args else None))
+            return method(*args, **kwargs)
+        return counted
+
+
+def test_a_sync_reads_the_facts_only_when_the_stores_health_version_moved(storage):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = mesh_config(x, y, storage, sync_policy="immediate")
+        with modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as one, \
+                modelmesh.MeshClient(config, environ={}, probe_check_interval=3600) as two:
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"  # its first full read
+            counted = two.transport.shared.storage = Counting(two.transport.shared.storage)
+            for _ in range(5):
+                assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "x"
+            assert counted.calls.count(("load", "health-version")) == 5  # one number read per request
+            assert ("load_many", "health/") not in counted.calls  # and no fact: none was written meanwhile
+            x.always(Error(401, code="invalid_api_key"))
+            assert one.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"  # writes the standby
+            sent = len(x.requests)
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert len(x.requests) == sent  # moved: two read the facts before its request
+            reads = counted.calls.count(("load_many", "health/"))
+            assert reads >= 1
+            assert two.chat.completions.create(model="chat", messages=MSG).mesh.provider == "y"
+            assert counted.calls.count(("load_many", "health/")) == reads  # nothing new: the number only
+            assert two.sync() and counted.calls.count(("load_many", "health/")) == reads + 1  # by hand: always read

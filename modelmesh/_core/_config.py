@@ -600,8 +600,10 @@ def _storage(s: Section) -> StorageConfig:
             isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))):
         s.ctx.problem(s.at("config.url"), "expected a URL like \"redis://localhost:6379/0\"")
     per = s.sub("persistence", ("sync_policy", "sync_interval", "format", "compression",
-                                "encryption"))
+                                "encryption", "encryption_secret"))
     lock = s.sub("locking", ("enabled", "timeout", "retry_interval"))
+    encryption = per.get("encryption", b.encryption, as_bool)
+    secret_name = per.get("encryption_secret", b.encryption_secret, as_str)
     return StorageConfig(
         connector=connector, config=config,
         sync_policy=per.get("sync_policy", b.sync_policy if connector == "memory" else "periodic", as_choice(
@@ -609,12 +611,39 @@ def _storage(s: Section) -> StorageConfig:
         sync_interval=per.get("sync_interval", b.sync_interval, as_positive_duration),
         format=per.get("format", b.format, as_choice(("json", "yaml", "msgpack"))),
         compression=per.get("compression", b.compression, as_bool),
-        encryption=per.get("encryption", b.encryption, as_bool),
+        encryption=encryption, encryption_secret=secret_name,
+        encryption_key=(_encryption_key(s.ctx, per.at("encryption"), secret_name)
+                        if encryption and connector != "memory" else None),  # memory: refused by the builder
         locking_enabled=lock.get("enabled", b.locking_enabled, as_bool),
         locking_timeout=lock.get("timeout", b.locking_timeout, as_duration),
         locking_retry_interval=lock.get("retry_interval", b.locking_retry_interval,
                                         as_positive_duration),
     )
+
+
+def _encryption_key(ctx: Ctx, path: str, name: str) -> str | None:
+    """The key `storage.persistence.encryption` encrypts with: the secret `name` of the
+    configured secret store. Needed even when `secrets.fail_on_missing` is off: without it
+    nothing could be stored. Its value joins the secrets redacted everywhere."""
+    where = f"the secret {name!r} (named by storage.persistence.encryption_secret)"
+    if ctx.resolve_secret is None:
+        ctx.problem(path, f"needs {where}, but no secret store was given")
+        return None
+    try:
+        value = ctx.resolve_secret(name)
+    except Exception as exc:  # noqa: BLE001 - a store's message may hold anything
+        ctx.problem(path, f"{where} could not be read ({type(exc).__name__})")
+        return None
+    if not value or not isinstance(value, str):
+        ctx.problem(path, f"{where} is not in the secret store: put a key of at least 32 random "
+                          f"characters there (with the env store: the variable {_env_spelling(name)})")
+        return None
+    ctx.secrets.append(value)
+    return value
+
+
+def _env_spelling(name: str) -> str:
+    return name.upper().replace("-", "_").replace(".", "_")
 
 
 def _sink(ctx: Ctx, value: Any, path: str) -> ObservabilitySink | None:

@@ -328,6 +328,8 @@ class StorageConfig:
     format: str = "json"
     compression: bool = False
     encryption: bool = False
+    encryption_secret: str = "storage_encryption_key"  # the secret store's name for the key
+    encryption_key: str | None = field(default=None, repr=False, compare=False)  # its value, read at parse
     locking_enabled: bool = True
     locking_timeout: float = 30.0
     locking_retry_interval: float = 0.05
@@ -401,6 +403,7 @@ class MeshConfig:
             # and redacting them would garble every message
             found += [v for v in provider.headers.values() if isinstance(v, str) and len(v) >= 8]
         found += list(self.proxy.api_keys) + list(self.secrets.values.values())
+        found += [self.storage.encryption_key] if self.storage.encryption_key else []
         return tuple(dict.fromkeys(v for v in found if isinstance(v, str) and v))
 
     def __repr__(self) -> str:

@@ -141,6 +141,9 @@ class Health:
         # enabled with no budget): what the common case of `available` reads, found once
         self._seats: dict[str, list[tuple[ModelState, ProviderState, bool]]] = {}
         self.version = 0  # counts standbys and recoveries: a shell shares facts again only when it moved
+        # other processes' requests per (pool, model) in the last minute, from shared storage:
+        # added to ours where selection reads requests per minute (see `rate_counted`)
+        self.others_last_minute: dict[tuple[str, str], int] = {}
         self._discovery = discovery
         # outcome type -> its handler; each handler takes its own outcome type
         # releases handed over without the lock (a stream finalised by the garbage collector
@@ -325,7 +328,8 @@ class Health:
         return Candidate(
             ref=model.ref, provider=model.provider, model=model.model, index=index,
             cost_per_1k=model.cost_per_1k, latency=average if count else None, success_rate=success_rate,
-            score=score, requests_last_minute=last_minute, last_used=state.last_used,
+            score=score, requests_last_minute=last_minute + self.others_last_minute.get((pool.name, model.ref), 0),
+            last_used=state.last_used,
             remaining_requests=None if stale else state.remaining_requests, limit_requests=state.limit_requests,
             remaining_tokens=None if stale else state.remaining_tokens, limit_tokens=state.limit_tokens,
             rate_reset_at=state.rate_reset_at, known_rpm=rl.rpm, context_window=model.context_window, in_flight=0,
@@ -605,6 +609,21 @@ class Health:
             ps.spend_day = day_total
         if ps.month_end == month_end and month_total > ps.spend_month:
             ps.spend_month = month_total
+
+    def rate_counted(self) -> list[tuple[str, str]]:
+        """(pool, model) pairs whose requests per minute meet a limit in selection (the pool's
+        `rate_limit.max_rpm`, the provider's `rate_limits.rpm`): the counts other processes share."""
+        out = []
+        for pool in self.pools.values():
+            if pool.config.rotation.selection.rate_limit.max_rpm is not None:
+                out += [(pool.name, m.ref) for m in pool.members]
+            else:
+                out += [(pool.name, m.ref) for m in pool.members if self.providers[m.provider].config.rate_limits.rpm]
+        return out
+
+    def last_minute(self, pairs: list[tuple[str, str]], now: float) -> dict[tuple[str, str], int]:
+        """This process's own requests to each of `pairs` in the last minute."""
+        return {pair: self.model_states[pair].window.summary(now, 60.0)[4] for pair in pairs}
 
     def limited(self) -> list[tuple[str, str]]:
         """(pool, model) pairs whose pool limits requests, tokens or spend per model: the

@@ -293,6 +293,20 @@ class MeshCore:
     def limited(self) -> list[tuple[str, str]]:
         return self.health.limited()
 
+    def rate_counted(self) -> list[tuple[str, str]]:
+        return self.health.rate_counted()
+
+    def last_minute(self, pairs: list[tuple[str, str]], now: float) -> dict[tuple[str, str], int]:
+        """This process's requests to each (pool, model) of `pairs` in the last minute."""
+        with self.lock:
+            return self.health.last_minute(pairs, now)
+
+    def absorb_last_minute(self, others: Mapping[tuple[str, str], int]) -> None:
+        """The other processes' requests per (pool, model) in the last minute (from shared
+        storage), which selection adds to ours; replaces what was absorbed before."""
+        with self.lock:
+            self.health.others_last_minute = dict(others)
+
     def usage_period(self, pool: str, ref: str, now: float) -> float | None:
         with self.lock:
             return self.health.usage_period(pool, ref, now)

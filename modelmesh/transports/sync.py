@@ -178,7 +178,7 @@ class SyncTransport:
         self.http.close()
         if self.shared is not None:
             self.sync()  # what this process learnt last outlives it
-            self.shared.storage.close()
+            self.shared.close()  # its heartbeat goes, then the store is closed
             self.shared = None
 
     def sync(self, *, force: bool = True, patient: bool = True) -> bool:

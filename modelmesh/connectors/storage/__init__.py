@@ -3,10 +3,12 @@
 `MemoryStorage` (the default), `FileStorage`, `SQLiteStorage` and `RedisStorage` implement
 `BaseStorage`: load/save, list/delete, stat/exists, acquire/release/is_locked, and the two
 atomic numbers `add` and `raise_to` for counters and deadlines shared between processes.
-`Serializer` turns plain data into the bytes they store; `make_storage` builds one by name.
+`Serializer` turns plain data into the bytes they store (encrypted by a `Cipher` when
+`storage.persistence.encryption` is on); `make_storage` builds one by name.
 Nothing here is imported by `import modelmesh`, and redis, yaml and msgpack only when used.
 """
 from ._base import BaseStorage, Lock, Stat, StorageUnavailable
+from ._cipher import Cipher
 from ._factory import CONNECTORS, make_storage
 from ._file import FileStorage
 from ._memory import MemoryStorage
@@ -17,6 +19,7 @@ from ._sqlite import SQLiteStorage
 __all__ = [
     "BaseStorage",
     "CONNECTORS",
+    "Cipher",
     "FORMATS",
     "FileStorage",
     "Lock",

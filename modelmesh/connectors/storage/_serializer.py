@@ -2,7 +2,10 @@
 
 JSON is the default and needs nothing; YAML (PyYAML's safe dumper and loader) and msgpack are
 imported when a Serializer for them is made, with an error that says what to install. With
-`compression=True` the bytes are zlib-compressed, and `loads` expects them so.
+`compression=True` the bytes are zlib-compressed, and `loads` expects them so. With a
+`cipher` (`storage.persistence.encryption`, see `_cipher.py`) they are then encrypted, bound
+to the storage key they are written under: `dumps(data, key)` and `loads(raw, key)` must be
+given the same key.
 
 Unlike the seed's FileSerializerMixin, which wrote `default=str`, nothing is turned into a
 string silently: a value that is not plain data is a TypeError when it is written, not a
@@ -13,7 +16,10 @@ from __future__ import annotations
 import importlib
 import json
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cipher import Cipher
 
 __all__ = ["Serializer", "FORMATS"]
 
@@ -23,15 +29,16 @@ FORMATS = ("json", "yaml", "msgpack")
 class Serializer:
     """Turns plain data into bytes (`dumps`) and back (`loads`) in one `format`."""
 
-    __slots__ = ("format", "compression", "_dumps", "_loads")
+    __slots__ = ("format", "compression", "cipher", "_dumps", "_loads")
 
-    def __init__(self, format: str = "json", compression: bool = False) -> None:
+    def __init__(self, format: str = "json", compression: bool = False, cipher: Cipher | None = None) -> None:
         if format not in FORMATS:
             raise ValueError(f"unknown storage format {format!r}: choose one of {', '.join(FORMATS)}")
         if not isinstance(compression, bool):
             raise TypeError(f"compression must be True or False, not {compression!r}")
         self.format = format
         self.compression = compression
+        self.cipher = cipher
         if format == "json":
             self._dumps, self._loads = _json_dumps, _json_loads
         elif format == "yaml":
@@ -40,13 +47,20 @@ class Serializer:
             self._dumps, self._loads = _msgpack()
 
     def __repr__(self) -> str:
-        return f"Serializer(format={self.format!r}, compression={self.compression!r})"
+        return (f"Serializer(format={self.format!r}, compression={self.compression!r}, "
+                f"encrypted={self.cipher is not None!r})")
 
-    def dumps(self, data: Any) -> bytes:
+    def dumps(self, data: Any, key: str = "") -> bytes:
+        """`data` as bytes to store under `key` (which only an encrypting Serializer reads)."""
         raw: bytes = self._dumps(data)
-        return zlib.compress(raw) if self.compression else raw
+        if self.compression:
+            raw = zlib.compress(raw)
+        return raw if self.cipher is None else self.cipher.seal(raw, key)
 
-    def loads(self, raw: bytes) -> Any:
+    def loads(self, raw: bytes, key: str = "") -> Any:
+        """The data `dumps(data, key)` wrote; ValueError for anything else."""
+        if self.cipher is not None:
+            raw = self.cipher.open(raw, key)
         if self.compression:
             try:
                 raw = zlib.decompress(raw)
