@@ -27,7 +27,7 @@ from ._core import _errors as E
 from ._core._config_schema import MeshConfig
 from ._core._mesh import RoutingDecision, RoutingOptions
 from ._core._policies import PolicySet
-from ._response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, MeshObject, ServedBy
+from ._response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Model, ServedBy, SyncPage, as_plain
 
 __all__ = ["MeshClient", "ChatStream"]
 
@@ -221,6 +221,7 @@ class MeshClient:
         extra = kwargs.pop("extra_body", None) or {}
         body = {k: v for k, v in kwargs.items() if v is not None}
         body.update(extra)
+        body = as_plain(body)  # response objects (ours, the SDK's) given back, as the SDK takes its own
         body["model"] = model
         if stream:
             body["stream"] = True
@@ -394,15 +395,28 @@ class _Embeddings(_Resource):
 
 
 class _Models(_Resource):
-    def list(self) -> MeshObject:
-        """Every configured model (`provider/model-id`) and every pool, as OpenAI model objects."""
-        core = self._client.core
-        data = [{"id": ref, "object": "model", "created": 0, "owned_by": m.provider,
-                 "capabilities": list(m.capabilities)} for ref, m in core.models.items()]
-        data += [{"id": name, "object": "model", "created": 0, "owned_by": "modelmesh",
-                  "capabilities": [p.config.capability] if p.config.capability else []}
-                 for name, p in core.pools.items()]
-        return MeshObject({"object": "list", "data": data})
+    def list(self) -> SyncPage:
+        """Every configured model (`provider/model-id`) and every pool, as a page of OpenAI model
+        objects; iterating it gives the models."""
+        return SyncPage({"object": "list", "data": _model_entries(self._client.core)})
+
+    def retrieve(self, model: str) -> Model:
+        """One model or pool of `list()`, by its id; NotFoundError (404) for any other id."""
+        if not isinstance(model, str) or not model:
+            raise E.InvalidArgumentError(f"models.retrieve: expected a model id, got {model!r}")
+        for entry in _model_entries(self._client.core):
+            if entry["id"] == model:
+                return Model(entry)
+        raise E.NotFoundError(f"models.retrieve: '{model}' is neither a pool nor a configured model", param="model")
+
+
+def _model_entries(core: Any) -> list[dict[str, Any]]:
+    data = [{"id": ref, "object": "model", "created": 0, "owned_by": m.provider,
+             "capabilities": list(m.capabilities)} for ref, m in core.models.items()]
+    data += [{"id": name, "object": "model", "created": 0, "owned_by": "modelmesh",
+              "capabilities": [p.config.capability] if p.config.capability else []}
+             for name, p in core.pools.items()]
+    return data
 
 
 class _RawCalls:

@@ -65,10 +65,12 @@ def test_a_response_reads_like_the_openai_sdk(ups):
     assert r.object == "chat.completion" and r.model == "gpt-x" and r.id
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens > 0
     assert r["choices"][0]["message"]["content"] == r.choices[0].message.content
-    assert r.system_fingerprint_that_does_not_exist is None  # optional fields read as None, like the SDK's
+    assert r.moderation is None  # a field the SDK declares and the payload lacks reads as None, as there
+    with pytest.raises(AttributeError):
+        r.system_fingerprint_that_does_not_exist  # noqa: B018  (any other name is an error, as there)
     dumped = r.model_dump()
     assert isinstance(dumped, dict) and json.loads(json.dumps(dumped)) == dumped
-    assert json.loads(r.model_dump_json()) == dumped == r.to_dict()
+    assert json.loads(r.model_dump_json()) == dumped and json.loads(r.to_json()) == r.to_dict()
     dumped["choices"][0]["message"]["content"] = "changed"
     assert r.choices[0].message.content == "Hello from alpha"  # a dump is a copy
     assert r.mesh.provider == "a" and r.mesh.model == "gpt-x" and r.mesh.pool == "chat"
