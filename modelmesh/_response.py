@@ -324,12 +324,17 @@ _CLASSES = _build(TYPES, TAGS)
 
 
 # -- dumping ---------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
 class _How:
-    exclude_unset: bool
-    exclude_defaults: bool
-    exclude_none: bool
-    fallback: Callable[[Any], Any] | None
+    """The flags of one dump."""
+
+    __slots__ = ("exclude_unset", "exclude_defaults", "exclude_none", "fallback")
+
+    def __init__(self, exclude_unset: bool, exclude_defaults: bool, exclude_none: bool,
+                 fallback: Callable[[Any], Any] | None) -> None:
+        self.exclude_unset = exclude_unset
+        self.exclude_defaults = exclude_defaults
+        self.exclude_none = exclude_none
+        self.fallback = fallback
 
 
 def _spec(spec: Any) -> Any:
