@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from ._response_fields import TAGS, TYPES
 
 __all__ = ["MeshObject", "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse", "Model", "SyncPage",
-           "ServedBy", "as_plain", "wrap"]
+           "ServedBy", "as_plain"]
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
@@ -58,7 +58,10 @@ class _Union:
         self.first = next(iter(members.values()))  # a payload without the tag reads as the first
 
     def pick(self, data: dict[str, Any]) -> type[MeshObject]:
-        return self.members.get(data.get(self.tag), self.first)
+        try:
+            return self.members.get(data.get(self.tag), self.first)
+        except TypeError:  # a tag that is no string (a list, a dict): not one of ours either
+            return self.first
 
 
 class MeshObject:
@@ -501,12 +504,3 @@ class ServedBy:
     def failovers(self) -> int:
         return len(self.attempts) - 1
 
-
-def wrap(value: Any) -> Any:
-    """A dict as a MeshObject of no known type (and a list's dicts as such); anything else as is."""
-    kind = type(value)
-    if kind is dict or (kind is not list and isinstance(value, dict)):
-        return MeshObject(value)
-    if kind is list or isinstance(value, list):
-        return [wrap(v) for v in value]
-    return value

@@ -199,6 +199,17 @@ def test_an_object_of_no_known_type_reads_only_what_it_holds():
     assert obj.model_dump(exclude_none=True) == {"a": {"b": 1}, "c": [{}]}
 
 
+def test_a_tool_call_without_a_known_type_reads_as_a_function_call():
+    calls = [{"id": "a", "function": {"name": "f", "arguments": "{}"}}, {"id": "b", "type": ["odd"]},
+             {"id": "c", "type": "custom", "custom": {"name": "g", "input": "x"}}]
+    message = ChatCompletion({"choices": [{"message": {"role": "assistant", "tool_calls": calls}}]}).choices[0].message
+    kinds = [type(c).__name__ for c in message.tool_calls]
+    assert kinds == ["ChatCompletionMessageFunctionToolCall"] * 2 + ["ChatCompletionMessageCustomToolCall"]
+    assert message.tool_calls[0].function.name == "f" and message.tool_calls[1].function is None
+    assert message.tool_calls[2].custom.input == "x" and not hasattr(message.tool_calls[2], "function")
+    assert message.model_dump()["tool_calls"][1] == {"id": "b", "function": None, "type": ["odd"]}
+
+
 def test_pickle_copy_and_repr_keep_type_data_and_where_it_was_served():
     served = modelmesh._response.ServedBy(provider="a", model="m", pool="chat", request_id="r1", attempts=(), latency=0.1)
     r = ChatCompletion(copy.deepcopy(CHAT), served)
