@@ -364,23 +364,30 @@ def _merge(own: Any, every: Any) -> Any:
     return own
 
 
-def _filters(include: Any, exclude: Any, key: Any, alt: Any = None) -> tuple[bool, Any, Any]:
-    """Whether `key` is kept, and the include and exclude for what is under it. `alt` is a list
-    index's negative form, which pydantic also accepts."""
+def _filters(include: Any, exclude: Any, key: Any) -> tuple[bool, Any, Any]:
+    """Whether `key` is kept, and the include and exclude for what is under it."""
     inc = exc = None
     if include is True or exclude is True:
         return exclude is not True, None, None
     if include is not None:
-        inc = _merge(include.get(key, include.get(alt)), include.get("__all__"))
+        inc = _merge(include.get(key), include.get("__all__"))
         if inc is None:
             return False, None, None
         if inc is True:
             inc = None
     if exclude is not None:
-        exc = _merge(exclude.get(key, exclude.get(alt)), exclude.get("__all__"))
+        exc = _merge(exclude.get(key), exclude.get("__all__"))
         if exc is True:
             return False, None, None
     return True, inc, exc
+
+
+def _by_index(spec: Any, size: int) -> Any:
+    """A list's include/exclude with negative indexes counted from its end, as pydantic counts
+    them: of two entries for one item, the later wins."""
+    if type(spec) is not dict or not any(type(k) is int and k < 0 for k in spec):
+        return spec
+    return {(k + size if type(k) is int and k < 0 else k): v for k, v in spec.items()}
 
 
 def _dump_object(cls: type[MeshObject], data: dict[str, Any], include: Any, exclude: Any, how: _How) -> dict[str, Any]:
@@ -417,8 +424,9 @@ def _dump_value(child: Any, value: Any, include: Any, exclude: Any, how: _How) -
         return _dump_object(child, value, include, exclude, how)
     if kind is list or kind is tuple:
         items = []
+        include, exclude = _by_index(include, len(value)), _by_index(exclude, len(value))
         for i, v in enumerate(value):
-            keep, inc, exc = _filters(include, exclude, i, i - len(value))
+            keep, inc, exc = _filters(include, exclude, i)
             if keep:
                 items.append(_dump_value(child, v, inc, exc, how))
         return items

@@ -14,6 +14,8 @@ import sys
 import typing
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import modelmesh
 from modelmesh import errors as E
@@ -167,6 +169,35 @@ def test_dumps_are_the_sdks_for_every_argument():
         assert ours.to_dict() == theirs.to_dict() and ours.to_json() == theirs.to_json()
         assert ours.to_json(indent=None, exclude_none=True) == theirs.to_json(indent=None, exclude_none=True)
         assert ours.to_dict(exclude_unset=False, mode="json") == theirs.to_dict(exclude_unset=False, mode="json")
+
+
+def filters_for(value, depth=0):
+    """include/exclude arguments that fit `value`'s shape: sets and dicts of its keys or indexes
+    (negative ones too) and `__all__`, nested, with True, `...` and empty sets among the leaves."""
+    if depth > 3 or not isinstance(value, (dict, list)) or not value:
+        return st.just(True)
+    keys = [*value, "__all__"] if isinstance(value, dict) else [*range(len(value)), -1, "__all__"]
+
+    def under(key):
+        if key == "__all__":
+            key = next(iter(value)) if isinstance(value, dict) else 0
+        return filters_for(value[key], depth + 1)
+
+    nested = st.lists(st.sampled_from(keys), max_size=3, unique=True).flatmap(
+        lambda ks: st.fixed_dictionaries({k: st.one_of(st.just(True), st.just(...), under(k)) for k in ks}))
+    return st.one_of(st.sets(st.sampled_from(keys), max_size=3), nested)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), unset=st.booleans(), none=st.booleans())
+def test_any_include_and_exclude_dump_as_the_sdks(data, unset, none):
+    sdk = sdk_types()["ChatCompletion"]
+    theirs = sdk.model_validate(CHAT)
+    shape = theirs.model_dump()
+    include = data.draw(st.one_of(st.none(), filters_for(shape)))
+    exclude = data.draw(st.one_of(st.none(), filters_for(shape)))
+    kw = {"include": include, "exclude": exclude, "exclude_unset": unset, "exclude_none": none}
+    assert ChatCompletion(copy.deepcopy(CHAT)).model_dump_json(**kw) == theirs.model_dump_json(**kw)
 
 
 def test_a_dump_is_a_copy_and_a_bad_argument_fails_as_the_sdks_does():
