@@ -82,6 +82,8 @@ class MeshObject:
         _set_data(self, data)
 
     def __getattr__(self, name: str) -> Any:  # a name the class lacks: a field its SDK type does not declare
+        if name == "_data":  # not set yet (an object made by __new__ alone): no endless recursion
+            raise AttributeError(name)
         try:
             value = self._data[name]
         except KeyError:

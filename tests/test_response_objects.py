@@ -251,6 +251,8 @@ def test_pickle_copy_and_repr_keep_type_data_and_where_it_was_served():
     assert named.provider == "a" and named["provider"] == named.to_dict()["provider"] == "Upstream Inc"
     choice = pickle.loads(pickle.dumps(r.choices[0]))
     assert type(choice) is type(r.choices[0]) and choice.message.tool_calls[0].function.name == "get_weather"
+    with pytest.raises(AttributeError):
+        ChatCompletion.__new__(ChatCompletion).x_groq  # noqa: B018  (no data yet: an error, not a RecursionError)
     chunk = ChatCompletionChunk(copy.deepcopy(CHUNKS[0]))
     assert pickle.loads(pickle.dumps(chunk)).mesh is None
     assert repr(r).startswith("<ChatCompletion {") and len(repr(r)) < 230
