@@ -5,13 +5,16 @@ is optional (default None), `name:Type` when its value is another object (or a l
 `A|B` a union whose members `TAGS` tells apart by a field's value. A type named like
 `chat_completion_chunk.Choice` is one whose bare name two SDK types share.
 
-Derived from openai 3.60.0 by tests/test_response_objects.py, whose test fails when the
-installed SDK declares anything else; `python tests/test_response_objects.py` prints the table afresh.
-Plain data: this module imports nothing, so neither does a client that reads it.
+Derived from the newest SDK (older ones declare a subset of these fields) by
+tests/test_response_objects.py, whose test fails when the installed SDK declares a field otherwise or
+one this table lacks; `python tests/test_response_objects.py` prints the table afresh. Plain data:
+this module imports nothing, so neither does a client that reads it.
 """
 from __future__ import annotations
 
-__all__ = ["TYPES", "TAGS"]
+__all__ = ["SDK_VERSION", "TYPES", "TAGS"]
+
+SDK_VERSION = "3.60.0"
 
 TYPES: dict[str, tuple[str, ...]] = {
     "ChatCompletion": (
