@@ -191,6 +191,8 @@ class MeshClient:
         clone._resources()
         return clone
 
+    copy = with_options  # the SDK's other name for it
+
     def _resources(self) -> None:
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)

@@ -476,6 +476,7 @@ def test_with_options_sets_defaults_for_a_copy_that_shares_the_mesh(ups):
         tagged = client.with_options(timeout=30, max_retries=0, default_headers={"X-Team": "search"},
                                      default_query={"v": "2"})
         assert tagged.core is client.core and tagged.transport is client.transport
+        assert client.copy(timeout=5)._defaults.timeout == 5.0 and client._defaults.timeout is None
         a.script(Error(503))
         r = tagged.chat.completions.create(model="chat", messages=MSG)
         assert r.mesh.provider == "b"  # max_retries=0: no second try on a; failover is not a retry
