@@ -25,10 +25,12 @@ from ._core._errors import (
     ConfigurationError,
     ConflictError,
     ContentFilteredError,
+    ContentFilterFinishReasonError,
     ContextLengthError,
     InternalError,
     InternalServerError,
     InvalidArgumentError,
+    LengthFinishReasonError,
     ModelMeshError,
     NoModelAvailableError,
     NotFoundError,
@@ -48,6 +50,8 @@ __all__ = [
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",
     "RateLimitError", "BudgetExceededError", "InternalServerError", "NoModelAvailableError", "APIConnectionError",
     "APITimeoutError", "StreamInterruptedError",
+    # chat.completions.parse
+    "LengthFinishReasonError", "ContentFilterFinishReasonError",
 ]
 
 _LAZY = {

@@ -383,6 +383,40 @@ class _Completions(_Resource):
         return ChatCompletion(result.response, _served(result))
 
 
+    def parse(self, *, response_format: Any, **kwargs: Any) -> ChatCompletion:
+        """The SDK's `chat.completions.parse`: `response_format` is a pydantic model class; its
+        schema is sent as a strict `json_schema` response format, and each choice's
+        `message.parsed` is that model built from the answer (None when the model refused,
+        `message.refusal` saying why). An answer cut at its token limit raises
+        LengthFinishReasonError, one the content filter stopped ContentFilterFinishReasonError,
+        and JSON that does not fit the model pydantic's ValidationError, as the SDK does."""
+        validate = getattr(response_format, "model_validate_json", None)
+        schema_of = getattr(response_format, "model_json_schema", None)
+        if not isinstance(response_format, type) or not callable(validate) or not callable(schema_of):
+            raise E.InvalidArgumentError("chat.completions.parse: 'response_format' must be a pydantic model class "
+                                         f"(pydantic 2), got {response_format!r}; for a JSON schema of your own, "
+                                         "pass it to create(response_format=...)")
+        if kwargs.get("stream"):
+            raise E.InvalidArgumentError("chat.completions.parse: 'stream' is not supported; parse a streamed "
+                                         "answer's text yourself")
+        from ._schema import strict_schema
+
+        kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": response_format.__name__, "schema": strict_schema(schema_of()), "strict": True}}
+        completion = self.create(**kwargs)
+        assert isinstance(completion, ChatCompletion)
+        for choice in completion.choices:
+            if choice.finish_reason == "length":
+                raise E.LengthFinishReasonError("chat.completions.parse: the answer reached its token limit before "
+                                                "its JSON was complete; raise max_tokens", completion=completion)
+            if choice.finish_reason == "content_filter":
+                raise E.ContentFilterFinishReasonError("chat.completions.parse: the provider's content filter "
+                                                       "stopped the answer")
+            message = choice.message
+            message.parsed = validate(message.content) if message.content and not message.refusal else None
+        return completion
+
+
 class _Chat:
     def __init__(self, client: MeshClient) -> None:
         self.completions = _Completions(client)

@@ -22,6 +22,8 @@ __all__ = [
     "ModelMeshError",
     "ConfigurationError",
     "InternalError",
+    "LengthFinishReasonError",
+    "ContentFilterFinishReasonError",
     "APIError",
     "APIStatusError",
     "BadRequestError",
@@ -179,6 +181,20 @@ class InternalError(ModelMeshError):
     """An unexpected exception inside ModelMesh or in code it calls for you (a custom
     strategy or policy) ended the request. The original is `__cause__`; no model was
     blamed for it. A bug: please report it (with the traceback)."""
+
+
+class LengthFinishReasonError(ModelMeshError):
+    """`chat.completions.parse`: the answer was cut at its token limit before its JSON was
+    whole (the SDK's class of that name). `completion` is the response."""
+
+    def __init__(self, message: str, *, completion: Any = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.completion = completion
+
+
+class ContentFilterFinishReasonError(ModelMeshError):
+    """`chat.completions.parse`: the provider's content filter stopped the answer (the SDK's
+    class of that name)."""
 
 
 # -- the OpenAI SDK's hierarchy, with its names and attributes -----------------------------------
