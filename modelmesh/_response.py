@@ -450,8 +450,14 @@ def as_plain(value: Any) -> Any:
     in place rather than by a call, which halves the walk of a conversation."""
     kind = type(value)
     if kind is dict:
-        out = None
-        for k, v in value.items():
+        pairs: Any = value.items()
+    elif kind is list or kind is tuple:
+        pairs = enumerate(value)
+    else:
+        pairs = None
+    if pairs is not None:
+        out: Any = None
+        for k, v in pairs:
             t = type(v)
             if t in _LEAVES:
                 continue
@@ -464,29 +470,9 @@ def as_plain(value: Any) -> Any:
             p = as_plain(v)
             if p is not v:
                 if out is None:
-                    out = dict(value)
+                    out = dict(value) if kind is dict else list(value)
                 out[k] = p
         return value if out is None else out
-    if kind is list or kind is tuple:
-        items = None
-        i = -1
-        for v in value:
-            i += 1
-            t = type(v)
-            if t in _LEAVES:
-                continue
-            if t is dict:
-                for x in v.values():
-                    if type(x) not in _LEAVES:
-                        break
-                else:
-                    continue
-            p = as_plain(v)
-            if p is not v:
-                if items is None:
-                    items = list(value)
-                items[i] = p
-        return value if items is None else items
     if kind in _LEAVES:
         return value
     if isinstance(value, MeshObject):

@@ -131,7 +131,7 @@ def test_a_missing_key_names_the_setting_and_where_to_put_the_key(tmp_path):
         modelmesh.build(config, environ={})
     (problem,) = info.value.problems
     assert problem.startswith("storage.persistence.encryption: the secret 'mesh-key' (named by "
-                              "storage.persistence.encryption_secret) is not in the secret store")
+                              "storage.persistence.encryption_secret) not found in the secret store")
     assert "MESH_KEY" in problem
     assert not (tmp_path / "m.db").exists()  # nothing opened for a configuration that cannot work
 

@@ -625,21 +625,9 @@ def _encryption_key(ctx: Ctx, path: str, name: str) -> str | None:
     """The key `storage.persistence.encryption` encrypts with: the secret `name` of the
     configured secret store. Needed even when `secrets.fail_on_missing` is off: without it
     nothing could be stored. Its value joins the secrets redacted everywhere."""
-    where = f"the secret {name!r} (named by storage.persistence.encryption_secret)"
-    if ctx.resolve_secret is None:
-        ctx.problem(path, f"needs {where}, but no secret store was given")
-        return None
-    try:
-        value = ctx.resolve_secret(name)
-    except Exception as exc:  # noqa: BLE001 - a store's message may hold anything
-        ctx.problem(path, f"{where} could not be read ({type(exc).__name__})")
-        return None
-    if not value or not isinstance(value, str):
-        ctx.problem(path, f"{where} is not in the secret store: put a key of at least 32 random "
-                          f"characters there (with the env store: the variable {_env_spelling(name)})")
-        return None
-    ctx.secrets.append(value)
-    return value
+    return ctx.secret(name, path, what=f"the secret {name!r} (named by storage.persistence.encryption_secret)",
+                        required=True, hint=f" in the secret store: put a key of at least 32 random characters "
+                                            f"there (with the env store: the variable {_env_spelling(name)})")
 
 
 def _env_spelling(name: str) -> str:

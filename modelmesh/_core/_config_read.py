@@ -376,32 +376,38 @@ class Ctx:
         whole = len(refs) == 1 and refs[0].group(0) == text
         out, lost = text, False
         for ref in refs:
-            resolved = self._resolve(ref.group(1).strip(), path)
+            resolved = self.secret(ref.group(1).strip(), path)
             lost = lost or resolved is None
             out = out.replace(ref.group(0), resolved or "", 1)
         # a lost whole-string secret leaves the key unset; a lost embedded one an empty gap
         return UNRESOLVED if lost and (whole or self.fail_on_missing) else out
 
-    def _resolve(self, name: str, path: str) -> str | None:
+    def secret(self, name: str, path: str, *, what: str | None = None, required: bool = False,
+                 hint: str = "") -> str | None:
+        """The value of the secret `name` for the setting at `path`; None, with a problem noted,
+        when it cannot be had. A missing secret is a problem when `secrets.fail_on_missing` is
+        on or the setting is `required` (nothing works without it), else it is listed as missing.
+        `what` names the secret in messages, `hint` says where to put a missing one."""
+        what = what or f"secret {name!r}"
         if not name:
             self.problem(path, "secret reference with an empty name")
             return None
         if self.resolve_secret is None:
-            self.problem(path, f"secret {name!r} referenced but no secret resolver was given")
+            self.problem(path, f"{what} referenced but no secret resolver was given")
             return None
         try:
             value = self.resolve_secret(name)
         except Exception as exc:  # noqa: BLE001 - a store's message may hold anything
-            self.problem(path, f"secret {name!r} could not be read ({type(exc).__name__})")
+            self.problem(path, f"{what} could not be read ({type(exc).__name__})")
             return None
         if value is None or value == "":
-            if self.fail_on_missing:
-                self.problem(path, f"secret {name!r} not found")
+            if self.fail_on_missing or required:
+                self.problem(path, f"{what} not found{hint}")
             else:
                 self.missing.append(f"{path}: {name}")
             return None
         if not isinstance(value, str):
-            self.problem(path, f"secret {name!r} is not a string")
+            self.problem(path, f"{what} is not a string")
             return None
         self.secrets.append(value)
         return value
