@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from modelmesh.testing import CutStream, Error, FakeUpstream
+
 from proxy_helpers import MASTER, UPSTREAM_KEY, provider, serving, write_config
 
 MSG = [{"role": "user", "content": "Say hi"}]
@@ -128,10 +129,9 @@ def test_an_upstream_refusing_our_key_is_an_api_status_error_without_the_key(cli
 
 def test_a_stream_cut_after_content_ends_with_openais_error_event(client, ups):
     ups["cut"].always(CutStream(after_chunks=2))
-    with pytest.raises(openai.APIError):
-        with client.chat.completions.create(model="cut", messages=MSG, stream=True) as stream:
-            for _ in stream:
-                pass
+    with pytest.raises(openai.APIError), client.chat.completions.create(model="cut", messages=MSG, stream=True) as stream:
+        for _ in stream:
+            pass
 
 
 def test_no_key_and_a_wrong_key_are_the_sdks_authentication_error(server):

@@ -107,9 +107,9 @@ def run_server(config_path: str, *, host: str | None = None, port: int | None = 
 
     out = out or sys.stderr
     try:
+        from granian import Granian
         from granian.constants import Interfaces
         from granian.log import LogLevels
-        from granian.server import Server
     except ImportError:
         raise ConfigurationError(["modelmesh serve runs on Granian, which is not installed: "
                                   "pip install 'modelmesh-lite[proxy]'"]) from None
@@ -147,7 +147,7 @@ def run_server(config_path: str, *, host: str | None = None, port: int | None = 
                                        "storage_path": storage_path})
     _banner(out, cfg, built.core, host=host, port=port, workers=workers, threads=threads, no_auth=no_auth,
             storage_path=storage_path)
-    server = Server("modelmesh.proxy._serve:worker_app", address=host, port=port, interface=Interfaces.WSGI,
+    server = Granian("modelmesh.proxy._serve:worker_app", address=host, port=port, interface=Interfaces.WSGI,
                     workers=workers, blocking_threads=threads, factory=True, log_level=LogLevels.warning,
                     workers_kill_timeout=max(1, round(p.shutdown_timeout)))
     try:
