@@ -31,7 +31,6 @@ from ._core._config_schema import (
     MeshConfig,
     ObservabilityConfig,
     ProviderConfig,
-    ProxyConfig,
     SecretsConfig,
     StorageConfig,
 )
@@ -334,8 +333,6 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
         "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",
         "on_deprecated_model": "sync.on_deprecated_model", "health_enabled": "health.enabled",
         "health_failure_threshold": "health.failure_threshold", "health_providers": "health.providers"}),
-    ("proxy", ProxyConfig, {name: name for name in (
-        "host", "port", "api_keys", "cors_origins", "max_body_bytes", "model_aliases")}),
 )
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",

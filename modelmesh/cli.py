@@ -5,6 +5,7 @@
     modelmesh explain CONFIG MODEL  where a request for MODEL would go now, and its fallbacks
     modelmesh status CONFIG         every provider and pool member as the mesh sees them now
                                     (with shared storage: as every process sharing it does)
+    modelmesh serve CONFIG          the OpenAI-compatible proxy on Granian (docs/proxy.md)
 """
 from __future__ import annotations
 
@@ -89,6 +90,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out=sys.stdout, color=sys.stdout.isatty() and not args.no_color)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .proxy._serve import run_server
+
+    return run_server(args.config, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                      no_auth=args.no_auth)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelmesh", description="Capability-driven LLM routing with automatic failover.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("serve", help="run the OpenAI-compatible proxy (needs the proxy extra: Granian)")
+    p.add_argument("config")
+    p.add_argument("--host", default=None, help="address to listen on (default: proxy.host, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: proxy.port, else 8080)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: proxy.workers, else 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads per worker, requests served at once each (default: proxy.threads, else 16)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve without a master key: loopback addresses only, clients on this machine only")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

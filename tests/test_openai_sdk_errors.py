@@ -219,10 +219,9 @@ def test_an_error_answer_carries_the_hierarchys_body_and_headers_and_names_the_l
 
 
 def test_an_error_answer_is_the_sdks_exception_for_its_status_code():
-    from modelmesh.openai._transport import _failure
-
     request = httpx.Request("POST", "http://modelmesh.invalid/v1/chat/completions")
-    response = _failure(modelmesh.ConflictError("conflict", code="busy"), request)
+    answer = wire.wire_error(modelmesh.ConflictError("conflict", code="busy"))
+    response = httpx.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
     with openai.OpenAI(api_key="unused", base_url="http://modelmesh.invalid/v1") as client:
         err = client._make_status_error_from_response(response)
     assert type(err) is openai.ConflictError and err.status_code == 409 and err.code == "busy"

@@ -106,7 +106,7 @@ def parse_config_partial(data: Any, *,
         storage=_storage(top.sub("storage", ("connector", "config", "persistence", "locking"))),
         observability=_observability(ctx, top.sub("observability", _OBS_KEYS)),
         discovery=_discovery(top.sub("discovery", ("sync", "health")), providers),
-        proxy=_proxy(top.sub("proxy", _names(ProxyConfig)), providers, pools),
+        proxy=_proxy(top.sub("proxy", _PROXY_KEYS), providers, pools),
         defaults=defaults,
         missing_secrets=tuple(ctx.missing),
         resolved_secrets=tuple(dict.fromkeys(ctx.secrets)),
@@ -710,6 +710,9 @@ def _discovery(s: Section, providers: Mapping[str, ProviderConfig]) -> Discovery
     )
 
 
+_PROXY_KEYS = tuple(n for n in _names(ProxyConfig) if n != "master_key") + ("auth",)
+
+
 def _proxy(s: Section, providers: Mapping[str, ProviderConfig],
            pools: Mapping[str, PoolConfig]) -> ProxyConfig:
     b = ProxyConfig()
@@ -725,9 +728,14 @@ def _proxy(s: Section, providers: Mapping[str, ProviderConfig],
         raise ValueError(f"{show(value)} is not a pool, a capability or a configured "
                          f"'provider/model'{suggest(text, [*pools, *providers])}")
 
+    auth = s.sub("auth", ("master_key",))
     return ProxyConfig(
         host=s.get("host", b.host, as_str),
         port=s.get("port", b.port, as_int(1, 65535)),
+        workers=s.get("workers", b.workers, as_int(1, 256)),
+        threads=s.get("threads", b.threads, as_int(1, 4096)),
+        shutdown_timeout=s.get("shutdown_timeout", b.shutdown_timeout, as_duration),
+        master_key=auth.get("master_key", None, as_header_secret),  # sent by clients as a header
         api_keys=s.get("api_keys", b.api_keys, as_list(as_header_secret)),  # sent by clients as a header
         cors_origins=s.get("cors_origins", b.cors_origins, as_list(as_str)),
         max_body_bytes=s.get("max_body_bytes", b.max_body_bytes, as_int(1)),

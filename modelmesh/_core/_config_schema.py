@@ -372,9 +372,15 @@ class DiscoveryConfig:
 
 @dataclass(**_value)
 class ProxyConfig:
+    """`modelmesh serve`: where it listens, who may call it, what it accepts."""
+
     host: str = "127.0.0.1"
     port: int = 8080
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    workers: int = 1                          # processes; > 1 shares health through storage
+    threads: int = 16                         # blocking threads per worker (requests served at once)
+    shutdown_timeout: float = 30.0            # how long in-flight requests may finish after SIGTERM
+    master_key: str | None = field(default=None, repr=False, compare=False)  # auth.master_key, resolved
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # further keys clients may present
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 10 * 1024 * 1024
     model_aliases: Mapping[str, str] = _EMPTY
@@ -403,6 +409,7 @@ class MeshConfig:
             # and redacting them would garble every message
             found += [v for v in provider.headers.values() if isinstance(v, str) and len(v) >= 8]
         found += list(self.proxy.api_keys) + list(self.secrets.values.values())
+        found += [self.proxy.master_key] if self.proxy.master_key else []
         found += [self.storage.encryption_key] if self.storage.encryption_key else []
         return tuple(dict.fromkeys(v for v in found if isinstance(v, str) and v))
 

@@ -1,0 +1,288 @@
+"""The OpenAI-compatible proxy as a WSGI application, over one MeshClient per process.
+
+Theory of operation: `ProxyApp(mesh, ...)` is a plain WSGI callable, so Granian (what
+`modelmesh serve` runs), gunicorn's gthread workers or any WSGI server can host it; the
+server's threads share the one MeshClient, as a Django app's threads do. A request goes
+through the door checks in order, each answering in OpenAI's error format when it fails:
+CORS preflight (only when `proxy.cors_origins` is set), the liveness and readiness paths
+(no key needed: a load balancer asks them), the key (`Authorization: Bearer`, compared in
+constant time against digests, never logged or echoed), the route and method, the content
+type, the body limit (the declared length is checked before a byte is read, and no more
+than the limit is ever read). What passes is answered by `_serving.serve`, which the SDK
+transport shares; a stream is a lazy WSGI iterable whose `close()` (which every WSGI
+server calls, also when the client has gone away) ends the mesh stream and its upstream
+connection.
+
+Every response carries `x-request-id` (the upstream's or the mesh's for a routed answer,
+else one made here), and each request is reported once, when its body is done, to
+`access_log` as one flat dict: the routing outcome (pool, provider, model, attempts,
+cost, tokens), status and latency. Nothing reported holds a key or a message body.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .. import _wire_openai as wire
+from .._core._errors import redact
+from .._serving import Answer, serve
+
+__all__ = ["ProxyApp"]
+
+_log = logging.getLogger("modelmesh.proxy")
+
+AccessLog = Callable[[dict[str, Any]], None]
+# what the WSGI server frames itself; a header of ours must not repeat it (and PEP 3333 forbids hop-by-hop ones)
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding",
+                      "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"})
+_READ_PIECE = 64 * 1024
+_STATUS_TEXT = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+                404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+                415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
+                500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {_STATUS_TEXT.get(status, 'Error' if status >= 400 else 'OK')}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or "localhost") is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ProxyApp:
+    """The WSGI application. `keys` are the credentials clients may present (the master key
+    and `proxy.api_keys`); with none, `open_on_loopback` must be True (`--no-auth`), and then
+    only clients on this machine are served. It owns `mesh`: `close()` closes it."""
+
+    def __init__(self, mesh: Any, *, keys: Iterable[str] = (), open_on_loopback: bool = False,
+                 max_body_bytes: int = 10 * 1024 * 1024, cors_origins: Iterable[str] = (),
+                 aliases: Mapping[str, str] | None = None, access_log: AccessLog | None = None,
+                 base_path: str = "/v1") -> None:
+        digests = tuple(hashlib.sha256(k.encode()).digest() for k in keys if k)
+        if not digests and not open_on_loopback:
+            raise ValueError("ProxyApp: give the keys clients must present, or open_on_loopback=True "
+                             "(no key; clients on this machine only)")
+        self.mesh = mesh
+        self._digests = digests
+        self.auth_mode = "keys" if digests else "none (loopback only)"
+        self.max_body_bytes = int(max_body_bytes)
+        self.cors_origins = frozenset(cors_origins)
+        self.aliases = dict(aliases or {})
+        self.access_log = access_log
+        self.base_path = base_path.rstrip("/")
+        self._secrets = tuple(getattr(mesh.core, "secret_values", ()))
+
+    def close(self) -> None:
+        self.mesh.close()
+
+    # -- the door ----------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        record: dict[str, Any] = {"method": environ.get("REQUEST_METHOD", ""), "path": environ.get("PATH_INFO", "")}
+        try:
+            answer = self._answer(environ)
+        except Exception as exc:  # noqa: BLE001 - a bug answers a 500 in OpenAI's shape, never a traceback
+            _log.error("modelmesh proxy: unexpected %s answering %s %s: %s", type(exc).__name__, record["method"],
+                       record["path"], redact(str(exc), self._secrets))
+            answer = Answer(status=500, headers=[("content-type", wire.JSON)], body=wire.encode_json(
+                {"error": {"message": "The proxy failed unexpectedly (a bug in modelmesh); its log says more",
+                           "type": "server_error", "param": None, "code": "internal_error"}}))
+        headers = self._headers(answer, environ)
+        record["request_id"] = next(v for k, v in headers if k == "x-request-id")
+        if answer.stream is None:
+            headers.append(("content-length", str(len(answer.body))))
+            start_response(_status_line(answer.status), headers)
+            self._report(record, answer, started, environ)
+            return [answer.body]
+        start_response(_status_line(answer.status), headers)
+        return _Streamed(answer, lambda: self._report(record, answer, started, environ))
+
+    def _answer(self, environ: dict[str, Any]) -> Answer:
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "") or "/"
+        if method == "OPTIONS" and self.cors_origins and environ.get("HTTP_ORIGIN"):
+            return self._preflight(environ)
+        if path in ("/health", "/ready"):
+            if method != "GET":
+                return _error(wire.method_not_allowed(method, path, "GET"))
+            return self._health() if path == "/health" else self._ready()
+        denied = self._check_key(environ)
+        if denied is not None:
+            return _error(denied)
+        relative = path[len(self.base_path):] if path.startswith(self.base_path + "/") else None
+        if relative is None or wire.route(method, relative) is None:
+            allowed = wire.allowed_methods(relative) if relative is not None else None
+            return _error(wire.method_not_allowed(method, path, allowed) if allowed else wire.unknown_route(method, path))
+        body = b""
+        if method == "POST":
+            kind = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
+            if kind != "application/json":
+                return _error(wire.unsupported_media_type(environ.get("CONTENT_TYPE") or ""))
+            read = _read_body(environ, self.max_body_bytes)
+            if read is None:
+                return _error(wire.too_large(self.max_body_bytes))
+            body = read
+        return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases)
+
+    def _check_key(self, environ: dict[str, Any]) -> wire.WireError | None:
+        if not self._digests:  # --no-auth: this machine only, whatever the server was bound to
+            peer = environ.get("REMOTE_ADDR") or ""
+            return None if is_loopback(peer) else wire.forbidden(
+                "This proxy runs without authentication (--no-auth) and serves clients on its own machine only")
+        scheme, _, token = (environ.get("HTTP_AUTHORIZATION") or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return wire.missing_key()
+        presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        matched = False
+        for digest in self._digests:  # every one compared: the time taken says nothing about which
+            matched |= hmac.compare_digest(presented, digest)
+        return None if matched else wire.wrong_key()
+
+    # -- health ------------------------------------------------------------------------------
+    def _health(self) -> Answer:
+        return _json(200, {"status": "ok"})
+
+    def _ready(self) -> Answer:
+        """Ready: the configuration is loaded (this app exists), the shared storage answers
+        when one is configured, and every pool has a model available now."""
+        reasons = []
+        shared = getattr(self.mesh.transport, "shared", None)
+        if shared is not None:
+            from ..connectors.storage import StorageUnavailable
+
+            try:
+                shared.storage.load("ready-check")
+            except StorageUnavailable as exc:
+                reasons.append(f"storage unreachable ({redact(str(exc), self._secrets)})")
+        pools = self.mesh.core.snapshot(time.time())["pools"]
+        available = {name: sum(row["status"] == "active" for row in rows) for name, rows in pools.items()}
+        reasons += [f"pool '{name}' has no model available" for name, count in available.items() if not count]
+        if not self.mesh.core.models:
+            reasons.append("no model is configured")
+        if reasons:
+            body = {"error": {"message": "not ready: " + "; ".join(reasons), "type": "server_error", "param": None,
+                              "code": "not_ready"}, "reasons": reasons, "pools": available}
+            return _json(503, body)
+        return _json(200, {"status": "ready", "pools": available})
+
+    # -- CORS --------------------------------------------------------------------------------
+    def _allowed_origin(self, environ: dict[str, Any]) -> str | None:
+        origin = environ.get("HTTP_ORIGIN")
+        if not origin or not self.cors_origins:
+            return None
+        if origin in self.cors_origins:
+            return str(origin)
+        return "*" if "*" in self.cors_origins else None
+
+    def _preflight(self, environ: dict[str, Any]) -> Answer:
+        if self._allowed_origin(environ) is None:
+            return _error(wire.forbidden("This origin is not in proxy.cors_origins"))
+        asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS") or "authorization, content-type"
+        return Answer(status=204, headers=[("access-control-allow-methods", "GET, POST, OPTIONS"),
+                                           ("access-control-allow-headers", asked[:1000]),
+                                           ("access-control-max-age", "600")])
+
+    def _headers(self, answer: Answer, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        headers = [(k.lower(), v) for k, v in answer.headers if k.lower() not in _FRAMING]
+        if not any(k == "x-request-id" for k, _ in headers):
+            headers.append(("x-request-id", f"req_{uuid.uuid4().hex}"))
+        origin = self._allowed_origin(environ)
+        if origin is not None:
+            headers += [("access-control-allow-origin", origin), ("vary", "origin"),
+                        ("access-control-expose-headers", "x-request-id, x-modelmesh-provider, x-modelmesh-model, "
+                                                          "x-modelmesh-attempts, x-modelmesh-pool, retry-after")]
+        return headers
+
+    # -- the access log ----------------------------------------------------------------------
+    def _report(self, record: dict[str, Any], answer: Answer, started: float, environ: dict[str, Any]) -> None:
+        if self.access_log is None:
+            return
+        served = answer.stream.result if answer.stream is not None else answer.served
+        error = answer.error if answer.stream is None else answer.stream.error
+        attempts = getattr(error, "attempts", None) or (served.attempts if served is not None else ())
+        last = attempts[-1] if attempts and served is None else None
+        record.update(
+            ts=round(time.time(), 3), client=environ.get("REMOTE_ADDR"), status=answer.status, op=answer.op,
+            requested=answer.model, stream=answer.stream is not None,
+            pool=served.pool if served is not None else None,
+            provider=served.provider if served is not None else (last.provider if last else None),
+            model=served.model if served is not None else (last.model if last else None),
+            attempts=len(attempts), latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            cost=round(served.cost, 8) if served is not None else 0.0,
+            prompt_tokens=served.prompt_tokens if served is not None else 0,
+            completion_tokens=served.completion_tokens if served is not None else 0,
+            error=type(error).__name__ if error is not None else None)
+        try:
+            self.access_log(record)
+        except Exception:  # noqa: BLE001 - a broken log must not break the answer it logs
+            _log.exception("modelmesh proxy: the access log failed")
+
+
+class _Streamed:
+    """A stream's WSGI body: SSE pieces as the server asks for them. `close()` (the server
+    calls it when the body is done or the client has gone) ends the mesh stream, then
+    reports the request."""
+
+    def __init__(self, answer: Answer, done: Callable[[], None]) -> None:
+        assert answer.stream is not None
+        self._stream = answer.stream
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        done, self._done = self._done, None
+        try:
+            self._stream.close()
+        finally:
+            if done is not None:
+                done()
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
+    """The request body, or None when it is over `limit` bytes: a declared length over it is
+    refused unread; an undeclared one (chunked) is read up to the limit and no further."""
+    declared = environ.get("CONTENT_LENGTH") or ""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            return b""  # a server passes no unparsable length; nothing to read
+        if length > limit:
+            return None
+        return stream.read(length) if length > 0 else b""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        piece = stream.read(min(_READ_PIECE, limit + 1 - size))
+        if not piece:
+            return b"".join(parts)
+        parts.append(piece)
+        size += len(piece)
+        if size > limit:
+            return None
+
+
+def _error(err: wire.WireError) -> Answer:
+    return Answer(status=err.status, headers=list(err.headers), body=err.body)
+
+
+def _json(status: int, value: Any) -> Answer:
+    return Answer(status=status, headers=[("content-type", wire.JSON)], body=wire.encode_json(value))
