@@ -20,6 +20,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -80,6 +81,7 @@ class MeshClient:
         if on_event:
             self._listeners.append(on_event)
         self.core.listening = bool(self._listeners)  # with nobody listening, requests build no events
+        _name_requests(self.core)
         shared = None
         if built.storage is not None:
             from .transports._shared import SharedHealth
@@ -234,6 +236,29 @@ class MeshClient:
 
 
 _NO_EXTRAS: Mapping[str, str] = {}
+
+# the cores whose request ids name this process: renamed in a forked child (gunicorn --preload,
+# the proxy's workers), so no two workers' logs or x-request-id headers share an id
+_NAMED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _request_prefix() -> str:
+    return f"mm-{os.getpid():x}-"
+
+
+def _name_requests(core: Any) -> None:
+    core.request_prefix = _request_prefix()
+    _NAMED.add(core)
+
+
+def _renamed_after_fork() -> None:
+    prefix = _request_prefix()
+    for core in list(_NAMED):
+        core.request_prefix = prefix
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renamed_after_fork)
 
 
 def _one_provider(base_url: str | None, api_key: str | None, organization: str | None, project: str | None,

@@ -516,3 +516,23 @@ def test_a_stream_is_an_iterator_that_next_reads(ups):
         first = next(stream)
         rest = list(stream)
     assert first.object == "chat.completion.chunk" and rest and stream.mesh.provider == "a"
+
+
+def test_request_ids_name_the_process_and_a_forked_worker_renames_them(ups):
+    import os
+
+    client, _, _ = make(ups)
+    with client:
+        assert client.chat.completions.create(model="chat", messages=MSG).mesh.request_id == f"mm-{os.getpid():x}-1"
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # a worker forked after the client was made (gunicorn --preload)
+            try:
+                os.write(write, client.core.request_prefix.encode())
+            finally:
+                os._exit(0)
+        os.waitpid(child, 0)
+        assert os.read(read, 100).decode() == f"mm-{child:x}-"
+        os.close(read)
+        os.close(write)
+        assert client.core.request_prefix == f"mm-{os.getpid():x}-"

@@ -63,6 +63,7 @@ class MeshCore:
         self.config = config
         self.rng = rng
         self._ids = itertools.count(1)
+        self.request_prefix = "mm-"  # a shell may name its process here, so ids stay apart across workers
         self._user_strategies = dict(user_strategies or {})
         api_keys = dict(api_keys or {})
         codecs = dict(codecs or {})
@@ -195,7 +196,7 @@ class MeshCore:
             pool = self.resolve(model, op, now=now)
         return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,
                     secrets=self.secret_values, op=op, body=body, stream=stream, options=options or RoutingOptions(),
-                    now=now, request_id=f"mm-{next(self._ids)}", listening=self.listening)
+                    now=now, request_id=f"{self.request_prefix}{next(self._ids)}", listening=self.listening)
 
     def route(self, capability: str, options: RoutingOptions | None = None, *, now: float) -> RoutingDecision:
         """The decision a request would get now. A question: nothing moves, nothing is emitted."""
