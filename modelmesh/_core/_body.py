@@ -45,12 +45,16 @@ def _problem(value: Any, depth: int) -> tuple[str, str] | None:
         for k, v in value.items():
             if not isinstance(k, str):
                 return "", f"keys must be strings, got {type(k).__name__} {k!r}"
+            if type(v) in _PLAIN:  # most values of a message: no call for them
+                continue
             inner = _problem(v, depth + 1)
             if inner is not None:
                 return f".{k}{inner[0]}", inner[1]
         return None
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
+            if type(v) in _PLAIN:
+                continue
             inner = _problem(v, depth + 1)
             if inner is not None:
                 return f"[{i}]{inner[0]}", inner[1]
