@@ -536,3 +536,18 @@ def test_request_ids_name_the_process_and_a_forked_worker_renames_them(ups):
         os.close(read)
         os.close(write)
         assert client.core.request_prefix == f"mm-{os.getpid():x}-"
+
+
+@pytest.mark.parametrize("strategy", ["stick-until-failure", "round-robin"])
+def test_a_preferred_provider_moves_its_own_request_only(ups, strategy):
+    client, _, _ = make(ups, strategy=strategy)
+    with client:
+        plain = [client.chat.completions.create(model="chat", messages=MSG).mesh.provider for _ in range(2)]
+        hint = "c" if strategy == "stick-until-failure" else "a"  # not what the strategy would pick next
+        hinted = client.chat.completions.create(model="chat", messages=MSG, preferred_provider=hint).mesh.provider
+        after = [client.chat.completions.create(model="chat", messages=MSG).mesh.provider for _ in range(2)]
+    assert hinted == hint
+    if strategy == "stick-until-failure":  # the pool keeps sticking to what served it unhinted
+        assert plain == ["a", "a"] and after == ["a", "a"]
+    else:  # the rotation goes on from where the unhinted requests left it
+        assert plain == ["a", "b"] and after == ["c", "a"]

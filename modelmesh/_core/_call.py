@@ -444,7 +444,9 @@ class Call:
         with self.lock:
             self.health.record(Served(pool=pool.name, ref=model.ref, latency=latency, prompt_tokens=prompt,
                                       completion_tokens=completion, cost=cost, limits=limits), now, self.events)
-            pool.previous = model.ref
+            hint = self.options.preferred_provider
+            if hint is None or model.provider != hint:  # a hint moves its own request, not the pool's next ones
+                pool.previous = model.ref
         self.attempts.append(E.AttemptRecord(provider=model.provider, model=model.model, pool=pool.name, latency=latency))
         if self.listening:
             self.events.append(RequestCompleted(

@@ -45,7 +45,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -205,8 +205,15 @@ class BaseStrategy(abc.ABC):
 
     def rank(self, candidates: Sequence[Candidate], ctx: SelectionContext) -> list[Candidate]:
         ordered = self.preview(candidates, ctx)
-        if ordered:
-            self.commit(ordered[0], ordered, ctx)
+        if not ordered:
+            return ordered
+        if ctx.preferred_provider is not None and ordered[0].provider == ctx.preferred_provider:
+            # a hint is for its own request: when it, not the strategy, chose, the strategy's state
+            # (a rotation's cursor) stays where the next unhinted request expects it
+            natural = self.preview(candidates, replace(ctx, preferred_provider=None))
+            if not natural or natural[0] is not ordered[0]:
+                return ordered
+        self.commit(ordered[0], ordered, ctx)
         return ordered
 
     def select(self, candidates: Sequence[Candidate], ctx: SelectionContext) -> Candidate | None:
