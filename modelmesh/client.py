@@ -211,7 +211,9 @@ class MeshClient:
         timeout = defaults.timeout if timeout is None else _timeout(op, timeout)
         headers = kwargs.pop("extra_headers", None)
         query = kwargs.pop("extra_query", None)
+        delivery = _delivery_mode(op, kwargs.pop("delivery_mode", None), stream)
         options = RoutingOptions(
+            delivery_mode=delivery,
             session_id=kwargs.pop("session_id", None),
             preferred_provider=kwargs.pop("preferred_provider", None),
             metadata=kwargs.pop("routing_metadata", None) or {},
@@ -286,6 +288,21 @@ class _Defaults:
     max_retries: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
+
+
+def _delivery_mode(op: str, value: Any, stream: bool) -> str | None:
+    """Seed 004's routing hint, checked against the call it comes with: `sync` for a plain call,
+    `streaming` for `stream=True`. Batch delivery is not available in this version."""
+    if value is None:
+        return None
+    if value == "batch":
+        raise E.InvalidArgumentError(f"{op}: delivery_mode 'batch' is not available in this version; send the "
+                                     "requests one by one (or from a thread pool)")
+    expected = "streaming" if stream else "sync"
+    if value != expected:
+        raise E.InvalidArgumentError(f"{op}: delivery_mode must be 'sync' or 'streaming', the one this call is "
+                                     f"({expected!r}), got {value!r}")
+    return str(value)
 
 
 def _timeout(where: str, value: Any) -> float:

@@ -551,3 +551,16 @@ def test_a_preferred_provider_moves_its_own_request_only(ups, strategy):
         assert plain == ["a", "a"] and after == ["a", "a"]
     else:  # the rotation goes on from where the unhinted requests left it
         assert plain == ["a", "b"] and after == ["c", "a"]
+
+
+def test_delivery_mode_is_a_routing_hint_checked_against_the_call_never_sent_upstream(ups):
+    a, _, _ = ups
+    client, _, _ = make(ups)
+    with client:
+        client.chat.completions.create(model="chat", messages=MSG, delivery_mode="sync")
+        list(client.chat.completions.create(model="chat", messages=MSG, stream=True, delivery_mode="streaming"))
+        with pytest.raises(TypeError, match="delivery_mode 'batch' is not available"):
+            client.chat.completions.create(model="chat", messages=MSG, delivery_mode="batch")
+        with pytest.raises(TypeError, match="the one this call is \\('sync'\\), got 'streaming'"):
+            client.chat.completions.create(model="chat", messages=MSG, delivery_mode="streaming")
+    assert len(chat_requests(a)) == 2 and not any("delivery_mode" in r.json for r in chat_requests(a))
