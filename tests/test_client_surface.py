@@ -564,3 +564,23 @@ def test_delivery_mode_is_a_routing_hint_checked_against_the_call_never_sent_ups
         with pytest.raises(TypeError, match="the one this call is \\('sync'\\), got 'streaming'"):
             client.chat.completions.create(model="chat", messages=MSG, delivery_mode="streaming")
     assert len(chat_requests(a)) == 2 and not any("delivery_mode" in r.json for r in chat_requests(a))
+
+
+def test_a_request_goes_only_to_models_whose_capabilities_take_it(ups):
+    a, b, _ = ups
+    providers = {"a": prov(a.url, KEYS["a"], model="text-embedding-3-small"), "b": prov(b.url, KEYS["b"])}
+    providers["a"]["config"]["models"] = [{"id": "text-embedding-3-small", "capabilities": ["text-embeddings"]}]
+    pools = {"mixed": {"models": ["a/text-embedding-3-small", "b/gpt-x"], "strategy": "priority"},
+             "vectors": {"models": ["a/text-embedding-3-small"]}}
+    with modelmesh.MeshClient({"providers": providers, "pools": pools}, environ={}) as client:
+        # the embedding model is first in the pool, but cannot take a chat request: it is passed over, unblamed
+        assert client.chat.completions.create(model="mixed", messages=MSG).mesh.provider == "b"
+        assert client.embeddings.create(model="mixed", input="hi").mesh.provider == "a"
+        with pytest.raises(E.BadRequestError, match="'vectors' cannot take a chat completion request: its models "
+                                                    "offer text-embeddings; nothing was sent") as info:
+            client.chat.completions.create(model="vectors", messages=MSG)
+        assert info.value.status_code == 400 and info.value.param == "model"
+        with pytest.raises(E.BadRequestError, match="'text-embeddings' cannot take a chat completion request"):
+            client.chat.completions.create(model="text-embeddings", messages=MSG)
+        rows = {r["model"]: r for r in client.status()["pools"]["mixed"]}
+    assert chat_requests(a) == [] and rows["a/text-embedding-3-small"]["failures"] == 0

@@ -81,6 +81,7 @@ class Call:
         self, *, health: Health, pool: Pool, providers: Mapping[str, ProviderRuntime], rng: Rng,
         lock: AbstractContextManager[Any], secrets: tuple[str, ...], op: str, body: Mapping[str, Any],
         stream: bool, options: RoutingOptions, now: float, request_id: str, listening: bool = True,
+        excluded: frozenset[str] = frozenset(),
     ) -> None:
         self.health = health
         self.pool = pool
@@ -105,7 +106,7 @@ class Call:
         self._table = TRANSITIONS[stream]
         self._queue: deque[Deliver] = deque()
         self._final: Succeeded | Failed | None = None
-        self._excluded: set[str] = set()       # for this request: too short, filtered, inexpressible
+        self._excluded: set[str] = set(excluded)  # for this request: unfit for its operation, too short, filtered, inexpressible
         self._round: set[str] = set()          # failed in the current round of attempts
         self._same_model: dict[str, int] = {}  # same-model retries used per ref
         self._retry_after: float | None = None

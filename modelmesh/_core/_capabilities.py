@@ -31,6 +31,7 @@ __all__ = [
     "leaves_under",
     "infer_capabilities",
     "short_name",
+    "serves",
 ]
 
 # root -> category -> leaves. Leaf names are unique across the whole tree, so each one
@@ -228,3 +229,24 @@ def infer_capabilities(model_id: str) -> tuple[str, ...]:
         if any(word in lowered for word in words):
             return (ALIASES[leaf],)
     return (ALIASES["chat-completion"],)
+
+
+# each request operation, and the capability nodes whose models take it: a chat endpoint serves
+# text generation and what is done by chatting (understanding, tool use, judging); embeddings serve
+# embeddings. An operation not listed here is served by any model.
+_OP_NODES: dict[str, tuple[str, ...]] = {
+    "chat": ("generation.text-generation", "understanding.text-understanding", "understanding.image-understanding",
+             "understanding.video-understanding", "understanding.document-understanding",
+             "transformation.text-transformation", "interaction.tool-use", "interaction.agents",
+             "evaluation.scoring", "evaluation.verification", "retrieval.search"),
+    "embeddings": ("representation.embeddings",),
+}
+
+
+def serves(capabilities: tuple[str, ...], op: str) -> bool:
+    """Whether a model with these (resolved) capabilities takes requests of `op`; a model that
+    declares none is taken at its word for anything."""
+    nodes = _OP_NODES.get(op)
+    if nodes is None or not capabilities:
+        return True
+    return any(c == n or c.startswith(n + ".") for c in capabilities for n in nodes)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from . import _errors as E
 from ._body import check_body
 from ._call import Call
-from ._capabilities import infer_capabilities, is_capability, is_under, resolve_capability
+from ._capabilities import infer_capabilities, is_capability, is_under, resolve_capability, short_name
 from ._config_schema import MeshConfig, PoolConfig
 from ._events import MeshEvent
 from ._health import Health, ModelByHand, Probe, Probed, ProviderByHand
@@ -38,6 +38,8 @@ from .codecs import get_codec
 
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe"]
 
+
+_OP_WORDS = {"chat": "chat completion", "embeddings": "embeddings"}
 
 # the most model names a provider with an open catalogue takes without their being listed: each
 # one is a model and a pool in memory, and a caller (a proxy's client) must not grow them for ever
@@ -194,9 +196,15 @@ class MeshCore:
         check_body(body)  # the caller's mistake ends here, before any model is asked (or blamed)
         with self.lock:
             pool = self.resolve(model, op, now=now)
+        unfit = pool.unfit(op)
+        if unfit and len(unfit) == len(pool.members):
+            offered = sorted({short_name(c) for m in pool.members for c in m.capabilities})
+            raise E.BadRequestError(f"'{model}' cannot take a {_OP_WORDS.get(op, op)} request: its models offer "
+                                    f"{', '.join(offered)}; nothing was sent", param="model")
         return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,
                     secrets=self.secret_values, op=op, body=body, stream=stream, options=options or RoutingOptions(),
-                    now=now, request_id=f"{self.request_prefix}{next(self._ids)}", listening=self.listening)
+                    now=now, request_id=f"{self.request_prefix}{next(self._ids)}", listening=self.listening,
+                    excluded=unfit)
 
     def route(self, capability: str, options: RoutingOptions | None = None, *, now: float) -> RoutingDecision:
         """The decision a request would get now. A question: nothing moves, nothing is emitted."""

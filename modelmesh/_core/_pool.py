@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ._capabilities import serves
 from ._policies import AnyOf, BudgetLimit, ErrorRate, PolicySet, RequestLimit, RetryLimit, TokenLimit, build_policies
 from ._selection import Candidate, Priority, RoundRobin, SelectionContext, SessionSticky, StickUntilFailure, build_strategy
 from .codecs._base import Target
@@ -139,6 +140,7 @@ class Pool:
         self.plain = tuple(Candidate(ref=m.ref, provider=m.provider, model=m.model, index=i,
                                      context_window=m.context_window) for i, m in enumerate(self.members))
         self.previous: str | None = None  # the member that served this pool's last request
+        self._unfit: dict[str, frozenset[str]] = {}
         self._budget: int | None = None
 
     def attempt_budget(self, providers: Mapping[str, ProviderRuntime]) -> int:
@@ -149,6 +151,13 @@ class Pool:
             retries = max([retry.same_model_retries, *(providers[m.provider].config.max_retries for m in self.members)])
             self._budget = retry.max_attempts or len(self.members) * (1 + retries)
         return self._budget
+
+    def unfit(self, op: str) -> frozenset[str]:
+        """The members whose capabilities do not take `op` requests (worked out once per op)."""
+        found = self._unfit.get(op)
+        if found is None:
+            found = self._unfit[op] = frozenset(m.ref for m in self.members if not serves(m.capabilities, op))
+        return found
 
     def __repr__(self) -> str:
         return f"Pool(name={self.name!r}, models={[m.ref for m in self.members]!r})"
