@@ -44,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "create", "MeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions", "RoutingDecision",
+    "Router", "CompletionRequest", "CompletionResponse",
     "AttemptRecord", "ModelMeshError", "ConfigurationError", "InternalError",
     # the OpenAI SDK's error hierarchy, under ModelMeshError
     "APIError", "APIStatusError", "BadRequestError", "InvalidArgumentError", "ContextLengthError", "ContentFilteredError",
@@ -63,6 +64,9 @@ _LAZY = {
     "load_config": ("modelmesh.config", "load_config"),
     "RoutingOptions": ("modelmesh._core._mesh", "RoutingOptions"),
     "RoutingDecision": ("modelmesh._core._mesh", "RoutingDecision"),
+    "Router": ("modelmesh.router", "Router"),
+    "CompletionRequest": ("modelmesh.router", "CompletionRequest"),
+    "CompletionResponse": ("modelmesh.router", "CompletionResponse"),
 }
 
 if TYPE_CHECKING:
@@ -71,6 +75,7 @@ if TYPE_CHECKING:
     from ._core._mesh import RoutingDecision, RoutingOptions
     from .client import MeshClient
     from .config import load_config
+    from .router import CompletionRequest, CompletionResponse, Router
 
 
 def __getattr__(name: str) -> Any:
