@@ -6,8 +6,13 @@ import contextlib
 import http.client
 import io
 import json
+import os
+import pathlib
 import re
+import shlex
+import shutil
 import signal
+import subprocess
 import time
 
 import openai
@@ -214,7 +219,50 @@ def test_sighup_keeps_a_bad_configuration_out_and_swaps_a_good_one_in(tmp_path, 
         rest = streaming.read()  # the stream begun on the old configuration finished on it
         assert rest.rstrip().endswith(b"data: [DONE]")
         assert served.proc.poll() is None
+        assert f"pid {served.proc.pid}" in served.stderr  # where docs/proxy.md sends the SIGHUP
     finally:
         served.stop()
     assert "the new configuration is valid" in served.stderr
     assert MASTER not in served.stderr + served.stdout and UPSTREAM_KEY not in served.stderr + served.stdout
+
+
+def test_the_banner_names_the_pid_a_reload_is_sent_to(tmp_path, up):
+    with serving(config(tmp_path, up, storage=False)) as served:
+        assert f"pid {served.proc.pid}, SIGHUP reloads" in served.stderr
+        assert "no virtual keys (memory storage)" in served.stderr
+
+
+# -- docs/proxy.md, as written ---------------------------------------------------------------
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "proxy.md"
+
+
+def _blocks(kind: str) -> list[str]:
+    return re.findall(rf"```{kind}\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_the_docs_keys_section_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROXY_MASTER_KEY", MASTER)
+    monkeypatch.setenv("OPENAI_API_KEY", UPSTREAM_KEY)
+    (tmp_path / "modelmesh.yaml").write_text(next(b for b in _blocks("yaml") if "rate_limit:" in b))
+    commands = [shlex.split(b.strip()) for b in _blocks("bash") for b in b.strip().splitlines()
+                if b.startswith("modelmesh keys")]
+    assert [c[2] for c in commands] == ["create", "list", "revoke"]
+    with FakeUpstream("openai", name="openai", models=["gpt-4o-mini"], text="Hello from the docs") as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.url)
+        code, out = keys(*commands[0][2:])
+        assert code == 0, out
+        token = re.search(r"(sk-mm-\S+)", out).group(1)
+        with serving(tmp_path / "modelmesh.yaml") as served:  # one worker: /metrics has its count at once
+            with sdk(served, token) as c:
+                assert c.chat.completions.create(model="chat", messages=MSG).choices[0].message.content == \
+                    "Hello from the docs"
+            assert "team-a" in keys(*commands[1][2:])[1]
+            assert keys(*commands[2][2:])[0] == 0
+            curl = next(b.strip() for b in _blocks("bash") if b.startswith("curl"))
+            if shutil.which("curl"):
+                text = subprocess.run(curl.replace(":8080/", f":{served.port}/"), shell=True, capture_output=True,
+                                      text=True, timeout=30, env={**os.environ}).stdout
+                assert 'modelmesh_requests_total{pool="chat",provider="openai",model="gpt-4o-mini",status="200"} 1' \
+                    in text
+        assert token not in served.stdout + served.stderr

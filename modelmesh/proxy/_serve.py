@@ -237,7 +237,8 @@ def _say(out: TextIO, text: str) -> None:
 def _banner(out: TextIO, cfg: Any, core: Any, *, host: str, port: int, workers: int, threads: int, no_auth: bool,
             storage_path: str | None) -> None:
     shown = f"[{host}]" if ":" in host else host
-    lines = [f"modelmesh serve: http://{shown}:{port}/v1  ({workers} worker(s) x {threads} thread(s), Granian WSGI)"]
+    lines = [f"modelmesh serve: http://{shown}:{port}/v1  ({workers} worker(s) x {threads} thread(s), Granian WSGI; "
+             f"pid {os.getpid()}, SIGHUP reloads the configuration)"]
     if no_auth:
         lines.append("  auth: NONE (--no-auth): clients on this machine only")
     else:
@@ -257,7 +258,11 @@ def _banner(out: TextIO, cfg: Any, core: Any, *, host: str, port: int, workers: 
     cors = ", ".join(cfg.proxy.cors_origins) or "off"
     lines.append(f"  limits: body {cfg.proxy.max_body_bytes} bytes; CORS {cors}; "
                  f"shutdown waits up to {cfg.proxy.shutdown_timeout:g}s")
+    buckets = [f"{who} {b.rpm:g} rpm" for who, b in (("per key", cfg.proxy.rate_limit_per_key),
+                                                        ("per address", cfg.proxy.rate_limit_per_ip)) if b is not None]
+    keys = "virtual keys from the storage" if s.connector != "memory" else "no virtual keys (memory storage)"
+    lines.append(f"  keys: {keys}; rate limits: {', '.join(buckets) or 'none'}")
     lines.append("  access log: JSON lines on stdout; endpoints: /v1/chat/completions, /v1/embeddings, "
-                 "/v1/models, /health, /ready")
+                 f"/v1/models, /health, /ready, /metrics ({'public' if cfg.proxy.metrics_public else 'master key'})")
     out.write("\n".join(lines) + "\n")
     out.flush()
