@@ -222,3 +222,22 @@ def test_label_values_are_escaped(clock):
     m = Metrics(MemoryStorage(clock=clock), clock=clock)
     m.observe(dict(_served(), model='we"ird\\name\n'), failovers=0)
     assert 'model="we\\"ird\\\\name\\n"' in m.render()
+
+
+# -- configuration ----------------------------------------------------------------------------
+def test_the_proxy_limits_configuration_names_each_problem_by_its_path():
+    from modelmesh import ConfigurationError
+    from modelmesh.config import load_config
+
+    proxy = {"rate_limit": {"per_key": {"burst": 0}, "per_ip": {"rpm": "fast"}, "per_user": {}},
+             "metrics": {"public": "yes", "path": "/m"}}
+    with pytest.raises(ConfigurationError) as bad:
+        load_config({"providers": {}, "proxy": proxy})
+    problems = "\n".join(bad.value.problems)
+    for path in ("proxy.rate_limit.per_key.rpm: required", "proxy.rate_limit.per_key.burst",
+                 "proxy.rate_limit.per_ip.rpm", "proxy.rate_limit.per_user: unknown key",
+                 "proxy.metrics.public", "proxy.metrics.path: unknown key"):
+        assert path in problems
+    good = load_config({"providers": {}, "proxy": {"rate_limit": {"per_ip": {"rpm": 90}}, "metrics": {"public": True}}})
+    assert (good.proxy.rate_limit_per_ip.rpm, good.proxy.rate_limit_per_ip.burst, good.proxy.rate_limit_per_key,
+            good.proxy.metrics_public) == (90.0, None, None, True)
