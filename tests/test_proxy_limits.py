@@ -241,3 +241,18 @@ def test_the_proxy_limits_configuration_names_each_problem_by_its_path():
     good = load_config({"providers": {}, "proxy": {"rate_limit": {"per_ip": {"rpm": 90}}, "metrics": {"public": True}}})
     assert (good.proxy.rate_limit_per_ip.rpm, good.proxy.rate_limit_per_ip.burst, good.proxy.rate_limit_per_key,
             good.proxy.metrics_public) == (90.0, None, None, True)
+
+
+def test_an_app_given_buckets_and_no_store_keeps_them_itself():
+    from modelmesh.proxy import ProxyApp
+
+    class Mesh:
+        core = None
+
+    app = ProxyApp(Mesh(), keys=["sk-test-key-0123456789"], per_ip=Bucket(rpm=60, burst=1))
+    seen = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/nothing", "REMOTE_ADDR": "10.0.0.1",
+               "HTTP_AUTHORIZATION": "Bearer sk-test-key-0123456789"}
+    app(dict(environ), lambda status, headers: seen.append((status, dict(headers))))
+    app(dict(environ), lambda status, headers: seen.append((status, dict(headers))))
+    assert seen[0][0].startswith("404") and seen[1][0].startswith("429") and seen[1][1]["retry-after"] == "1"

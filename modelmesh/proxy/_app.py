@@ -90,6 +90,10 @@ class ProxyApp:
         self.access_log = access_log
         self.base_path = base_path.rstrip("/")
         self._secrets = tuple(getattr(mesh.core, "secret_values", ()))
+        if limiter is None and (per_key is not None or per_ip is not None):
+            from ..connectors.storage import MemoryStorage
+
+            limiter = Limiter(MemoryStorage())  # buckets of this process's own
         self.keyring, self.limiter, self.per_key, self.per_ip = keyring, limiter, per_key, per_ip
         self.metrics, self.metrics_public = metrics, metrics_public
         self._limit_warned = False
