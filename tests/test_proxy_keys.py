@@ -39,6 +39,9 @@ def config(tmp_path, up, *, name="mesh.json", proxy=None, storage=True, pools=No
         m["pricing"] = {"per_request": 0.01}
     top = {"storage": {"connector": "sqlite", "config": {"path": str(tmp_path / "shared.sqlite3")},
                        "persistence": {"sync_interval": f"{SYNC}s"}}} if storage else {}
+    # a SIGTERM that reaches a Granian worker still starting is lost to it, which then stops only
+    # when the parent kills it after shutdown_timeout: keep that short
+    proxy = {"shutdown_timeout": "3s", **(proxy or {})}
     return write_config(tmp_path / name, {"up": prov},
                         pools or {"chat": {"models": ["up/gpt-x"]}, "other": {"models": ["up/gpt-y"]}}, proxy, **top)
 
@@ -173,7 +176,7 @@ def test_metrics_are_protected_and_summed_over_workers_and_restarts(tmp_path, up
         assert _metric(body.decode(), 'modelmesh_pool_models{pool="chat"}') == 1
     logged = [r for r in served.access_log() if r["path"].startswith("/v1/")]
     where = 'pool="chat",provider="up",model="gpt-x"'
-    with serving(path, "--workers", "2") as again:  # every count of the stopped workers is in the store
+    with serving(path) as again:  # every count of the stopped workers is in the store
         _, _, body = again.request("GET", "/metrics", headers={"Authorization": f"Bearer {MASTER}"})
     text = body.decode()
     assert _metric(text, f'modelmesh_requests_total{{{where},status="200"}}') == 5
