@@ -17,7 +17,7 @@ connection: a caller that goes away mid-stream costs nothing further.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,10 +54,13 @@ def models_page(mesh: Any) -> dict[str, Any]:
 
 
 def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
-          timeout: float | None = None, aliases: Mapping[str, str] | None = None) -> Answer:
+          timeout: float | None = None, aliases: Mapping[str, str] | None = None,
+          permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
     """Answer `method path` (a full path: `base_path` is taken off it) with JSON `body`
     through `mesh`. `timeout` caps the whole mesh request, failovers included; `aliases`
-    maps a model name a caller sends to the pool, capability or model it means."""
+    maps a model name a caller sends to the pool, capability or model it means; `permit`
+    is asked about the pool the request was routed to before anything is sent, and may
+    answer with an error instead (the proxy's per-key allowed pools)."""
     relative = path[len(base_path):] if path.startswith(base_path + "/") else None
     found = wire.route(method, relative) if relative is not None else None
     if found is None:
@@ -77,7 +80,7 @@ def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/
     name = parsed["model"]
     if aliases and name in aliases:
         parsed = dict(parsed, model=aliases[name])
-    return _send(mesh, found.op, parsed, name, timeout)
+    return _send(mesh, found.op, parsed, name, timeout, permit)
 
 
 def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
@@ -94,7 +97,8 @@ def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
     return parsed
 
 
-def _send(mesh: Any, op: str, body: dict[str, Any], asked: str, timeout: float | None) -> Answer:
+def _send(mesh: Any, op: str, body: dict[str, Any], asked: str, timeout: float | None,
+          permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
     stream = op == "chat" and body.get("stream") is True
     encoding = None
     if op == "embeddings":
@@ -102,6 +106,9 @@ def _send(mesh: Any, op: str, body: dict[str, Any], asked: str, timeout: float |
     options = RoutingOptions(timeout=timeout)
     try:
         call = mesh.transport.start(op, body, model=body["model"], stream=stream, options=options)
+        denied = permit(call.pool.name) if permit is not None else None
+        if denied is not None:  # nothing sent yet: a started call holds nothing
+            return _answer_error(denied, op=op, model=asked)
         if stream:
             return _stream(mesh, call, asked)
         result = mesh.transport.execute(call)

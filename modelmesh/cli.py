@@ -6,6 +6,8 @@
     modelmesh status CONFIG         every provider and pool member as the mesh sees them now
                                     (with shared storage: as every process sharing it does)
     modelmesh serve CONFIG          the OpenAI-compatible proxy on Granian (docs/proxy.md)
+    modelmesh keys create|list|revoke --config CONFIG
+                                    the proxy's virtual keys, kept hashed in the shared storage
 """
 from __future__ import annotations
 
@@ -97,6 +99,77 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       no_auth=args.no_auth)
 
 
+def _key_store(path: str) -> Any:
+    """The virtual keys of the storage `path` configures; refused for `memory` storage."""
+    from ._build import _storage
+    from ._core._errors import ConfigurationError
+    from .config import load_config
+    from .proxy._keys import KeyStore
+
+    cfg = load_config(path)
+    if cfg.storage.connector == "memory":
+        raise ConfigurationError([
+            "storage: virtual keys are kept in the shared storage, and this configuration has none (memory "
+            "storage is each process's own, so no proxy worker would see a key made here): configure storage: "
+            "with the sqlite, file or redis connector"], source=path)
+    problems: list[str] = []
+    storage, serializer = _storage(cfg, problems)
+    if problems:
+        raise ConfigurationError(problems, source=path)
+    return KeyStore(storage, serializer)
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+
+
+def _show_key(key: Any) -> str:
+    pools = "all pools" if key.pools is None else "pools " + ",".join(key.pools)
+    budget = "no budget" if key.budget is None else f"budget {key.budget:g} USD/{key.period}"
+    rpm = "no rate limit" if key.rpm is None else f"{key.rpm:g} rpm"
+    state = f"REVOKED {_when(key.revoked)}" if key.revoked is not None else "live"
+    return f"{key.id}  {key.name}  {pools}; {budget}; {rpm}; created {_when(key.created)}; {state}"
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from ._core._errors import ConfigurationError
+
+    store = _key_store(args.config)
+    try:
+        if args.action == "create":
+            pools = None if args.pools in (None, "all") else [p.strip() for p in args.pools.split(",") if p.strip()]
+            if pools is not None:
+                from .config import load_config
+
+                known = set(load_config(args.config).pools)
+                unknown = [p for p in pools if p not in known]
+                if unknown:
+                    raise ConfigurationError([f"--pools: no pool named {', '.join(map(repr, unknown))} in the "
+                                              f"configuration (pools: {', '.join(sorted(known)) or 'none'})"])
+            try:
+                token, key = store.create(args.name, pools=pools, budget=args.budget, period=args.period, rpm=args.rpm)
+            except ValueError as exc:
+                raise ConfigurationError([str(exc)]) from None
+            print(f"created {_show_key(key)}")
+            print(f"key (shown this once; only its hash is stored): {token}")
+        elif args.action == "list":
+            keys = store.list()
+            if args.json:
+                print(json.dumps([{k: v for k, v in key.to_dict().items() if k != "digest"} | {"id": key.id}
+                                  for key in keys], indent=2))
+            else:
+                print("\n".join(_show_key(k) for k in keys) if keys else "no keys")
+        else:
+            try:
+                key = store.revoke(args.key)
+            except LookupError as exc:
+                raise ConfigurationError([str(exc.args[0])]) from None
+            print(f"revoked {_show_key(key)}")
+    finally:
+        store.storage.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelmesh", description="Capability-driven LLM routing with automatic failover.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true",
                    help="serve without a master key: loopback addresses only, clients on this machine only")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("keys", help="the proxy's virtual keys (kept hashed in the shared storage)")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create", help="make a key and show it once")
+    k.add_argument("--config", required=True)
+    k.add_argument("--name", required=True)
+    k.add_argument("--pools", default=None, help="comma-separated pools it may use (default: all)")
+    k.add_argument("--budget", type=float, default=None, help="USD per --period (default: none)")
+    k.add_argument("--period", choices=("day", "month"), default="day")
+    k.add_argument("--rpm", type=float, default=None, help="requests per minute (default: proxy.rate_limit.per_key)")
+    k = keys.add_parser("list", help="every key: id, name, pools, limits, created and revoked times")
+    k.add_argument("--config", required=True)
+    k.add_argument("--json", action="store_true")
+    k = keys.add_parser("revoke", help="revoke a key by name or id")
+    k.add_argument("--config", required=True)
+    k.add_argument("key", help="the key's name or id (not the key itself)")
+    p.set_defaults(func=cmd_keys)
     return parser
 
 

@@ -34,7 +34,7 @@ from ._config_read import (
 from ._config_schema import (
     KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
     FrozenMap, MeshConfig, ModelConfig, ObservabilityConfig, ObservabilitySink, PoolConfig,
-    PoolDefaults, Pricing, ProviderConfig, ProxyConfig, RateLimitSelectionConfig, RateLimitsConfig,
+    PoolDefaults, Pricing, ProviderConfig, ProxyConfig, ProxyRateLimit, RateLimitSelectionConfig, RateLimitsConfig,
     RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
     freeze,
 )
@@ -710,7 +710,16 @@ def _discovery(s: Section, providers: Mapping[str, ProviderConfig]) -> Discovery
     )
 
 
-_PROXY_KEYS = tuple(n for n in _names(ProxyConfig) if n != "master_key") + ("auth",)
+_PROXY_KEYS = tuple(n for n in _names(ProxyConfig) if n not in ("master_key", "rate_limit_per_key",
+                    "rate_limit_per_ip", "metrics_public")) + ("auth", "rate_limit", "metrics")
+
+
+def _bucket(s: Section) -> ProxyRateLimit | None:
+    if not s.data:
+        return None
+    rpm = s.require("rpm", as_number(above=0))
+    burst = s.get("burst", None, as_number(low=1))
+    return None if rpm is None else ProxyRateLimit(rpm=rpm, burst=burst)
 
 
 def _proxy(s: Section, providers: Mapping[str, ProviderConfig],
@@ -729,6 +738,7 @@ def _proxy(s: Section, providers: Mapping[str, ProviderConfig],
                          f"'provider/model'{suggest(text, [*pools, *providers])}")
 
     auth = s.sub("auth", ("master_key",))
+    limits = s.sub("rate_limit", ("per_key", "per_ip"))
     return ProxyConfig(
         host=s.get("host", b.host, as_str),
         port=s.get("port", b.port, as_int(1, 65535)),
@@ -741,4 +751,7 @@ def _proxy(s: Section, providers: Mapping[str, ProviderConfig],
         max_body_bytes=s.get("max_body_bytes", b.max_body_bytes, as_int(1)),
         model_aliases=s.get("model_aliases", b.model_aliases,
                             lambda v: FrozenMap(as_mapping_of(as_target)(v))),
+        rate_limit_per_key=_bucket(limits.sub("per_key", ("rpm", "burst"))),
+        rate_limit_per_ip=_bucket(limits.sub("per_ip", ("rpm", "burst"))),
+        metrics_public=s.sub("metrics", ("public",)).get("public", b.metrics_public, as_bool),
     )

@@ -49,7 +49,7 @@ __all__ = [
     "RateLimitsConfig", "ProviderConfig", "DeactivationConfig", "RecoveryConfig",
     "RateLimitSelectionConfig", "SelectionConfig", "RotationConfig", "RetryConfig",
     "PoolConfig", "PoolDefaults", "StorageConfig", "ObservabilitySink",
-    "ObservabilityConfig", "DiscoveryConfig", "ProxyConfig", "MeshConfig",
+    "ObservabilityConfig", "DiscoveryConfig", "ProxyConfig", "ProxyRateLimit", "MeshConfig",
     "Ctx", "Section", "UNRESOLVED", "ItemErrors",
 ]
 
@@ -371,6 +371,14 @@ class DiscoveryConfig:
 
 
 @dataclass(**_value)
+class ProxyRateLimit:
+    """A token bucket of the proxy: `rpm` requests a minute, `burst` at once (None: `rpm`)."""
+
+    rpm: float
+    burst: float | None = None
+
+
+@dataclass(**_value)
 class ProxyConfig:
     """`modelmesh serve`: where it listens, who may call it, what it accepts."""
 
@@ -384,6 +392,9 @@ class ProxyConfig:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 10 * 1024 * 1024
     model_aliases: Mapping[str, str] = _EMPTY
+    rate_limit_per_key: ProxyRateLimit | None = None  # rate_limit.per_key: every key's bucket
+    rate_limit_per_ip: ProxyRateLimit | None = None   # rate_limit.per_ip: every client address's bucket
+    metrics_public: bool = False              # metrics.public: /metrics without the master key
 
 
 @dataclass(**_value)

@@ -32,6 +32,10 @@ from typing import Any
 from .. import _wire_openai as wire
 from .._core._errors import redact
 from .._serving import Answer, serve
+from ..connectors.storage import StorageUnavailable
+from ._keys import KeyRing, VirtualKey
+from ._limits import Bucket, Limiter, retry_after_header
+from ._metrics import Metrics
 
 __all__ = ["ProxyApp"]
 
@@ -70,7 +74,9 @@ class ProxyApp:
     def __init__(self, mesh: Any, *, keys: Iterable[str] = (), open_on_loopback: bool = False,
                  max_body_bytes: int = 10 * 1024 * 1024, cors_origins: Iterable[str] = (),
                  aliases: Mapping[str, str] | None = None, access_log: AccessLog | None = None,
-                 base_path: str = "/v1") -> None:
+                 base_path: str = "/v1", keyring: KeyRing | None = None, limiter: Limiter | None = None,
+                 per_key: Bucket | None = None, per_ip: Bucket | None = None, metrics: Metrics | None = None,
+                 metrics_public: bool = False) -> None:
         digests = tuple(hashlib.sha256(k.encode()).digest() for k in keys if k)
         if not digests and not open_on_loopback:
             raise ValueError("ProxyApp: give the keys clients must present, or open_on_loopback=True "
@@ -84,16 +90,28 @@ class ProxyApp:
         self.access_log = access_log
         self.base_path = base_path.rstrip("/")
         self._secrets = tuple(getattr(mesh.core, "secret_values", ()))
+        if limiter is None and (per_key is not None or per_ip is not None):
+            from ..connectors.storage import MemoryStorage
+
+            limiter = Limiter(MemoryStorage())  # buckets of this process's own
+        self.keyring, self.limiter, self.per_key, self.per_ip = keyring, limiter, per_key, per_ip
+        self.metrics, self.metrics_public = metrics, metrics_public
+        self._limit_warned = False
 
     def close(self) -> None:
-        self.mesh.close()
+        try:
+            if self.metrics is not None:
+                self.metrics.flush()  # before the store closes with the mesh: nothing counted is lost
+        finally:
+            self.mesh.close()
 
     # -- the door ----------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
         record: dict[str, Any] = {"method": environ.get("REQUEST_METHOD", ""), "path": environ.get("PATH_INFO", "")}
+        who = _Caller()
         try:
-            answer = self._answer(environ)
+            answer = self._answer(environ, who)
         except Exception as exc:  # noqa: BLE001 - a bug answers a 500 in OpenAI's shape, never a traceback
             _log.error("modelmesh proxy: unexpected %s answering %s %s: %s", type(exc).__name__, record["method"],
                        record["path"], redact(str(exc), self._secrets))
@@ -105,12 +123,12 @@ class ProxyApp:
         if answer.stream is None:
             headers.append(("content-length", str(len(answer.body))))
             start_response(_status_line(answer.status), headers)
-            self._report(record, answer, started, environ)
+            self._report(record, answer, started, environ, who)
             return [answer.body]
         start_response(_status_line(answer.status), headers)
-        return _Streamed(answer, lambda: self._report(record, answer, started, environ))
+        return _Streamed(answer, lambda: self._report(record, answer, started, environ, who))
 
-    def _answer(self, environ: dict[str, Any]) -> Answer:
+    def _answer(self, environ: dict[str, Any], who: _Caller) -> Answer:
         method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "") or "/"
         if method == "OPTIONS" and self.cors_origins and environ.get("HTTP_ORIGIN"):
             return self._preflight(environ)
@@ -118,9 +136,28 @@ class ProxyApp:
             if method != "GET":
                 return _error(wire.method_not_allowed(method, path, "GET"))
             return self._health() if path == "/health" else self._ready()
-        denied = self._check_key(environ)
+        if self.per_ip is not None:
+            limited = self._take(f"ip/{environ.get('REMOTE_ADDR') or ''}", self.per_ip, "this client address")
+            if limited is not None:
+                return limited
+        if path == "/metrics":
+            return self._metrics(environ, method)
+        denied = self._check_key(environ, who)
         if denied is not None:
             return _error(denied)
+        vkey = who.key
+        bucket = Bucket(vkey.rpm) if vkey is not None and vkey.rpm is not None else self.per_key
+        if bucket is not None and who.bucket is not None:
+            limited = self._take(who.bucket, bucket, "this key")
+            if limited is not None:
+                return limited
+        if vkey is not None and self.keyring is not None:
+            try:
+                spent = self.keyring.over_budget(vkey)
+            except StorageUnavailable:
+                return _error(_storage_down())
+            if spent is not None:
+                return _error(_over_budget(vkey, spent))
         relative = path[len(self.base_path):] if path.startswith(self.base_path + "/") else None
         if relative is None or wire.route(method, relative) is None:
             allowed = wire.allowed_methods(relative) if relative is not None else None
@@ -134,9 +171,46 @@ class ProxyApp:
             if read is None:
                 return _error(wire.too_large(self.max_body_bytes))
             body = read
-        return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases)
+        permit = _permit(vkey) if vkey is not None and vkey.pools is not None else None
+        return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases, permit=permit)
 
-    def _check_key(self, environ: dict[str, Any]) -> wire.WireError | None:
+    def _take(self, name: str, bucket: Bucket, whose: str) -> Answer | None:
+        """A token from the bucket `name`, or the 429 that says when to come back. A store that
+        cannot be reached lets the request through (logged once per outage)."""
+        assert self.limiter is not None
+        try:
+            wait = self.limiter.take(name, bucket)
+        except StorageUnavailable as exc:
+            if not self._limit_warned:
+                self._limit_warned = True
+                _log.warning("modelmesh proxy: rate limits not applied, the store is unreachable (%s)",
+                             redact(str(exc), self._secrets))
+            return None
+        self._limit_warned = False
+        if wait is None:
+            return None
+        return _error(_rate_limited(whose, bucket, wait))
+
+    def _metrics(self, environ: dict[str, Any], method: str) -> Answer:
+        if method != "GET":
+            return _error(wire.method_not_allowed(method, "/metrics", "GET"))
+        if not self.metrics_public:
+            denied = self._check_key(environ, _Caller(), virtual=False)
+            if denied is not None:
+                return _error(denied)
+        if self.metrics is None:
+            return _error(wire.unknown_route(method, "/metrics"))
+        now = time.time()
+        gauges = []
+        for name, rows in self.mesh.core.snapshot(now)["pools"].items():
+            gauges.append(("modelmesh_standby_models", (("pool", name),),
+                           float(sum(row["status"] != "active" for row in rows))))
+            gauges.append(("modelmesh_pool_models", (("pool", name),), float(len(rows))))
+        text = self.metrics.render(gauges)
+        return Answer(status=200, headers=[("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                      body=text.encode())
+
+    def _check_key(self, environ: dict[str, Any], who: _Caller, *, virtual: bool = True) -> wire.WireError | None:
         if not self._digests:  # --no-auth: this machine only, whatever the server was bound to
             peer = environ.get("REMOTE_ADDR") or ""
             return None if is_loopback(peer) else wire.forbidden(
@@ -146,10 +220,26 @@ class ProxyApp:
         if scheme.lower() != "bearer" or not token:
             return wire.missing_key()
         presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        matched = False
+        matched = None
         for digest in self._digests:  # every one compared: the time taken says nothing about which
-            matched |= hmac.compare_digest(presented, digest)
-        return None if matched else wire.wrong_key()
+            if hmac.compare_digest(presented, digest):
+                matched = digest
+        if matched is not None:
+            who.bucket = f"key/m{matched.hex()[:16]}"
+            return None
+        if not virtual or self.keyring is None:
+            return wire.wrong_key()
+        try:
+            key = self.keyring.find(token)
+        except StorageUnavailable as exc:
+            _log.warning("modelmesh proxy: a virtual key could not be checked: %s", redact(str(exc), self._secrets))
+            return _storage_down()
+        if key is None:
+            return wire.wrong_key()
+        if key.revoked is not None:
+            return _revoked()
+        who.key, who.bucket = key, f"key/v{key.id}"
+        return None
 
     # -- health ------------------------------------------------------------------------------
     def _health(self) -> Answer:
@@ -207,8 +297,9 @@ class ProxyApp:
         return headers
 
     # -- the access log ----------------------------------------------------------------------
-    def _report(self, record: dict[str, Any], answer: Answer, started: float, environ: dict[str, Any]) -> None:
-        if self.access_log is None:
+    def _report(self, record: dict[str, Any], answer: Answer, started: float, environ: dict[str, Any],
+                who: _Caller) -> None:
+        if self.access_log is None and self.metrics is None and who.key is None:
             return
         served = answer.stream.result if answer.stream is not None else answer.served
         error = answer.error if answer.stream is None else answer.stream.error
@@ -225,6 +316,19 @@ class ProxyApp:
             prompt_tokens=served.prompt_tokens if served is not None else 0,
             completion_tokens=served.completion_tokens if served is not None else 0,
             error=type(error).__name__ if error is not None else None)
+        if who.key is not None:
+            record["key"] = who.key.id  # the key's id, never the key
+            if served is not None and self.keyring is not None:
+                try:
+                    self.keyring.record_spend(who.key, served.cost)
+                except StorageUnavailable as exc:
+                    _log.warning("modelmesh proxy: a key's spend was not counted: %s", redact(str(exc), self._secrets))
+        if self.metrics is not None and record["path"] not in _UNCOUNTED:
+            refs = [(a.provider, a.model) for a in attempts]
+            self.metrics.observe(record, sum(a != b for a, b in zip(refs, refs[1:], strict=False)))
+            self.metrics.maybe_flush()
+        if self.access_log is None:
+            return
         try:
             self.access_log(record)
         except Exception:  # noqa: BLE001 - a broken log must not break the answer it logs
@@ -278,6 +382,57 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
         size += len(piece)
         if size > limit:
             return None
+
+
+_UNCOUNTED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes are not traffic
+
+
+class _Caller:
+    """Who is asking: the virtual key (None for the master key) and the name of their bucket."""
+
+    __slots__ = ("key", "bucket")
+
+    def __init__(self) -> None:
+        self.key: VirtualKey | None = None
+        self.bucket: str | None = None
+
+
+def _permit(key: VirtualKey) -> Callable[[str], wire.WireError | None]:
+    allowed = frozenset(key.pools or ())
+
+    def permit(pool: str) -> wire.WireError | None:
+        if pool in allowed:
+            return None
+        return wire.forbidden(f"This key may not use the pool '{pool}' (it may use: {', '.join(sorted(allowed))})")
+
+    return permit
+
+
+def _wire(status: int, error: dict[str, Any], headers: Iterable[tuple[str, str]] = ()) -> wire.WireError:
+    return wire.WireError(status=status, body=wire.encode_json({"error": {"param": None, **error}}),
+                          headers=[("content-type", wire.JSON), *headers])
+
+
+def _rate_limited(whose: str, bucket: Bucket, wait: float) -> wire.WireError:
+    return _wire(429, {"message": f"Rate limit reached for {whose}: {bucket.rpm:g} requests per minute. "
+                                  f"Please try again in {wait:.3g}s.",
+                       "type": "requests", "code": "rate_limit_exceeded"},
+                 [("retry-after", retry_after_header(wait)), ("retry-after-ms", str(max(1, round(wait * 1000))))])
+
+
+def _over_budget(key: VirtualKey, spent: float) -> wire.WireError:
+    return _wire(429, {"message": f"This key has spent its budget of {key.budget:g} USD this {key.period} "
+                                  f"({spent:.4f} USD).", "type": "insufficient_quota", "code": "insufficient_quota"})
+
+
+def _revoked() -> wire.WireError:
+    return _wire(401, {"message": "This API key has been revoked.", "type": "invalid_request_error",
+                       "code": "invalid_api_key"})
+
+
+def _storage_down() -> wire.WireError:
+    return _wire(503, {"message": "The key could not be checked: the shared storage is unreachable",
+                       "type": "server_error", "code": "storage_unavailable"})
 
 
 def _error(err: wire.WireError) -> Answer:

@@ -25,9 +25,13 @@ from typing import Any, TextIO
 
 from .._core._errors import ConfigurationError
 from ._app import AccessLog, ProxyApp, is_loopback
+from ._keys import KeyRing, KeyStore
+from ._limits import Bucket, Limiter
+from ._metrics import Metrics
 
 __all__ = ["create_app", "json_lines", "run_server", "worker_app"]
 
+METRICS_FLUSH = 5.0  # seconds between a worker's additions of its counts to the store
 _HANDOFF = "MODELMESH_SERVE"  # parent -> workers: what `modelmesh serve` decided, as JSON
 
 
@@ -65,12 +69,34 @@ def create_app(config: Any, *, no_auth: bool = False, access_log: AccessLog | No
         if proxy.master_key is not None and no_auth:
             raise ConfigurationError(["--no-auth: proxy.auth.master_key is configured; remove one of the two"])
         keys = (proxy.master_key, *proxy.api_keys) if proxy.master_key else ()
+        storage, serializer = _store(mesh)
+        keyring = None
+        if getattr(mesh.transport, "shared", None) is not None:  # virtual keys live in shared storage only
+            keyring = KeyRing(KeyStore(storage, serializer), refresh=mesh.config.storage.sync_interval)
         return ProxyApp(mesh, keys=keys, open_on_loopback=no_auth, max_body_bytes=proxy.max_body_bytes,
                         cors_origins=proxy.cors_origins, aliases=proxy.model_aliases,
-                        access_log=json_lines() if access_log is _DEFAULT_LOG else access_log)
+                        access_log=json_lines() if access_log is _DEFAULT_LOG else access_log,
+                        keyring=keyring, limiter=Limiter(storage), per_key=_bucket(proxy.rate_limit_per_key),
+                        per_ip=_bucket(proxy.rate_limit_per_ip), metrics=Metrics(storage, flush_every=METRICS_FLUSH),
+                        metrics_public=proxy.metrics_public)
     except BaseException:
         mesh.close()
         raise
+
+
+def _store(mesh: Any) -> tuple[Any, Any]:
+    """The store keys, limits and metrics are kept in: the shared one, or (memory storage,
+    one process) a store of this app's own."""
+    shared = getattr(mesh.transport, "shared", None)
+    if shared is not None:
+        return shared.storage, shared.serializer
+    from ..connectors.storage import MemoryStorage, Serializer
+
+    return MemoryStorage(), Serializer()
+
+
+def _bucket(limit: Any) -> Bucket | None:
+    return None if limit is None else Bucket(limit.rpm, limit.burst)
 
 
 # -- in each worker ------------------------------------------------------------------------------
@@ -80,7 +106,7 @@ def worker_app() -> ProxyApp:
 
     plan = json.loads(os.environ[_HANDOFF])
     config: Any = plan["config"]
-    if plan.get("storage_path"):
+    if plan.get("storage_path"):  # the run's SQLite file, while the configuration names no storage
         config = _with_sqlite(config, plan["storage_path"])
     app = create_app(config, no_auth=plan["no_auth"])
     # run when the worker process exits (multiprocessing runs these, atexit would be skipped
@@ -94,6 +120,8 @@ def _with_sqlite(path: str, db: str) -> Any:
     from ..config import load_config
 
     cfg = load_config(path)
+    if cfg.storage.connector != "memory":  # a reload configured storage: it is used
+        return cfg
     storage = StorageConfig(connector="sqlite", config=FrozenMap({"path": db}), sync_policy="periodic")
     return replace(cfg, storage=storage)
 
@@ -150,6 +178,10 @@ def run_server(config_path: str, *, host: str | None = None, port: int | None = 
     server = Granian("modelmesh.proxy._serve:worker_app", address=host, port=port, interface=Interfaces.WSGI,
                     workers=workers, blocking_threads=threads, factory=True, log_level=LogLevels.warning,
                     workers_kill_timeout=max(1, round(p.shutdown_timeout)))
+    # Granian restarts its workers one by one on SIGHUP (each old one stops as on SIGTERM, its
+    # requests in flight finishing); the configuration is checked first, here, and a bad one
+    # keeps the workers as they are
+    server.signal_handler_reload = _reload_handler(server.signal_handler_reload, config_path, cfg, no_auth, out)  # type: ignore[method-assign]
     try:
         server.serve()
     finally:
@@ -158,10 +190,55 @@ def run_server(config_path: str, *, host: str | None = None, port: int | None = 
     return 0
 
 
+def _reload_handler(restart: Any, config_path: str, running: Any, no_auth: bool, out: TextIO) -> Any:
+    """SIGHUP: check the configuration file again; restart the workers on it if it is good,
+    else say why and keep them. Nothing said holds a secret of the old or the new one."""
+    from .._build import build
+    from .._core._errors import redact
+
+    def on_hup(*args: Any) -> None:
+        secrets = running.secret_values()
+        try:
+            built = build(config_path)
+            for sink in built.sinks:
+                sink.close()
+            if built.storage is not None:
+                built.storage.close()
+            new = built.config.proxy
+            if new.master_key is None and not no_auth:
+                raise ConfigurationError(["proxy.auth.master_key: the new configuration has no master key, and "
+                                          "modelmesh serve was not started with --no-auth"], source=config_path)
+            if no_auth and new.master_key is not None:
+                raise ConfigurationError(["proxy.auth.master_key: the new configuration sets one, and modelmesh "
+                                          "serve was started with --no-auth; restart it to change"], source=config_path)
+        except ConfigurationError as exc:
+            _say(out, "modelmesh serve: SIGHUP: the new configuration is refused, the running one stays:\n"
+                 + redact(str(exc), secrets))
+            return
+        except Exception as exc:  # noqa: BLE001 - its message may quote a credential: the type only
+            _say(out, f"modelmesh serve: SIGHUP: checking the new configuration failed unexpectedly "
+                      f"({type(exc).__name__}); the running one stays")
+            return
+        fixed = [name for name in ("host", "port", "workers", "threads")
+                 if getattr(new, name) != getattr(running.proxy, name)]
+        note = f" ({', '.join('proxy.' + n for n in fixed)}: changed, taken at a restart only)" if fixed else ""
+        _say(out, f"modelmesh serve: SIGHUP: the new configuration is valid; restarting the workers on it one by "
+                  f"one, requests in flight finish on the old{note}")
+        restart(*args)
+
+    return on_hup
+
+
+def _say(out: TextIO, text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
 def _banner(out: TextIO, cfg: Any, core: Any, *, host: str, port: int, workers: int, threads: int, no_auth: bool,
             storage_path: str | None) -> None:
     shown = f"[{host}]" if ":" in host else host
-    lines = [f"modelmesh serve: http://{shown}:{port}/v1  ({workers} worker(s) x {threads} thread(s), Granian WSGI)"]
+    lines = [f"modelmesh serve: http://{shown}:{port}/v1  ({workers} worker(s) x {threads} thread(s), Granian WSGI; "
+             f"pid {os.getpid()}, SIGHUP reloads the configuration)"]
     if no_auth:
         lines.append("  auth: NONE (--no-auth): clients on this machine only")
     else:
@@ -181,7 +258,11 @@ def _banner(out: TextIO, cfg: Any, core: Any, *, host: str, port: int, workers: 
     cors = ", ".join(cfg.proxy.cors_origins) or "off"
     lines.append(f"  limits: body {cfg.proxy.max_body_bytes} bytes; CORS {cors}; "
                  f"shutdown waits up to {cfg.proxy.shutdown_timeout:g}s")
+    buckets = [f"{who} {b.rpm:g} rpm" for who, b in (("per key", cfg.proxy.rate_limit_per_key),
+                                                        ("per address", cfg.proxy.rate_limit_per_ip)) if b is not None]
+    keys = "virtual keys from the storage" if s.connector != "memory" else "no virtual keys (memory storage)"
+    lines.append(f"  keys: {keys}; rate limits: {', '.join(buckets) or 'none'}")
     lines.append("  access log: JSON lines on stdout; endpoints: /v1/chat/completions, /v1/embeddings, "
-                 "/v1/models, /health, /ready")
+                 f"/v1/models, /health, /ready, /metrics ({'public' if cfg.proxy.metrics_public else 'master key'})")
     out.write("\n".join(lines) + "\n")
     out.flush()
