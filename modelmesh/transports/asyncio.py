@@ -97,40 +97,81 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(aw, seconds)
 
 
+SHARD = 16  # requests in flight per httpx client before another is opened
+_STEPS_PER_TICK = 8  # I/O steps of requests per round of the event loop (see AsyncTransport._next_tick)
+
+
 class AsyncHttp:
-    """httpx clients for one mesh client: one per proxy (None: direct), found once per URL."""
+    """httpx clients for one mesh client, per proxy (None: direct), found once per URL.
+
+    A route's requests are spread over several httpx clients of at most SHARD requests in
+    flight each (one more is opened when all are that busy). httpcore's pool looks at every
+    connection it holds, and polls each idle one, whenever a request starts or a response
+    is closed: with hundreds of concurrent requests on one pool that is quadratic, and it
+    held the event loop for over 100 ms at a time (200 tasks); with SHARD it stays small.
+    Each client keeps at most `pool_maxsize / SHARD` (at least 4) idle connections."""
 
     def __init__(self, *, environ: Mapping[str, str] | None = None, pool_maxsize: int = 64) -> None:
         self._environ = os.environ if environ is None else environ
-        # like urllib3's block=False: never wait for a connection; keep at most pool_maxsize idle
-        self._limits = httpx.Limits(max_connections=None, max_keepalive_connections=pool_maxsize)
-        self._clients: dict[str | None, httpx.AsyncClient] = {}
-        self._routes: dict[str, httpx.AsyncClient] = {}
+        # like urllib3's block=False: never wait for a connection; keep a few idle ones per client
+        self._limits = httpx.Limits(max_connections=None, max_keepalive_connections=SHARD)
+        self._verify: Any = None  # the SSL context every client shares (made once, in a thread)
+        self._shards: dict[str | None, list[_Shard]] = {}
+        self._routes: dict[str, list[_Shard]] = {}
 
-    def client_for(self, url: str) -> httpx.AsyncClient:
-        client = self._routes.get(url)
-        if client is None:
+    async def acquire(self, url: str) -> _Shard:
+        """The least busy client for `url` (a new one when every client has SHARD in flight);
+        counted busy until `release`."""
+        shards = self._routes.get(url)
+        if shards is None:
             proxy = proxy_for(url, self._environ)
-            client = self._clients.get(proxy)
-            if client is None:
-                client = self._clients[proxy] = self._make(proxy)
-            self._routes[url] = client
-        return client
+            shards = self._routes[url] = self._shards.setdefault(proxy, [])
+        best = min(shards, key=_busy, default=None)
+        if best is None or best.busy >= SHARD:
+            # made in a worker thread: the first loads a CA bundle and imports httpcore, anyio
+            # and h11 (tens of ms that would otherwise hold up the loop)
+            best = _Shard(await asyncio.to_thread(self._make, proxy_for(url, self._environ)))
+            shards.append(best)
+        best.busy += 1
+        return best
 
     def _make(self, proxy: str | None) -> httpx.AsyncClient:
-        cafile = ca_bundle(self._environ)
-        verify: Any = ssl.create_default_context(cafile=cafile) if cafile else True
+        if self._verify is None:
+            import anyio._backends._asyncio  # noqa: F401 - what httpcore imports at its first connect
+            import h11  # noqa: F401
+
+            self._verify = _ssl_context(ca_bundle(self._environ))
         try:
-            return httpx.AsyncClient(proxy=proxy, verify=verify, trust_env=False, limits=self._limits,
+            return httpx.AsyncClient(proxy=proxy, verify=self._verify, trust_env=False, limits=self._limits,
                                      headers=_DEFAULT_HEADERS, follow_redirects=False, timeout=None)
         except ImportError:  # httpx needs socksio for a SOCKS proxy
             raise ProxyUnavailable("the environment names a SOCKS proxy, which needs socksio "
                                    "(pip install 'httpx[socks]')") from None
 
+    def clients(self) -> list[httpx.AsyncClient]:
+        return [shard.client for shards in self._shards.values() for shard in shards]
+
     async def aclose(self) -> None:
-        clients, self._clients, self._routes = list(self._clients.values()), {}, {}
+        clients = self.clients()
+        self._shards, self._routes = {}, {}
         for client in clients:
             await client.aclose()
+
+
+class _Shard:
+    __slots__ = ("client", "busy")
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.busy = 0
+
+
+def _busy(shard: _Shard) -> int:
+    return shard.busy
+
+
+def _ssl_context(cafile: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
 
 
 class Done:
@@ -143,18 +184,23 @@ class Done:
 
 
 class _Conn:
-    """The response a drive has open (at most one at a time) and the bound of its next read."""
+    """The response a drive has open (at most one at a time), the client it came from, and
+    the bound of its next read."""
 
-    __slots__ = ("response", "chunks", "native", "bound")
+    __slots__ = ("response", "chunks", "shard", "native", "bound")
 
     def __init__(self) -> None:
         self.response: httpx.Response | None = None
         self.chunks: Any = None
+        self.shard: _Shard | None = None
         self.native = 0.0  # the read timeout httpx applies to each read of this response
         self.bound: float | None = None  # a smaller one, applied here; None: httpx's is the bound
 
     async def drop(self) -> None:
         r, self.response, self.chunks = self.response, None, None
+        shard, self.shard = self.shard, None
+        if shard is not None:
+            shard.busy -= 1
         if r is not None:
             with contextlib.suppress(Exception):  # closing a broken connection may fail; it is gone either way
                 await r.aclose()  # read to its end: the connection goes back to the pool; else it is closed
@@ -185,10 +231,28 @@ class AsyncTransport:
         self._prober: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._steps = 0  # steps of requests taken in this round of the event loop (see _next_tick)
+        self._tick_reset = False
 
     @property
     def shared(self) -> Any:
         return self.driver.shared
+
+    async def _next_tick(self) -> None:
+        """Wait for the loop's next round. Each step of a request costs a fraction of a
+        millisecond; hundreds of tasks ready at once (a burst of requests, or of answers)
+        would run all their steps in one round of the loop, and every other task of the
+        application would wait for the lot. Past _STEPS_PER_TICK steps in a round, a task
+        lets the loop go round first. Throughput is the same; the loop stays responsive."""
+        while self._steps >= _STEPS_PER_TICK:
+            if not self._tick_reset:  # the first to wait (in this round) has the count reset next round
+                self._tick_reset = True
+                asyncio.get_running_loop().call_soon(self._new_tick)
+            await asyncio.sleep(0)
+
+    def _new_tick(self) -> None:
+        self._steps = 0
+        self._tick_reset = False
 
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -226,6 +290,9 @@ class AsyncTransport:
             op = drive.send(result)
             while True:
                 kind = type(op)
+                if self._steps >= _STEPS_PER_TICK:
+                    await self._next_tick()
+                self._steps += 1
                 try:
                     if kind is Deliver:
                         return op
@@ -258,7 +325,8 @@ class AsyncTransport:
         req = op.request
         native = op.read_timeout if op.idle_timeout is None else max(op.read_timeout, op.idle_timeout)
         try:
-            client = self.http.client_for(req.url)
+            conn.shard = shard = await self.http.acquire(req.url)
+            client = shard.client
             request = client.build_request(
                 req.method, req.url, headers=req.headers, content=None if req.json is None else dumps(req.json),
                 timeout=httpx.Timeout(connect=op.connect_timeout, read=native, write=native, pool=op.connect_timeout))
