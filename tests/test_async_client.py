@@ -280,3 +280,28 @@ def test_shared_storage_io_runs_in_worker_threads_never_on_the_loop(ups, tmp_pat
     with other:
         other.sync()
         assert other.status()["providers"]["a"]["up"] is False
+
+
+def test_a_stream_dropped_unread_is_cancelled_by_the_collector_and_its_connection_closed(ups):
+    a, b = ups
+    clock = FakeClock()
+
+    async def main():
+        async with modelmesh.AsyncMeshClient(config(a, b, deactivation={"retry_limit": 1}, recovery={"cooldown": "10s"}),
+                                             clock=clock, sleep=clock.sleep, environ={}) as client:
+            a.script(Error(500))
+            await client.chat.completions.create(model="chat", messages=MSG)
+            clock.advance(11)
+            a.script(SlowStream(chunk_delay=30.0))
+            stream = await client.chat.completions.create(model="chat", messages=MSG, stream=True)
+            assert client.route("chat").provider_id == "b"  # the trial is out
+            cycle = {"stream": stream}
+            cycle["self"] = cycle
+            del stream, cycle
+            gc.collect()
+            await asyncio.sleep(0.05)  # the connection is closed on the loop
+            assert client.route("chat").provider_id == "a"
+            connections = [c for http in client.transport.http.clients() for c in http._transport._pool.connections]
+            assert all(c.is_idle() for c in connections)
+            assert all(shard.busy == 0 for shards in client.transport.http._shards.values() for shard in shards)
+    asyncio.run(asyncio.wait_for(main(), 20))

@@ -460,11 +460,11 @@ class AsyncStreamHandle:
     def __del__(self) -> None:
         # abandoned without aclose(): the drive cancels its call when collected (lock-free);
         # the response is closed on its own loop, never here (a finaliser takes no lock)
-        response = self._conn.response
-        if response is not None and not self._loop.is_closed():
+        conn = getattr(self, "_conn", None)
+        if conn is not None and conn.response is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: its connections went with it
-                self._loop.call_soon_threadsafe(_close_later, response)
+                self._loop.call_soon_threadsafe(_close_later, conn)
 
 
-def _close_later(response: httpx.Response) -> None:
-    asyncio.ensure_future(response.aclose())
+def _close_later(conn: _Conn) -> None:
+    asyncio.ensure_future(conn.drop())
