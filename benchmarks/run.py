@@ -72,13 +72,13 @@ def run_async(p: dict[str, Any]) -> dict[str, Any]:
     print(f"  upstream: {out['upstream']}")
     print("  versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in out["versions"].items()))
     n = out["params"]
-    print(f"  {'':<44} {'wall/req':>12} {'CPU/req':>12} {'max loop lag':>13}")
+    print(f"  {'':<58} {'wall/req':>12} {'CPU/req':>12} {'max loop lag':>13}")
     for scenario, title in (("sequential", f"sequential ({n['sequential']} requests)"),
                             ("concurrent", f"{n['tasks']} tasks x {n['per_task']} requests")):
         for name, label in (("httpx", "bare httpx.AsyncClient"), ("mesh", "AsyncMeshClient")):
             r = out["rows"][f"{scenario}_{name}"]
             lag = f"{r['max_lag_ms']:10.1f} ms" if scenario == "concurrent" else f"{'':>13}"
-            print(f"    {title + ', ' + label:<42} {r['wall_us']:9.1f} us {r['cpu_us']:9.1f} us {lag}")
+            print(f"    {title + ', ' + label:<56} {r['wall_us']:9.1f} us {r['cpu_us']:9.1f} us {lag}")
     print("  ratios AsyncMeshClient / bare httpx (time per request: < 1 = the mesh is cheaper)")
     for scenario, r in out["ratios"].items():
         print(f"    {scenario:<12} wall per request {r['wall']:.3f}   CPU per request {r['cpu']:.3f}")
