@@ -73,8 +73,7 @@ def test_200_tasks_on_one_client_each_answered_once_and_the_loop_never_lags_20ms
                     return n, r.mesh.provider, len(r.mesh.attempts)
 
                 # a first burst opens the connections and does the one-time imports; then the measured one
-                warm = await asyncio.gather(*(one(n) for n in range(1, 200, 3)))
-                assert all(p == "a" for _, p, _ in warm)
+                warm = await asyncio.gather(*(one(n) for n in range(200)))
                 gc.collect()
                 gc.disable()  # a collection of the whole test process's heap is not the client's doing
                 try:
@@ -86,7 +85,7 @@ def test_200_tasks_on_one_client_each_answered_once_and_the_loop_never_lags_20ms
                 finally:
                     gc.enable()
                 status = client.status()["pools"]["chat"]
-            return results, lags, status, len(warm)
+            return results, lags, status, sum(k for _, _, k in warm)
 
         results, lags, status, warmed = asyncio.run(main())
         server.stdin.write("count\n")
@@ -100,11 +99,10 @@ def test_200_tasks_on_one_client_each_answered_once_and_the_loop_never_lags_20ms
     attempts = sum(k for _, _, k in results)
     assert attempts + warmed == received["a"] + received["b"]  # each attempt reached one upstream, once
     assert attempts == 200 + 67 and sum(row["requests"] for row in status) == attempts + warmed
-    # The goal is 20 ms; on the 2-core CI machine, shared with other jobs, the burst measures 20-40 ms
-    # (bare httpx.AsyncClient with one pool: 80-100 ms, and seconds once its pool holds hundreds of
-    # connections; see benchmarks/async_bench.py). What remains is httpx's own work on each answer,
-    # all of a burst's answers arriving in one round of the loop. 50 ms catches a blocking call.
-    assert len(lags) > 20 and max(lags) < 0.050, f"event loop lag up to {max(lags) * 1000:.1f} ms"
+    # Measured on the second burst: the first also opens 200 connections (anyio's connect, in
+    # httpcore) and there measures 50-90 ms here; bare httpx.AsyncClient is at 80-100 ms on
+    # every burst (see benchmarks/async_bench.py)
+    assert len(lags) > 20 and max(lags) < 0.020, f"event loop lag up to {max(lags) * 1000:.1f} ms"
 
 
 def _wait_for(predicate, seconds=5.0):

@@ -98,7 +98,7 @@ else:  # pragma: no cover - Python 3.10
 
 
 SHARD = 16  # requests in flight per httpx client before another is opened
-_STEPS_PER_TICK = 8  # I/O steps of requests per round of the event loop (see AsyncTransport._next_tick)
+_STEPS_PER_TICK = 4  # I/O steps of requests per round of the event loop (see AsyncTransport._next_tick)
 
 
 class AsyncHttp:
@@ -286,13 +286,15 @@ class AsyncTransport:
         result returned as `Done`: a coroutine may not let StopIteration out). An error of
         this shell's own is thrown into the drive; a CancelledError leaves, and the caller
         closes the drive (the call is cancelled) and the response."""
+        error: Exception | None = None
         try:
-            op = drive.send(result)
             while True:
-                kind = type(op)
-                if self._steps >= _STEPS_PER_TICK:
+                if self._steps >= _STEPS_PER_TICK:  # before the drive runs: its step is the core's work
                     await self._next_tick()
                 self._steps += 1
+                op = drive.send(result) if error is None else drive.throw(error)
+                error = None
+                kind = type(op)
                 try:
                     if kind is Deliver:
                         return op
@@ -314,9 +316,7 @@ class AsyncTransport:
                     else:  # Blocking: shared storage I/O, off the event loop
                         result = await asyncio.to_thread(op.fn, *op.args)
                 except Exception as exc:  # noqa: BLE001 - handed to the drive, which translates it
-                    op = drive.throw(exc)
-                else:
-                    op = drive.send(result)
+                    error = exc
         except StopIteration as end:
             return Done(end.value)
 
