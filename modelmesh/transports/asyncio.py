@@ -109,11 +109,12 @@ class AsyncHttp:
     connection it holds, and polls each idle one, whenever a request starts or a response
     is closed: with hundreds of concurrent requests on one pool that is quadratic, and it
     held the event loop for over 100 ms at a time (200 tasks); with SHARD it stays small.
-    Each client keeps at most `pool_maxsize / SHARD` (at least 4) idle connections."""
+    Each client keeps up to SHARD idle connections (httpx closes one idle for 5 s), so a
+    burst as large as the last one finds its connections open."""
 
-    def __init__(self, *, environ: Mapping[str, str] | None = None, pool_maxsize: int = 64) -> None:
+    def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
-        # like urllib3's block=False: never wait for a connection; keep a few idle ones per client
+        # like urllib3's block=False: never wait for a connection; keep SHARD idle ones per client
         self._limits = httpx.Limits(max_connections=None, max_keepalive_connections=SHARD)
         self._verify: Any = None  # the SSL context every client shares (made once, in a thread)
         self._shards: dict[str | None, list[_Shard]] = {}
@@ -214,7 +215,6 @@ class AsyncTransport:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] | None = None,
         environ: Mapping[str, str] | None = None,
-        pool_maxsize: int = 64,
         on_event: Callable[[Any], None] | None = None,
         probe_check_interval: float = 1.0,
         shared: Any = None,
@@ -226,7 +226,7 @@ class AsyncTransport:
         self.sleep = sleep or asyncio.sleep  # a FakeClock's sleep (plain) is called; a coroutine awaited
         self.driver = Driver(core, clock=clock, emit=on_event, shared=shared, sync_policy=sync_policy,
                              sync_interval=sync_interval)
-        self.http = AsyncHttp(environ=environ, pool_maxsize=pool_maxsize)
+        self.http = AsyncHttp(environ=environ)
         self._probe_every = probe_interval(probe_check_interval)
         self._prober: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
