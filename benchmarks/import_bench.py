@@ -25,8 +25,9 @@ from typing import Any
 __all__ = ["HEAVY", "FORBIDDEN", "time_import", "heavy_modules_after", "bench_import"]
 
 HEAVY = ("requests", "urllib3", "yaml", "redis", "dataclasses_json", "tenacity", "cachetools", "http.client",
-         "ssl", "socket", "threading", "logging")
-FORBIDDEN = ("requests", "yaml", "redis", "dataclasses_json")  # must stay out of `import modelmesh`
+         "ssl", "socket", "threading", "logging", "httpx", "asyncio")
+# must stay out of `import modelmesh`; httpx and asyncio arrive with AsyncMeshClient only
+FORBIDDEN = ("requests", "yaml", "redis", "dataclasses_json", "httpx", "asyncio")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _PROBE = """

@@ -3,13 +3,14 @@
     python benchmarks/run.py                 # full run (about a minute on 2 cores)
     python benchmarks/run.py --quick         # seconds: fewer iterations, same shape
     python benchmarks/run.py --json out.json # also write every figure as JSON
-    python benchmarks/run.py --only core     # core | http | import (repeatable)
+    python benchmarks/run.py --only core     # core | http | import | storage | async (repeatable)
 
     python benchmarks/run.py --upstream fake # FakeUpstream even where nginx is installed
 
 Sections: (1) the core's cost per routed request, no I/O; (2) MeshClient against bare urllib3,
 bare requests and the openai SDK (if installed) on one loopback upstream: sequential, 16
-threads, streaming, and with 200 extra environment variables; (3) import time and weight.
+threads, streaming, and with 200 extra environment variables; (3) import time and weight;
+(4) shared storage; (5) AsyncMeshClient against bare httpx.AsyncClient, sequential and 64 tasks.
 Ends with one verdict line per goal of the issue (met / NOT MET / not measured).
 """
 from __future__ import annotations
@@ -25,20 +26,21 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `modelmesh` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.async_bench import bench_async  # noqa: E402
 from benchmarks.core_bench import STRATEGIES, bench_core, bench_route  # noqa: E402
 from benchmarks.http_bench import bench_http, bench_overhead  # noqa: E402
 from benchmarks.import_bench import bench_import  # noqa: E402
 from benchmarks.storage_bench import bench_storage  # noqa: E402
 
-SECTIONS = ("core", "http", "import", "storage")
+SECTIONS = ("core", "http", "import", "storage", "async")
 FULL = {"overhead": 3_000, "core_iterations": 20_000, "sequential": 500, "threads": 16, "per_thread": 75, "streams": 200,
         "env_requests": 300, "extra_vars": 200, "rounds": 3, "warmup": 50, "repeats": 5, "store_requests": 300,
         "store_other_keys": 10_000, "store_syncs": 300,
-        "store_per_thread": 40}
+        "store_per_thread": 40, "async_tasks": 64, "async_per_task": 10}
 QUICK = {"overhead": 300, "core_iterations": 2_000, "sequential": 40, "threads": 16, "per_thread": 4, "streams": 10,
          "env_requests": 30, "extra_vars": 200, "rounds": 2, "warmup": 5, "repeats": 3, "store_requests": 20,
          "store_other_keys": 1_000, "store_syncs": 20,
-         "store_per_thread": 3}
+         "store_per_thread": 3, "async_tasks": 64, "async_per_task": 1}
 HTTP_PARAMS = ("sequential", "threads", "per_thread", "streams", "env_requests", "extra_vars", "rounds", "warmup")
 
 
@@ -62,6 +64,25 @@ def _rows(title: str, unit: str, rows: dict[str, tuple[str, dict[str, Any]]]) ->
     for label, r in rows.values():
         print(f"    {label:<42} {r['mean_us']:9.1f} us {r['cpu_us']:9.1f} us {r['rps']:10,.0f} {r['median_latency_us']:9.1f} us"
               f"  {r['rounds_rps']}")
+
+
+def run_async(p: dict[str, Any]) -> dict[str, Any]:
+    out = bench_async(sequential=p["sequential"], tasks=p["async_tasks"], per_task=p["async_per_task"],
+                      rounds=p["rounds"], warmup=p["warmup"], upstream_kind=p["upstream"])
+    print(f"  upstream: {out['upstream']}")
+    print("  versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in out["versions"].items()))
+    n = out["params"]
+    print(f"  {'':<58} {'wall/req':>12} {'CPU/req':>12} {'max loop lag':>13}")
+    for scenario, title in (("sequential", f"sequential ({n['sequential']} requests)"),
+                            ("concurrent", f"{n['tasks']} tasks x {n['per_task']} requests")):
+        for name, label in (("httpx", "bare httpx.AsyncClient"), ("mesh", "AsyncMeshClient")):
+            r = out["rows"][f"{scenario}_{name}"]
+            lag = f"{r['max_lag_ms']:10.1f} ms" if scenario == "concurrent" else f"{'':>13}"
+            print(f"    {title + ', ' + label:<56} {r['wall_us']:9.1f} us {r['cpu_us']:9.1f} us {lag}")
+    print("  ratios AsyncMeshClient / bare httpx (time per request: < 1 = the mesh is cheaper)")
+    for scenario, r in out["ratios"].items():
+        print(f"    {scenario:<12} wall per request {r['wall']:.3f}   CPU per request {r['cpu']:.3f}")
+    return out
 
 
 def run_http(p: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                "http": ("2. HTTP: MeshClient vs bare urllib3, bare requests and the openai SDK, one loopback upstream",
                         run_http),
                "import": ("3. import time and weight", run_import),
-               "storage": ("4. shared storage: MeshClient with SQLite and Redis against memory", run_storage)}
+               "storage": ("4. shared storage: MeshClient with SQLite and Redis against memory", run_storage),
+               "async": ("5. asyncio: AsyncMeshClient vs bare httpx.AsyncClient, one loopback upstream", run_async)}
     started = time.perf_counter()
     for name in args.only or SECTIONS:
         title, fn = runners[name]

@@ -3,6 +3,7 @@
     import modelmesh
     client = modelmesh.create("chat-completion")          # providers from the environment
     client = modelmesh.MeshClient(config="modelmesh.yaml")  # or from configuration
+    aclient = modelmesh.AsyncMeshClient(config="modelmesh.yaml")  # the same, awaited (extra `async`)
     built = modelmesh.build("modelmesh.yaml")                # a ready sans-IO core, for embedders
     r = client.chat.completions.create(model="chat-completion", messages=[...])
 
@@ -43,8 +44,8 @@ from ._core._errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "create", "MeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions", "RoutingDecision",
-    "Router", "CompletionRequest", "CompletionResponse",
+    "create", "MeshClient", "AsyncMeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions",
+    "RoutingDecision", "Router", "CompletionRequest", "CompletionResponse",
     "AttemptRecord", "ModelMeshError", "ConfigurationError", "InternalError",
     # the OpenAI SDK's error hierarchy, under ModelMeshError
     "APIError", "APIStatusError", "BadRequestError", "InvalidArgumentError", "ContextLengthError", "ContentFilteredError",
@@ -59,6 +60,7 @@ _LAZY = {
     "create": ("modelmesh._convenience", "create"),
     "QuickProvider": ("modelmesh._convenience", "QuickProvider"),
     "MeshClient": ("modelmesh.client", "MeshClient"),
+    "AsyncMeshClient": ("modelmesh._async_client", "AsyncMeshClient"),
     "build": ("modelmesh._build", "build"),
     "Built": ("modelmesh._build", "Built"),
     "load_config": ("modelmesh.config", "load_config"),
@@ -70,6 +72,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from ._async_client import AsyncMeshClient
     from ._build import Built, build
     from ._convenience import QuickProvider, create
     from ._core._mesh import RoutingDecision, RoutingOptions

@@ -14,6 +14,7 @@ outside it, in the caller's thread.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import os
@@ -32,45 +33,27 @@ from ._response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingRespo
 
 __all__ = ["MeshClient", "ChatStream"]
 
-class MeshClient:
-    """The OpenAI-shaped client. `config` is a path to YAML/JSON, a dict, or a MeshConfig."""
+class _MeshBase:
+    """What MeshClient and AsyncMeshClient share: the mesh built from configuration, events,
+    routing and state, per-request options and the arguments of a request. A subclass adds
+    its transport and the resources of its kind (`_resources`)."""
 
-    def __init__(
-        self,
-        config: str | os.PathLike | Mapping[str, Any] | MeshConfig | None = None,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] | None = None,
-        seed: int | None = None,
-        rng: random.Random | None = None,
-        session: Any = None,
-        on_event: Callable[[Any], None] | None = None,
-        strategies: Mapping[str, Callable] | None = None,
-        environ: Mapping[str, str] | None = None,
-        policies: Mapping[str, PolicySet] | None = None,
-        probe_check_interval: float = 1.0,
-    ) -> None:
-        """`probe_check_interval` is how often, in real seconds, the background probe thread
-        (started by the first request, stopped by `close()`) looks for due recovery probes.
+    transport: Any
 
-        Without `config`, the client is a mesh of one OpenAI-compatible provider, made as
-        `openai.OpenAI(...)` is: `base_url` (else OPENAI_BASE_URL, else OpenAI's API),
-        `api_key` (else OPENAI_API_KEY), `organization` and `project` (else OPENAI_ORG_ID,
-        OPENAI_PROJECT_ID); any model name is sent to it as given."""
+    def _setup(self, config: Any, base_url: str | None, api_key: str | None, organization: str | None,
+               project: str | None, clock: Callable[[], float] | None, seed: int | None, rng: random.Random | None,
+               on_event: Callable[[Any], None] | None, strategies: Mapping[str, Callable] | None,
+               environ: Mapping[str, str] | None, policies: Mapping[str, PolicySet] | None) -> dict[str, Any]:
+        """Build the mesh; returns the arguments every transport takes besides its own."""
         from ._build import build
 
         env = os.environ if environ is None else environ
+        name = type(self).__name__
         if config is None:
-            config = _one_provider(base_url, api_key, organization, project, env)
+            config = _one_provider(base_url, api_key, organization, project, env, name)
         elif any(v is not None for v in (base_url, api_key, organization, project)):
-            raise E.ConfigurationError(["MeshClient(): pass either config= or base_url=/api_key=/organization=/"
+            raise E.ConfigurationError([f"{name}(): pass either config= or base_url=/api_key=/organization=/"
                                         "project= (a one-provider mesh), not both"])
-        from .transports.sync import SyncTransport
-
         built = build(config, environ=environ, strategies=strategies, policies=policies, rng=rng, seed=seed,
                       lock=threading.Lock())  # the core holds it around shared health only
         self.config = built.config
@@ -89,38 +72,21 @@ class MeshClient:
             storage_cfg = built.config.storage
             shared = SharedHealth(self.core, built.storage, built.serializer,
                                   clock=self._clock, lock_timeout=storage_cfg.locking_timeout, emit=self._dispatch_all)
-        self.transport = SyncTransport(self.core, clock=self._clock, sleep=sleep or time.sleep, session=session,
-                                       environ=environ, shared=shared, sync_policy=built.config.storage.sync_policy,
-                                       sync_interval=built.config.storage.sync_interval,
-                                       on_event=self._dispatch, probe_check_interval=probe_check_interval)
         self._defaults = _Defaults()
-        self._resources()
+        return {"clock": self._clock, "environ": environ, "shared": shared, "sync_policy": built.config.storage.sync_policy,
+                "sync_interval": built.config.storage.sync_interval, "on_event": self._dispatch}
 
     def __repr__(self) -> str:
-        return f"MeshClient(providers={list(self.core.providers)!r}, pools={list(self.core.pools)!r})"
+        return f"{type(self).__name__}(providers={list(self.core.providers)!r}, pools={list(self.core.pools)!r})"
 
-    def __enter__(self) -> MeshClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.transport.close()
-        for sink in self._sinks:
-            sink.close()
+    def _resources(self) -> None:
+        raise NotImplementedError  # pragma: no cover - each client class sets its own
 
     # -- observability ----------------------------------------------------------------------
     def subscribe(self, listener: Callable[[Any], None]) -> None:
         """Call `listener(event)` for every mesh event (routed, failed, deactivated, ...)."""
         self._listeners.append(listener)
         self.core.listening = True
-
-    def sync(self) -> bool:
-        """Exchange model and provider standbys with the other processes sharing `storage` now
-        (a sync policy does it by itself). False without shared storage or when it cannot be
-        reached; never raises."""
-        return self.transport.sync()
 
     def _dispatch_all(self, events: list) -> None:
         for event in events:
@@ -161,15 +127,10 @@ class MeshClient:
         for ev in events:
             self._dispatch(ev)
 
-    def run_probes(self) -> int:
-        """Send the due recovery probes now, in this thread; returns how many were sent. The
-        background probe thread does this every `probe_check_interval`; requests never do."""
-        return self.transport.run_probes()
-
     # -- per-request options ----------------------------------------------------------------------
     def with_options(self, *, timeout: float | None = None, max_retries: int | None = None,
                      default_headers: Mapping[str, str] | None = None,
-                     default_query: Mapping[str, Any] | None = None, **other: Any) -> MeshClient:
+                     default_query: Mapping[str, Any] | None = None, **other: Any) -> Any:
         """This client with other defaults for its requests, as the OpenAI SDK's `with_options`:
         `timeout` (seconds for the whole request), `max_retries` (same-model retries; failing
         over to another model is not a retry and is not limited by it), `default_headers` and
@@ -195,14 +156,10 @@ class MeshClient:
 
     copy = with_options  # the SDK's other name for it
 
-    def _resources(self) -> None:
-        self.chat = _Chat(self)
-        self.embeddings = _Embeddings(self)
-        self.models = _Models(self)
-        self.with_raw_response = _ClientRaw(self)
-
     # -- requests ----------------------------------------------------------------------------------
-    def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
+    def _prepare(self, op: str, kwargs: dict[str, Any], stream: bool) -> tuple[dict[str, Any], str, RoutingOptions]:
+        """(body, model, options) of a request from the SDK's arguments: ours taken out, None
+        values left out, `extra_body` merged, response objects given back made plain."""
         model = kwargs.pop("model", None)
         if not model:
             raise E.InvalidArgumentError(f"{op}: 'model' is required (a pool, capability or model id)")
@@ -231,6 +188,76 @@ class MeshClient:
         body["model"] = model
         if stream:
             body["stream"] = True
+        return body, model, options
+
+
+class MeshClient(_MeshBase):
+    """The OpenAI-shaped client. `config` is a path to YAML/JSON, a dict, or a MeshConfig."""
+
+    def __init__(
+        self,
+        config: str | os.PathLike | Mapping[str, Any] | MeshConfig | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        seed: int | None = None,
+        rng: random.Random | None = None,
+        session: Any = None,
+        on_event: Callable[[Any], None] | None = None,
+        strategies: Mapping[str, Callable] | None = None,
+        environ: Mapping[str, str] | None = None,
+        policies: Mapping[str, PolicySet] | None = None,
+        probe_check_interval: float = 1.0,
+    ) -> None:
+        """`probe_check_interval` is how often, in real seconds, the background probe thread
+        (started by the first request, stopped by `close()`) looks for due recovery probes.
+
+        Without `config`, the client is a mesh of one OpenAI-compatible provider, made as
+        `openai.OpenAI(...)` is: `base_url` (else OPENAI_BASE_URL, else OpenAI's API),
+        `api_key` (else OPENAI_API_KEY), `organization` and `project` (else OPENAI_ORG_ID,
+        OPENAI_PROJECT_ID); any model name is sent to it as given."""
+        from .transports.sync import SyncTransport
+
+        common = self._setup(config, base_url, api_key, organization, project, clock, seed, rng, on_event, strategies,
+                             environ, policies)
+        self.transport = SyncTransport(self.core, sleep=sleep or time.sleep, session=session,
+                                       probe_check_interval=probe_check_interval, **common)
+        self._resources()
+
+    def __enter__(self) -> MeshClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+        for sink in self._sinks:
+            sink.close()
+
+    def sync(self) -> bool:
+        """Exchange model and provider standbys with the other processes sharing `storage` now
+        (a sync policy does it by itself). False without shared storage or when it cannot be
+        reached; never raises."""
+        return self.transport.sync()
+
+    def run_probes(self) -> int:
+        """Send the due recovery probes now, in this thread; returns how many were sent. The
+        background probe thread does this every `probe_check_interval`; requests never do."""
+        return self.transport.run_probes()
+
+    def _resources(self) -> None:
+        self.chat = _Chat(self)
+        self.embeddings = _Embeddings(self)
+        self.models = _Models(self)
+        self.with_raw_response = _ClientRaw(self)
+
+    def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
+        body, model, options = self._prepare(op, kwargs, stream)
         call = self.transport.start(op, body, model=model, stream=stream, options=options)
         if stream:
             return ChatStream(self.transport.stream(call))
@@ -264,12 +291,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _one_provider(base_url: str | None, api_key: str | None, organization: str | None, project: str | None,
-                  env: Mapping[str, str]) -> dict[str, Any]:
+                  env: Mapping[str, str], name: str = "MeshClient") -> dict[str, Any]:
     """The configuration of `MeshClient(base_url=..., api_key=...)`: the SDK's arguments and
     variables, one provider whose catalogue is open (it serves whatever model is named)."""
     key = api_key if api_key is not None else env.get("OPENAI_API_KEY")
     if not key:
-        raise E.ConfigurationError(["MeshClient(): no configuration and no API key: pass config=, or api_key= "
+        raise E.ConfigurationError([f"{name}(): no configuration and no API key: pass config=, or api_key= "
                                     "(or set OPENAI_API_KEY) for a one-provider mesh as openai.OpenAI() makes"])
     url = base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
     headers = {name: value for name, value in (("OpenAI-Organization", organization or env.get("OPENAI_ORG_ID")),
@@ -347,47 +374,19 @@ def _served(result: Any) -> ServedBy:
                     attempts=result.attempts, latency=result.latency, cost=result.cost, headers=result.headers)
 
 
-class ChatStream:
-    """An iterator of ChatCompletionChunk; `mesh` (ServedBy) is set once the stream has ended.
+class _StreamView:
+    """What a stream tells besides its chunks (shared by ChatStream and AsyncChatStream)."""
 
-    Made by `create(stream=True)`, which has already waited for the first chunk: an error
-    before any content (every model refused, the pool is exhausted) is raised by `create()`,
-    as the OpenAI SDK raises a stream's HTTP error there."""
+    _handle: Any
+    mesh: ServedBy | None
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self.mesh: ServedBy | None = None
-        self._items = iter(handle)
-        self._first = next(self._items, None)
-
-    def __iter__(self) -> ChatStream:
-        return self
-
-    def __next__(self) -> ChatCompletionChunk:
-        item = self._first
-        if item is not None:
-            self._first = None
-            return ChatCompletionChunk(item.chunk)
-        try:
-            item = next(self._items)
-        except StopIteration:
-            if self.mesh is None and self._handle.result is not None:
-                self.mesh = _served(self._handle.result)
-            raise
-        return ChatCompletionChunk(item.chunk)
-
-    def __enter__(self) -> ChatStream:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._handle.close()
+    def _ended(self) -> None:
+        if self.mesh is None and self._handle.result is not None:
+            self.mesh = _served(self._handle.result)
 
     @property
     def partial_text(self) -> str:
-        return self._handle.call.partial_text
+        return str(self._handle.call.partial_text)
 
     @property
     def answered_by(self) -> tuple[str, str, Mapping[str, str]] | None:
@@ -405,8 +404,46 @@ class ChatStream:
         return tuple(self._handle.call.attempts)
 
 
+class ChatStream(_StreamView):
+    """An iterator of ChatCompletionChunk; `mesh` (ServedBy) is set once the stream has ended.
+
+    Made by `create(stream=True)`, which has already waited for the first chunk: an error
+    before any content (every model refused, the pool is exhausted) is raised by `create()`,
+    as the OpenAI SDK raises a stream's HTTP error there."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.mesh = None
+        self._items = iter(handle)
+        self._first = next(self._items, None)
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        item = self._first
+        if item is not None:
+            self._first = None
+            return ChatCompletionChunk(item.chunk)
+        try:
+            item = next(self._items)
+        except StopIteration:
+            self._ended()
+            raise
+        return ChatCompletionChunk(item.chunk)
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 class _Resource:
-    def __init__(self, client: MeshClient) -> None:
+    def __init__(self, client: Any) -> None:
         self._client = client
 
     @property
@@ -417,13 +454,9 @@ class _Resource:
 
 class _Completions(_Resource):
     def create(self, *, stream: bool = False, **kwargs: Any) -> ChatCompletion | ChatStream:
-        if "messages" not in kwargs:
-            raise E.InvalidArgumentError("chat.completions.create: 'messages' is required")
+        _need("chat.completions.create", "messages", kwargs)
         result = self._client._request("chat", kwargs, bool(stream))
-        if stream:
-            return result
-        return ChatCompletion(result.response, _served(result))
-
+        return result if stream else ChatCompletion(result.response, _served(result))
 
     def parse(self, *, response_format: Any, **kwargs: Any) -> ChatCompletion:
         """The SDK's `chat.completions.parse`: `response_format` is a pydantic model class; its
@@ -432,31 +465,47 @@ class _Completions(_Resource):
         `message.refusal` saying why). An answer cut at its token limit raises
         LengthFinishReasonError, one the content filter stopped ContentFilterFinishReasonError,
         and JSON that does not fit the model pydantic's ValidationError, as the SDK does."""
-        validate = getattr(response_format, "model_validate_json", None)
-        schema_of = getattr(response_format, "model_json_schema", None)
-        if not isinstance(response_format, type) or not callable(validate) or not callable(schema_of):
-            raise E.InvalidArgumentError("chat.completions.parse: 'response_format' must be a pydantic model class "
-                                         f"(pydantic 2), got {response_format!r}; for a JSON schema of your own, "
-                                         "pass it to create(response_format=...)")
-        if kwargs.get("stream"):
-            raise E.InvalidArgumentError("chat.completions.parse: 'stream' is not supported; parse a streamed "
-                                         "answer's text yourself")
-        from ._schema import strict_schema
-
-        kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": response_format.__name__, "schema": strict_schema(schema_of()), "strict": True}}
+        validate = _parse_request(response_format, kwargs)
         completion = self.create(**kwargs)
         assert isinstance(completion, ChatCompletion)
-        for choice in completion.choices:
-            if choice.finish_reason == "length":
-                raise E.LengthFinishReasonError("chat.completions.parse: the answer reached its token limit before "
-                                                "its JSON was complete; raise max_tokens", completion=completion)
-            if choice.finish_reason == "content_filter":
-                raise E.ContentFilterFinishReasonError("chat.completions.parse: the provider's content filter "
-                                                       "stopped the answer")
-            message = choice.message
-            message.parsed = validate(message.content) if message.content and not message.refusal else None
-        return completion
+        return _parsed(completion, validate)
+
+
+def _need(where: str, name: str, kwargs: Mapping[str, Any]) -> None:
+    if name not in kwargs:
+        raise E.InvalidArgumentError(f"{where}: '{name}' is required")
+
+
+def _parse_request(response_format: Any, kwargs: dict[str, Any]) -> Callable[[str], Any]:
+    """Check `parse`'s arguments and set the strict JSON schema response format in `kwargs`;
+    returns the model's validator."""
+    validate = getattr(response_format, "model_validate_json", None)
+    schema_of = getattr(response_format, "model_json_schema", None)
+    if not isinstance(response_format, type) or not callable(validate) or not callable(schema_of):
+        raise E.InvalidArgumentError("chat.completions.parse: 'response_format' must be a pydantic model class "
+                                     f"(pydantic 2), got {response_format!r}; for a JSON schema of your own, "
+                                     "pass it to create(response_format=...)")
+    if kwargs.get("stream"):
+        raise E.InvalidArgumentError("chat.completions.parse: 'stream' is not supported; parse a streamed "
+                                     "answer's text yourself")
+    from ._schema import strict_schema
+
+    kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+        "name": response_format.__name__, "schema": strict_schema(schema_of()), "strict": True}}
+    return validate
+
+
+def _parsed(completion: ChatCompletion, validate: Callable[[str], Any]) -> ChatCompletion:
+    for choice in completion.choices:
+        if choice.finish_reason == "length":
+            raise E.LengthFinishReasonError("chat.completions.parse: the answer reached its token limit before "
+                                            "its JSON was complete; raise max_tokens", completion=completion)
+        if choice.finish_reason == "content_filter":
+            raise E.ContentFilterFinishReasonError("chat.completions.parse: the provider's content filter "
+                                                   "stopped the answer")
+        message = choice.message
+        message.parsed = validate(message.content) if message.content and not message.refusal else None
+    return completion
 
 
 class _Chat:
@@ -466,8 +515,7 @@ class _Chat:
 
 class _Embeddings(_Resource):
     def create(self, **kwargs: Any) -> CreateEmbeddingResponse:
-        if "input" not in kwargs:
-            raise E.InvalidArgumentError("embeddings.create: 'input' is required")
+        _need("embeddings.create", "input", kwargs)
         result = self._client._request("embeddings", kwargs, False)
         return CreateEmbeddingResponse(result.response, _served(result))
 
@@ -476,16 +524,24 @@ class _Models(_Resource):
     def list(self) -> SyncPage:
         """Every configured model (`provider/model-id`) and every pool, as a page of OpenAI model
         objects; iterating it gives the models."""
-        return SyncPage({"object": "list", "data": _model_entries(self._client.core)})
+        return _models_page(self._client.core)
 
     def retrieve(self, model: str) -> Model:
         """One model or pool of `list()`, by its id; NotFoundError (404) for any other id."""
-        if not isinstance(model, str) or not model:
-            raise E.InvalidArgumentError(f"models.retrieve: expected a model id, got {model!r}")
-        for entry in _model_entries(self._client.core):
-            if entry["id"] == model:
-                return Model(entry)
-        raise E.NotFoundError(f"models.retrieve: '{model}' is neither a pool nor a configured model", param="model")
+        return _model(self._client.core, model)
+
+
+def _models_page(core: Any) -> SyncPage:
+    return SyncPage({"object": "list", "data": _model_entries(core)})
+
+
+def _model(core: Any, model: Any) -> Model:
+    if not isinstance(model, str) or not model:
+        raise E.InvalidArgumentError(f"models.retrieve: expected a model id, got {model!r}")
+    for entry in _model_entries(core):
+        if entry["id"] == model:
+            return Model(entry)
+    raise E.NotFoundError(f"models.retrieve: '{model}' is neither a pool nor a configured model", param="model")
 
 
 def _model_entries(core: Any) -> list[dict[str, Any]]:
@@ -508,6 +564,13 @@ class _RawCalls:
         if not callable(method):
             raise AttributeError(f"with_raw_response has no method {name!r}")
 
+        if inspect.iscoroutinefunction(method):  # an AsyncMeshClient's: awaited, then wrapped
+            async def raw_async(*args: Any, **kwargs: Any) -> RawResponse:
+                return RawResponse(await method(*args, **kwargs))
+
+            raw_async.__name__ = name
+            return raw_async
+
         def raw(*args: Any, **kwargs: Any) -> RawResponse:
             return RawResponse(method(*args, **kwargs))
 
@@ -518,14 +581,14 @@ class _RawCalls:
 class _ClientRaw:
     """`client.with_raw_response.chat.completions.create(...)`, as the SDK spells it too."""
 
-    def __init__(self, client: MeshClient) -> None:
+    def __init__(self, client: Any) -> None:
         self.chat = _RawChat(client.chat)
         self.embeddings = _RawCalls(client.embeddings)
         self.models = _RawCalls(client.models)
 
 
 class _RawChat:
-    def __init__(self, chat: _Chat) -> None:
+    def __init__(self, chat: Any) -> None:
         self.completions = _RawCalls(chat.completions)
 
 
@@ -545,7 +608,7 @@ class RawResponse:
         request_id: str | None = None
         upstream: Mapping[str, str] = {}
         attempts = 0
-        if isinstance(parsed, ChatStream):
+        if isinstance(parsed, _StreamView):
             answered = parsed.answered_by
             if answered:
                 provider, model, upstream = answered
@@ -567,7 +630,7 @@ class RawResponse:
 
     @property
     def text(self) -> str:
-        if isinstance(self._parsed, ChatStream):
+        if isinstance(self._parsed, _StreamView):
             raise E.InvalidArgumentError("a raw stream has no text: iterate parse() for its chunks")
         return str(self._parsed.model_dump_json())
 

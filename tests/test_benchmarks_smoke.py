@@ -51,6 +51,17 @@ def test_import_modelmesh_loads_no_heavy_dependency():
     assert not [m for m in heavy if m in FORBIDDEN], heavy
     # the probe does see them when they are imported: the check can fail
     assert "requests" in heavy_modules_after("requests")
+    assert {"httpx", "asyncio"} <= set(heavy_modules_after("modelmesh.transports.asyncio"))
+
+
+def test_async_mesh_client_loads_lazily_and_brings_its_transport():
+    import subprocess
+    import sys
+
+    probe = ("import sys, modelmesh; assert 'modelmesh._async_client' not in sys.modules; "
+             "c = modelmesh.AsyncMeshClient(base_url='http://127.0.0.1:9/v1', api_key='sk-lazy-0123456789', environ={}); "
+             "assert 'httpx' in sys.modules and type(c).__name__ == 'AsyncMeshClient'")
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 def test_http_benchmark_quick_run_measures_every_peer_and_prints_the_verdicts(tmp_path, capsys):

@@ -1,4 +1,7 @@
-"""End to end over real HTTP on loopback: MeshClient -> sync shell -> codecs -> fake upstreams."""
+"""End to end over real HTTP on loopback: client -> shell -> codecs -> fake upstreams.
+
+Every test runs twice, against MeshClient (the sync shell) and AsyncMeshClient (the asyncio
+shell, through the blocking adapter of `shells.py`), from the same body."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +9,6 @@ import time
 
 import pytest
 
-import modelmesh
 from modelmesh import errors as E
 from modelmesh.testing import (
     CutStream,
@@ -23,6 +25,7 @@ from modelmesh.testing import (
 )
 
 from core_helpers import MECHANICS
+from shells import SHELLS, make_client
 
 KEYS = {"openai": "sk-e2e-openai-0123456789", "anthropic": "sk-ant-e2e-0123456789", "gemini": "AIzaE2E0123456789abcdefghij",
         "azure-openai": "azure-e2e-key-0123456789"}
@@ -36,6 +39,17 @@ def prov(connector, url, model, **extra):
     return {"connector": connector, "config": cfg}
 
 
+_SHELL = ["sync"]
+
+
+@pytest.fixture(autouse=True, params=SHELLS)
+def shell(request):
+    """Each test of this module once per client: the one client_for makes."""
+    _SHELL[0] = request.param
+    yield request.param
+    _SHELL[0] = "sync"
+
+
 def client_for(providers, order, clock=None, **pool):
     # one scripted fault shows one failover: no same-model retry (tests of the defaults are elsewhere)
     config = {"providers": providers, "routing": MECHANICS, "pools": {"chat": {
@@ -43,7 +57,7 @@ def client_for(providers, order, clock=None, **pool):
         "rotation": {"selection": {"model_priority": order}, "deactivation": {"retry_limit": 3}},
         **pool}}}
     clock = clock or FakeClock()
-    return modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}), clock
+    return make_client(_SHELL[0], config, clock=clock, sleep=clock.sleep, environ={}), clock
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The synchronous shell: drives the core over urllib3 (or a user's `requests.Session`).
 
-It decides nothing. For each action of a `Call` it performs the I/O (an HTTP request, a
-read from an open stream, a sleep) and feeds back what happened. The core is shared by
+It decides nothing. The drive loop (`_drive.py`, shared with the asyncio shell) asks the
+`Call` for its actions and yields the I/O they need; this shell performs each one, blocking
+(an HTTP request, a read from an open response, a sleep), and sends back what happened.
+Its own code is that I/O and nothing else: `_perform` and the response it holds. The core is shared by
 every thread of the process; its lock (`core.lock`, a threading.Lock given to the core
 when it was built) is taken by the core itself around shared health only, so parsing a
 large response or a slow upstream never holds up another thread. A call's events are
@@ -31,11 +33,9 @@ import urllib3
 from .._core import _errors as E
 from .._core._call import Call
 from .._core._mesh import MeshCore, Probe
-from .._core._protocol import (
-    Attempt, Cancelled, DataReceived, Deliver, Failed, Read, ResponseReceived, StreamEnded, StreamOpened, Succeeded,
-    TransportFailed, Wait,
-)
+from .._core._protocol import Deliver, Failed, Succeeded, TransportFailed
 from .._core._types import ErrorKind
+from ._drive import Driver, IdleTimeout, Open, ReadSome, Release, Sleep
 from ._http import Http, ProxyUnavailable
 
 __all__ = ["SyncTransport", "StreamHandle"]
@@ -90,29 +90,6 @@ def _translate_requests(exc: Exception) -> TransportFailed:
 
 
 _PIECE = 64 * 1024
-_ERROR_BODY_CAP = 1024 * 1024  # an error answer says what it has to say in far less
-
-
-def _read_capped(r: Any, limit: int, late: Callable[[], bool], total: float) -> bytes | TransportFailed:
-    """The body of `r`, or the TransportFailed that stopped reading it: more than `limit`
-    bytes once decompressed (a gzip bomb counts at its decompressed size), or `late()`.
-    `read1` returns whatever has arrived, so a body trickling in is checked as it comes."""
-    pieces: list[bytes] = []
-    size = 0
-    try:
-        while True:
-            piece = r.read1(_PIECE, decode_content=True)
-            if not piece:
-                break
-            size += len(piece)
-            if size > limit:
-                return TransportFailed(kind=ErrorKind.MALFORMED, message=f"response larger than {limit} bytes")
-            if late():
-                return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"response not complete within {total:g}s")
-            pieces.append(piece)
-    except Exception as exc:  # noqa: BLE001 - every way a read can break is translated, none escapes
-        return _translate(exc)
-    return b"".join(pieces)
 
 
 def _close(r: Any, complete: bool) -> None:
@@ -128,6 +105,29 @@ def _unsendable(exc: Exception) -> TransportFailed:
     return TransportFailed(kind=ErrorKind.MISCONFIGURED,
                            message=f"the request could not be sent as configured ({type(exc).__name__}); "
                                    "check the provider's key, headers and base_url")
+
+
+class _Conn:
+    """The response a drive has open (at most one at a time), and whether its socket bounds
+    the gaps of a stream."""
+
+    __slots__ = ("response",)
+
+    def __init__(self) -> None:
+        self.response: Any = None
+
+    def drop(self, complete: bool, *, lock_free: bool = False) -> None:
+        """Let go of the open response. Handing its connection back to the pool takes the
+        pool's lock, which a finaliser must never do (the garbage collector may run it in a
+        thread that holds that very lock): `lock_free` only closes its socket, and the pool
+        opens another connection when it needs one."""
+        r, self.response = self.response, None
+        if r is None:
+            return
+        if lock_free:
+            r.close()
+        else:
+            _close(r, complete)
 
 
 class SyncTransport:
@@ -150,21 +150,19 @@ class SyncTransport:
         self.clock = clock
         self.sleep = sleep
         self.on_event = on_event
+        self.driver = Driver(core, clock=clock, emit=on_event, shared=shared, sync_policy=sync_policy,
+                             sync_interval=sync_interval)
         self.http = Http(session=session, environ=environ, pool_maxsize=pool_maxsize)
-        if isinstance(probe_check_interval, bool) or not isinstance(probe_check_interval, (int, float)) \
-                or not 0 < probe_check_interval < float("inf"):
-            raise ValueError(f"probe_check_interval must be a positive number of seconds, got {probe_check_interval!r}")
-        self._probe_every = float(probe_check_interval)
+        self._probe_every = probe_interval(probe_check_interval)
         self._prober: threading.Thread | None = None
         self._prober_lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
-        # health shared with other processes through storage (see _shared.py): when to sync
-        self.shared = shared
-        self._sync_policy = sync_policy if shared is not None else "in-memory"
-        self._sync_every = float(sync_interval)
-        self._next_sync = 0.0  # time.monotonic() of the next periodic sync
-        self._synced_once = False
+
+    @property
+    def shared(self) -> Any:
+        """The SharedHealth health is exchanged through, or None (health stays in this process)."""
+        return self.driver.shared
 
     def close(self) -> None:
         """Stop the probe thread, wait for the probes in flight (each bounded by its own
@@ -176,137 +174,100 @@ class SyncTransport:
         if prober is not None and prober is not threading.current_thread():
             prober.join()
         self.http.close()
-        if self.shared is not None:
-            self.sync()  # what this process learnt last outlives it
-            self.shared.close()  # its heartbeat goes, then the store is closed
-            self.shared = None
+        self.driver.close_shared()
 
     def sync(self, *, force: bool = True, patient: bool = True) -> bool:
         """Exchange health with the other processes now; False without shared storage, or when
         it cannot be reached (the process then goes on with its own). Never raises. The
         automatic syncs pass `force=False`: they skip storage while backing off from a failure."""
-        shared = self.shared
-        if shared is None:
-            return False
-        try:
-            ok = bool(shared.sync(force=force, patient=patient))
-        except Exception:  # a bug here must not fail the request that triggered the sync
-            _log.exception("modelmesh: sharing health through storage failed")
-            return False
-        self._next_sync = time.monotonic() + self._sync_every
-        return ok
+        return self.driver.sync(force, patient)
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _step(self, call: Call) -> Any:
-        action = call.next_action(self.clock())
-        if call.events:
-            self._emit(call.drain_events())
-        return action
-
-    def _feed(self, call: Call, event: Any) -> None:
-        call.feed(event, self.clock())
-        if call.events:
-            self._emit(call.drain_events())
-
-    def _emit(self, events: list) -> None:
-        if self.on_event is not None:
-            for ev in events:
-                self.on_event(ev)
-
-    def _cancel(self, call: Call) -> None:
-        try:
-            self._feed(call, Cancelled())
-        except Exception:  # a call already broken by an unexpected error: that error is the one to raise
-            _log.exception("modelmesh: cancelling request %s failed", call.request_id)
+    def finished(self, outcome: Succeeded | Failed) -> None:
+        """A request ended: its cost and (under `immediate`) its lessons go to shared storage."""
+        self.driver.finished(outcome)
 
     def internal(self, exc: Exception) -> E.InternalError:
         """The ModelMeshError a foreign exception becomes at the boundary (its text redacted);
         raise it `from exc` so the original stays the cause."""
-        text = E.redact(str(exc), self.core.secret_values)
-        return E.InternalError(f"unexpected {type(exc).__name__} inside modelmesh: {text}")
+        return self.driver.internal(exc)
 
-    def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
-        self._ensure_prober()
-        if self._sync_policy != "in-memory" and (self._sync_policy == "immediate" or not self._synced_once):
-            self._synced_once = True  # the first request starts from what the others know
-            self.sync(force=False, patient=False)
-        try:
-            return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
-        except E.ModelMeshError:
-            raise
-        except Exception as exc:
-            raise self.internal(exc) from exc
+    # -- the drive: perform what the shared loop asks ---------------------------------------
+    def _advance(self, drive: Any, conn: _Conn, result: Any = None) -> Any:
+        """Perform the drive's I/O requests until it yields a Deliver (returned) or ends
+        (StopIteration, with its result). An error of this shell's own is thrown into the
+        drive, which translates it and cancels the call."""
+        op = drive.send(result)
+        while True:
+            kind = type(op)
+            try:
+                if kind is Deliver:
+                    return op
+                if kind is ReadSome:
+                    result = self._read(conn)
+                elif kind is Open:
+                    conn.drop(False)
+                    conn.response, result = self._open(op)
+                elif kind is Release:
+                    conn.drop(op.complete)
+                    result = None
+                elif kind is IdleTimeout:
+                    result = _set_read_timeout(conn.response, op.seconds)
+                elif kind is Sleep:
+                    result = self.sleep(op.seconds)
+                else:
+                    result = op.fn(*op.args)
+            except Exception as exc:  # noqa: BLE001 - handed to the drive, which translates it
+                op = drive.throw(exc)
+            else:
+                op = drive.send(result)
 
-    # -- non-streaming ----------------------------------------------------------------------
-    def execute(self, call: Call) -> Succeeded:
-        finished = False
-        try:
-            while True:
-                action = self._step(call)
-                if isinstance(action, Attempt):
-                    self._feed(call, self._send(action))
-                elif isinstance(action, Wait):
-                    self.sleep(action.seconds)
-                elif isinstance(action, (Succeeded, Failed)):
-                    finished = True
-                    self.finished(action)
-                    if isinstance(action, Failed):
-                        raise action.error
-                    return action
-                else:  # Read/Deliver cannot happen without a stream
-                    raise RuntimeError(f"unexpected action {action!r} for a non-streaming call")
-        except E.ModelMeshError:
-            raise
-        except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
-            raise self.internal(exc) from exc
-        finally:
-            if not finished:
-                self._cancel(call)
-
-    def _send(self, a: Attempt) -> Any:
-        """One request, its body read in pieces: no more than `a.max_bytes` (decompressed), and
-        all of it within `a.total_timeout` (a body trickling in a byte a second ends there)."""
-        started = self.clock()
-        r, failed = self._request(a, read_timeout=a.read_timeout)
-        if r is None:
-            return failed
-        body = _read_capped(r, a.max_bytes, lambda: self.clock() - started > a.total_timeout, a.total_timeout)
-        _close(r, complete=not isinstance(body, TransportFailed))
-        if isinstance(body, TransportFailed):
-            return body
-        return ResponseReceived(status=r.status, headers=r.headers, body=body)
-
-    def _request(self, a: Attempt, *, read_timeout: float) -> tuple[Any, Any]:
-        """Send `a.request`, never following a redirect (the credentials would follow it):
-        (the response, its body unread, None) or (None, the TransportFailed)."""
-        req = a.request
+    def _open(self, op: Open) -> tuple[Any, Any]:
+        """Send `op.request`, never following a redirect (the credentials would follow it):
+        (the response, its body unread; (status, headers)) or (None, the TransportFailed)."""
+        req = op.request
         try:
             r = self.http.send(req.method, req.url, req.headers, req.json,
-                               connect_timeout=a.connect_timeout, read_timeout=read_timeout)
+                               connect_timeout=op.connect_timeout, read_timeout=op.read_timeout)
         except ProxyUnavailable as exc:
             return None, TransportFailed(kind=ErrorKind.MISCONFIGURED, message=str(exc))
         except (ValueError, UnicodeError) as exc:  # a header or URL http.client refuses to send
             return None, _unsendable(exc)
         except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated
             return None, _translate(exc)
-        return r, None
+        return r, (r.status, r.headers)
 
-    # -- streaming --------------------------------------------------------------------------
+    @staticmethod
+    def _read(conn: _Conn) -> Any:
+        try:
+            return conn.response.read1(_PIECE, decode_content=True)  # what has arrived, up to a piece
+        except Exception as exc:  # noqa: BLE001 - every way a read can break is translated, none escapes
+            failed = _translate(exc)
+            if failed.kind is ErrorKind.CONNECTION:  # the body ended early, or the connection broke: what broke
+                return TransportFailed(kind=ErrorKind.CONNECTION, message=type(exc).__name__)
+            return failed
+
+    def start(self, op: str, body: dict, *, model: str, stream: bool, options: Any = None) -> Call:
+        self._ensure_prober()
+        try:
+            self._advance(self.driver.begin(op, body, model=model, stream=stream, options=options), _NO_CONN)
+        except StopIteration as end:
+            return end.value
+        raise AssertionError("unreachable: starting a call delivers nothing")
+
+    def execute(self, call: Call) -> Succeeded:
+        conn = _Conn()
+        drive = self.driver.execute(call)
+        try:
+            self._advance(drive, conn)
+        except StopIteration as end:
+            return end.value
+        finally:
+            conn.drop(False)
+            drive.close()  # a call not at its end (a KeyboardInterrupt in a read) is cancelled
+        raise AssertionError("unreachable: a non-streaming call delivers nothing")
+
     def stream(self, call: Call) -> StreamHandle:
         return StreamHandle(self, call)
-
-    def _open(self, a: Attempt) -> tuple[Any, Any]:
-        r, failed = self._request(a, read_timeout=a.first_chunk_timeout)
-        if r is None:
-            return None, failed
-        if r.status >= 300:
-            started = self.clock()
-            body = _read_capped(r, min(a.max_bytes, _ERROR_BODY_CAP),
-                                lambda: self.clock() - started > a.read_timeout, a.read_timeout)
-            _close(r, complete=not isinstance(body, TransportFailed))
-            return None, ResponseReceived(status=r.status, headers=r.headers,
-                                          body=b"" if isinstance(body, TransportFailed) else body)
-        return r, StreamOpened(headers=r.headers)
 
     # -- probes ------------------------------------------------------------------------------
     def _ensure_prober(self) -> None:
@@ -321,38 +282,22 @@ class SyncTransport:
                                             name="modelmesh-probes", daemon=True)
             self._prober.start()
 
-    def finished(self, outcome: Succeeded | Failed) -> None:
-        """A request ended (in its caller's thread, never from a finaliser): what it cost goes
-        to the shared budget counters, and under `immediate` what it taught this process goes
-        to the others now."""
-        shared = self.shared
-        if shared is None:
-            return
-        if isinstance(outcome, Succeeded):
-            try:
-                shared.record_spend(outcome.provider, outcome.cost)
-                shared.record_usage(outcome)
-            except Exception:  # a bug here must not fail the request it counts
-                _log.exception("modelmesh: sharing spend through storage failed")
-        if self._sync_policy == "immediate" and shared.changed():  # nothing new: the next request reads anyway
-            self.sync(force=False, patient=False)
-
     def _probe_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self._probe_every):
             try:
                 self.run_probes()
             except Exception:  # a bug here must not end recovery for the life of the client
                 _log.exception("modelmesh: a round of recovery probes failed")
-            if self._sync_policy in ("periodic", "immediate") and time.monotonic() >= self._next_sync:
+            if self.driver.sync_due():
                 self.sync(force=False)
 
     def run_probes(self) -> int:
         """Send every probe recovery asks for now and record the outcomes; returns how many
         were sent. The probe thread calls this; so may a user or a test, from any thread."""
-        probes = self.core.due_probes(self.clock())
+        probes = self.driver.due_probes()
         if len(probes) <= 1:
             for probe in probes:
-                self._probe_and_record(probe)
+                self._probe(probe)
             return len(probes)
         pending = iter(probes)
         take = threading.Lock()
@@ -363,7 +308,7 @@ class SyncTransport:
                     probe = next(pending, None)
                 if probe is None:
                     return
-                self._probe_and_record(probe)
+                self._probe(probe)
 
         workers = [threading.Thread(target=worker, name="modelmesh-probe", daemon=True)
                    for _ in range(min(_PROBE_WORKERS, len(probes)))]
@@ -373,31 +318,25 @@ class SyncTransport:
             w.join()
         return len(probes)
 
-    def _probe_and_record(self, probe: Probe) -> None:
-        shared = self.shared
-        lease = shared.probe_lease(probe) if shared is not None else None
-        if lease is False:
-            return  # another process is probing this now; its verdict arrives with the shared facts
+    def _probe(self, probe: Probe) -> None:
+        conn = _Conn()
         try:
-            ok, latency = self._probe(probe)
-            self._emit(self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency))
+            self._advance(self.driver.probe(probe), conn)
+        except StopIteration:
+            pass
         except Exception:
             _log.exception("modelmesh: probe %s failed unexpectedly", probe.key)
         finally:
-            if shared is not None and lease is not None:
-                shared.end_probe_lease(lease)
+            conn.drop(False)
 
-    def _probe(self, probe: Probe) -> tuple[bool, float | None]:
-        req = probe.request
-        start = self.clock()
-        try:
-            r = self.http.send(req.method, req.url, req.headers, req.json,
-                               connect_timeout=probe.timeout, read_timeout=probe.timeout)
-            body = _read_capped(r, _ERROR_BODY_CAP, lambda: self.clock() - start > probe.timeout, probe.timeout)
-            _close(r, complete=not isinstance(body, TransportFailed))
-        except Exception:  # noqa: BLE001 - a probe that cannot be sent or answered failed, whatever the cause
-            return False, None
-        return 200 <= r.status < 300 and not isinstance(body, TransportFailed), self.clock() - start
+
+_NO_CONN = _Conn()  # for drives that open nothing
+
+
+def probe_interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"probe_check_interval must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 class StreamHandle:
@@ -407,17 +346,6 @@ class StreamHandle:
         self._t = transport
         self.call = call
         self.result: Succeeded | None = None
-        self._response: Any = None
-        self._complete = False  # the open response was read to its end: its connection can be reused
-        self._started = 0.0
-        self._total = 0.0
-        self._idle = 0.0
-        self._max_bytes = 0
-        self._bytes = 0
-        self._first = True
-        self._gap_by_socket = False
-        self._last_data = 0.0
-        self._done = False
         self._in_thread = False  # the generator is being closed by a caller, not by a finaliser
         self._gen = self._run()
 
@@ -431,88 +359,23 @@ class StreamHandle:
         self._in_thread = True
         self._gen.close()
 
-    def _drop(self, *, exiting: bool = False) -> None:
-        """Let go of the open response. Handing its connection back to the pool takes the
-        pool's lock, which a finaliser must never do (the garbage collector may run it in a
-        thread that holds that very lock): a stream abandoned without `close()` only closes
-        its socket, and the pool opens another connection when it needs one."""
-        r, self._response = self._response, None
-        if r is None:
-            return
-        if exiting and not self._in_thread:
-            r.close()  # lock-free: closes the socket, touches no pool
-        else:
-            _close(r, complete=self._complete)
-
     def _run(self) -> Generator[Deliver, None, None]:
-        t, call = self._t, self.call
+        conn = _Conn()
+        drive = self._t.driver.stream(self.call)
         try:
             while True:
-                action = t._step(call)
-                if isinstance(action, Deliver):
-                    yield action
-                elif isinstance(action, Read):
-                    t._feed(call, self._read())
-                elif isinstance(action, Attempt):
-                    self._drop()
-                    self._response, event = t._open(action)
-                    if self._response is not None:
-                        self._complete = False
-                        self._started = t.clock()
-                        self._total = action.total_timeout
-                        self._idle = action.idle_timeout
-                        self._max_bytes, self._bytes = action.max_bytes, 0
-                        self._first = True
-                    t._feed(call, event)
-                elif isinstance(action, Wait):
-                    t.sleep(action.seconds)
-                elif isinstance(action, Succeeded):
-                    self.result = action
-                    self._done = True
-                    t.finished(action)
+                try:
+                    deliver = self._t._advance(drive, conn)
+                except StopIteration as end:
+                    self.result = end.value
                     return
-                else:
-                    self._done = True
-                    t.finished(action)
-                    raise action.error
-        except E.ModelMeshError:
-            raise
-        except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
-            raise t.internal(exc) from exc
+                yield deliver
         except GeneratorExit:
-            self._drop(exiting=True)
+            conn.drop(False, lock_free=not self._in_thread)
             raise
         finally:
-            self._drop()
-            if not self._done:
-                t._cancel(call)
-
-    def _read(self) -> Any:
-        if self._t.clock() - self._started > self._total:
-            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream exceeded its total timeout of {self._total:g}s")
-        assert self._response is not None, "the call asked to read before a stream was opened"
-        try:
-            data = self._response.read1(_PIECE, decode_content=True)  # what has arrived, up to a piece
-        except Exception as exc:  # noqa: BLE001 - every way a read can break is translated, none escapes
-            failed = _translate(exc)
-            if failed.kind is ErrorKind.CONNECTION:  # the body ended early, or the connection broke
-                return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream cut by the upstream ({type(exc).__name__})")
-            return failed
-        if not data:
-            self._complete = True
-            return StreamEnded()
-        if self._first:
-            # the response and its first chunk were bounded by first_chunk_timeout (the read
-            # timeout the stream was opened with); every later read waits up to idle_timeout
-            self._first = False
-            self._gap_by_socket = _set_read_timeout(self._response, self._idle)
-        elif not self._gap_by_socket and time.monotonic() - self._last_data > self._idle:
-            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream idle for more than {self._idle:g}s")
-        self._last_data = time.monotonic()
-        self._bytes += len(data)
-        if self._bytes > self._max_bytes:
-            return TransportFailed(kind=ErrorKind.MALFORMED, message=f"stream larger than {self._max_bytes} bytes")
-        return DataReceived(data=data)
+            conn.drop(False)
+            drive.close()  # a call not at its end is cancelled (lock-free)
 
 
 def _set_read_timeout(response: Any, seconds: float) -> bool:

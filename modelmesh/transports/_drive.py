@@ -1,0 +1,412 @@
+"""The drive loop, written once: what a shell does with a `Call`, as generators of I/O requests.
+
+Theory of operation. A shell (sync.py over urllib3, asyncio.py over httpx, or a user's own)
+does not decide anything; it performs I/O. Everything else a request needs between the
+core and the wire lives here: asking the call for its next action and feeding it back,
+handing the call's events to the listeners, reading a body within its size and time caps,
+the stream's total deadline, first-chunk and idle timeouts, the error body of a refused
+stream, the probe verdict, the shared-storage hooks (the first-request sync, the spend and
+`immediate` sync after a request, the probe lease) and the translation of a foreign error
+into InternalError. Each of these is a generator (`begin`, `execute`, `stream`, `probe`)
+that yields one *I/O request* at a time and is sent back what happened:
+
+    Open(request, connect_timeout, read_timeout, idle_timeout)
+                       send the request; the call's response is now this one. Send back
+                       (status, headers), or the TransportFailed that stopped it
+    ReadSome()         the next bytes of that response, decompressed (b"" at its end),
+                       or a TransportFailed (a broken connection's message names only
+                       what broke, e.g. the exception's type: the driver phrases it)
+    IdleTimeout(s)     bound each later read of the open stream by `s` seconds; send back
+                       True, or False when the shell cannot (the gap is then measured here)
+    Release(complete)  let go of the response: its connection may be reused if `complete`
+    Sleep(seconds)     wait
+    Blocking(fn, args) call `fn(*args)` (shared storage I/O) and send back its result;
+                       a shell with an event loop runs it in a worker thread
+    Deliver            (streams) a chunk for the caller; send back None when it asks for more
+
+A shell runs a generator to its end (`StopIteration.value` is the result), throwing into it
+any exception of its own code (`gen.throw`: the driver translates it and cancels the call)
+and closing it when its caller walks away (`gen.close()`: the call is fed `Cancelled`,
+lock-free, so a garbage-collected stream may do it too). Whatever response is open when a
+generator ends early is the shell's to close; that is the only cleanup a shell does.
+
+Why generators rather than one shell generated from the other (httpcore's unasync): the
+decisions then exist in one source that every shell runs, not in a second copy kept equal
+by a build step and a CI check; a fourth shell (trio, a replay shell, a user's embedding)
+is its own perform-an-op code and nothing else, and the sync path pays a generator
+`send` per I/O step (a fraction of a microsecond against ~400 us per request).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from .._core import _errors as E
+from .._core._call import Call
+from .._core._mesh import MeshCore, Probe
+from .._core._protocol import (
+    Attempt,
+    Cancelled,
+    DataReceived,
+    Deliver,
+    Failed,
+    Read,
+    ResponseReceived,
+    StreamEnded,
+    StreamOpened,
+    Succeeded,
+    TransportFailed,
+    Wait,
+)
+from .._core._types import ErrorKind, WireRequest
+
+__all__ = ["Driver", "Open", "ReadSome", "IdleTimeout", "Release", "Sleep", "Blocking", "READ_SOME", "ERROR_BODY_CAP"]
+
+_log = logging.getLogger("modelmesh")
+ERROR_BODY_CAP = 1024 * 1024  # an error answer says what it has to say in far less
+
+
+# -- the I/O requests a shell performs -------------------------------------------------------
+class Open:
+    __slots__ = ("request", "connect_timeout", "read_timeout", "idle_timeout")
+
+    def __init__(self, request: WireRequest, connect_timeout: float, read_timeout: float,
+                 idle_timeout: float | None = None) -> None:
+        self.request = request
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout  # the response head, and each read until IdleTimeout
+        self.idle_timeout = idle_timeout  # a stream's gaps after its first chunk (None: not a stream)
+
+
+class ReadSome:
+    __slots__ = ()
+
+
+READ_SOME = ReadSome()
+
+
+class IdleTimeout:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Release:
+    __slots__ = ("complete",)
+
+    def __init__(self, complete: bool) -> None:
+        self.complete = complete
+
+
+class Sleep:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Blocking:
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...] = ()) -> None:
+        self.fn = fn
+        self.args = args
+
+
+Op = Open | ReadSome | IdleTimeout | Release | Sleep | Blocking
+Drive = Generator[Any, Any, Any]  # yields an Op (or a Deliver), is sent its outcome
+
+
+class Driver:
+    """The shared part of every shell: one per client, safe to use from many threads or tasks
+    (its own state is the shared-storage schedule, written by whoever gets there)."""
+
+    def __init__(self, core: MeshCore, *, clock: Callable[[], float], emit: Callable[[Any], None] | None,
+                 shared: Any = None, sync_policy: str = "in-memory", sync_interval: float = 1.0) -> None:
+        self.core = core
+        self.clock = clock
+        self.on_event = emit
+        self.shared = shared  # SharedHealth, or None: health stays in this process
+        self.sync_policy = sync_policy if shared is not None else "in-memory"
+        self._sync_every = float(sync_interval)
+        self._next_sync = 0.0  # time.monotonic() of the next periodic sync
+        self._synced_once = False
+
+    # -- steps --------------------------------------------------------------------------------
+    def _step(self, call: Call) -> Any:
+        action = call.next_action(self.clock())
+        if call.events:
+            self._emit(call.drain_events())
+        return action
+
+    def _feed(self, call: Call, event: Any) -> None:
+        call.feed(event, self.clock())
+        if call.events:
+            self._emit(call.drain_events())
+
+    def _emit(self, events: list[Any]) -> None:
+        if self.on_event is not None:
+            for ev in events:
+                self.on_event(ev)
+
+    def cancel(self, call: Call) -> None:
+        try:
+            self._feed(call, Cancelled())
+        except Exception:  # a call already broken by an unexpected error: that error is the one to raise
+            _log.exception("modelmesh: cancelling request %s failed", call.request_id)
+
+    def internal(self, exc: BaseException) -> E.InternalError:
+        """The ModelMeshError a foreign exception becomes at the boundary (its text redacted);
+        raise it `from exc` so the original stays the cause."""
+        text = E.redact(str(exc), self.core.secret_values)
+        return E.InternalError(f"unexpected {type(exc).__name__} inside modelmesh: {text}")
+
+    # -- a request ----------------------------------------------------------------------------
+    def begin(self, op: str, body: dict[str, Any], *, model: str, stream: bool, options: Any) -> Drive:
+        """The Call for a request; the first request (every one under `immediate`) first
+        learns what the other processes know."""
+        if self.sync_policy != "in-memory" and (self.sync_policy == "immediate" or not self._synced_once):
+            self._synced_once = True
+            yield Blocking(self.sync, (False, False))
+        try:
+            return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
+        except E.ModelMeshError:
+            raise
+        except Exception as exc:
+            raise self.internal(exc) from exc
+
+    def execute(self, call: Call) -> Drive:
+        """A non-streaming call to its end: returns the Succeeded, raises the call's error."""
+        finished = False
+        try:
+            while True:
+                action = self._step(call)
+                kind = type(action)
+                if kind is Attempt:
+                    self._feed(call, (yield from self._send(action)))
+                elif kind is Wait:
+                    yield Sleep(action.seconds)
+                elif kind is Succeeded or kind is Failed:
+                    finished = True
+                    if self.shared is not None:
+                        yield Blocking(self.finished, (action,))
+                    if kind is Failed:
+                        raise action.error
+                    return action
+                else:  # Read/Deliver cannot happen without a stream
+                    raise RuntimeError(f"unexpected action {action!r} for a non-streaming call")
+        except E.ModelMeshError:
+            raise
+        except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
+            raise self.internal(exc) from exc
+        finally:
+            if not finished:
+                self.cancel(call)
+
+    def _send(self, a: Attempt) -> Drive:
+        """One attempt, its body read in pieces: no more than `a.max_bytes` (decompressed), and
+        all of it within `a.total_timeout` (a body trickling in a byte a second ends there)."""
+        started = self.clock()
+        opened = yield Open(a.request, a.connect_timeout, a.read_timeout)
+        if type(opened) is TransportFailed:
+            return opened
+        body = yield from self._body(a.max_bytes, started, a.total_timeout)
+        failed = type(body) is TransportFailed
+        yield Release(not failed)
+        if failed:
+            return body
+        return ResponseReceived(status=opened[0], headers=opened[1], body=body)
+
+    def _body(self, limit: int, started: float, total: float) -> Drive:
+        """The open response's body, or the TransportFailed that stopped reading it: more than
+        `limit` bytes once decompressed (a gzip bomb counts at its decompressed size), or
+        past `total` seconds. Each read returns what has arrived, so a trickle is checked."""
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            piece = yield READ_SOME
+            if type(piece) is TransportFailed:
+                if piece.kind is ErrorKind.CONNECTION:
+                    return TransportFailed(kind=ErrorKind.CONNECTION, message=f"connection failed ({piece.message})")
+                return piece
+            if not piece:
+                return b"".join(pieces)
+            size += len(piece)
+            if size > limit:
+                return TransportFailed(kind=ErrorKind.MALFORMED, message=f"response larger than {limit} bytes")
+            if self.clock() - started > total:
+                return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"response not complete within {total:g}s")
+            pieces.append(piece)
+
+    # -- a stream -----------------------------------------------------------------------------
+    def stream(self, call: Call) -> Drive:
+        """A streaming call: yields each Deliver for the caller between its I/O requests;
+        returns the Succeeded, raises the call's error."""
+        done = False
+        s: _Open | None = None
+        try:
+            while True:
+                action = self._step(call)
+                kind = type(action)
+                if kind is Deliver:
+                    yield action
+                elif kind is Read:
+                    assert s is not None, "the call asked to read before a stream was opened"
+                    self._feed(call, (yield from self._read(s)))
+                elif kind is Attempt:
+                    if s is not None:
+                        yield Release(s.complete)
+                        s = None
+                    s, event = yield from self._open(action)
+                    self._feed(call, event)
+                elif kind is Wait:
+                    yield Sleep(action.seconds)
+                else:
+                    done = True
+                    if s is not None:
+                        yield Release(s.complete)
+                        s = None
+                    if self.shared is not None:
+                        yield Blocking(self.finished, (action,))
+                    if kind is Failed:
+                        raise action.error
+                    return action
+        except E.ModelMeshError:
+            raise
+        except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
+            raise self.internal(exc) from exc
+        finally:
+            if not done:
+                self.cancel(call)
+
+    def _open(self, a: Attempt) -> Drive:
+        opened = yield Open(a.request, a.connect_timeout, a.first_chunk_timeout, a.idle_timeout)
+        if type(opened) is TransportFailed:
+            return None, opened
+        status, headers = opened
+        if status >= 300:  # an error answer: its body says why, read within the read timeout
+            body = yield from self._body(min(a.max_bytes, ERROR_BODY_CAP), self.clock(), a.read_timeout)
+            failed = type(body) is TransportFailed
+            yield Release(not failed)
+            return None, ResponseReceived(status=status, headers=headers, body=b"" if failed else body)
+        return _Open(a, self.clock()), StreamOpened(headers=headers)
+
+    def _read(self, s: _Open) -> Drive:
+        if self.clock() - s.started > s.total:
+            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream exceeded its total timeout of {s.total:g}s")
+        data = yield READ_SOME
+        if type(data) is TransportFailed:
+            if data.kind is ErrorKind.CONNECTION:  # the body ended early, or the connection broke
+                return TransportFailed(kind=ErrorKind.CONNECTION, message=f"stream cut by the upstream ({data.message})")
+            return data
+        if not data:
+            s.complete = True
+            return StreamEnded()
+        if s.first:
+            # the response and its first chunk were bounded by first_chunk_timeout (the read
+            # timeout the stream was opened with); every later read waits up to idle_timeout
+            s.first = False
+            s.gap_by_shell = yield IdleTimeout(s.idle)
+        elif not s.gap_by_shell and time.monotonic() - s.last_data > s.idle:
+            return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream idle for more than {s.idle:g}s")
+        s.last_data = time.monotonic()
+        s.bytes += len(data)
+        if s.bytes > s.max_bytes:
+            return TransportFailed(kind=ErrorKind.MALFORMED, message=f"stream larger than {s.max_bytes} bytes")
+        return DataReceived(data=data)
+
+    # -- recovery probes ----------------------------------------------------------------------
+    def due_probes(self) -> list[Probe]:
+        return self.core.due_probes(self.clock())
+
+    def probe(self, probe: Probe) -> Drive:
+        """Send one probe and record its verdict; with shared storage, only under the store's
+        lease (another process probing it now: its verdict arrives with the shared facts)."""
+        shared = self.shared
+        lease = None
+        if shared is not None:
+            lease = yield Blocking(shared.probe_lease, (probe,))
+            if lease is False:
+                return
+        try:
+            ok, latency = yield from self._probe(probe)
+            self._emit(self.core.probe_result(probe, ok=ok, now=self.clock(), latency=latency))
+        except Exception:
+            _log.exception("modelmesh: probe %s failed unexpectedly", probe.key)
+        if shared is not None and lease is not None:
+            yield Blocking(shared.end_probe_lease, (lease,))
+
+    def _probe(self, probe: Probe) -> Drive:
+        start = self.clock()
+        opened = yield Open(probe.request, probe.timeout, probe.timeout)
+        if type(opened) is TransportFailed:  # a probe that cannot be sent failed, whatever the cause
+            return False, None
+        body = yield from self._body(ERROR_BODY_CAP, start, probe.timeout)
+        failed = type(body) is TransportFailed
+        yield Release(not failed)
+        return 200 <= opened[0] < 300 and not failed, self.clock() - start
+
+    # -- shared storage (blocking: a shell with an event loop calls these in a thread) ---------
+    def sync(self, force: bool = True, patient: bool = True) -> bool:
+        """Exchange health with the other processes now; False without shared storage, or when
+        it cannot be reached (the process then goes on with its own). Never raises. The
+        automatic syncs pass `force=False`: they skip storage while backing off from a failure."""
+        shared = self.shared
+        if shared is None:
+            return False
+        try:
+            ok = bool(shared.sync(force=force, patient=patient))
+        except Exception:  # a bug here must not fail the request that triggered the sync
+            _log.exception("modelmesh: sharing health through storage failed")
+            return False
+        self._next_sync = time.monotonic() + self._sync_every
+        return ok
+
+    def sync_due(self) -> bool:
+        """Whether the probe round should also sync now (`periodic` and `immediate`)."""
+        return self.sync_policy in ("periodic", "immediate") and time.monotonic() >= self._next_sync
+
+    def finished(self, outcome: Succeeded | Failed) -> None:
+        """A request ended (in its caller's thread, never from a finaliser): what it cost goes
+        to the shared budget counters, and under `immediate` what it taught this process goes
+        to the others now."""
+        shared = self.shared
+        if shared is None:
+            return
+        if isinstance(outcome, Succeeded):
+            try:
+                shared.record_spend(outcome.provider, outcome.cost)
+                shared.record_usage(outcome)
+            except Exception:  # a bug here must not fail the request it counts
+                _log.exception("modelmesh: sharing spend through storage failed")
+        if self.sync_policy == "immediate" and shared.changed():  # nothing new: the next request reads anyway
+            self.sync(False, False)
+
+    def close_shared(self) -> None:
+        """At close: what this process learnt last outlives it; then its heartbeat goes and the
+        store is closed."""
+        if self.shared is not None:
+            self.sync()
+            self.shared.close()
+            self.shared = None
+
+
+class _Open:
+    """An open stream's bounds and counters (one attempt's)."""
+
+    __slots__ = ("started", "total", "idle", "max_bytes", "bytes", "first", "gap_by_shell", "last_data", "complete")
+
+    def __init__(self, a: Attempt, now: float) -> None:
+        self.started = now
+        self.total = a.total_timeout
+        self.idle = a.idle_timeout
+        self.max_bytes = a.max_bytes
+        self.bytes = 0
+        self.first = True
+        self.gap_by_shell = False
+        self.last_data = 0.0
+        self.complete = False  # read to its end: its connection can be reused
+
