@@ -13,6 +13,7 @@ outside it, in the caller's thread.
 """
 from __future__ import annotations
 
+import abc
 import copy
 import inspect
 import json
@@ -33,7 +34,7 @@ from ._response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingRespo
 
 __all__ = ["MeshClient", "ChatStream"]
 
-class _MeshBase:
+class _MeshBase(abc.ABC):
     """What MeshClient and AsyncMeshClient share: the mesh built from configuration, events,
     routing and state, per-request options and the arguments of a request. A subclass adds
     its transport and the resources of its kind (`_resources`)."""
@@ -79,8 +80,9 @@ class _MeshBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(providers={list(self.core.providers)!r}, pools={list(self.core.pools)!r})"
 
+    @abc.abstractmethod
     def _resources(self) -> None:
-        raise NotImplementedError  # pragma: no cover - each client class sets its own
+        """Make the resources (`chat`, `embeddings`, `models`, ...): each client class its own."""
 
     # -- observability ----------------------------------------------------------------------
     def subscribe(self, listener: Callable[[Any], None]) -> None:
