@@ -191,11 +191,7 @@ class Driver:
                     yield Sleep(action.seconds)
                 elif kind is Succeeded or kind is Failed:
                     finished = True
-                    if self.shared is not None:
-                        yield Blocking(self.finished, (action,))
-                    if kind is Failed:
-                        raise action.error
-                    return action
+                    return (yield from self._end(action))
                 else:  # Read/Deliver cannot happen without a stream
                     raise RuntimeError(f"unexpected action {action!r} for a non-streaming call")
         except E.ModelMeshError:
@@ -205,6 +201,15 @@ class Driver:
         finally:
             if not finished:
                 self.cancel(call)
+
+    def _end(self, action: Succeeded | Failed) -> Drive:
+        """A call's end, streamed or not: what it cost and taught goes to the shared storage,
+        then its success is returned or its error raised."""
+        if self.shared is not None:
+            yield Blocking(self.finished, (action,))
+        if type(action) is Failed:
+            raise action.error
+        return action
 
     def _send(self, a: Attempt) -> Drive:
         """One attempt, its body read in pieces: no more than `a.max_bytes` (decompressed), and
@@ -269,11 +274,7 @@ class Driver:
                     if s is not None:
                         yield Release(s.complete)
                         s = None
-                    if self.shared is not None:
-                        yield Blocking(self.finished, (action,))
-                    if kind is Failed:
-                        raise action.error
-                    return action
+                    return (yield from self._end(action))
         except E.ModelMeshError:
             raise
         except Exception as exc:  # nothing foreign reaches the caller (a custom strategy's bug, ours)
