@@ -44,8 +44,12 @@ class Answer:
     model: str | None = None  # what the request asked for (a pool, capability or model id)
 
 
-def _answer_error(err: wire.WireError, **kw: Any) -> Answer:
+def error_answer(err: wire.WireError, **kw: Any) -> Answer:
     return Answer(status=err.status, headers=list(err.headers), body=err.body, **kw)
+
+
+def json_answer(status: int, value: Any, **kw: Any) -> Answer:
+    return Answer(status=status, headers=[("content-type", wire.JSON)], body=wire.encode_json(value), **kw)
 
 
 def models_page(mesh: Any) -> dict[str, Any]:
@@ -64,19 +68,19 @@ def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/
     relative = path[len(base_path):] if path.startswith(base_path + "/") else None
     found = wire.route(method, relative) if relative is not None else None
     if found is None:
-        return _answer_error(wire.unknown_route(method, path))
+        return error_answer(wire.unknown_route(method, path))
     if found.op == "models":
-        return Answer(status=200, headers=[("content-type", wire.JSON)], body=wire.encode_json(models_page(mesh)),
+        return json_answer(200, models_page(mesh),
                       op=found.op)
     if found.op == "model":
         model = wire.find_model(models_page(mesh), found.model_id or "")
         if model is None:
-            return _answer_error(wire.model_not_found(found.model_id or ""), op=found.op, model=found.model_id)
-        return Answer(status=200, headers=[("content-type", wire.JSON)], body=wire.encode_json(model), op=found.op,
+            return error_answer(wire.model_not_found(found.model_id or ""), op=found.op, model=found.model_id)
+        return json_answer(200, model, op=found.op,
                       model=found.model_id)
     parsed = parse_body(body)
     if isinstance(parsed, wire.WireError):
-        return _answer_error(parsed, op=found.op)
+        return error_answer(parsed, op=found.op)
     name = parsed["model"]
     if aliases and name in aliases:
         parsed = dict(parsed, model=aliases[name])
@@ -108,7 +112,7 @@ def _send(mesh: Any, op: str, body: dict[str, Any], asked: str, timeout: float |
         call = mesh.transport.start(op, body, model=body["model"], stream=stream, options=options)
         denied = permit(call.pool.name) if permit is not None else None
         if denied is not None:  # nothing sent yet: a started call holds nothing
-            return _answer_error(denied, op=op, model=asked)
+            return error_answer(denied, op=op, model=asked)
         if stream:
             return _stream(mesh, call, asked)
         result = mesh.transport.execute(call)

@@ -32,7 +32,7 @@ from ._core import _errors as E
 
 __all__ = [
     "Route", "route", "encode_json", "served_headers", "sse_event", "sse_stream", "DONE",
-    "WireError", "error_status", "error_body", "wire_error", "unknown_route", "invalid_body", "no_answer",
+    "WireError", "error", "error_status", "error_body", "wire_error", "unknown_route", "invalid_body", "no_answer",
     "method_not_allowed", "missing_key", "wrong_key", "forbidden", "too_large", "unsupported_media_type",
     "allowed_methods",
     "embeddings_request", "embeddings_body", "find_model", "model_not_found",
@@ -185,54 +185,55 @@ def no_answer(exc: BaseException) -> str | None:
     return None
 
 
-def _simple(status: int, message: str, code: str | None, param: str | None = None) -> WireError:
-    body = {"error": {"message": message, "type": _type_for(status), "param": param, "code": code}}
-    return WireError(status=status, body=encode_json(body), headers=[("content-type", JSON)])
+def error(status: int, message: str, code: str | None, param: str | None = None, *, type: str | None = None,
+          headers: Iterable[tuple[str, str]] = ()) -> WireError:
+    """An answer of the server's own in OpenAI's error shape; `type` defaults by the status."""
+    body = {"error": {"message": message, "type": type or _type_for(status), "param": param, "code": code}}
+    return WireError(status=status, body=encode_json(body), headers=[("content-type", JSON), *headers])
 
 
 def unknown_route(method: str, path: str) -> WireError:
     """An endpoint the mesh does not serve; the words OpenAI uses for a URL it does not know."""
-    return _simple(404, f"Invalid URL ({method} {path}): the mesh serves POST /chat/completions, "
+    return error(404, f"Invalid URL ({method} {path}): the mesh serves POST /chat/completions, "
                         "POST /embeddings, GET /models and GET /models/{model}", "unknown_url")
 
 
 def method_not_allowed(method: str, path: str, allowed: str) -> WireError:
-    err = _simple(405, f"Method {method} is not allowed on {path}; use {allowed}", "method_not_allowed")
-    return WireError(status=err.status, body=err.body, headers=[*err.headers, ("allow", allowed)])
+    return error(405, f"Method {method} is not allowed on {path}; use {allowed}", "method_not_allowed",
+                 headers=[("allow", allowed)])
 
 
 def missing_key() -> WireError:
     """No credential presented: OpenAI's words and its 401, with how to present one."""
-    return _simple(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
+    return error(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
                         "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", None)
 
 
 def wrong_key() -> WireError:
     """A credential that is not one of ours. The key presented is never repeated, not even masked."""
-    return _simple(401, "Incorrect API key provided.", "invalid_api_key")
+    return error(401, "Incorrect API key provided.", "invalid_api_key")
 
 
 def forbidden(message: str) -> WireError:
-    body = {"error": {"message": message, "type": "permission_error", "param": None, "code": "forbidden"}}
-    return WireError(status=403, body=encode_json(body), headers=[("content-type", JSON)])
+    return error(403, message, "forbidden", type="permission_error")
 
 
 def too_large(limit: int) -> WireError:
-    return _simple(413, f"The request body is larger than this server's limit of {limit} bytes", "request_too_large")
+    return error(413, f"The request body is larger than this server's limit of {limit} bytes", "request_too_large")
 
 
 def unsupported_media_type(got: str) -> WireError:
     shown = got[:80] if got else "none"
-    return _simple(415, f"Unsupported content type ({shown}): send the JSON body as application/json",
+    return error(415, f"Unsupported content type ({shown}): send the JSON body as application/json",
                    "unsupported_media_type")
 
 
 def invalid_body(reason: str, param: str | None = None) -> WireError:
-    return _simple(400, reason, None if param is None else "missing_required_parameter", param)
+    return error(400, reason, None if param is None else "missing_required_parameter", param)
 
 
 def model_not_found(model_id: str) -> WireError:
-    return _simple(404, f"The model '{model_id}' is neither a pool nor a configured model of this mesh",
+    return error(404, f"The model '{model_id}' is neither a pool nor a configured model of this mesh",
                    "model_not_found")
 
 

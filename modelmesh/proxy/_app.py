@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import _wire_openai as wire
 from .._core._errors import redact
-from .._serving import Answer, serve
+from .._serving import Answer, error_answer, json_answer, serve
 from ..connectors.storage import StorageUnavailable
 from ._keys import KeyRing, VirtualKey
 from ._limits import Bucket, Limiter, retry_after_header
@@ -115,9 +115,8 @@ class ProxyApp:
         except Exception as exc:  # noqa: BLE001 - a bug answers a 500 in OpenAI's shape, never a traceback
             _log.error("modelmesh proxy: unexpected %s answering %s %s: %s", type(exc).__name__, record["method"],
                        record["path"], redact(str(exc), self._secrets))
-            answer = Answer(status=500, headers=[("content-type", wire.JSON)], body=wire.encode_json(
-                {"error": {"message": "The proxy failed unexpectedly (a bug in modelmesh); its log says more",
-                           "type": "server_error", "param": None, "code": "internal_error"}}))
+            answer = error_answer(wire.error(500, "The proxy failed unexpectedly (a bug in modelmesh); its log says more",
+                                             "internal_error"))
         headers = self._headers(answer, environ)
         record["request_id"] = next(v for k, v in headers if k == "x-request-id")
         if answer.stream is None:
@@ -134,7 +133,7 @@ class ProxyApp:
             return self._preflight(environ)
         if path in ("/health", "/ready"):
             if method != "GET":
-                return _error(wire.method_not_allowed(method, path, "GET"))
+                return error_answer(wire.method_not_allowed(method, path, "GET"))
             return self._health() if path == "/health" else self._ready()
         if self.per_ip is not None:
             limited = self._take(f"ip/{environ.get('REMOTE_ADDR') or ''}", self.per_ip, "this client address")
@@ -144,7 +143,7 @@ class ProxyApp:
             return self._metrics(environ, method)
         denied = self._check_key(environ, who)
         if denied is not None:
-            return _error(denied)
+            return error_answer(denied)
         vkey = who.key
         bucket = Bucket(vkey.rpm) if vkey is not None and vkey.rpm is not None else self.per_key
         if bucket is not None and who.bucket is not None:
@@ -155,21 +154,21 @@ class ProxyApp:
             try:
                 spent = self.keyring.over_budget(vkey)
             except StorageUnavailable:
-                return _error(_storage_down())
+                return error_answer(_storage_down())
             if spent is not None:
-                return _error(_over_budget(vkey, spent))
+                return error_answer(_over_budget(vkey, spent))
         relative = path[len(self.base_path):] if path.startswith(self.base_path + "/") else None
         if relative is None or wire.route(method, relative) is None:
             allowed = wire.allowed_methods(relative) if relative is not None else None
-            return _error(wire.method_not_allowed(method, path, allowed) if allowed else wire.unknown_route(method, path))
+            return error_answer(wire.method_not_allowed(method, path, allowed) if allowed else wire.unknown_route(method, path))
         body = b""
         if method == "POST":
             kind = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
             if kind != "application/json":
-                return _error(wire.unsupported_media_type(environ.get("CONTENT_TYPE") or ""))
+                return error_answer(wire.unsupported_media_type(environ.get("CONTENT_TYPE") or ""))
             read = _read_body(environ, self.max_body_bytes)
             if read is None:
-                return _error(wire.too_large(self.max_body_bytes))
+                return error_answer(wire.too_large(self.max_body_bytes))
             body = read
         permit = _permit(vkey) if vkey is not None and vkey.pools is not None else None
         return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases, permit=permit)
@@ -189,17 +188,17 @@ class ProxyApp:
         self._limit_warned = False
         if wait is None:
             return None
-        return _error(_rate_limited(whose, bucket, wait))
+        return error_answer(_rate_limited(whose, bucket, wait))
 
     def _metrics(self, environ: dict[str, Any], method: str) -> Answer:
         if method != "GET":
-            return _error(wire.method_not_allowed(method, "/metrics", "GET"))
+            return error_answer(wire.method_not_allowed(method, "/metrics", "GET"))
         if not self.metrics_public:
             denied = self._check_key(environ, _Caller(), virtual=False)
             if denied is not None:
-                return _error(denied)
+                return error_answer(denied)
         if self.metrics is None:
-            return _error(wire.unknown_route(method, "/metrics"))
+            return error_answer(wire.unknown_route(method, "/metrics"))
         now = time.time()
         gauges = []
         for name, rows in self.mesh.core.snapshot(now)["pools"].items():
@@ -243,7 +242,7 @@ class ProxyApp:
 
     # -- health ------------------------------------------------------------------------------
     def _health(self) -> Answer:
-        return _json(200, {"status": "ok"})
+        return json_answer(200, {"status": "ok"})
 
     def _ready(self) -> Answer:
         """Ready: the configuration is loaded (this app exists), the shared storage answers
@@ -265,8 +264,8 @@ class ProxyApp:
         if reasons:
             body = {"error": {"message": "not ready: " + "; ".join(reasons), "type": "server_error", "param": None,
                               "code": "not_ready"}, "reasons": reasons, "pools": available}
-            return _json(503, body)
-        return _json(200, {"status": "ready", "pools": available})
+            return json_answer(503, body)
+        return json_answer(200, {"status": "ready", "pools": available})
 
     # -- CORS --------------------------------------------------------------------------------
     def _allowed_origin(self, environ: dict[str, Any]) -> str | None:
@@ -279,7 +278,7 @@ class ProxyApp:
 
     def _preflight(self, environ: dict[str, Any]) -> Answer:
         if self._allowed_origin(environ) is None:
-            return _error(wire.forbidden("This origin is not in proxy.cors_origins"))
+            return error_answer(wire.forbidden("This origin is not in proxy.cors_origins"))
         asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS") or "authorization, content-type"
         return Answer(status=204, headers=[("access-control-allow-methods", "GET, POST, OPTIONS"),
                                            ("access-control-allow-headers", asked[:1000]),
@@ -408,36 +407,21 @@ def _permit(key: VirtualKey) -> Callable[[str], wire.WireError | None]:
     return permit
 
 
-def _wire(status: int, error: dict[str, Any], headers: Iterable[tuple[str, str]] = ()) -> wire.WireError:
-    return wire.WireError(status=status, body=wire.encode_json({"error": {"param": None, **error}}),
-                          headers=[("content-type", wire.JSON), *headers])
-
-
 def _rate_limited(whose: str, bucket: Bucket, wait: float) -> wire.WireError:
-    return _wire(429, {"message": f"Rate limit reached for {whose}: {bucket.rpm:g} requests per minute. "
-                                  f"Please try again in {wait:.3g}s.",
-                       "type": "requests", "code": "rate_limit_exceeded"},
-                 [("retry-after", retry_after_header(wait)), ("retry-after-ms", str(max(1, round(wait * 1000))))])
+    return wire.error(429, f"Rate limit reached for {whose}: {bucket.rpm:g} requests per minute. "
+                           f"Please try again in {wait:.3g}s.", "rate_limit_exceeded", type="requests",
+                      headers=[("retry-after", retry_after_header(wait)),
+                               ("retry-after-ms", str(max(1, round(wait * 1000))))])
 
 
 def _over_budget(key: VirtualKey, spent: float) -> wire.WireError:
-    return _wire(429, {"message": f"This key has spent its budget of {key.budget:g} USD this {key.period} "
-                                  f"({spent:.4f} USD).", "type": "insufficient_quota", "code": "insufficient_quota"})
+    return wire.error(429, f"This key has spent its budget of {key.budget:g} USD this {key.period} ({spent:.4f} USD).",
+                      "insufficient_quota", type="insufficient_quota")
 
 
 def _revoked() -> wire.WireError:
-    return _wire(401, {"message": "This API key has been revoked.", "type": "invalid_request_error",
-                       "code": "invalid_api_key"})
+    return wire.error(401, "This API key has been revoked.", "invalid_api_key")
 
 
 def _storage_down() -> wire.WireError:
-    return _wire(503, {"message": "The key could not be checked: the shared storage is unreachable",
-                       "type": "server_error", "code": "storage_unavailable"})
-
-
-def _error(err: wire.WireError) -> Answer:
-    return Answer(status=err.status, headers=list(err.headers), body=err.body)
-
-
-def _json(status: int, value: Any) -> Answer:
-    return Answer(status=status, headers=[("content-type", wire.JSON)], body=wire.encode_json(value))
+    return wire.error(503, "The key could not be checked: the shared storage is unreachable", "storage_unavailable")
