@@ -53,6 +53,7 @@ class Built:
     sinks: tuple[Any, ...] = ()
     secret_values: tuple[str, ...] = field(default=(), repr=False)
     storage: Any = None  # the shared storage (a BaseStorage) when one is configured; the shell owns it
+    recorder: Any = None  # the Recorder writing every input of `core` (which it wraps); the shell closes it
     serializer: Any = None  # how records are written to it (a Serializer: format, compression, encryption)
 
 
@@ -65,6 +66,7 @@ def build(
     rng: Rng | None = None,
     seed: int | None = None,
     lock: Any = None,
+    replaying: bool = False,
 ) -> Built:
     """Build a `MeshCore` from `config` (a path to YAML/JSON, a dict or a MeshConfig).
 
@@ -73,7 +75,8 @@ def build(
     ones are not imported). `policies` plugs rotation policies into pools by pool name,
     "*" for every pool; they are asked after those the configuration names. `rng` (or
     `seed`) feeds the core's randomness; `lock` guards the core's shared health when
-    threads share it. Raises one ConfigurationError listing every problem."""
+    threads share it. `replaying` builds the core alone, for a replay: no sinks, no storage,
+    no recorder. Raises one ConfigurationError listing every problem."""
     loaded = load_config_partial(config, strategy_names=tuple(strategies or ()))
     problems = list(loaded.problems)
     if loaded.config is None:
@@ -85,19 +88,25 @@ def build(
     found += _refusals(cfg)
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
-    sinks = _sinks(cfg, secrets, found)
-    storage, serializer = _storage(cfg, found) if not problems and not found else (None, None)
+    sinks = [] if replaying else _sinks(cfg, secrets, found)
+    recorder = None if replaying else _recorder(cfg, secrets, found)
+    storage, serializer = _storage(cfg, found) if not problems and not found and not replaying else (None, None)
     problems += _new(found, problems)
     if problems:
-        for sink in sinks:
-            sink.close()
-        if storage is not None:
-            storage.close()
+        for opened in (*sinks, recorder, storage):
+            if opened is not None:
+                opened.close()
         raise ConfigurationError([redact(p, secrets) for p in problems], source=loaded.source)
-    core = MeshCore(cfg, rng=rng if rng is not None else random.Random(seed), api_keys=keys, codecs=codecs,
-                    user_strategies=user_strategies, policies=plugged, lock=lock)
+    if recorder is not None:  # the recording names its seed: drawn here unless given
+        if seed is None:
+            seed = int(rng.random() * 2**53) if rng is not None else random.SystemRandom().getrandbits(63)
+        rng = None
+    core: Any = MeshCore(cfg, rng=rng if rng is not None else random.Random(seed), api_keys=keys, codecs=codecs,
+                         user_strategies=user_strategies, policies=plugged, lock=lock)
+    if recorder is not None:
+        core = recorder.wrap(core, seed=seed)
     return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage,
-                 serializer=serializer)
+                 serializer=serializer, recorder=recorder)
 
 
 def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
@@ -381,6 +390,26 @@ def _refusals(config: MeshConfig) -> list[str]:
 
 
 # -- observability --------------------------------------------------------------------------
+
+def _recorder(config: MeshConfig, secrets: tuple[str, ...], problems: list[str]) -> Any:
+    """The `recorder` sink, opened (one per configuration: a second one is a problem)."""
+    found = [(i, s) for i, s in enumerate(config.observability.connectors) if s.connector == "recorder"]
+    if not found:
+        return None
+    for i, _ in found[1:]:
+        problems.append(f"observability.connectors[{i}]: a second 'recorder'; one recording holds every input")
+    from .transports.replay import Recorder
+
+    i, sink = found[0]
+    path, redacted = sink.config.get("path"), sink.config.get("redact_payloads", True)
+    if not isinstance(path, str) or not isinstance(redacted, bool):  # reported by the parser
+        return None
+    try:
+        return Recorder(path, redact_payloads=redacted, secrets=secrets)
+    except OSError as exc:
+        problems.append(f"observability.connectors[{i}].config.path: cannot open ({exc.strerror or exc})")
+        return None
+
 
 def _sinks(config: MeshConfig, secrets: tuple[str, ...], problems: list[str]) -> list[Any]:
     from .connectors.observability import build_sinks

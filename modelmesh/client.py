@@ -64,7 +64,10 @@ class _MeshBase(abc.ABC):
         self._listeners: list[Callable[[Any], None]] = [s.emit for s in self._sinks]
         if on_event:
             self._listeners.append(on_event)
-        self.core.listening = bool(self._listeners)  # with nobody listening, requests build no events
+        # with nobody listening, requests build no events; a recording holds them
+        self.core.listening = bool(self._listeners) or built.recorder is not None
+        if built.recorder is not None:
+            self._sinks.append(built.recorder)  # closed with the sinks
         _name_requests(self.core)
         shared = None
         if built.storage is not None:

@@ -13,7 +13,16 @@ otherwise it answers "Hello from {name}". `FakeClock` replaces `time.time` and
         up.script(Error(529, code="overloaded_error"), Reply(text="hi"))
         ...  # point the mesh at up.url
         assert up.requests[0].headers["x-api-key"] == "k"
+
+`assert_replays(recording, config)` replays a recording made by the `recorder` observability
+sink (a production incident, say) and fails the test at the first decision or event that
+differs, naming the line:
+
+    def test_incident_4711():
+        assert_replays("tests/incidents/4711.jsonl", "modelmesh.yaml")
 """
+from typing import Any
+
 from modelmesh._testing import (
     STYLES,
     CutStream,
@@ -37,10 +46,20 @@ from modelmesh._testing import (
     refuse_connections,
     upstreams,
 )
+from modelmesh.transports.replay import ReplayDiverged, Replayed, replay
 
 __all__ = [
     "FakeClock", "FakeUpstream", "upstreams", "refuse_connections", "STYLES",
     "RecordedRequest", "Headers", "ToolCall", "Step", "StepLike",
     "Reply", "Error", "SlowFirstByte", "CutStream", "StreamErrorEvent", "MalformedJSON",
     "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding",
+    "assert_replays", "ReplayDiverged", "Replayed",
 ]
+
+
+def assert_replays(recording: Any, config: Any, **kwargs: Any) -> Replayed:
+    """Replay `recording` (a path, or its lines) into a fresh core built from `config`; raises
+    ReplayDiverged (an AssertionError) at the first difference. `kwargs` go to `replay`
+    (`environ`, and the `strategies`/`policies` the recorded client was given)."""
+    __tracebackhide__ = True
+    return replay(recording, config, **kwargs)

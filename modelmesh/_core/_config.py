@@ -584,7 +584,7 @@ def _retry(s: Section, b: RetryConfig) -> RetryConfig:
 # -- storage, observability, discovery, proxy -------------------------------------------
 
 _STORAGE_CONNECTORS = ("memory", "file", "sqlite", "redis")
-_SINKS = ("console", "file", "null", "callback", "webhook")
+_SINKS = ("console", "file", "null", "callback", "webhook", "recorder")
 _OBS_KEYS = ("connector", "config", "connectors", "events", "logging", "tracing", "statistics")
 _SEVERITIES = ("debug", "info", "warning", "error", "critical")
 
@@ -639,9 +639,14 @@ def _sink(ctx: Ctx, value: Any, path: str) -> ObservabilitySink | None:
                     ("connector", "config"))
     connector = s.require("connector", as_choice(_SINKS, custom=True))
     config = s.get("config", FrozenMap(), _free_form)
-    needed = {"file": "path", "webhook": "url"}.get(connector or "")
+    needed = {"file": "path", "webhook": "url", "recorder": "path"}.get(connector or "")
     if needed and not isinstance(config.get(needed), str):
         ctx.problem(s.at(f"config.{needed}"), f"required for the {connector!r} connector")
+    elif connector == "recorder":
+        for key in sorted(set(config) - {"path", "redact_payloads"}):
+            ctx.problem(s.at(f"config.{key}"), "unknown key for the 'recorder' connector (it takes path, redact_payloads)")
+        if not isinstance(config.get("redact_payloads", True), bool):
+            ctx.problem(s.at("config.redact_payloads"), f"expected true or false, got {show(config['redact_payloads'])}")
     elif connector == "webhook":
         try:
             as_url(config["url"])

@@ -1,0 +1,864 @@
+"""The replay shell: record every input the core is fed in production, replay it offline.
+
+Theory of operation. The core decides from its inputs alone: the configuration, a seeded
+`random.Random`, the times it is told, and what each shell feeds it (a request's start,
+each `next_action(now)`, each transport outcome, probe verdicts, other processes' facts,
+by-hand standbys). `Recorder.wrap(core)` puts a thin proxy in front of a `MeshCore` and
+of every `Call` it starts: each of those doors is entered under one recorder lock (so the
+order the file shows is the order the core saw, across threads and tasks), and one JSON
+line is written per door: its input, the decision it gave back (normalised) and the
+events it caused. The first line is a header with the seed and the base URL each provider
+resolved to.
+
+`replay(log, config)` builds a fresh core from the same configuration and seed (no
+storage, no sinks, no network), feeds it the recorded inputs and nothing else, and checks
+each decision and event against the recorded one: the first difference raises
+`ReplayDiverged`, naming the line, what was recorded and what came out.
+
+Redaction (on by default, `redact_payloads: false` turns it off). What the caller and the
+models said is masked where it is written, keeping every byte that routing can depend on:
+- request bodies: every string whose key is not structural (`role`, `type`, `model`,
+  `tool_choice`, ...) becomes a mask of the same length in characters and in UTF-8 bytes
+  (`x`, `é`, `€`, `😀`; whitespace kept); bytes become zeros;
+- successful JSON and SSE answers: the same masking inside the string values of the JSON,
+  done on the raw bytes by a small scanner that keeps each chunk's length and boundaries,
+  keeps escapes and keeps invalid UTF-8 invalid, so a malformed answer stays malformed;
+  other successful answers (audio, text) are masked whole, keeping their length;
+- error answers (status >= 400) are kept, since the vendor's error type and message are
+  what classifies them; secret values are masked everywhere (`***`).
+With redaction the recorded decisions compare payload strings by shape only (a
+stream's text is checked through its length), and error messages not at all.
+
+Session ids are kept (sticky routing depends on them). What this does not record: the
+user's own code (custom strategies and policies are passed to `replay` again) and
+clock-free reads (`snapshot` is recorded with its time, since a read may end a cooldown).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._core import _errors as E
+from .._core._protocol import (
+    Attempt,
+    Cancelled,
+    DataReceived,
+    Deliver,
+    Failed,
+    Read,
+    ResponseReceived,
+    RoutingOptions,
+    StreamEnded,
+    StreamOpened,
+    Succeeded,
+    TransportFailed,
+    Wait,
+)
+from .._core._sharing import Fact
+from .._core._types import ErrorKind
+
+__all__ = ["Recorder", "ReplayDiverged", "Replayed", "replay", "FORMAT"]
+
+FORMAT = 1  # the recording's format version, in its header
+
+# keys whose string values say how a request is routed or answered, not what it says
+STRUCTURAL = frozenset({
+    "model", "role", "type", "object", "id", "finish_reason", "stop_reason", "event", "code", "param",
+    "status", "name", "tool_call_id", "tool_choice", "service_tier", "system_fingerprint", "encoding_format",
+    "response_format", "reasoning_effort", "voice", "format", "detail", "modalities", "language", "size",
+    "quality", "style", "output_format", "timestamp_granularities", "purpose", "endpoint", "completion_window",
+    "method", "url", "custom_id", "finishReason", "modelVersion", "responseId", "blockReason", "role_type",
+    "index", "created", "delivery_mode", "preferred_provider", "session_id",
+})
+
+# the doors of MeshCore that change (or may change) what it knows, with their argument names
+_CORE_DOORS = ("route", "due_probes", "probe_result", "deactivate_model", "reactivate_model",
+               "reactivate_provider", "snapshot", "facts", "absorb", "absorb_spend", "absorb_last_minute",
+               "absorb_usage", "last_minute", "usage_period", "spend_periods")
+
+
+class ReplayDiverged(AssertionError):
+    """A replayed decision or event differs from the recorded one."""
+
+    def __init__(self, line: int, what: str, recorded: Any, replayed: Any) -> None:
+        self.line, self.what, self.recorded, self.replayed = line, what, recorded, replayed
+        super().__init__(f"replay diverged at line {line} ({what}):\n  recorded: {_show(recorded)}\n"
+                         f"  replayed: {_show(replayed)}")
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+# -- masking --------------------------------------------------------------------------------
+
+_WHITE = frozenset(" \t\r\n")
+_BY_WIDTH = {1: "x", 2: "é", 3: "€", 4: "😀"}
+
+
+def mask_text(text: str) -> str:
+    """The same length in characters and in UTF-8 bytes; whitespace kept."""
+    return "".join(c if c in _WHITE else _BY_WIDTH[len(c.encode("utf-8", "surrogatepass"))] for c in text)
+
+
+def mask_value(value: Any, keep: bool = False) -> Any:
+    """A request body (or routing metadata) with every non-structural string masked."""
+    if isinstance(value, str):
+        return value if keep else mask_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(len(value))
+    if isinstance(value, Mapping):
+        return {k: mask_value(v, k in STRUCTURAL) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_value(v, keep) for v in value]
+    return value
+
+
+def shape(value: Any, keep: bool = False) -> Any:
+    """What a masked and an unmasked payload have in common: structure, numbers, structural
+    strings; other strings are reduced to nothing."""
+    if isinstance(value, str):
+        return value if keep else ""
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, Mapping):
+        return {str(k): shape(v, k in STRUCTURAL) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shape(v, keep) for v in value]
+    return value
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_KEEP_LEADS = frozenset({0xE0, 0xED, 0xF0, 0xF4})  # their next byte has a narrower valid range: kept
+
+
+class ByteMask:
+    """Masks the string values of a JSON (or SSE of JSON) byte stream in place, chunk by
+    chunk: the same lengths, the same structure, and whatever was invalid stays invalid."""
+
+    __slots__ = ("stack", "prev", "in_str", "masking", "esc", "hexleft", "key", "collect", "utf_left", "keep_next", "_last_key")
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[str, bool]] = []  # ("o" | "a", whether its strings are structural)
+        self.prev = 0          # the last significant byte outside strings
+        self.in_str = False
+        self.masking = False
+        self.esc = False
+        self.hexleft = 0
+        self.key: bytearray | None = None  # the bytes of the object key being read
+        self.collect = False
+        self.utf_left = 0
+        self.keep_next = False
+        self._last_key = b""  # the last complete object key
+
+    def __call__(self, data: bytes) -> bytes:
+        out = bytearray(data)
+        for i, b in enumerate(data):
+            if not self.in_str:
+                if b == 0x22:  # "
+                    self._open_string()
+                elif b in b"{[":
+                    kind = "o" if b == 0x7B else "a"
+                    keep = self._value_keep() if self.stack else False
+                    self.stack.append((kind, keep))
+                    self.prev = b
+                elif b in b"}]":
+                    if self.stack:
+                        self.stack.pop()
+                    self.prev = b
+                elif b not in b" \t\r\n":
+                    self.prev = b
+                continue
+            if self.collect and self.key is not None:
+                self.key.append(b)
+            if self.esc:
+                self.esc = False
+                if b == 0x75:  # \u: four hex digits follow
+                    self.hexleft = 4
+                continue
+            if self.hexleft:
+                self.hexleft -= 1
+                if b in _HEX:
+                    if self.masking:
+                        out[i] = b"0078"[3 - self.hexleft]
+                else:
+                    self.hexleft = 0
+                continue
+            if b == 0x5C:  # backslash
+                self.esc = True
+                self.utf_left = 0
+                continue
+            if b == 0x22:
+                self._close_string()
+                continue
+            if self.masking:
+                out[i] = self._mask_byte(b)
+        return bytes(out)
+
+    def _value_keep(self) -> bool:
+        kind, keep = self.stack[-1]
+        if kind == "o":
+            return self._last_key.decode("utf-8", "replace") in STRUCTURAL
+        return keep
+
+    def _open_string(self) -> None:
+        self.in_str = True
+        self.esc = False
+        self.hexleft = 0
+        self.utf_left = 0
+        self.keep_next = False
+        top = self.stack[-1] if self.stack else None
+        if top is not None and top[0] == "o" and self.prev in (0x7B, 0x2C):  # a key
+            self.masking = False
+            self.collect = True
+            self.key = bytearray()
+        else:
+            self.collect = False
+            self.masking = top is None or not self._value_keep()
+
+    def _close_string(self) -> None:
+        self.in_str = False
+        if self.collect and self.key is not None:
+            self._last_key = bytes(self.key[:-1])  # without the closing quote
+            self.key = None
+        self.collect = False
+        self.prev = 0x22
+
+    def _mask_byte(self, b: int) -> int:
+        if b < 0x80:
+            self.utf_left = 0
+            return b if b in b" \t\r\n" or b < 0x20 else 0x78
+        if 0x80 <= b < 0xC0:  # a continuation byte
+            if self.utf_left:
+                self.utf_left -= 1
+                if self.keep_next:
+                    self.keep_next = False
+                    return b
+                return 0x80
+            return b  # a stray one: kept, still invalid
+        self.keep_next = False
+        if 0xC2 <= b <= 0xDF:
+            self.utf_left = 1
+            return 0xC2
+        if 0xE0 <= b <= 0xEF:
+            self.utf_left = 2
+            self.keep_next = b in _KEEP_LEADS
+            return b if b in _KEEP_LEADS else 0xE2
+        if 0xF0 <= b <= 0xF4:
+            self.utf_left = 3
+            self.keep_next = b in _KEEP_LEADS
+            return b if b in _KEEP_LEADS else 0xF1
+        self.utf_left = 0
+        return b  # C0, C1, F5-FF: never valid, kept
+
+
+def _textual(headers: Mapping[str, str]) -> bool:
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    return not ctype or "json" in ctype or "event-stream" in ctype
+
+
+# -- values in JSON -------------------------------------------------------------------------
+
+def _enc(value: Any) -> Any:
+    """JSON for the arguments the core's doors take (tagged where JSON has no such type)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return {"$b": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, Fact):
+        return {"$fact": value.to_dict()}
+    if isinstance(value, RoutingOptions):
+        return {"$options": {k: _enc(v) for k, v in asdict(value).items()}}
+    if hasattr(value, "key") and hasattr(value, "target") and hasattr(value, "request"):  # a Probe
+        return {"$probe": value.key}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value):
+            return {k: _enc(v) for k, v in value.items()}
+        return {"$map": [[_enc(k), _enc(v)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"$tuple": [_enc(v) for v in value]} if isinstance(value, tuple) else [_enc(v) for v in value]
+    raise TypeError(f"cannot record a {type(value).__name__}")
+
+
+def _dec(value: Any, probes: Mapping[str, Any]) -> Any:
+    if isinstance(value, list):
+        return [_dec(v, probes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (tag, inner), = value.items()
+        if tag == "$b":
+            return base64.b64decode(inner)
+        if tag == "$fact":
+            return Fact.from_dict(inner)
+        if tag == "$options":
+            return RoutingOptions(**{k: _dec(v, probes) for k, v in inner.items()})
+        if tag == "$probe":
+            if inner not in probes:
+                raise ValueError(f"the recording reports on probe {inner!r}, which the replayed core never asked for")
+            return probes[inner]
+        if tag == "$map":
+            return {_dec(k, probes): _dec(v, probes) for k, v in inner}
+        if tag == "$tuple":
+            return tuple(_dec(v, probes) for v in inner)
+    return {k: _dec(v, probes) for k, v in value.items()}
+
+
+def _input(ev: Any) -> dict[str, Any]:
+    kind = type(ev)
+    if kind is ResponseReceived:
+        return {"t": "response", "status": ev.status, "headers": dict(ev.headers), "body": _enc(ev.body)}
+    if kind is StreamOpened:
+        return {"t": "opened", "headers": dict(ev.headers)}
+    if kind is DataReceived:
+        return {"t": "data", "data": _enc(ev.data)}
+    if kind is StreamEnded:
+        return {"t": "ended"}
+    if kind is Cancelled:
+        return {"t": "cancelled"}
+    if kind is TransportFailed:
+        return {"t": "transport", "kind": ev.kind.value, "message": ev.message, "connect": ev.connect}
+    raise TypeError(f"cannot record the input {ev!r}")
+
+
+def _uninput(d: Mapping[str, Any]) -> Any:
+    t = d["t"]
+    if t == "response":
+        return ResponseReceived(status=d["status"], headers=d["headers"], body=_dec(d["body"], {}))
+    if t == "opened":
+        return StreamOpened(headers=d["headers"])
+    if t == "data":
+        return DataReceived(data=_dec(d["data"], {}))
+    if t == "ended":
+        return StreamEnded()
+    if t == "cancelled":
+        return Cancelled()
+    return TransportFailed(kind=ErrorKind(d["kind"]), message=d["message"], connect=d["connect"])
+
+
+# -- decisions, as recorded and compared ----------------------------------------------------
+
+class _Norm:
+    """Decisions and events as plain data; with `redacted`, payloads by shape only."""
+
+    def __init__(self, redacted: bool, secrets: Iterable[str]) -> None:
+        self.redacted = redacted
+        self.secrets = tuple(secrets)
+
+    def text(self, s: str) -> str:
+        return E.redact(s, self.secrets)
+
+    def payload(self, value: Any) -> Any:
+        return shape(value) if self.redacted else json.loads(self.text(json.dumps(value, sort_keys=True, default=str)))
+
+    def action(self, a: Any) -> Any:
+        kind = type(a)
+        if kind is Attempt:
+            r = a.request
+            body = r.json if r.json is not None else getattr(r, "content", None)
+            return {"attempt": a.number, "pool": a.pool, "ref": a.ref, "op": a.op, "stream": a.stream,
+                    "method": r.method, "url": self.text(r.url), "body": self.payload(body),
+                    "timeouts": [a.connect_timeout, a.read_timeout, a.first_chunk_timeout, a.idle_timeout,
+                                 a.total_timeout], "max_bytes": a.max_bytes}
+        if kind is Wait:
+            return {"wait": a.seconds}
+        if kind is Read:
+            return {"read": True}
+        if kind is Deliver:
+            return {"deliver": self.payload(a.chunk), "provider": a.provider, "model": a.model}
+        if kind is Succeeded:
+            return {"succeeded": a.request_id, "pool": a.pool, "provider": a.provider, "model": a.model,
+                    "latency": a.latency, "tokens": [a.prompt_tokens, a.completion_tokens], "cost": a.cost,
+                    "response": self.payload(a.response),
+                    "attempts": [[r.provider, r.model, r.pool, r.outcome, r.status] for r in a.attempts]}
+        if kind is Failed:
+            return {"failed": self.error(a.error)}
+        raise TypeError(f"unknown action {a!r}")
+
+    def error(self, err: BaseException) -> Any:
+        out: dict[str, Any] = {"class": type(err).__name__, "status": getattr(err, "status_code", None),
+                               "code": getattr(err, "code", None)}
+        if not self.redacted:
+            out["message"] = self.text(str(err))
+        return out
+
+    def events(self, events: Iterable[Any]) -> list[Any]:
+        out = []
+        for ev in events:
+            d = ev.to_dict()
+            if self.redacted:
+                for k in ("message", "error", "detail"):
+                    if isinstance(d.get(k), str):
+                        d[k] = ""
+            out.append(json.loads(self.text(json.dumps(d, sort_keys=True, default=str))))
+        return out
+
+    def result(self, door: str, value: Any) -> Any:
+        """A core door's return value, as far as it is a decision."""
+        if door == "route":
+            return {"model": value.model_id, "provider": value.provider_id, "pool": value.pool_id,
+                    "score": value.score, "fallback": list(value.fallback_chain)}
+        if door == "due_probes":
+            return [[p.key, p.provider, p.pool, p.ref, p.request.method, self.text(p.request.url)] for p in value]
+        if door in ("snapshot", "facts", "last_minute", "usage_period", "spend_periods"):
+            text = json.dumps(_enc_loose(value), sort_keys=True, default=str)
+            return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return None
+
+
+def _enc_loose(value: Any) -> Any:
+    if isinstance(value, Fact):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _enc_loose(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_enc_loose(v) for v in value]
+    return value
+
+
+# -- recording --------------------------------------------------------------------------------
+
+class Recorder:
+    """Writes the recording of every core it wraps to `path` (JSON Lines). A process that
+    forks writes its own file: the child's name gains `.<pid>` before the suffix, or
+    `{pid}` in `path` is replaced. Thread-safe; `close()` at the client's close."""
+
+    def __init__(self, path: str | os.PathLike[str], *, redact_payloads: bool = True, secrets: Iterable[str] = ()) -> None:
+        self.template = str(path)
+        self.redacted = bool(redact_payloads)
+        self.secrets = tuple(secrets)
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._later: list[Callable[[], None]] = []
+        self._fh: TextIO | None = None
+        self._pid = os.getpid()
+        self._header: dict[str, Any] = {}
+        self._norm = _Norm(self.redacted, self.secrets)
+        self._cids = 0
+        self._open(first=True)
+
+    def __repr__(self) -> str:
+        return f"Recorder(path={self.path!r}, redact_payloads={self.redacted})"
+
+    @property
+    def path(self) -> str:
+        return self._fh.name if self._fh is not None else self.template
+
+    def _open(self, first: bool = False) -> None:
+        name = self.template.replace("{pid}", str(os.getpid()))
+        if not first and "{pid}" not in self.template:
+            p = Path(self.template)
+            name = str(p.with_name(f"{p.stem}.{os.getpid()}{p.suffix}"))
+        self._fh = open(name, "w", encoding="utf-8")  # noqa: SIM115 - kept open for the client's life
+        self._pid = os.getpid()
+        if self._header:
+            self._line(self._header)
+
+    def wrap(self, core: Any, *, seed: int) -> Any:
+        """`core` behind the recording proxy; writes the header (the seed, the base URLs)."""
+        self._header = {"modelmesh_recording": FORMAT, "seed": seed, "redacted": self.redacted,
+                        "started": time.time(),
+                        "base_urls": {pid: E.redact(p.config.base_url or "", self.secrets)
+                                      for pid, p in core.providers.items()}}
+        with self.lock:
+            self._line(self._header)
+        return RecordingCore(core, self)
+
+    def _line(self, entry: Mapping[str, Any]) -> None:
+        if self._fh is None:
+            return
+        self._fh.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        """Under `self.lock`."""
+        if os.getpid() != self._pid:  # forked: this process's own file
+            self._fh = None
+            self._open()
+        self._line(entry)
+
+    def enter(self) -> None:
+        self.lock.acquire()
+        self._depth += 1
+
+    def leave(self) -> None:
+        self._depth -= 1
+        later: list[Callable[[], None]] = []
+        if self._depth == 0 and self._later:
+            later, self._later = self._later, []
+        self.lock.release()
+        for fn in later:  # what arrived from inside a recorded door (a finaliser): now, in order
+            fn()
+
+    def busy_here(self) -> bool:
+        """Whether this thread is inside a recorded door (the RLock is ours, re-entered)."""
+        return self._depth > 0 and self.lock._is_owned()  # type: ignore[attr-defined]
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        self._later.append(fn)
+
+    def next_cid(self) -> int:
+        self._cids += 1
+        return self._cids
+
+    def close(self) -> None:
+        with self.lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+
+class RecordingCall:
+    """A `Call` whose inputs and decisions are recorded; everything else passes through."""
+
+    __slots__ = ("_call", "_rec", "_cid", "_mask")
+
+    def __init__(self, call: Any, rec: Recorder, cid: int) -> None:
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "_rec", rec)
+        object.__setattr__(self, "_cid", cid)
+        object.__setattr__(self, "_mask", None)  # the open stream's ByteMask
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._call, name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._call)
+
+    def next_action(self, now: float) -> Any:
+        rec, call = self._rec, self._call
+        rec.enter()
+        try:
+            seen = len(call.events)
+            entry: dict[str, Any] = {"door": "next", "call": self._cid, "now": now}
+            try:
+                action = call.next_action(now)
+            except Exception as exc:
+                entry["raised"] = rec._norm.error(exc)
+                entry["events"] = rec._norm.events(call.events[seen:])
+                rec.write(entry)
+                raise
+            entry["out"] = rec._norm.action(action)
+            entry["events"] = rec._norm.events(call.events[seen:])
+            rec.write(entry)
+            return action
+        finally:
+            rec.leave()
+
+    def feed(self, event: Any, now: float) -> None:
+        rec = self._rec
+        if type(event) is Cancelled and rec.busy_here():  # from a finaliser inside a recorded door
+            rec.defer(lambda: self.feed(event, now))
+            return
+        rec.enter()
+        try:
+            call = self._call
+            seen = len(call.events)
+            entry: dict[str, Any] = {"door": "feed", "call": self._cid, "now": now, "in": self._recorded(event)}
+            try:
+                call.feed(event, now)
+            except Exception as exc:
+                entry["raised"] = rec._norm.error(exc)
+                entry["events"] = rec._norm.events(call.events[seen:])
+                rec.write(entry)
+                raise
+            entry["events"] = rec._norm.events(call.events[seen:])
+            rec.write(entry)
+        finally:
+            rec.leave()
+
+    def _recorded(self, event: Any) -> dict[str, Any]:
+        rec = self._rec
+        d = _input(event)
+        kind = type(event)
+        if "headers" in d:
+            d["headers"] = {k: E.redact(v, rec.secrets) for k, v in d["headers"].items()}
+        if kind is ResponseReceived:
+            if event.status >= 400 or not rec.redacted:  # an error's text is how it is classified
+                d["body"] = _enc(_secretless(event.body, rec.secrets))
+            else:
+                d["body"] = _enc(ByteMask()(event.body) if _textual(event.headers) else bytes(len(event.body)))
+        elif kind is StreamOpened:
+            object.__setattr__(self, "_mask", ByteMask() if _textual(event.headers) else None)
+        elif kind is DataReceived:
+            if not rec.redacted:
+                d["data"] = _enc(_secretless(event.data, rec.secrets))
+            else:
+                mask = self._mask
+                d["data"] = _enc(mask(event.data) if mask is not None else bytes(len(event.data)))
+        return d
+
+
+def _secretless(data: bytes, secrets: tuple[str, ...]) -> bytes:
+    """`data` with each secret value replaced by asterisks of its length."""
+    for s in secrets:
+        if len(s) >= 4:
+            raw = s.encode("utf-8")
+            data = data.replace(raw, b"*" * len(raw))
+    return data
+
+
+class RecordingCore:
+    """A `MeshCore` whose doors are recorded; attributes and reads pass through."""
+
+    def __init__(self, core: Any, rec: Recorder) -> None:
+        object.__setattr__(self, "_core", core)
+        object.__setattr__(self, "_rec", rec)
+        for door in _CORE_DOORS:
+            object.__setattr__(self, door, self._door(door, getattr(core, door)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._core, name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._core)
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._rec
+
+    def start(self, op: str, body: Mapping[str, Any], *, model: str, stream: bool = False,
+              options: RoutingOptions | None = None, now: float) -> RecordingCall:
+        rec = self._rec
+        rec.enter()
+        try:
+            cid = rec.next_cid()
+            args = {"op": op, "body": _enc(mask_value(body) if rec.redacted else body), "model": model,
+                    "stream": stream, "options": _enc(self._options(options)), "prefix": self._core.request_prefix}
+            entry: dict[str, Any] = {"door": "start", "call": cid, "now": now, "args": args}
+            try:
+                call = self._core.start(op, body, model=model, stream=stream, options=options, now=now)
+            except Exception as exc:
+                entry["raised"] = rec._norm.error(exc)
+                rec.write(entry)
+                raise
+            entry["out"] = call.request_id
+            rec.write(entry)
+            return RecordingCall(call, rec, cid)
+        finally:
+            rec.leave()
+
+    def _options(self, options: RoutingOptions | None) -> RoutingOptions | None:
+        if options is None or not self._rec.redacted:
+            return options
+        from dataclasses import replace
+
+        return replace(options, metadata=mask_value(dict(options.metadata)),
+                       extra_headers={k: mask_text(v) for k, v in options.extra_headers.items()},
+                       extra_query={k: mask_text(v) for k, v in options.extra_query.items()})
+
+    def _door(self, door: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        rec = self._rec
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            rec.enter()
+            try:
+                entry: dict[str, Any] = {"door": door, "args": _enc(list(args)), "kwargs": _enc(kwargs)}
+                try:
+                    out = fn(*args, **kwargs)
+                except Exception as exc:
+                    entry["raised"] = rec._norm.error(exc)
+                    rec.write(entry)
+                    raise
+                if door in _EVENT_DOORS:
+                    entry["events"] = rec._norm.events(out or ())
+                else:
+                    entry["out"] = rec._norm.result(door, out)
+                rec.write(entry)
+                return out
+            finally:
+                rec.leave()
+
+        recorded.__name__ = door
+        return recorded
+
+
+# the doors that return the events they caused
+_EVENT_DOORS = frozenset({"probe_result", "deactivate_model", "reactivate_model", "reactivate_provider", "absorb",
+                          "absorb_usage"})
+
+
+# -- replaying -------------------------------------------------------------------------------
+
+@dataclass
+class Replayed:
+    """What a replay went through: the header, and how many of each door it fed."""
+
+    header: dict[str, Any]
+    lines: int = 0
+    calls: int = 0
+    decisions: int = 0
+    events: int = 0
+    doors: dict[str, int] = field(default_factory=dict)
+
+
+def _lines(log: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    if isinstance(log, (str, os.PathLike)):
+        with open(log, encoding="utf-8") as fh:
+            yield from _lines(list(fh))
+        return
+    for n, raw in enumerate(log, 1):
+        if isinstance(raw, Mapping):
+            yield n, dict(raw)
+            continue
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            entry = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"recording line {n}: not JSON ({exc})") from None
+        if not isinstance(entry, dict):
+            raise ValueError(f"recording line {n}: expected an object, got {type(entry).__name__}")
+        yield n, entry
+
+
+def replay(log: Any, config: Any, *, environ: Mapping[str, str] | None = None,
+           strategies: Mapping[str, Callable[..., Any]] | None = None, policies: Mapping[str, Any] | None = None
+           ) -> Replayed:
+    """Feed a recording (a path, or its lines) into a fresh core built from `config` with the
+    recorded seed; raises ReplayDiverged at the first decision or event that differs, and
+    ValueError for a file that is not a recording (naming the line). API keys are not
+    needed: the core never sends, so a missing key is replaced by a placeholder."""
+    from .._build import build
+
+    entries = _lines(log)
+    first = next(entries, None)
+    if first is None or first[1].get("modelmesh_recording") is None:
+        raise ValueError("not a modelmesh recording: its first line must be the recorder's header")
+    header = first[1]
+    if header["modelmesh_recording"] != FORMAT:
+        raise ValueError(f"recording format {header['modelmesh_recording']!r}; this version reads format {FORMAT}")
+    built = build(config, environ=_Placeholders(os.environ if environ is None else environ), strategies=strategies,
+                  policies=policies, seed=header["seed"], replaying=True)
+    core = built.core
+    core.listening = True
+    for pid, url in header.get("base_urls", {}).items():
+        mine = core.providers.get(pid)
+        here = E.redact(mine.config.base_url or "", core.secret_values) if mine is not None else None
+        if here != url:
+            raise ValueError(f"provider {pid!r}: the recording's base URL is {url!r}, this configuration gives "
+                             f"{here!r}; replay with the configuration (and base URL variables) it was recorded with")
+    norm = _Norm(bool(header.get("redacted", True)), core.secret_values)
+    done = Replayed(header=header, lines=1)
+    calls: dict[int, Any] = {}
+    probes: dict[str, Any] = {}
+    for n, entry in entries:
+        done.lines += 1
+        door = str(entry.get("door"))
+        done.doors[door] = done.doors.get(door, 0) + 1
+        try:
+            if door == "start":
+                _replay_start(n, entry, core, norm, calls)
+                done.calls += 1
+            elif door in ("next", "feed"):
+                call = calls.get(entry["call"])
+                if call is None:
+                    raise ValueError(f"recording line {n}: call {entry['call']} was never started")
+                _replay_step(n, door, entry, call, norm)
+                done.decisions += door == "next"
+            elif door in _CORE_DOORS:
+                _replay_door(n, door, entry, core, norm, probes)
+            else:
+                raise ValueError(f"recording line {n}: unknown door {door!r}")
+        except KeyError as exc:
+            raise ValueError(f"recording line {n}: missing {exc}") from None
+        done.events += len(entry.get("events", ()))
+    return done
+
+
+def _check(n: int, what: str, recorded: Any, replayed: Any) -> None:
+    if recorded != replayed:
+        raise ReplayDiverged(n, what, recorded, replayed)
+
+
+def _raised(n: int, what: str, entry: Mapping[str, Any], norm: _Norm, fn: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run `fn`; an exception must be the recorded one. (raised, result)"""
+    try:
+        out = fn()
+    except (ReplayDiverged, ValueError) as exc:
+        if isinstance(exc, ReplayDiverged) or "raised" not in entry:
+            raise
+        _check(n, f"{what}: the error raised", entry["raised"], norm.error(exc))
+        return True, None
+    except Exception as exc:
+        _check(n, f"{what}: the error raised", entry.get("raised"), norm.error(exc))
+        return True, None
+    if "raised" in entry:
+        _check(n, f"{what}: the error raised", entry["raised"], None)
+    return False, out
+
+
+def _replay_start(n: int, entry: Mapping[str, Any], core: Any, norm: _Norm, calls: dict[int, Any]) -> None:
+    a = entry["args"]
+    core.request_prefix = a.get("prefix", core.request_prefix)
+    body = _dec(a["body"], {})
+    options = _dec(a["options"], {})
+    raised, call = _raised(n, "start", entry, norm, lambda: core.start(
+        a["op"], body, model=a["model"], stream=a["stream"], options=options, now=entry["now"]))
+    if not raised:
+        _check(n, "the request id", entry.get("out"), call.request_id)
+        calls[entry["call"]] = call
+
+
+def _replay_step(n: int, door: str, entry: Mapping[str, Any], call: Any, norm: _Norm) -> None:
+    seen = len(call.events)
+    if door == "next":
+        raised, action = _raised(n, "next_action", entry, norm, lambda: call.next_action(entry["now"]))
+        if not raised:
+            _check(n, "the decision", entry.get("out"), norm.action(action))
+    else:
+        event = _uninput(entry["in"])
+        _raised(n, f"feed {entry['in']['t']}", entry, norm, lambda: call.feed(event, entry["now"]))
+    _check(n, "the events", entry.get("events", []), norm.events(call.drain_events()[seen:]))
+
+
+def _replay_door(n: int, door: str, entry: Mapping[str, Any], core: Any, norm: _Norm, probes: dict[str, Any]) -> None:
+    args = _dec(entry.get("args", []), probes)
+    kwargs = _dec(entry.get("kwargs", {}), probes)
+    raised, out = _raised(n, door, entry, norm, lambda: getattr(core, door)(*args, **kwargs))
+    if raised:
+        return
+    if door == "due_probes":
+        for p in out:
+            probes[p.key] = p
+    if door in _EVENT_DOORS:
+        _check(n, f"the events of {door}", entry.get("events", []), norm.events(out or ()))
+    else:
+        _check(n, f"what {door} gave", entry.get("out"), norm.result(door, out))
+
+
+class _Placeholders(Mapping[str, str]):
+    """The environment, with a placeholder for any API key variable it lacks: a replay sends
+    nothing, and the recording holds no key."""
+
+    def __init__(self, base: Mapping[str, str]) -> None:
+        self.base = base
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.base:
+            return self.base[name]
+        if name.endswith(("_KEY", "_TOKEN")):
+            return "replay-placeholder-key"
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
