@@ -1,23 +1,35 @@
-"""Serving OpenAI API requests through a MeshClient: the work every OpenAI-shaped front door shares.
+"""Serving OpenAI API requests through a mesh client: the work every OpenAI-shaped front door shares.
 
-Theory of operation: a front door (the httpx transport under the openai SDK, the WSGI proxy)
-hands `serve` the request's method, path and body bytes. `serve` routes the path
-(`_wire_openai.route`), parses the JSON body, sends it through the MeshClient's shell
-(`transport.start` / `execute` / `stream`) and returns an `Answer`: a status, headers and
-either the body bytes or an `SSEBody`. The front door only writes that answer out in its
-own terms (an `httpx.Response`, a WSGI response) and decides what a mesh error in which no
-upstream answered means to its caller (`Answer.error`, see `_wire_openai.no_answer`).
+Theory of operation: a front door (the httpx transports under the openai SDK, sync and async;
+the WSGI proxy) hands `serve` (or `aserve`, for an AsyncMeshClient) the request's method, path
+and body bytes. `serving` is that work, written once as a generator: it routes the path
+(`_wire_openai.route`), parses the JSON body, and yields what it needs from the mesh's shell,
+one step at a time:
+
+    ListModels()                             -> the models page    (mesh.models.list, as a dict)
+    Start(op, body, model, stream, options)  -> the Call           (transport.start)
+    Execute(call)                            -> its Succeeded      (transport.execute)
+    OpenStream(call)                         -> (handle, first)    (transport.stream, then its
+                                                first Deliver, or None for a stream with none)
+
+A ModelMeshError a step raises is thrown back into the generator, which answers it. `serve`
+performs the steps blocking, `aserve` awaits them: the request-to-call mapping and the answer
+are built here only. What comes back is an `Answer`: a status, headers and either the body
+bytes or an SSE body (`SSEBody`, or `AsyncSSEBody` to read with `async for`). The front door
+only writes it out in its own terms (an `httpx.Response`, a WSGI response) and decides what a
+mesh error in which no upstream answered means to its caller (`Answer.error`, see
+`_wire_openai.no_answer`).
 
 A stream is pulled until its first chunk (or its failure) before `serve` returns, so a
 routing failure is the answer's status; the rest is pulled lazily as the front door reads
-the SSEBody, and the events of one network read come out as one piece (`Call.buffered`
-says how many are ready). Closing the SSEBody closes the mesh stream and its upstream
-connection: a caller that goes away mid-stream costs nothing further.
+the body, and the events of one network read come out as one piece (`Call.buffered` says
+how many are ready). Closing the body closes the mesh stream and its upstream connection:
+a caller that goes away mid-stream costs nothing further.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +37,8 @@ from . import _wire_openai as wire
 from ._core import _errors as E
 from ._core._protocol import RoutingOptions
 
-__all__ = ["Answer", "SSEBody", "serve", "models_page"]
+__all__ = ["Answer", "SSEBody", "AsyncSSEBody", "serve", "aserve", "serving", "models_page",
+           "ListModels", "Start", "Execute", "OpenStream"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -37,7 +50,7 @@ class Answer:
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
-    stream: SSEBody | None = None
+    stream: SSEBody | AsyncSSEBody | None = None
     error: BaseException | None = None
     served: Any = None
     op: str | None = None  # "chat", "embeddings", "models", "model"; None for an unknown route
@@ -52,39 +65,132 @@ def json_answer(status: int, value: Any, **kw: Any) -> Answer:
     return Answer(status=status, headers=[("content-type", wire.JSON)], body=wire.encode_json(value), **kw)
 
 
-def models_page(mesh: Any) -> dict[str, Any]:
-    listing = mesh.models.list()
+def models_page(listing: Any) -> dict[str, Any]:
+    """`mesh.models.list()`'s page as a dict."""
     return listing.model_dump() if hasattr(listing, "model_dump") else dict(listing)
+
+
+# -- the steps a front door performs with its mesh's shell -----------------------------------------
+@dataclass(frozen=True, slots=True)
+class ListModels:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    op: str
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    options: RoutingOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    call: Any
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    call: Any
+
+
+Step = ListModels | Start | Execute | OpenStream
+Serving = Generator[Step, Any, Answer]
 
 
 def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
           timeout: float | None = None, aliases: Mapping[str, str] | None = None,
           permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
     """Answer `method path` (a full path: `base_path` is taken off it) with JSON `body`
-    through `mesh`. `timeout` caps the whole mesh request, failovers included; `aliases`
-    maps a model name a caller sends to the pool, capability or model it means; `permit`
-    is asked about the pool the request was routed to before anything is sent, and may
-    answer with an error instead (the proxy's per-key allowed pools)."""
+    through `mesh` (a MeshClient). `timeout` caps the whole mesh request, failovers included;
+    `aliases` maps a model name a caller sends to the pool, capability or model it means;
+    `permit` is asked about the pool the request was routed to before anything is sent, and
+    may answer with an error instead (the proxy's per-key allowed pools)."""
+    steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit)
+    transport = mesh.transport
+    result: Any = None
+    error: E.ModelMeshError | None = None
+    while True:
+        try:
+            step = steps.send(result) if error is None else steps.throw(error)
+        except StopIteration as end:
+            answer: Answer = end.value
+            return answer
+        result, error = None, None
+        try:
+            if isinstance(step, ListModels):
+                result = models_page(mesh.models.list())
+            elif isinstance(step, Start):
+                result = transport.start(step.op, step.body, model=step.model, stream=step.stream,
+                                         options=step.options)
+            elif isinstance(step, Execute):
+                result = transport.execute(step.call)
+            else:
+                handle = transport.stream(step.call)
+                try:
+                    result = handle, next(handle)
+                except StopIteration:
+                    result = handle, None
+        except E.ModelMeshError as exc:
+            error = exc
+
+
+async def aserve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
+                 timeout: float | None = None, aliases: Mapping[str, str] | None = None,
+                 permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
+    """`serve` for an AsyncMeshClient: the same steps, awaited; a stream's body is an AsyncSSEBody."""
+    steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit)
+    transport = mesh.transport
+    result: Any = None
+    error: E.ModelMeshError | None = None
+    while True:
+        try:
+            step = steps.send(result) if error is None else steps.throw(error)
+        except StopIteration as end:
+            answer: Answer = end.value
+            return answer
+        result, error = None, None
+        try:
+            if isinstance(step, ListModels):
+                result = models_page(await mesh.models.list())
+            elif isinstance(step, Start):
+                result = await transport.start(step.op, step.body, model=step.model, stream=step.stream,
+                                               options=step.options)
+            elif isinstance(step, Execute):
+                result = await transport.execute(step.call)
+            else:
+                handle = transport.stream(step.call)
+                try:
+                    result = handle, await handle.__anext__()
+                except StopAsyncIteration:
+                    result = handle, None
+        except E.ModelMeshError as exc:
+            error = exc
+
+
+def serving(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
+            timeout: float | None = None, aliases: Mapping[str, str] | None = None,
+            permit: Callable[[str], wire.WireError | None] | None = None) -> Serving:
+    """The work of `serve`, as the steps it needs performed (see the module's docstring)."""
     relative = path[len(base_path):] if path.startswith(base_path + "/") else None
     found = wire.route(method, relative) if relative is not None else None
     if found is None:
         return error_answer(wire.unknown_route(method, path))
     if found.op == "models":
-        return json_answer(200, models_page(mesh),
-                      op=found.op)
+        return json_answer(200, (yield ListModels()), op=found.op)
     if found.op == "model":
-        model = wire.find_model(models_page(mesh), found.model_id or "")
+        model = wire.find_model((yield ListModels()), found.model_id or "")
         if model is None:
             return error_answer(wire.model_not_found(found.model_id or ""), op=found.op, model=found.model_id)
-        return json_answer(200, model, op=found.op,
-                      model=found.model_id)
+        return json_answer(200, model, op=found.op, model=found.model_id)
     parsed = parse_body(body)
     if isinstance(parsed, wire.WireError):
         return error_answer(parsed, op=found.op)
     name = parsed["model"]
     if aliases and name in aliases:
         parsed = dict(parsed, model=aliases[name])
-    return _send(mesh, found.op, parsed, name, timeout, permit)
+    return (yield from _send(found.op, parsed, name, timeout, permit))
 
 
 def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
@@ -101,21 +207,22 @@ def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
     return parsed
 
 
-def _send(mesh: Any, op: str, body: dict[str, Any], asked: str, timeout: float | None,
-          permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
+def _send(op: str, body: dict[str, Any], asked: str, timeout: float | None,
+          permit: Callable[[str], wire.WireError | None] | None = None) -> Serving:
     stream = op == "chat" and body.get("stream") is True
     encoding = None
     if op == "embeddings":
         body, encoding = wire.embeddings_request(body)
     options = RoutingOptions(timeout=timeout)
     try:
-        call = mesh.transport.start(op, body, model=body["model"], stream=stream, options=options)
+        call = yield Start(op, body, body["model"], stream, options)
         denied = permit(call.pool.name) if permit is not None else None
         if denied is not None:  # nothing sent yet: a started call holds nothing
             return error_answer(denied, op=op, model=asked)
         if stream:
-            return _stream(mesh, call, asked)
-        result = mesh.transport.execute(call)
+            handle, first = yield OpenStream(call)
+            return _stream(call, handle, first, asked)
+        result = yield Execute(call)
     except E.ModelMeshError as exc:
         return _failure(exc, op=op, model=asked)
     out = result.response or {}
@@ -131,15 +238,8 @@ def _failure(exc: E.ModelMeshError, **kw: Any) -> Answer:
     return Answer(status=err.status, headers=err.headers, body=err.body, error=exc, **kw)
 
 
-def _stream(mesh: Any, call: Any, asked: str) -> Answer:
-    handle = mesh.transport.stream(call)
-    try:
-        first = next(handle)
-    except StopIteration:  # a stream that ended without a chunk: nothing to say but [DONE]
-        first = None
-    except E.ModelMeshError as exc:
-        return _failure(exc, op="chat", model=asked)
-    if first is None:
+def _stream(call: Any, handle: Any, first: Any, asked: str) -> Answer:
+    if first is None:  # a stream that ended without a chunk: nothing to say but [DONE]
         result = handle.result
         provider, model = (result.provider, result.model) if result else ("", "")
     else:
@@ -147,7 +247,38 @@ def _stream(mesh: Any, call: Any, asked: str) -> Answer:
     # the serving attempt is not in call.attempts until the stream ends: the failed ones are
     headers = wire.served_headers(provider=provider, model=model, attempts=len(call.attempts) + (first is not None),
                                   request_id=call.request_id, pool=call.pool.name, content_type=wire.EVENT_STREAM)
-    return Answer(status=200, headers=headers, stream=SSEBody(handle, first), op="chat", model=asked)
+    body = AsyncSSEBody(handle, first) if hasattr(handle, "__anext__") else SSEBody(handle, first)
+    return Answer(status=200, headers=headers, stream=body, op="chat", model=asked)
+
+
+# -- stream bodies -----------------------------------------------------------------------------------
+class _Pieces:
+    """A stream's SSE text: each chunk a `data: ...` event; the events of one network read
+    come out as one piece (`call.buffered` counts the chunks still ready to deliver); the end
+    is `[DONE]`, or OpenAI's mid-stream error event and nothing after it."""
+
+    __slots__ = ("call", "parts")
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.parts: list[bytes] = []
+
+    def chunk(self, chunk: Mapping[str, Any]) -> bytes | None:
+        self.parts.append(wire.sse_event(chunk))
+        return None if self.call.buffered else self._flush()
+
+    def end(self) -> bytes:
+        self.parts.append(wire.DONE)
+        return self._flush()
+
+    def fail(self, exc: BaseException) -> bytes:
+        self.parts.append(wire.sse_event(wire.error_body(exc)))
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        piece = b"".join(self.parts)
+        self.parts.clear()
+        return piece
 
 
 @dataclass(eq=False)
@@ -179,22 +310,66 @@ class SSEBody:
         self._pieces.close()
         self.handle.close()
 
-    def _chunks(self) -> Iterator[Any]:
-        if self.first is not None:
-            yield self.first.chunk
+    def _run(self) -> Generator[bytes, None, None]:
+        pieces = _Pieces(self.handle.call)
         try:
+            if self.first is not None:
+                piece = pieces.chunk(self.first.chunk)
+                if piece is not None:
+                    yield piece
             for delivered in self.handle:
-                yield delivered.chunk
+                piece = pieces.chunk(delivered.chunk)
+                if piece is not None:
+                    yield piece
         except E.ModelMeshError as exc:
             self.error = exc
-            raise
+            yield pieces.fail(exc)
+            return
+        yield pieces.end()
 
-    def _run(self) -> Generator[bytes, None, None]:
-        call, parts = self.handle.call, []
-        for event in wire.sse_stream(self._chunks()):
-            parts.append(event)
-            if not call.buffered:
-                yield b"".join(parts)
-                parts.clear()
-        if parts:
-            yield b"".join(parts)
+
+@dataclass(eq=False)
+class AsyncSSEBody:
+    """SSEBody for an AsyncMeshClient's stream: read with `async for`; `aclose()` ends the
+    mesh stream."""
+
+    handle: Any
+    first: Any
+    error: BaseException | None = None
+    _pieces: AsyncGenerator[bytes, None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pieces = self._run()
+
+    @property
+    def result(self) -> Any:
+        return self.handle.result
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces
+
+    async def __anext__(self) -> bytes:
+        return await self._pieces.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._pieces.aclose()
+        finally:
+            await self.handle.aclose()
+
+    async def _run(self) -> AsyncGenerator[bytes, None]:
+        pieces = _Pieces(self.handle.call)
+        try:
+            if self.first is not None:
+                piece = pieces.chunk(self.first.chunk)
+                if piece is not None:
+                    yield piece
+            async for delivered in self.handle:
+                piece = pieces.chunk(delivered.chunk)
+                if piece is not None:
+                    yield piece
+        except E.ModelMeshError as exc:
+            self.error = exc
+            yield pieces.fail(exc)
+            return
+        yield pieces.end()

@@ -1,14 +1,16 @@
-"""MeshTransport: an httpx transport whose "network" is the mesh.
+"""MeshTransport / AsyncMeshTransport: httpx transports whose "network" is the mesh.
 
 Theory of operation: the openai SDK builds an `httpx.Request` exactly as it would for
-api.openai.com and hands it to `handle_request`. The path says what is asked (see
-`_wire_openai.route`), the JSON body's `model` names a pool, a capability, a
-`provider/model-id` or a bare model id, and the request goes through the MeshClient's
-shell (`SyncTransport.start` / `execute` / `stream`): the same routing, failover,
-health and events as `MeshClient.chat.completions.create`. That work is `_serving.serve`,
-which the OpenAI-compatible proxy shares; what comes back is the HTTP answer OpenAI
-would give, so the SDK parses it, raises its own exception types for errors, and reads
-streams as SSE.
+api.openai.com and hands it to `handle_request` (`handle_async_request` under
+`openai.AsyncOpenAI`). The path says what is asked (see `_wire_openai.route`), the JSON
+body's `model` names a pool, a capability, a `provider/model-id` or a bare model id, and
+the request goes through the mesh client's shell (`transport.start` / `execute` /
+`stream`): the same routing, failover, health and events as
+`MeshClient.chat.completions.create`. That work is `_serving.serving` (performed by
+`serve` for a MeshClient, `aserve` for an AsyncMeshClient), which the OpenAI-compatible
+proxy shares; what comes back is the HTTP answer OpenAI would give, and `_response` writes
+it as an `httpx.Response` for both transports, so the SDK parses it, raises its own
+exception types for errors, and reads streams as SSE.
 
 A stream is pulled here until its first chunk (or its failure) before the response is
 returned, so a routing failure is the response's status and the SDK raises it from
@@ -22,15 +24,15 @@ key from the mesh configuration.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from .. import _wire_openai as wire
-from .._serving import SSEBody, serve
+from .._serving import Answer, AsyncSSEBody, SSEBody, aserve, serve
 
-__all__ = ["MeshTransport"]
+__all__ = ["MeshTransport", "AsyncMeshTransport"]
 
 
 class MeshTransport(httpx.BaseTransport):
@@ -56,15 +58,47 @@ class MeshTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         answer = serve(self.mesh, request.method, request.url.path, request.read(), base_path=self.base_path,
                        timeout=_deadline(request))
-        silent = wire.no_answer(answer.error) if answer.error is not None else None
-        if silent == "timeout":
-            raise httpx.ReadTimeout(str(answer.error), request=request) from answer.error
-        if silent == "connection":
-            raise httpx.ConnectError(str(answer.error), request=request) from answer.error
-        if answer.stream is not None:
-            return httpx.Response(answer.status, headers=answer.headers, stream=_SSEStream(answer.stream),
-                                  request=request)
-        return httpx.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
+        return _response(answer, request)
+
+
+class AsyncMeshTransport(httpx.AsyncBaseTransport):
+    """MeshTransport for `openai.AsyncOpenAI`: serves through `mesh` (an AsyncMeshClient),
+    which it owns: `aclose()` (as closing the httpx client or the SDK client does) closes it."""
+
+    def __init__(self, mesh: Any, *, base_path: str = "/v1") -> None:
+        self.mesh = mesh
+        self.base_path = base_path.rstrip("/")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncMeshTransport({self.mesh!r})"
+
+    async def aclose(self) -> None:
+        if self._closed:  # set before the first await: one task of the loop closes the mesh, once
+            return
+        self._closed = True
+        await self.mesh.aclose()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await aserve(self.mesh, request.method, request.url.path, await request.aread(),
+                              base_path=self.base_path, timeout=_deadline(request))
+        return _response(answer, request)
+
+
+def _response(answer: Answer, request: httpx.Request) -> httpx.Response:
+    """The answer as httpx's response (the SDK's input), or the httpx error that says no
+    upstream answered at all."""
+    silent = wire.no_answer(answer.error) if answer.error is not None else None
+    if silent == "timeout":
+        raise httpx.ReadTimeout(str(answer.error), request=request) from answer.error
+    if silent == "connection":
+        raise httpx.ConnectError(str(answer.error), request=request) from answer.error
+    body = answer.stream
+    if isinstance(body, AsyncSSEBody):
+        return httpx.Response(answer.status, headers=answer.headers, stream=_AsyncSSEStream(body), request=request)
+    if body is not None:
+        return httpx.Response(answer.status, headers=answer.headers, stream=_SSEStream(body), request=request)
+    return httpx.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
 
 
 class _SSEStream(httpx.SyncByteStream):
@@ -78,6 +112,19 @@ class _SSEStream(httpx.SyncByteStream):
 
     def close(self) -> None:
         self._body.close()
+
+
+class _AsyncSSEStream(httpx.AsyncByteStream):
+    """The SSE body of an async stream; `aclose()` (or a cancelled read) ends the mesh stream."""
+
+    def __init__(self, body: AsyncSSEBody) -> None:
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._body.__aiter__()
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
 
 
 def _deadline(request: httpx.Request) -> float | None:

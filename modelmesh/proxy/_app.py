@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import _wire_openai as wire
 from .._core._errors import redact
-from .._serving import Answer, error_answer, json_answer, serve
+from .._serving import Answer, SSEBody, error_answer, json_answer, serve
 from ..connectors.storage import StorageUnavailable
 from ._keys import KeyRing, VirtualKey
 from ._limits import Bucket, Limiter, retry_after_header
@@ -340,7 +340,7 @@ class _Streamed:
     reports the request."""
 
     def __init__(self, answer: Answer, done: Callable[[], None]) -> None:
-        assert answer.stream is not None
+        assert isinstance(answer.stream, SSEBody)  # the WSGI app serves a MeshClient: its streams are sync
         self._stream = answer.stream
         self._done: Callable[[], None] | None = done
 
