@@ -4,7 +4,8 @@ Theory of operation: Azure serves the OpenAI request/response/stream format, so 
 codec is the OpenAI codec with three things changed.
 
 * Addressing: `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=V`
-  (and `/embeddings`, `/audio/...`, `/images/...`: OpenAI's paths); models are listed at `{base_url}/openai/models?api-version=V`. The
+  (and `/embeddings`, `/audio/...`, `/images/...`: OpenAI's paths); models are listed at
+  `{base_url}/openai/models?api-version=V`. The
   deployment defaults to the model id; the api-version defaults to the data-plane
   inference GA release `DEFAULT_API_VERSION`. With `api_version="v1"` the newer
   version-less surface `{base_url}/openai/v1/...` is used instead and the deployment goes
