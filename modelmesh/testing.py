@@ -21,6 +21,7 @@ from modelmesh._testing import (
     Error,
     FakeClock,
     FakeUpstream,
+    FormFile,
     Headers,
     HtmlError,
     MalformedJSON,
@@ -34,6 +35,7 @@ from modelmesh._testing import (
     StreamErrorEvent,
     ToolCall,
     fake_embedding,
+    fake_speech,
     refuse_connections,
     upstreams,
 )
@@ -42,5 +44,5 @@ __all__ = [
     "FakeClock", "FakeUpstream", "upstreams", "refuse_connections", "STYLES",
     "RecordedRequest", "Headers", "ToolCall", "Step", "StepLike",
     "Reply", "Error", "SlowFirstByte", "CutStream", "StreamErrorEvent", "MalformedJSON",
-    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding",
+    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding", "FormFile", "fake_speech",
 ]
