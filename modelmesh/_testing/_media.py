@@ -53,8 +53,8 @@ def parse_form(content_type: str, body: bytes) -> dict[str, list[Any]]:
         data = data[:-2] if data.endswith(b"\r\n") else data
         headers = {}
         for line in head.decode("utf-8", "replace").split("\r\n"):
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
+            key, _, text = line.partition(":")
+            headers[key.strip().lower()] = text.strip()
         disposition = _params(headers.get("content-disposition", ""))
         name = disposition.get("name")
         if name is None:
@@ -159,10 +159,9 @@ def openai_media(req: RecordedRequest, route: Route, text: str, salt: str, root_
         task = "transcribe" if route.kind == "transcriptions" else "translate"
         language = "english" if task == "translate" else (_first(form, "language") or "english")
         return transcript_body(fmt, text, duration, task, language)
-    fields = form if route.kind == "image_edits" else (req.json if isinstance(req.json, dict) else {})
-    prompt = _first(fields, "prompt") if route.kind == "image_edits" else str(fields.get("prompt"))
-    n = int(_first(fields, "n") or 1) if route.kind == "image_edits" else int(fields.get("n") or 1)
-    fmt = (_first(fields, "response_format") if route.kind == "image_edits" else fields.get("response_format"))
+    fields: Mapping[str, Any] = form if route.kind == "image_edits" else (req.json if isinstance(req.json, dict) else {})
+    prompt, n, fmt = (_first(fields, k) for k in ("prompt", "n", "response_format"))
+    n = int(n or 1)
     fmt = fmt or ("b64_json" if (route.model or "").startswith("gpt-image") else "url")
     data = []
     for i in range(n):
