@@ -16,7 +16,7 @@ vendor cannot express: the core skips the model without blaming it.
 Errors are `{"detail": {"status": "<code>", "message": "..."}}` (422 validation errors:
 `{"detail": [{"loc", "msg", "type"}]}`). The code refines the HTTP status: a spent quota
 arrives as 401 `quota_exceeded` and is a quota, not a bad key; `too_many_concurrent_requests`
-and `system_busy` are rate limits; `max_character_limit_exceeded` is a text too long for
+is a rate limit (`system_busy`, an overload, is what its status says: 429 or 5xx); `max_character_limit_exceeded` is a text too long for
 this model (another may take it).
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ _NATIVE = ("voice_settings", "language_code", "seed", "previous_text", "next_tex
            "pronunciation_dictionary_locators", "use_pvc_as_ivc")
 _OURS = frozenset({"model", "input", "voice", "response_format", "speed", "stream", *_NATIVE})
 _QUOTA = {"quota_exceeded", "payment_required", "insufficient_credits"}
-_RATE = {"too_many_concurrent_requests", "system_busy", "rate_limit_exceeded"}
+_RATE = {"too_many_concurrent_requests", "rate_limit_exceeded"}  # `system_busy` keeps its status's kind
 _AUTH = {"invalid_api_key", "needs_authorization", "missing_permissions", "detected_unusual_activity"}
 _TOO_LONG = {"max_character_limit_exceeded", "text_too_long"}
 
