@@ -5,12 +5,12 @@ Every test runs against MeshClient and AsyncMeshClient (`media_shells.py`)."""
 from __future__ import annotations
 
 import pytest
+from media_shells import make_wav, media_client
 
 from modelmesh import errors as E
 from modelmesh.testing import CutStream, Error, FakeClock, FakeUpstream, FormFile, fake_speech
 
 from core_helpers import MECHANICS
-from media_shells import make_wav, media_client
 from shells import SHELLS
 
 KEYS = {"openai": "sk-audio-openai-0123456789", "elevenlabs": "xi-audio-key-0123456789abcdef",
@@ -112,9 +112,9 @@ def test_streaming_speech_cut_after_bytes_raises_and_never_repeats_audio(shell):
         client = client_for(shell, {"a": prov("openai", a.url, "tts-1"), "b": prov("openai", b.url, "tts-1")},
                             ["a/tts-1", "b/tts-1"], stream_resume=True)
         with client:
-            with pytest.raises(E.StreamInterruptedError):
-                with client.audio.speech.with_streaming_response.create(model="p", input="a b c d e", voice="x") as r:
-                    r.read()
+            speech = client.audio.speech.with_streaming_response.create(model="p", input="a b c d e", voice="x")
+            with pytest.raises(E.StreamInterruptedError), speech as r:
+                r.read()
             assert len(b.requests) == 0  # audio cannot be continued on another model
 
 

@@ -16,8 +16,8 @@ vendor cannot express: the core skips the model without blaming it.
 Errors are `{"detail": {"status": "<code>", "message": "..."}}` (422 validation errors:
 `{"detail": [{"loc", "msg", "type"}]}`). The code refines the HTTP status: a spent quota
 arrives as 401 `quota_exceeded` and is a quota, not a bad key; `too_many_concurrent_requests`
-is a rate limit (`system_busy`, an overload, is what its status says: 429 or 5xx); `max_character_limit_exceeded` is a text too long for
-this model (another may take it).
+is a rate limit (`system_busy`, an overload, is what its status says: 429 or 5xx);
+`max_character_limit_exceeded` is a text too long for this model (another may take it).
 """
 from __future__ import annotations
 
