@@ -8,7 +8,7 @@ import pytest
 from media_shells import make_wav, media_client
 
 from modelmesh import errors as E
-from modelmesh.testing import CutStream, Error, FakeClock, FakeUpstream, FormFile, fake_speech
+from modelmesh.testing import CutStream, Drop, Error, FakeClock, FakeUpstream, FormFile, MalformedJSON, fake_speech
 
 from core_helpers import MECHANICS
 from shells import SHELLS
@@ -230,6 +230,19 @@ def test_a_429_or_5xx_fails_over_to_the_next_model(shell, op, first, second, sta
             assert result == (fake_speech(m2, "v1", "hi", fmt) if op == "speech" else "same words")
             assert len(a.requests) == 1 and len(b.requests) == 1
             assert client.status()["pools"]["p"][0]["failures"] == 1
+
+
+@pytest.mark.parametrize("fault", [MalformedJSON(), Drop(), CutStream()])
+@pytest.mark.parametrize("op", ["speech", "transcriptions"])
+def test_broken_answers_fail_over_too(shell, op, fault):
+    m = "tts-1" if op == "speech" else "whisper-1"
+    with FakeUpstream("openai", name="one", api_key=KEYS["openai"], models=[m], text="fine") as a, \
+            FakeUpstream("openai", name="two", api_key=KEYS["openai"], models=[m], text="fine") as b:
+        a.script(fault)
+        client = client_for(shell, {"a": prov("openai", a.url, m), "b": prov("openai", b.url, m)}, [f"a/{m}", f"b/{m}"])
+        with client:
+            assert _call(client, op) == (fake_speech(m, "v1", "hi", "mp3") if op == "speech" else "fine")
+            assert len(a.requests) == 1 and len(b.requests) == 1
 
 
 # -- capabilities ------------------------------------------------------------------------------------------

@@ -315,13 +315,16 @@ def parse_media(codec: Codec, target: Target, op: str, status: int, headers: Map
     if op == "speech":
         if not body:
             raise malformed(f"{target.provider} sent an empty speech response", status)
-        if ctype.startswith("application/json"):  # a compatible server's error inside a 200
+        if ctype.startswith("application/json"):  # JSON is no audio: an error inside a 200, or a broken answer
             data = load_json(body)
             if isinstance(data, dict) and "error" in data:
                 raise CodecError(codec.stream_error(data, target.secrets))
+            raise malformed(f"{target.provider} answered a speech request with JSON, not audio", status)
         return {"object": "audio.speech", "content": bytes(body), "content_type": ctype or "application/octet-stream"}
     data = load_json(body)
     if op in ("transcriptions", "translations"):
+        if data is None and ctype.startswith("application/json"):
+            raise malformed(f"{target.provider} sent a {op} answer that is not the JSON it says it is", status)
         if not isinstance(data, dict):  # text, srt, vtt: the answer is the body
             try:
                 return {"text": body.decode("utf-8")}
