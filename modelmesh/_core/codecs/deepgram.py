@@ -116,8 +116,8 @@ class DeepgramCodec(Codec):
         return out
 
     def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> StreamDecoder:
-        self._check_op(op, stream=True)  # raises: nothing Deepgram does here streams
-        raise AssertionError("unreachable")
+        self._check_op(op, stream=True)  # transcriptions and models do not stream: this raises already
+        raise ValueError(f"the deepgram codec streams nothing, not {op!r}")
 
     def _classify_payload(self, status: int | None, payload: Any) -> ErrorInfo:
         kind = kind_for_status(status)
