@@ -94,16 +94,21 @@ class AsyncMeshClient(_MeshBase):
         return int(await self.transport.run_probes())
 
     def _resources(self) -> None:
+        from ._media import AsyncAudio, AsyncImages
+
         self.chat = _AsyncChat(self)
         self.embeddings = _AsyncEmbeddings(self)
         self.models = _AsyncModels(self)
+        self.audio = AsyncAudio(self)
+        self.images = AsyncImages(self)
         self.with_raw_response = _ClientRaw(self)
 
-    async def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
+    async def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Any = None) -> Any:
+        """Send a request; a stream comes back as `await view.open(handle)` (an AsyncChatStream unless told)."""
         body, model, options = self._prepare(op, kwargs, stream)
         call = await self.transport.start(op, body, model=model, stream=stream, options=options)
         if stream:
-            return await AsyncChatStream.open(self.transport.stream(call))
+            return await (view or AsyncChatStream).open(self.transport.stream(call))
         return await self.transport.execute(call)
 
 

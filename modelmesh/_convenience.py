@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ._core._capabilities import infer_capabilities, resolve_capability
+from ._core._config_schema import CONNECTOR_CAPABILITIES
 from ._core._errors import ConfigurationError, redact
 from .connectors.presets import PRESETS, Preset, detect
 
@@ -147,8 +148,9 @@ def create(
         if strategy:
             pool["strategy"] = strategy
         pools[cap] = pool
-    for spec in found.values():  # models without declared capabilities get inferred ones
+    for spec in found.values():  # models without declared capabilities get their vendor's or inferred ones
         cfg = spec.get("config", {})
-        cfg["models"] = [m if isinstance(m, dict) else {"id": m, "capabilities": list(infer_capabilities(m))}
+        fixed = CONNECTOR_CAPABILITIES.get(spec.get("connector", ""))
+        cfg["models"] = [m if isinstance(m, dict) else {"id": m, "capabilities": list(fixed or infer_capabilities(m))}
                          for m in cfg.get("models", [])]
     return MeshClient({"providers": found, "pools": pools}, environ=env, **client_kwargs)

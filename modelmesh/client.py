@@ -1,7 +1,8 @@
 """MeshClient: an OpenAI-shaped client in front of the mesh.
 
-`client.chat.completions.create(...)`, `client.embeddings.create(...)` and
-`client.models.list()` take the OpenAI SDK's arguments; `model` names a pool, a
+`client.chat.completions.create(...)`, `client.embeddings.create(...)`,
+`client.models.list()`, `client.audio...` and `client.images...` (`_media.py`) take the
+OpenAI SDK's arguments; `model` names a pool, a
 capability (`"chat-completion"`), a `provider/model-id` or a bare model id. Every OpenAI
 parameter is passed through to the provider's codec; None values are left out (as the
 SDK leaves out NOT_GIVEN). Three routing hints are ours: `session_id`,
@@ -256,16 +257,21 @@ class MeshClient(_MeshBase):
         return self.transport.run_probes()
 
     def _resources(self) -> None:
+        from ._media import Audio, Images  # here, not at import: `import modelmesh` stays lean
+
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
         self.models = _Models(self)
+        self.audio = Audio(self)
+        self.images = Images(self)
         self.with_raw_response = _ClientRaw(self)
 
-    def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
+    def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Callable[[Any], Any] | None = None) -> Any:
+        """Send a request; a stream comes back as `view(handle)` (a ChatStream unless told)."""
         body, model, options = self._prepare(op, kwargs, stream)
         call = self.transport.start(op, body, model=model, stream=stream, options=options)
         if stream:
-            return ChatStream(self.transport.stream(call))
+            return (view or ChatStream)(self.transport.stream(call))
         return self.transport.execute(call)
 
 

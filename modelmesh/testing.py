@@ -30,6 +30,7 @@ from modelmesh._testing import (
     Error,
     FakeClock,
     FakeUpstream,
+    FormFile,
     Headers,
     HtmlError,
     MalformedJSON,
@@ -43,6 +44,7 @@ from modelmesh._testing import (
     StreamErrorEvent,
     ToolCall,
     fake_embedding,
+    fake_speech,
     refuse_connections,
     upstreams,
 )
@@ -52,7 +54,7 @@ __all__ = [
     "FakeClock", "FakeUpstream", "upstreams", "refuse_connections", "STYLES",
     "RecordedRequest", "Headers", "ToolCall", "Step", "StepLike",
     "Reply", "Error", "SlowFirstByte", "CutStream", "StreamErrorEvent", "MalformedJSON",
-    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding",
+    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding", "FormFile", "fake_speech",
     "assert_replays", "ReplayDiverged", "Replayed",
 ]
 

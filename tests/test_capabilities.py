@@ -154,4 +154,21 @@ def test_leaves_under() -> None:
     ],
 )
 def test_infer_capabilities(model_id: str, short: str) -> None:
-    assert infer_capabilities(model_id) == (ALIASES[short],)
+    assert infer_capabilities(model_id)[0] == ALIASES[short]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "shorts"),
+    [
+        ("whisper-1", ("speech-to-text", "speech-translation")),  # /audio/translations takes Whisper
+        ("whisper-large-v3", ("speech-to-text", "speech-translation")),
+        ("gpt-4o-transcribe", ("speech-to-text",)),                # transcription only
+        ("dall-e-2", ("text-to-image", "image-editing")),
+        ("gpt-image-1", ("text-to-image", "image-editing")),
+        ("dall-e-3", ("text-to-image",)),                          # no edits endpoint for DALL-E 3
+        ("eleven_multilingual_v2", ("text-to-speech",)),
+        ("gpt-4o", ("chat-completion",)),
+    ],
+)
+def test_infer_capabilities_every_leaf(model_id: str, shorts: tuple[str, ...]) -> None:
+    assert infer_capabilities(model_id) == tuple(ALIASES[s] for s in shorts)

@@ -68,7 +68,7 @@ def run_stream(data: bytes, cuts=()):
 # -- requests -------------------------------------------------------------------------------
 
 def test_registry_knows_all_codecs():
-    assert codec_names() == ["anthropic", "azure-openai", "gemini", "openai"]
+    assert codec_names() == ["anthropic", "azure-openai", "deepgram", "elevenlabs", "gemini", "openai"]
     with pytest.raises(ValueError, match="unknown codec 'nope'"):
         get_codec("nope")
 
@@ -122,9 +122,11 @@ def test_embeddings_and_models_requests():
 
 
 def test_bad_requests_are_refused_clearly():
-    with pytest.raises(ValueError, match="no operation 'images'"):
+    with pytest.raises(ValueError, match="no operation 'rerank'"):
+        CODEC.build_request(TARGET, "rerank", {}, stream=False)
+    with pytest.raises(CodecError, match="images request needs 'prompt'"):
         CODEC.build_request(TARGET, "images", {}, stream=False)
-    with pytest.raises(ValueError, match="only 'chat' can stream"):
+    with pytest.raises(ValueError, match="only chat and speech can stream"):
         CODEC.build_request(TARGET, "embeddings", {"input": "x"}, stream=True)
     with pytest.raises(TypeError, match="mapping"):
         CODEC.build_request(TARGET, "chat", [], stream=False)  # type: ignore[arg-type]

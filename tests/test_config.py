@@ -340,7 +340,8 @@ def test_model_capabilities_are_resolved_or_inferred() -> None:
     assert custom.capabilities == (CHAT, "interaction.tool-use.function-calling",
                                    "generation.audio-generation.text-to-speech")
     assert embed.capabilities == (EMBED,)
-    assert whisper.capabilities == ("understanding.audio-understanding.speech-to-text",)
+    assert whisper.capabilities == ("understanding.audio-understanding.speech-to-text",
+                                    "transformation.audio-transformation.speech-translation")
     assert mini.pricing is not None and mini.pricing.output_per_1m == 0.6
     assert mini.pricing.per_request == 0.0 and mini.aliases == ("mini",) and mini.weight == 2.0
 

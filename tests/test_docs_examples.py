@@ -41,3 +41,39 @@ def test_the_async_mesh_client_example_in_the_guide_runs(tmp_path, monkeypatch, 
         exec(compile(example, "docs/guide.md", "exec"), {"__name__": "guide"})  # noqa: S102 - our own documentation
     printed = capsys.readouterr().out
     assert printed.count("hello from the docs") == 2 and "2 " in printed and printed.rstrip().endswith("docs")
+
+
+def test_the_audio_and_images_examples_in_the_guide_run(tmp_path, monkeypatch, capsys):
+    """The Audio and Images sections, against OpenAI, ElevenLabs and Deepgram fakes."""
+    from media_shells import make_wav
+
+    blocks = _python_blocks((DOCS / "guide.md").read_text())
+    audio = next(b for b in blocks if 'client.audio.speech.create(model="speech"' in b)
+    images = next(b for b in blocks if "client.images.generate(" in b)
+    keys = {"oa": "sk-docs-0123456789", "el": "xi-docs-0123456789", "dg": "dg-docs-0123456789"}
+    with FakeUpstream("openai", api_key=keys["oa"], models=["tts-1", "whisper-1", "dall-e-2"], text="Hi all.") as oa, \
+            FakeUpstream("elevenlabs", api_key=keys["el"], models=["eleven_multilingual_v2"]) as el, \
+            FakeUpstream("deepgram", api_key=keys["dg"], models=["nova-3"], text="Hi all.") as dg:
+        def provider(connector, up, key, models):
+            return {"connector": connector, "config": {"base_url": up.url, "auth": {"api_key": key}, "models": models}}
+
+        config = {"providers": {"openai": provider("openai", oa, keys["oa"], ["tts-1", "whisper-1", "dall-e-2"]),
+                                "elevenlabs": provider("elevenlabs", el, keys["el"], ["eleven_multilingual_v2"]),
+                                "deepgram": provider("deepgram", dg, keys["dg"], ["nova-3"])},
+                  "pools": {"speech": {"models": ["elevenlabs/eleven_multilingual_v2", "openai/tts-1"],
+                                       "strategy": "priority"},
+                            "transcribe": {"models": ["deepgram/nova-3", "openai/whisper-1"], "strategy": "priority"}}}
+        (tmp_path / "modelmesh.yaml").write_text(yaml.safe_dump(config))
+        (tmp_path / "meeting.wav").write_bytes(make_wav(1.0))
+        (tmp_path / "lighthouse.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+        (tmp_path / "mask.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff" * 16)
+        monkeypatch.chdir(tmp_path)
+        scope: dict = {"__name__": "guide"}
+        exec(compile(audio, "docs/guide.md", "exec"), scope)  # noqa: S102 - our own documentation
+        exec(compile(images, "docs/guide.md", "exec"), scope)  # noqa: S102
+        scope["client"].close()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("elevenlabs ") and printed[1] == "Hi all."
+    assert printed[2] == "1 Hi all." and printed[3].startswith("0 http://127.0.0.1")
+    assert (tmp_path / "hello.mp3").stat().st_size > 0 and (tmp_path / "long.mp3").stat().st_size > 0
+    assert [r.path for r in dg.requests] == ["/v1/listen"]  # srt and the translation went to Whisper

@@ -3,7 +3,8 @@
 A value that cannot be sent as JSON (NaN, infinity, a set, an object, a non-string key) is
 the caller's mistake: it must end the request at once with a BadRequestError naming the
 parameter, not reach a provider, where it would surface as a transport failure and count
-against a healthy model.
+against a healthy model. The one value that is not JSON and is welcome is an `Upload` (a file
+the client read for a multipart or raw-body request), which the codec encodes itself.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _errors as E
+from ._types import Upload
 
 __all__ = ["check_body"]
 
@@ -33,7 +35,7 @@ _PLAIN = frozenset({str, int, bool, type(None)})  # exact types, tested first: m
 
 
 def _problem(value: Any, depth: int) -> tuple[str, str] | None:
-    if type(value) in _PLAIN:
+    if type(value) in _PLAIN or type(value) is Upload:
         return None
     if depth > _MAX_DEPTH:
         return "", f"nested deeper than {_MAX_DEPTH} levels"

@@ -387,6 +387,9 @@ class Call:
                 self._finished = True
             elif isinstance(item, StreamError):
                 return self._stream_failure(item.info, now)  # what follows in this batch is moot
+            elif isinstance(item, bytes):  # a binary body (speech): every byte goes out as it came
+                self._assembly.delivered = True
+                self._queue.append(Deliver(chunk=item, provider=self._m.provider, model=self._m.model))
             else:
                 self._queue.extend(self._deliver(c) for c in self._assembly.take(item))
                 if self._assembly.mismatch:
@@ -425,7 +428,7 @@ class Call:
         if self._interruption is None:
             reason = f"{info.kind.value}: {info.message}" if info.message else info.kind.value
             self._interruption = f"stream from {self._ref} broke after content was delivered ({reason})"
-        if self.pool.config.stream_resume:  # continue the answer: same model or the next, as for any failure
+        if self.pool.config.stream_resume and self.op == "chat":  # continue the answer (audio cannot be continued)
             return self._failure(info, now, self._limits)
         model = self._m
         self._record_fault(info, now, self._limits)

@@ -210,36 +210,44 @@ def short_name(path: str) -> str:
 
 
 # Ordered: the first rule whose any-of words occur in the lower-cased id wins, so the
-# specific words (embed, whisper) come before the broad ones.
-_INFERENCE_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("rerank",), "rerank"),
-    (("embed",), "text-embeddings"),
-    (("whisper", "transcribe", "speech-to-text"), "speech-to-text"),
-    (("tts", "text-to-speech"), "text-to-speech"),
-    (("dall-e", "dalle", "gpt-image", "imagen", "stable-diffusion", "sdxl", "flux"),
-     "text-to-image"),
-    (("moderation", "llama-guard"), "content-moderation"),
+# specific words (embed, whisper, dall-e-2) come before the broad ones. Whisper transcribes and
+# translates; DALL-E 2 and the GPT image models draw and edit (DALL-E 3 only draws).
+_INFERENCE_RULES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("rerank",), ("rerank",)),
+    (("embed",), ("text-embeddings",)),
+    (("whisper",), ("speech-to-text", "speech-translation")),
+    (("transcribe", "speech-to-text", "scribe"), ("speech-to-text",)),
+    (("tts", "text-to-speech", "eleven_", "eleven-"), ("text-to-speech",)),
+    (("dall-e-2", "gpt-image"), ("text-to-image", "image-editing")),
+    (("dall-e", "dalle", "imagen", "stable-diffusion", "sdxl", "flux"), ("text-to-image",)),
+    (("moderation", "llama-guard"), ("content-moderation",)),
 )
 
 
 def infer_capabilities(model_id: str) -> tuple[str, ...]:
     """Best guess at a model's capabilities from its id; chat completion otherwise."""
     lowered = model_id.lower()
-    for words, leaf in _INFERENCE_RULES:
+    for words, leaves in _INFERENCE_RULES:
         if any(word in lowered for word in words):
-            return (ALIASES[leaf],)
+            return tuple(ALIASES[leaf] for leaf in leaves)
     return (ALIASES["chat-completion"],)
 
 
 # each request operation, and the capability nodes whose models take it: a chat endpoint serves
 # text generation and what is done by chatting (understanding, tool use, judging); embeddings serve
-# embeddings. An operation not listed here is served by any model.
+# embeddings; each audio and image operation its one leaf. An operation not listed here (models)
+# is served by any model.
 _OP_NODES: dict[str, tuple[str, ...]] = {
     "chat": ("generation.text-generation", "understanding.text-understanding", "understanding.image-understanding",
              "understanding.video-understanding", "understanding.document-understanding",
              "transformation.text-transformation", "interaction.tool-use", "interaction.agents",
              "evaluation.scoring", "evaluation.verification", "retrieval.search"),
     "embeddings": ("representation.embeddings",),
+    "speech": ("generation.audio-generation.text-to-speech",),
+    "transcriptions": ("understanding.audio-understanding.speech-to-text",),
+    "translations": ("transformation.audio-transformation.speech-translation",),
+    "images": ("generation.image-generation.text-to-image",),
+    "image_edits": ("generation.image-generation.image-editing",),
 }
 
 

@@ -32,7 +32,7 @@ from ._config_read import (
     as_status_codes, as_str, as_url, join, show, suggest,
 )
 from ._config_schema import (
-    KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
+    CONNECTOR_CAPABILITIES, KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
     FrozenMap, MeshConfig, ModelConfig, ObservabilityConfig, ObservabilitySink, PoolConfig,
     PoolDefaults, Pricing, ProviderConfig, ProxyConfig, ProxyRateLimit, RateLimitSelectionConfig, RateLimitsConfig,
     RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
@@ -250,7 +250,8 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
     limits = c.sub("rate_limits", _names(RateLimitsConfig))
     return ProviderConfig(  # built even when the connector is bad, so pools can refer to it
         id=pid, connector=connector or "", enabled=p.get("enabled", True, as_bool),
-        base_url=base_url, auth=_auth(c.sub("auth", _AUTH_KEYS)), models=_models(ctx, c, auto),
+        base_url=base_url, auth=_auth(c.sub("auth", _AUTH_KEYS)),
+        models=_models(ctx, c, auto, CONNECTOR_CAPABILITIES.get(connector or "", ())),
         timeout=c.either("timeout", ex, base.timeout, as_positive_duration),
         connect_timeout=c.either("connect_timeout", ex, base.connect_timeout,
                                  as_positive_duration),
@@ -318,7 +319,7 @@ def _free_form(value: Any) -> FrozenMap:
     return freeze(value)
 
 
-def _models(ctx: Ctx, c: Section, auto_discover: bool) -> tuple[ModelConfig, ...]:
+def _models(ctx: Ctx, c: Section, auto_discover: bool, default_caps: tuple[str, ...] = ()) -> tuple[ModelConfig, ...]:
     raw = c.data.get("models")
     if raw is None or raw is UNRESOLVED:
         return ()
@@ -329,7 +330,7 @@ def _models(ctx: Ctx, c: Section, auto_discover: bool) -> tuple[ModelConfig, ...
     seen: dict[str, int] = {}
     for index, entry in enumerate(raw):
         path = f"{c.at('models')}[{index}]"
-        model = _model(ctx, {"id": entry} if isinstance(entry, str) else entry, path)
+        model = _model(ctx, {"id": entry} if isinstance(entry, str) else entry, path, default_caps)
         if model is None:
             continue
         for name in (model.id, *model.aliases):
@@ -341,12 +342,12 @@ def _models(ctx: Ctx, c: Section, auto_discover: bool) -> tuple[ModelConfig, ...
     return tuple(out)
 
 
-def _model(ctx: Ctx, entry: Any, path: str) -> ModelConfig | None:
+def _model(ctx: Ctx, entry: Any, path: str, default_caps: tuple[str, ...] = ()) -> ModelConfig | None:
     m = ctx.section(entry, path, _MODEL_KEYS)
     model_id = m.require("id", as_str)
     price = m.sub("pricing", _names(Pricing)) if m.has("pricing") else None
     fields_ = dict(
-        capabilities=m.get("capabilities", (), as_list(as_model_capability)),
+        capabilities=m.get("capabilities", (), as_list(as_model_capability)) or default_caps,
         context_window=m.get("context_window", None, as_int(1)),
         max_output_tokens=m.get("max_output_tokens", None, as_int(1)),
         pricing=None if price is None else Pricing(**{

@@ -44,7 +44,7 @@ from ._errors import redact
 
 __all__ = [
     "FrozenMap", "freeze",
-    "STRATEGIES", "KNOWN_CONNECTORS",
+    "STRATEGIES", "KNOWN_CONNECTORS", "CONNECTOR_CAPABILITIES",
     "SecretsConfig", "AuthConfig", "Pricing", "ModelConfig", "BudgetConfig",
     "RateLimitsConfig", "ProviderConfig", "DeactivationConfig", "RecoveryConfig",
     "RateLimitSelectionConfig", "SelectionConfig", "RotationConfig", "RetryConfig",
@@ -61,7 +61,13 @@ STRATEGIES = ("stick-until-failure", "priority", "round-robin", "cost-first", "l
 KNOWN_CONNECTORS: set[str] = {
     "openai", "anthropic", "gemini", "azure-openai", "openai-compatible", "groq", "mistral",
     "deepseek", "together", "openrouter", "xai", "perplexity", "fireworks", "cerebras",
-    "ollama", "lmstudio", "vllm", "localai",
+    "ollama", "lmstudio", "vllm", "localai", "elevenlabs", "deepgram",
+}
+# What the models of a single-purpose vendor do when their entry declares nothing (its ids say
+# nothing a guess could read: Deepgram's `nova-3`).
+CONNECTOR_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "elevenlabs": ("generation.audio-generation.text-to-speech",),
+    "deepgram": ("understanding.audio-understanding.speech-to-text",),
 }
 
 

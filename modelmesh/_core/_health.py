@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._breaker import BreakerInput, BreakerState
+from ._capabilities import serves
 from ._consequences import Consequence, Scope, Standby, consequence_for
 from ._cron import next_quota_reset
 from ._events import MeshEvent, ModelDeactivated, ModelRecovered, ProviderDeactivated, ProviderRecovered
@@ -542,9 +543,7 @@ class Health:
             model = pool.by_ref[ref]
             provider = self.providers[model.provider]
             target = provider.target(model)
-            embeddings = any("embeddings" in c for c in model.capabilities)
-            op, body = ("embeddings", {"input": "ping"}) if embeddings else (
-                "chat", {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
+            op, body = _probe_request(model.capabilities)
             probes.append(Probe(key=f"model:{pool_name}:{ref}", provider=model.provider, pool=pool_name, ref=ref,
                                 target=target, request=provider.codec.build_request(target, op, body, stream=False),
                                 timeout=provider.config.timeout))
@@ -738,3 +737,14 @@ def _budget_block(budget: BudgetConfig, ps: ProviderState, now: float) -> tuple[
             and ps.spend_day >= budget.daily_limit:
         return ("daily budget", ps.day_end)
     return None
+
+
+def _probe_request(capabilities: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """The cheapest request that shows a model answers: a one-token chat, an embedding of a
+    word, or, for a model that does neither (speech, images: each call is billed by what it
+    makes), its provider's model list."""
+    if any("embeddings" in c for c in capabilities):
+        return "embeddings", {"input": "ping"}
+    if serves(capabilities, "chat"):
+        return "chat", {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    return "models", {}

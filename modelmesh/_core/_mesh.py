@@ -39,7 +39,9 @@ from .codecs import get_codec
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe"]
 
 
-_OP_WORDS = {"chat": "chat completion", "embeddings": "embeddings"}
+_OP_WORDS = {"chat": "chat completion", "embeddings": "embeddings", "speech": "text-to-speech",
+             "transcriptions": "speech-to-text (transcription)", "translations": "speech translation",
+             "images": "text-to-image", "image_edits": "image editing"}
 
 # the most model names a provider with an open catalogue takes without their being listed: each
 # one is a model and a pool in memory, and a caller (a proxy's client) must not grow them for ever
@@ -337,6 +339,6 @@ class MeshCore:
 
 
 def _codec_name(connector: str) -> str:
-    if connector in ("anthropic", "gemini", "azure-openai"):
+    if connector in ("anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram"):
         return connector
     return "openai"  # the OpenAI-compatible family and custom "module:Class" connectors speaking it

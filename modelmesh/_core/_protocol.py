@@ -109,7 +109,7 @@ class Read:
 
 @dataclass(slots=True, kw_only=True)  # per request or chunk: plain, see the module's note
 class Deliver:
-    chunk: dict[str, Any]
+    chunk: dict[str, Any] | bytes  # an OpenAI chunk; a binary stream's (speech) bytes
     provider: str
     model: str
 

@@ -17,6 +17,7 @@ __all__ = [
     "ErrorInfo",
     "RateLimitInfo",
     "WireRequest",
+    "Upload",
     "ModelRef",
     "parse_model_ref",
     "Rng",
@@ -106,16 +107,43 @@ class RateLimitInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WireRequest:
-    """An HTTP request a codec wants sent. `headers` may hold credentials: never print them."""
+    """An HTTP request a codec wants sent. `headers` may hold credentials: never print them.
+    The body is `json` (encoded by the shell) or, for what is not JSON (a multipart upload,
+    raw audio), `content`: bytes sent as they are."""
 
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     stream: bool = False
+    content: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.content is not None and self.json is not None:
+            raise ValueError("a WireRequest has a JSON body or raw content, not both")
 
     def __repr__(self) -> str:  # credentials live in headers; keep them out of reprs and logs
         return f"WireRequest(method={self.method!r}, url={self.url!r}, stream={self.stream})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upload:
+    """A file in a request body (the audio to transcribe, the image to edit), already read into
+    memory by the client: the core never opens a file. Its bytes stay out of reprs."""
+
+    filename: str
+    data: bytes = field(repr=False)
+    content_type: str = "application/octet-stream"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, (bytes, bytearray)):
+            raise TypeError(f"Upload.data must be bytes, got {type(self.data).__name__}")
+        if not isinstance(self.filename, str) or not self.filename or any(c in self.filename for c in '"\r\n'):
+            raise ValueError(f"Upload.filename must be a non-empty name without quotes or line breaks, "
+                             f"got {self.filename!r}")
+
+    def __repr__(self) -> str:
+        return f"Upload(filename={self.filename!r}, size={len(self.data)}, content_type={self.content_type!r})"
 
 
 @dataclass(frozen=True, slots=True)

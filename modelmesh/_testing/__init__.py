@@ -1,5 +1,6 @@
 """The implementation of `modelmesh.testing`; import from there."""
 from ._clock import FakeClock
+from ._media import FormFile, fake_speech
 from ._server import STYLES, FakeUpstream, refuse_connections, upstreams
 from ._steps import (
     CutStream,
@@ -24,5 +25,5 @@ __all__ = [
     "FakeClock", "FakeUpstream", "upstreams", "refuse_connections", "STYLES",
     "RecordedRequest", "Headers", "ToolCall", "Step", "StepLike",
     "Reply", "Error", "SlowFirstByte", "CutStream", "StreamErrorEvent", "MalformedJSON",
-    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding",
+    "HtmlError", "Refuse", "Drop", "SlowStream", "fake_embedding", "FormFile", "fake_speech",
 ]

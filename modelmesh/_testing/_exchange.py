@@ -20,6 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
+from ._media import MEDIA_KINDS
 from ._steps import (
     CutStream,
     Drop,
@@ -92,6 +93,8 @@ class Exchange:
             return self._send_error(problem)
         if self.route.kind == "chat":
             return self._chat(step)
+        if self.route.kind in MEDIA_KINDS:
+            return self._media(step)
         if isinstance(step, StreamErrorEvent):
             return self._send_error(self._as_error(step))
         return self._send(self._status(step), "application/json", json_bytes(self._other_body()),
@@ -191,6 +194,32 @@ class Exchange:
             return None
         for event in plan.tail:
             self._chunk(event)
+        return self._chunk(b"", last=True)
+
+    def _media(self, step: Step) -> None:
+        """Audio and images: a JSON or text body, or (speech) audio sent as a chunked stream,
+        which CutStream cuts after `after_chunks` pieces and SlowStream paces."""
+        if isinstance(step, StreamErrorEvent):
+            return self._send_error(self._as_error(step))
+        text = getattr(step, "text", None)
+        answer = self.dialect.media_answer(self.req, self.route, self.up.text if text is None else text,
+                                           self.salt, self.up.root_url)
+        if isinstance(answer, Error):
+            return self._send_error(answer)
+        status, headers = self._status(step), self._headers(step)
+        if not answer.pieces:
+            return self._send(status, answer.content_type, answer.body, headers, step)
+        self._head(status, _merge({"Content-Type": answer.content_type}, headers, {"Transfer-Encoding": "chunked"}))
+        stop = step.after_chunks if isinstance(step, CutStream) else None
+        delay = step.chunk_delay if isinstance(step, SlowStream) else 0.0
+        for sent, piece in enumerate(answer.pieces):
+            if sent == stop:
+                return self._abort(reset=False)
+            if sent and delay and not self._sleep(delay):
+                return None
+            self._chunk(piece)
+        if isinstance(step, CutStream):
+            return self._abort(reset=False)
         return self._chunk(b"", last=True)
 
     def _malformed(self, step: MalformedJSON) -> None:

@@ -1,6 +1,8 @@
 """OpenAI's wire format (and Azure OpenAI's paths) for the fake upstream.
 
-Theory of operation: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models[/{id}]`, and
+Theory of operation: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models[/{id}]`, the
+audio and image endpoints (answered by `_media.py`: `/v1/audio/speech|transcriptions|
+translations`, `/v1/images/generations|edits`), and
 Azure's `/openai/deployments/{deployment}/(chat/completions|embeddings)?api-version=...`
 authenticated by an `api-key` header. A stream is `data: {chat.completion.chunk}` events:
 a role chunk, one chunk per word, a finish chunk, a usage chunk with `choices: []` only
@@ -16,11 +18,15 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+from ._media import MEDIA_KINDS, MediaAnswer, openai_media, openai_media_problem
 from ._steps import Error, RecordedRequest
 from ._wire import Completion, Dialect, Route, StreamPlan, count_prompt_words, digest, embedding_as_base64, fake_embedding, sse
 
 __all__ = ["OpenAIDialect", "COMMON_STATUS"]
 
+_MEDIA_PATHS = {"/v1/audio/speech": "speech", "/v1/audio/transcriptions": "transcriptions",
+                "/v1/audio/translations": "translations", "/v1/images/generations": "images",
+                "/v1/images/edits": "image_edits"}
 _AZURE = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
 
 # Status for a code when a step names only the code (StreamErrorEvent, Error defaults).
@@ -90,6 +96,8 @@ class OpenAIDialect(Dialect):
             return Route(kind="chat", model=model, stream=stream)
         if req.method == "POST" and req.path == "/v1/embeddings":
             return Route(kind="embeddings", model=model)
+        if req.method == "POST" and req.path in _MEDIA_PATHS:
+            return Route(kind=_MEDIA_PATHS[req.path], model=req.model, stream=req.path == "/v1/audio/speech")
         if req.method == "GET" and req.path == "/v1/models":
             return Route(kind="models")
         if req.method == "GET" and req.path.startswith("/v1/models/") and len(req.path) > 11:
@@ -108,6 +116,8 @@ class OpenAIDialect(Dialect):
     def validate(self, req: RecordedRequest, route: Route) -> Error | None:
         if route.azure and "api-version" not in req.query:
             return Error(404, code="404", message="Resource not found")
+        if route.kind in MEDIA_KINDS:
+            return openai_media_problem(req, route)
         if route.kind not in ("chat", "embeddings"):
             return None
         body = req.json
@@ -226,6 +236,10 @@ class OpenAIDialect(Dialect):
         used = sum(count_prompt_words(i, "input") if isinstance(i, str) else len(i) for i in items)
         return {"object": "list", "data": data, "model": route.model or body.get("model"),
                 "usage": {"prompt_tokens": used, "total_tokens": used}}
+
+    def media_answer(self, req: RecordedRequest, route: Route, text: str, salt: str,
+                     root_url: str) -> MediaAnswer | Error:
+        return openai_media(req, route, text, salt, root_url)
 
     def models_body(self, ids: tuple[str, ...], created: int, owner: str) -> dict:
         return {"object": "list", "data": [self.model_body(m, created, owner) for m in ids]}

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ._anthropic import AnthropicDialect
 from ._exchange import Exchange
 from ._gemini import GeminiDialect
+from ._media import DeepgramDialect, ElevenLabsDialect
 from ._openai import OpenAIDialect
 from ._steps import Headers, RecordedRequest, Reply, StepLike, coerce_step, resolve_step
 from ._wire import Dialect, digest
@@ -35,7 +36,8 @@ from ._wire import Dialect, digest
 __all__ = ["FakeUpstream", "upstreams", "refuse_connections", "STYLES"]
 
 STYLES: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
-                              "gemini": GeminiDialect()}
+                              "gemini": GeminiDialect(), "elevenlabs": ElevenLabsDialect(),
+                              "deepgram": DeepgramDialect()}
 _DEFAULT = Reply()
 
 
@@ -148,7 +150,8 @@ def _record(handler: BaseHTTPRequestHandler) -> RecordedRequest:
 
 
 class FakeUpstream:
-    """A loopback server speaking `style` ("openai", "anthropic" or "gemini").
+    """A loopback server speaking `style` ("openai", "anthropic", "gemini", or the speech
+    vendors "elevenlabs" (TTS) and "deepgram" (STT)).
 
     `models` are what the models endpoint lists; `api_key`, when set, must be presented
     the vendor's way; `strict` makes it refuse what the vendor refuses (missing required

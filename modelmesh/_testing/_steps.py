@@ -79,10 +79,27 @@ class RecordedRequest:
                 f"headers={headers!r}, json={self.json!r})")
 
     @property
+    def form(self) -> dict[str, list[Any]]:
+        """A multipart/form-data body's fields: name -> its values in order, each a str or, for a
+        file part, a `FormFile` (filename, content_type, data). Empty for any other body."""
+        from ._media import parse_form
+
+        return parse_form(self.headers.get("content-type", ""), self.body)
+
+    @property
     def model(self) -> str | None:
-        """The model the request names: body `model`, Azure deployment or Gemini path."""
-        if isinstance(self.json, dict) and isinstance(self.json.get("model"), str):
-            return self.json["model"]
+        """The model the request names: body `model` (JSON or form), ElevenLabs' `model_id`,
+        a `model` query parameter (Deepgram), Azure deployment or Gemini path."""
+        if isinstance(self.json, dict):
+            for key in ("model", "model_id"):
+                if isinstance(self.json.get(key), str):
+                    return str(self.json[key])
+        if "multipart/form-data" in self.headers.get("content-type", ""):
+            found = self.form.get("model")
+            if found and isinstance(found[0], str):
+                return found[0]
+        if isinstance(self.query.get("model"), str):
+            return self.query["model"]
         parts = self.path.split("/")
         if "deployments" in parts[:-1]:
             return parts[parts.index("deployments") + 1]

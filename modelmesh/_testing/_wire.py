@@ -39,7 +39,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
-    """Which endpoint a request hit. kind: chat, embeddings, models, model, count_tokens, unknown."""
+    """Which endpoint a request hit. kind: chat, embeddings, models, model, count_tokens, unknown,
+    and the media kinds (speech, transcriptions, translations, images, image_edits)."""
 
     kind: str
     model: str | None = None
@@ -191,6 +192,10 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def model_body(self, model_id: str, created: int, owner: str) -> dict:
         ...
+
+    def media_answer(self, req: RecordedRequest, route: Route, text: str, salt: str, root_url: str) -> Any:
+        """The answer to an audio or image request (a `_media.MediaAnswer`, or an Error)."""
+        raise LookupError(f"the {self.style} style has no {route.kind} endpoint")
 
     def count_tokens_body(self, req: RecordedRequest) -> dict:
         return {"input_tokens": count_prompt_words(req.json)}

@@ -74,6 +74,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="vllm", base_url="http://localhost:8000/v1", key_env=None, host_env="VLLM_HOST", local=True),
     Preset(name="localai", base_url="http://localhost:8080/v1", key_env=None, host_env="LOCALAI_HOST", local=True),
     Preset(name="openai-compatible", base_url="", key_env=None),
+    # speech vendors with wire formats of their own (codecs elevenlabs, deepgram)
+    Preset(name="elevenlabs", base_url="https://api.elevenlabs.io/v1", key_env="ELEVENLABS_API_KEY",
+           alt_key_envs=("XI_API_KEY",), codec="elevenlabs", default_models=("eleven_multilingual_v2",
+                                                                           "eleven_flash_v2_5")),
+    Preset(name="deepgram", base_url="https://api.deepgram.com/v1", key_env="DEEPGRAM_API_KEY", codec="deepgram",
+           default_models=("nova-3",)),
 )}
 
 

@@ -32,7 +32,7 @@ import urllib3
 
 from .. import __version__
 
-__all__ = ["Http", "ProxyUnavailable", "Whole", "dumps"]
+__all__ = ["Http", "ProxyUnavailable", "Whole", "body_of", "dumps"]
 
 USER_AGENT = f"modelmesh-lite/{__version__}"
 _DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
@@ -42,6 +42,13 @@ try:  # the `fast` extra: orjson writes request bodies too (plain JSON only, as 
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
+
+
+def body_of(request: Any) -> bytes | None:
+    """The bytes a WireRequest sends: its raw `content`, or its `json` encoded."""
+    if request.content is not None:
+        return bytes(request.content)
+    return None if request.json is None else dumps(request.json)
 
 
 def dumps(payload: Any) -> bytes:
@@ -180,9 +187,10 @@ class Http:
 
     def send(self, method: str, url: str, headers: Mapping[str, str], payload: Any, *,
              connect_timeout: float, read_timeout: float) -> Any:
-        """Send one request and return its response with the body unread. Raises urllib3's
+        """Send one request and return its response with the body unread; `payload` is JSON data,
+        or bytes sent as they are (a multipart upload, raw audio). Raises urllib3's
         (or requests') exceptions, and ValueError/UnicodeError for what cannot be sent."""
-        body = None if payload is None else dumps(payload)
+        body = payload if payload is None or isinstance(payload, bytes) else dumps(payload)
         if self.session is not None:
             return self._send_by_session(method, url, headers, body, connect_timeout, read_timeout)
         opener, where = self._route(url)

@@ -49,7 +49,7 @@ from .._core._mesh import MeshCore, Probe
 from .._core._protocol import Deliver, Succeeded, TransportFailed
 from .._core._types import ErrorKind
 from ._drive import Driver, IdleTimeout, Open, ReadSome, Release, Sleep
-from ._http import _DEFAULT_HEADERS, ProxyUnavailable, ca_bundle, dumps, proxy_for
+from ._http import _DEFAULT_HEADERS, ProxyUnavailable, body_of, ca_bundle, proxy_for
 from .sync import _PROBE_WORKERS, _unsendable, probe_interval
 
 __all__ = ["AsyncTransport", "AsyncStreamHandle"]
@@ -328,7 +328,7 @@ class AsyncTransport:
             conn.shard = shard = await self.http.acquire(req.url)
             client = shard.client
             request = client.build_request(
-                req.method, req.url, headers=req.headers, content=None if req.json is None else dumps(req.json),
+                req.method, req.url, headers=req.headers, content=body_of(req),
                 timeout=httpx.Timeout(connect=op.connect_timeout, read=native, write=native, pool=op.connect_timeout))
             if native > op.read_timeout:  # the head is bounded by the first-chunk timeout, the smaller
                 r = await _bounded(client.send(request, stream=True), op.read_timeout)

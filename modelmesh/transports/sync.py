@@ -36,7 +36,7 @@ from .._core._mesh import MeshCore, Probe
 from .._core._protocol import Deliver, Failed, Succeeded, TransportFailed
 from .._core._types import ErrorKind
 from ._drive import Driver, IdleTimeout, Open, ReadSome, Release, Sleep
-from ._http import Http, ProxyUnavailable
+from ._http import Http, ProxyUnavailable, body_of
 
 __all__ = ["SyncTransport", "StreamHandle"]
 
@@ -226,7 +226,7 @@ class SyncTransport:
         (the response, its body unread; (status, headers)) or (None, the TransportFailed)."""
         req = op.request
         try:
-            r = self.http.send(req.method, req.url, req.headers, req.json,
+            r = self.http.send(req.method, req.url, req.headers, body_of(req),
                                connect_timeout=op.connect_timeout, read_timeout=op.read_timeout)
         except ProxyUnavailable as exc:
             return None, TransportFailed(kind=ErrorKind.MISCONFIGURED, message=str(exc))

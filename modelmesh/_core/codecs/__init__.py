@@ -18,12 +18,14 @@ _BUILTIN = {
     "azure-openai": ("azure", "AzureOpenAICodec"),
     "anthropic": ("anthropic", "AnthropicCodec"),
     "gemini": ("gemini", "GeminiCodec"),
+    "elevenlabs": ("elevenlabs", "ElevenLabsCodec"),
+    "deepgram": ("deepgram", "DeepgramCodec"),
 }
 _LOADED: dict[str, Codec] = {}
 
 
 def get_codec(name: str) -> Codec:
-    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai"."""
+    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram"."""
     codec = _LOADED.get(name) if isinstance(name, str) else None
     if codec is None:
         if not isinstance(name, str) or name not in _BUILTIN:

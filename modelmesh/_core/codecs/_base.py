@@ -10,6 +10,13 @@ an `ErrorInfo` whose `kind` drives failover), and a streamed body goes through t
 `StreamError`. Codecs hold no per-request state (decoders do) and never read a clock:
 times come in as arguments and `created` timestamps default to 0.
 
+Audio and images travel the same road. A file in a request is an `Upload` (bytes the client
+read); the codec puts it on the wire as the vendor wants it: `multipart()` encodes a
+multipart/form-data body (OpenAI's transcriptions and image edits), or the bytes go as the
+raw body (Deepgram), always as `WireRequest.content`. A binary answer (speech) parses to
+`{"content": bytes, "content_type": ...}`; streamed, it goes through `BytesStreamDecoder`,
+whose items are the body's bytes as they arrive.
+
 Every vendor error goes through one funnel (`Codec.classify_error`): the HTTP status
 gives a first `ErrorKind` (`kind_for_status`), the codec's `_classify_payload` refines it
 from the body's own codes, and the message is scrubbed of secrets and cut to 300
@@ -19,6 +26,7 @@ characters. Errors that arrive *inside* a 200 stream use the same refinement wit
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -28,7 +36,7 @@ from typing import Any
 from .._errors import redact
 from .._ratelimit import parse_retry_after
 from .._sse import SSEEvent, SSELineTooLong, SSEParser
-from .._types import ErrorInfo, ErrorKind, WireRequest
+from .._types import ErrorInfo, ErrorKind, Upload, WireRequest
 from ._shape import ShapeError, check_chunk
 
 __all__ = [
@@ -54,9 +62,16 @@ __all__ = [
     "as_dict",
     "require_mapping",
     "split_turns",
+    "BytesStreamDecoder",
+    "multipart",
+    "form_fields",
+    "STREAMABLE",
 ]
 
-OPS = frozenset({"chat", "embeddings", "models"})
+# every operation a request may name; a codec's `ops` says which of them its vendor has
+OPS = frozenset({"chat", "embeddings", "models", "speech", "transcriptions", "translations", "images",
+                 "image_edits"})
+STREAMABLE = frozenset({"chat", "speech"})  # a chat answer streams as SSE chunks, speech as its bytes
 MAX_MESSAGE = 300
 
 
@@ -115,7 +130,7 @@ class StreamDone:
     """The vendor's terminal marker arrived: the stream completed normally."""
 
 
-StreamItem = dict[str, Any] | StreamError | StreamDone
+StreamItem = dict[str, Any] | bytes | StreamError | StreamDone
 
 
 class StreamDecoder(abc.ABC):
@@ -126,6 +141,17 @@ class StreamDecoder(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> list[StreamItem]: ...
+
+
+class BytesStreamDecoder(StreamDecoder):
+    """A binary body streamed as it is (speech audio): each read is one item, and the end of
+    the body is the end of the answer (HTTP framing tells a cut body from a whole one)."""
+
+    def feed(self, data: bytes) -> list[StreamItem]:
+        return [bytes(data)] if data else []
+
+    def close(self) -> list[StreamItem]:
+        return [StreamDone()]
 
 
 class SSEStreamDecoder(StreamDecoder):
@@ -216,7 +242,7 @@ class Codec(abc.ABC):
     """One vendor's wire format. Instances are stateless and shared."""
 
     name: str = ""
-    ops: frozenset[str] = OPS
+    ops: frozenset[str] = frozenset({"chat", "embeddings", "models"})
     default_base_url: str | None = None  # used when a Target's base_url is ""
     prefill: bool = False  # the vendor continues a trailing assistant message (models may override)
 
@@ -269,8 +295,8 @@ class Codec(abc.ABC):
     def _check_op(self, op: str, stream: bool = False) -> None:
         if op not in self.ops:
             raise ValueError(f"{self.name} codec has no operation {op!r}; it supports {sorted(self.ops)}")
-        if stream and op != "chat":
-            raise ValueError(f"only 'chat' can stream, not {op!r}")
+        if stream and op not in STREAMABLE:
+            raise ValueError(f"only {' and '.join(sorted(STREAMABLE))} can stream, not {op!r}")
 
 
 # -- helpers shared by the codecs -----------------------------------------------------------
@@ -450,3 +476,67 @@ def split_turns(
         raise CodecError.of(ErrorKind.BAD_REQUEST,
                             f"{vendor} needs at least one user or assistant message besides the system prompt")
     return system, turns
+
+
+# -- multipart/form-data (RFC 7578), for the vendors that take files that way -----------------------
+
+def form_fields(body: Mapping[str, Any], *, skip: frozenset[str] = frozenset()) -> list[tuple[str, str | Upload]]:
+    """A request body as form fields, spelled as the OpenAI SDK spells them: a list is repeated
+    as `name[]`, an object as `name[key]`, booleans as `true`/`false`; None is left out."""
+    out: list[tuple[str, str | Upload]] = []
+
+    def add(name: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Upload):
+            out.append((name, value))
+        elif isinstance(value, bool):
+            out.append((name, "true" if value else "false"))
+        elif isinstance(value, (str, int, float)):
+            out.append((name, str(value)))
+        elif isinstance(value, Mapping):
+            for key, inner in value.items():
+                add(f"{name}[{key}]", inner)
+        elif isinstance(value, (list, tuple)):
+            for inner in value:
+                add(f"{name}[]", inner)
+        else:
+            raise CodecError.of(ErrorKind.BAD_REQUEST, f"request parameter '{name}' cannot be sent as a form field "
+                                                       f"({type(value).__name__})")
+
+    for key, value in body.items():
+        if key not in skip:
+            add(key, value)
+    return out
+
+
+def multipart(fields: Sequence[tuple[str, str | Upload]]) -> tuple[bytes, str]:
+    """(body, Content-Type) of a multipart/form-data request. The boundary is derived from the
+    content, so the same request encodes to the same bytes (a recorded session replays), and it
+    is checked not to occur in any part."""
+    for name, _ in fields:
+        if not name or any(c in name for c in '"\r\n'):
+            raise CodecError.of(ErrorKind.BAD_REQUEST, f"form field name {name!r} cannot be sent")
+    seed = hashlib.sha256()
+    for name, value in fields:
+        seed.update(name.encode())
+        seed.update(value.data if isinstance(value, Upload) else value.encode())
+    salt = 0
+    while True:
+        boundary = f"modelmesh-{seed.hexdigest()[:24]}{salt or ''}"
+        mark = boundary.encode()
+        if not any(mark in (v.data if isinstance(v, Upload) else v.encode()) for _, v in fields):
+            break
+        salt += 1
+    parts: list[bytes] = []
+    for name, value in fields:
+        if isinstance(value, Upload):
+            head = (f'Content-Disposition: form-data; name="{name}"; filename="{value.filename}"\r\n'
+                    f"Content-Type: {value.content_type}\r\n\r\n").encode()
+            data = bytes(value.data)
+        else:
+            head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            data = value.encode("utf-8")
+        parts.append(b"--" + mark + b"\r\n" + head + data + b"\r\n")
+    parts.append(b"--" + mark + b"--\r\n")
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

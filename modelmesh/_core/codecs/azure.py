@@ -4,7 +4,8 @@ Theory of operation: Azure serves the OpenAI request/response/stream format, so 
 codec is the OpenAI codec with three things changed.
 
 * Addressing: `{base_url}/openai/deployments/{deployment}/chat/completions?api-version=V`
-  (and `/embeddings`); models are listed at `{base_url}/openai/models?api-version=V`. The
+  (and `/embeddings`, `/audio/...`, `/images/...`: OpenAI's paths); models are listed at
+  `{base_url}/openai/models?api-version=V`. The
   deployment defaults to the model id; the api-version defaults to the data-plane
   inference GA release `DEFAULT_API_VERSION`. With `api_version="v1"` the newer
   version-less surface `{base_url}/openai/v1/...` is used instead and the deployment goes
@@ -25,14 +26,13 @@ from typing import Any
 
 from .._types import ErrorKind
 from ._base import CodecError, Target
-from .openai import OpenAICodec
+from .openai import _PATHS, OpenAICodec
 
 __all__ = ["AzureOpenAICodec", "DEFAULT_API_VERSION"]
 
 DEFAULT_API_VERSION = "2024-10-21"
 _DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _API_VERSION = re.compile(r"v1|preview|\d{4}-\d{2}-\d{2}(?:-preview)?")
-_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "models": "/models"}
 
 
 class AzureOpenAICodec(OpenAICodec):

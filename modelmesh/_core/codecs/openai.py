@@ -17,6 +17,15 @@ object — in a stream or in a 200 body from a compatible server — becomes an 
 Error bodies are `{"error": {"message", "type", "param", "code"}}`; the `code`/`type`
 names (`insufficient_quota`, `context_length_exceeded`, `content_policy_violation`, ...)
 refine what the HTTP status alone would say.
+
+Audio and images: `/audio/speech` takes JSON and answers with the audio bytes (parsed to
+`{"content", "content_type"}`; streamed, the bytes pass through as they come);
+`/audio/transcriptions` and `/audio/translations` take multipart/form-data with the file
+as the `file` part, and answer JSON (`json`, `verbose_json`) or plain text (`text`, `srt`,
+`vtt`, parsed to `{"text": ...}`); `/images/generations` takes JSON, `/images/edits`
+multipart (`image`, or `image[]` for several, and `mask`); both answer `{"created",
+"data": [{"url" | "b64_json", "revised_prompt"}]}`. Groq's Whisper and the other
+compatible servers serve the same paths under their base URL.
 """
 from __future__ import annotations
 
@@ -26,8 +35,10 @@ from typing import Any
 
 from .._ratelimit import parse_duration
 from .._sse import SSEEvent
-from .._types import ErrorInfo, ErrorKind, WireRequest
+from .._types import ErrorInfo, ErrorKind, Upload, WireRequest
 from ._base import (
+    OPS,
+    BytesStreamDecoder,
     Codec,
     CodecError,
     SSEStreamDecoder,
@@ -35,17 +46,24 @@ from ._base import (
     StreamError,
     StreamItem,
     Target,
+    form_fields,
     kind_for_status,
     load_json,
     malformed,
     merge_headers,
+    multipart,
     require_mapping,
 )
 from ._shape import ShapeError, check_completion, check_embeddings, check_models
 
-__all__ = ["OpenAICodec", "OpenAIStreamDecoder"]
+__all__ = ["OpenAICodec", "OpenAIStreamDecoder", "TEXT_FORMATS", "parse_media"]
 
-_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "models": "/models"}
+_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "models": "/models", "speech": "/audio/speech",
+          "transcriptions": "/audio/transcriptions", "translations": "/audio/translations",
+          "images": "/images/generations", "image_edits": "/images/edits"}
+_MULTIPART = {"transcriptions": ("file",), "translations": ("file",), "image_edits": ("image", "mask")}
+TEXT_FORMATS = frozenset({"text", "srt", "vtt"})  # transcription formats answered as plain text
+_IMAGE_FIELDS = ("url", "b64_json", "revised_prompt")
 
 _QUOTA = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded"}
 _CONTEXT = {"context_length_exceeded"}
@@ -64,6 +82,7 @@ _RETRY_IN_TEXT = re.compile(
 
 class OpenAICodec(Codec):
     name = "openai"
+    ops = OPS
     default_base_url: str | None = "https://api.openai.com/v1"
 
     # -- requests ------------------------------------------------------------------------
@@ -71,6 +90,8 @@ class OpenAICodec(Codec):
     def build_request(self, target: Target, op: str, body: Mapping[str, Any], *,
                       stream: bool) -> WireRequest:
         self._check_op(op, stream)
+        if op in _MEDIA_OPS:
+            return self._media_request(target, op, require_mapping(body))
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
         headers.update(self._auth_headers(target))
         payload: dict[str, Any] | None = None
@@ -87,6 +108,21 @@ class OpenAICodec(Codec):
             json=payload,
             stream=stream,
         )
+
+    def _media_request(self, target: Target, op: str, body: Mapping[str, Any]) -> WireRequest:
+        payload = {k: v for k, v in body.items() if k != "stream"}  # speech streams as plain HTTP
+        payload["model"] = self._body_model(target)
+        check_media(op, payload)
+        headers = {"Accept": "application/octet-stream" if op == "speech" else "application/json"}
+        headers.update(self._auth_headers(target))
+        content: bytes | None = None
+        if op in _MULTIPART:
+            content, headers["Content-Type"] = multipart(form_fields(payload))
+            payload = {}
+        else:
+            headers["Content-Type"] = "application/json"
+        return WireRequest(method="POST", url=self._url(target, op), headers=merge_headers(headers, target.headers),
+                           json=payload or None, content=content, stream=op == "speech")
 
     @staticmethod
     def _settle_stream(payload: dict[str, Any], body: Mapping[str, Any], stream: bool) -> None:
@@ -123,6 +159,8 @@ class OpenAICodec(Codec):
     def parse_response(self, target: Target, op: str, status: int,
                        headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         self._check_op(op)
+        if op in _MEDIA_OPS:
+            return parse_media(self, target, op, status, headers, body)
         data = load_json(body)
         if not isinstance(data, dict):
             raise CodecError.of(ErrorKind.MALFORMED,
@@ -141,8 +179,10 @@ class OpenAICodec(Codec):
     def _check_chat(self, target: Target, data: dict[str, Any]) -> None:
         """Hook for vendors that signal failures inside a 200 chat completion."""
 
-    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> OpenAIStreamDecoder:
+    def stream_decoder(self, target: Target, op: str, *, created: int = 0) -> OpenAIStreamDecoder | BytesStreamDecoder:
         self._check_op(op, stream=True)
+        if op == "speech":
+            return BytesStreamDecoder()
         return OpenAIStreamDecoder(self, target)
 
     # -- errors --------------------------------------------------------------------------
@@ -248,3 +288,62 @@ def _retry_from_text(message: str) -> float | None:
     if match.group(1):
         return parse_duration(match.group(1))
     return float(match.group(2))
+
+
+# -- audio and images --------------------------------------------------------------------------
+_MEDIA_OPS = frozenset({"speech", "transcriptions", "translations", "images", "image_edits"})
+_REQUIRED = {"speech": ("input", "voice"), "transcriptions": ("file",), "translations": ("file",),
+             "images": ("prompt",), "image_edits": ("image", "prompt")}
+
+
+def check_media(op: str, body: Mapping[str, Any]) -> None:
+    """What every vendor of `op` needs, checked before anything is sent."""
+    for name in _REQUIRED[op]:
+        if body.get(name) in (None, ""):
+            raise CodecError.of(ErrorKind.BAD_REQUEST, f"{op} request needs '{name}'")
+    for name in _MULTIPART.get(op, ()):
+        value = body.get(name)
+        items = value if isinstance(value, list) else [value]
+        if value is not None and not all(isinstance(v, Upload) for v in items):
+            raise CodecError.of(ErrorKind.BAD_REQUEST, f"{op} request: '{name}' must be a file")
+
+
+def parse_media(codec: Codec, target: Target, op: str, status: int, headers: Mapping[str, str],
+                body: bytes) -> dict[str, Any]:
+    """An OpenAI-shaped answer to an audio or image request, from the OpenAI-compatible wire."""
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if op == "speech":
+        if not body:
+            raise malformed(f"{target.provider} sent an empty speech response", status)
+        if ctype.startswith("application/json"):  # JSON is no audio: an error inside a 200, or a broken answer
+            data = load_json(body)
+            if isinstance(data, dict) and "error" in data:
+                raise CodecError(codec.stream_error(data, target.secrets))
+            raise malformed(f"{target.provider} answered a speech request with JSON, not audio", status)
+        return {"object": "audio.speech", "content": bytes(body), "content_type": ctype or "application/octet-stream"}
+    data = load_json(body)
+    if op in ("transcriptions", "translations"):
+        if data is None and ctype.startswith("application/json"):
+            raise malformed(f"{target.provider} sent a {op} answer that is not the JSON it says it is", status)
+        if not isinstance(data, dict):  # text, srt, vtt: the answer is the body
+            try:
+                return {"text": body.decode("utf-8")}
+            except UnicodeDecodeError:
+                raise malformed(f"{target.provider} sent a {op} answer that is neither JSON nor UTF-8 text",
+                                status) from None
+        if "error" in data and not isinstance(data.get("text"), str):
+            raise CodecError(codec.stream_error(data, target.secrets))
+        if not isinstance(data.get("text"), str):
+            raise malformed(f"{target.provider} sent a {op} response without 'text'", status)
+        return data
+    if not isinstance(data, dict):
+        raise malformed(f"{target.provider} sent a {status} images response that is not a JSON object", status)
+    if "error" in data and not isinstance(data.get("data"), list):
+        raise CodecError(codec.stream_error(data, target.secrets))
+    items = data.get("data")
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise malformed(f"{target.provider} sent an images response without a 'data' list of images", status)
+    out = dict(data)
+    out["created"] = data.get("created") if isinstance(data.get("created"), int) else 0
+    out["data"] = [{**{k: None for k in _IMAGE_FIELDS}, **item} for item in items]
+    return out
