@@ -253,9 +253,12 @@ class MeshClient(_MeshBase):
         return self.transport.run_probes()
 
     def _resources(self) -> None:
+        from ._batch import Batches  # loaded with the first client, not by `import modelmesh`
+
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
         self.models = _Models(self)
+        self.batches = Batches(self)
         self.with_raw_response = _ClientRaw(self)
 
     def _request(self, op: str, kwargs: dict[str, Any], stream: bool) -> Any:
@@ -321,12 +324,13 @@ class _Defaults:
 
 def _delivery_mode(op: str, value: Any, stream: bool) -> str | None:
     """Seed 004's routing hint, checked against the call it comes with: `sync` for a plain call,
-    `streaming` for `stream=True`. Batch delivery is not available in this version."""
+    `streaming` for `stream=True`. Batch delivery is a batch's: `client.batches.create`."""
     if value is None:
         return None
     if value == "batch":
-        raise E.InvalidArgumentError(f"{op}: delivery_mode 'batch' is not available in this version; send the "
-                                     "requests one by one (or from a thread pool)")
+        raise E.InvalidArgumentError(f"{op}: delivery_mode 'batch' is not available on a single request; send a "
+                                     "batch with client.batches.create(input=[...], delivery_mode='batch') or "
+                                     "Router.batch(...)")
     expected = "streaming" if stream else "sync"
     if value != expected:
         raise E.InvalidArgumentError(f"{op}: delivery_mode must be 'sync' or 'streaming', the one this call is "

@@ -180,9 +180,10 @@ class Http:
 
     def send(self, method: str, url: str, headers: Mapping[str, str], payload: Any, *,
              connect_timeout: float, read_timeout: float) -> Any:
-        """Send one request and return its response with the body unread. Raises urllib3's
+        """Send one request and return its response with the body unread; `payload` is sent as
+        JSON, or as it is when it is bytes (a multipart upload). Raises urllib3's
         (or requests') exceptions, and ValueError/UnicodeError for what cannot be sent."""
-        body = None if payload is None else dumps(payload)
+        body = None if payload is None else payload if isinstance(payload, bytes) else dumps(payload)
         if self.session is not None:
             return self._send_by_session(method, url, headers, body, connect_timeout, read_timeout)
         opener, where = self._route(url)
