@@ -246,33 +246,41 @@ class _Local:
         self._next = 0
         self._cancelled = False
         self._running = self.workers
-        self._threads: list[threading.Thread] = []
+        self._reported = 0
+        # progress is reported under its own lock, not the job's: a callback may cancel the job
+        self._progress_lock = threading.Lock()
 
     def start(self) -> None:
         with self.job._lock:
             self.job._move("validated")
-        self._threads = [threading.Thread(target=self._work, name=f"modelmesh-batch-{i}", daemon=True)
-                         for i in range(self.workers)]
-        for t in self._threads:
-            t.start()
+        for i in range(self.workers):
+            threading.Thread(target=self._work, name=f"modelmesh-batch-{i}", daemon=True).start()
 
     def _work(self) -> None:
         job = self.job
         while True:
             with job._lock:
-                if self._cancelled or self._next >= len(job._items):
+                stop = self._cancelled or self._next >= len(job._items)
+                if stop:
                     self._running -= 1
-                    if self._running == 0:
-                        self._finish()
-                    return
-                item = job._items[self._next]
-                self._next += 1
+                    last = self._running == 0
+                    if last:
+                        self._skip_rest()
+                else:
+                    item = job._items[self._next]
+                    self._next += 1
+            if stop:
+                if last:  # the last worker out reports the end, then ends the job
+                    self._report()
+                    with job._lock:
+                        job._move("finished")
+                return
             outcome = self._run(item)
             with job._lock:
                 job._outcomes[item.index] = outcome
                 c = job._counts
                 job._counts = Counts(total=c.total, completed=c.completed + outcome.ok, failed=c.failed + (not outcome.ok))
-                self._report()
+            self._report()
 
     def _run(self, item: BatchItem) -> ItemOutcome:
         kwargs = {**item.body, **self.hints}
@@ -289,15 +297,22 @@ class _Local:
                            model=result.model, request_id=result.request_id)
 
     def _report(self) -> None:
+        """Tell `on_progress` the latest counts, if they have moved since it was last told:
+        it sees `done` only grow, one report at a time."""
         if self.on_progress is None:
             return
-        try:
-            self.on_progress(self.job.progress)
-        except Exception:  # an observer's bug must not stop the batch it observes
-            _log.exception("modelmesh: batch progress callback %r failed", self.on_progress)
+        with self._progress_lock:
+            progress = self.job.progress
+            if progress.done <= self._reported:
+                return
+            self._reported = progress.done
+            try:
+                self.on_progress(progress)
+            except Exception:  # an observer's bug must not stop the batch it observes
+                _log.exception("modelmesh: batch progress callback %r failed", self.on_progress)
 
-    def _finish(self) -> None:
-        """Under the lock, by the last worker out: items never sent end as cancelled."""
+    def _skip_rest(self) -> None:
+        """Under the job's lock: the items never sent (the batch was cancelled) end as cancelled."""
         job = self.job
         for item in job._items[self._next:]:
             job._outcomes[item.index] = ItemOutcome(custom_id=item.custom_id, error=ItemError(
@@ -306,8 +321,6 @@ class _Local:
         if skipped:
             c = job._counts
             job._counts = Counts(total=c.total, completed=c.completed, failed=c.failed + skipped)
-            self._report()
-        job._move("finished")
 
     def wait(self, timeout: float | None, poll_interval: float) -> None:
         self.job._ended.wait(timeout)
@@ -320,7 +333,8 @@ class _Local:
             if self.job.ended:
                 return
             self._cancelled = True
-            self.job._move("cancel")
+            if self.job._status is not Status.CANCELLING:
+                self.job._move("cancel")
 
 
 class _Remote:
