@@ -254,9 +254,8 @@ def test_provider_batch_cancel(ups, clock):
 
 def test_no_provider_with_a_batch_api_is_a_clear_refusal(ups, clock):
     a, b = ups
-    with client_for(a, b, clock, batch=(False, False)) as client:
-        with pytest.raises(E.BadRequestError) as info:
-            client.batches.create(input=lines(2), delivery_mode="batch")
+    with client_for(a, b, clock, batch=(False, False)) as client, pytest.raises(E.BadRequestError) as info:
+        client.batches.create(input=lines(2), delivery_mode="batch")
     text = str(info.value)
     assert "pool 'chat' has none" in text and "a: infrastructure.batch is not true" in text
     assert "b: infrastructure.batch is not true" in text
@@ -282,3 +281,17 @@ def test_one_pool_per_provider_batch_and_secrets_stay_out_of_errors(ups, clock):
         with pytest.raises(E.AuthenticationError) as info:
             client.batches.create(input=lines(2), delivery_mode="batch")
     assert "no provider took the batch" in str(info.value) and KEY_A not in str(info.value)
+
+
+def test_the_batches_example_in_the_guide_runs(ups, clock, capsys):
+    import pathlib
+
+    guide = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "guide.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", guide, flags=re.S) if "batches.create(input=" in b)
+    a, b = ups
+    with client_for(a, b, clock) as client:
+        scope = {"client": client}
+        exec(compile(example, "docs/guide.md", "exec"), scope)  # noqa: S102 - our own documentation
+    printed = capsys.readouterr().out
+    assert "completed {'total': 100, 'completed': 100, 'failed': 0}" in printed and "q99 Hello from alpha" in printed
+    assert len(scope["output"]) == 100 and scope["output"][0]["custom_id"] == "q0"
