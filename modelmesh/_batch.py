@@ -135,6 +135,11 @@ class BatchJob:
 
     # -- reading ------------------------------------------------------------------------
     @property
+    def job_id(self) -> str:
+        """Seed 004's name for `id`."""
+        return self.id
+
+    @property
     def status(self) -> str:
         return self._status.value
 

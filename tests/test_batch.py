@@ -12,6 +12,7 @@ import pytest
 
 import modelmesh
 from modelmesh import errors as E
+from modelmesh._core._batch import TERMINAL, TRANSITIONS, BatchStateError, Status, next_status
 from modelmesh.router import CompletionRequest, Router, RoutingOptions
 from modelmesh.testing import Error, FakeClock, FakeUpstream, Reply
 
@@ -295,3 +296,55 @@ def test_the_batches_example_in_the_guide_runs(ups, clock, capsys):
     printed = capsys.readouterr().out
     assert "completed {'total': 100, 'completed': 100, 'failed': 0}" in printed and "q99 Hello from alpha" in printed
     assert len(scope["output"]) == 100 and scope["output"][0]["custom_id"] == "q0"
+
+
+# -- the pure parts -----------------------------------------------------------------------------------
+
+EVENTS = ("validated", "invalid", "finalizing", "finished", "cancel", "failed", "expired")
+
+
+@pytest.mark.parametrize("state", list(Status))
+@pytest.mark.parametrize("event", EVENTS)
+def test_every_state_and_input_of_the_job_table(state, event):
+    if (state, event) not in TRANSITIONS:
+        with pytest.raises(BatchStateError):
+            next_status(state, event)
+        return
+    end = next_status(state, event)
+    if state in TERMINAL:  # an ended batch stays as it ended
+        assert (event, end) == ("cancel", state)
+    if event == "cancel" and state not in TERMINAL:
+        assert end in (Status.CANCELLING, Status.CANCELLED)
+
+
+def test_anthropic_results_of_every_kind_and_a_broken_line():
+    from modelmesh._core.codecs import get_codec
+    from modelmesh._core.codecs._base import CodecError, Target
+    from modelmesh._core.codecs.batches import batch_codec
+
+    codec = batch_codec(get_codec("anthropic"))
+    target = Target(provider="b", model="claude-x", base_url="https://api.example/v1", api_key="sk-ant-secret-0123")
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+               "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn", "stop_sequence": None,
+               "usage": {"input_tokens": 1, "output_tokens": 1}}
+    body = "\n".join(json.dumps(x) for x in [
+        {"custom_id": "a", "result": {"type": "succeeded", "message": message}},
+        {"custom_id": "b", "result": {"type": "errored", "error": {"type": "error", "error": {
+            "type": "overloaded_error", "message": "Overloaded sk-ant-secret-0123"}}}},
+        {"custom_id": "c", "result": {"type": "canceled"}},
+        {"custom_id": "d", "result": {"type": "expired"}}]).encode()
+    out = codec.parse_results(target, "chat", [body])
+    assert out["a"].body["choices"][0]["message"]["content"] == "hi"
+    assert (out["b"].error.error_class, out["b"].error.status) == ("InternalServerError", 529)
+    assert "sk-ant-secret" not in out["b"].error.message
+    assert (out["c"].error.code, out["d"].error.code) == ("batch_cancelled", "batch_expired")
+    with pytest.raises(CodecError, match="result line 1 is not a JSON object"):
+        codec.parse_results(target, "chat", [b"[1, 2]\n"])
+    wire = codec.retrieve(target, "msgbatch_1")
+    assert "sk-ant" not in repr(wire) and wire.headers["x-api-key"] == "sk-ant-secret-0123"
+    with pytest.raises(E.InvalidArgumentError, match="not a batch or file id"):
+        codec.retrieve(target, "../../admin")
+    batch = codec.parse_batch(target, json.dumps({
+        "id": "msgbatch_1", "processing_status": "ended", "cancel_initiated_at": None, "results_url": "https://r",
+        "request_counts": {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 4}}).encode())
+    assert batch.status is Status.EXPIRED and batch.counts.failed == 4 and batch.results == ("https://r",)
