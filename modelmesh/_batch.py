@@ -28,6 +28,7 @@ store of batches): `client.batches.retrieve(id)` finds a job this client created
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -251,8 +252,9 @@ class _Local:
         self._next = 0
         self._cancelled = False
         self._running = self.workers
-        self._reported = 0
-        # progress is reported under its own lock, not the job's: a callback may cancel the job
+        # each count the job passes through, queued under the job's lock as it is reached and
+        # reported in that order under a lock of its own (a callback may cancel the job)
+        self._pending: collections.deque[BatchProgress] = collections.deque()
         self._progress_lock = threading.Lock()
 
     def start(self) -> None:
@@ -285,6 +287,7 @@ class _Local:
                 job._outcomes[item.index] = outcome
                 c = job._counts
                 job._counts = Counts(total=c.total, completed=c.completed + outcome.ok, failed=c.failed + (not outcome.ok))
+                self._pending.append(job.progress)
             self._report()
 
     def _run(self, item: BatchItem) -> ItemOutcome:
@@ -302,19 +305,17 @@ class _Local:
                            model=result.model, request_id=result.request_id)
 
     def _report(self) -> None:
-        """Tell `on_progress` the latest counts, if they have moved since it was last told:
-        it sees `done` only grow, one report at a time."""
+        """Tell `on_progress` every count reached so far and not yet told, in order, one
+        report at a time: it sees `done` go up one item at a time."""
         if self.on_progress is None:
             return
         with self._progress_lock:
-            progress = self.job.progress
-            if progress.done <= self._reported:
-                return
-            self._reported = progress.done
-            try:
-                self.on_progress(progress)
-            except Exception:  # an observer's bug must not stop the batch it observes
-                _log.exception("modelmesh: batch progress callback %r failed", self.on_progress)
+            while self._pending:
+                progress = self._pending.popleft()
+                try:
+                    self.on_progress(progress)
+                except Exception:  # an observer's bug must not stop the batch it observes
+                    _log.exception("modelmesh: batch progress callback %r failed", self.on_progress)
 
     def _skip_rest(self) -> None:
         """Under the job's lock: the items never sent (the batch was cancelled) end as cancelled."""
@@ -326,6 +327,7 @@ class _Local:
         if skipped:
             c = job._counts
             job._counts = Counts(total=c.total, completed=c.completed, failed=c.failed + skipped)
+            self._pending.append(job.progress)
 
     def wait(self, timeout: float | None, poll_interval: float) -> None:
         self.job._ended.wait(timeout)
