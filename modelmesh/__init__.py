@@ -46,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "create", "MeshClient", "AsyncMeshClient", "QuickProvider", "build", "Built", "load_config", "RoutingOptions",
     "RoutingDecision", "Router", "CompletionRequest", "CompletionResponse",
+    "BatchJob", "BatchResult", "BatchProgress",
     "AttemptRecord", "ModelMeshError", "ConfigurationError", "InternalError",
     # the OpenAI SDK's error hierarchy, under ModelMeshError
     "APIError", "APIStatusError", "BadRequestError", "InvalidArgumentError", "ContextLengthError", "ContentFilteredError",
@@ -69,10 +70,14 @@ _LAZY = {
     "Router": ("modelmesh.router", "Router"),
     "CompletionRequest": ("modelmesh.router", "CompletionRequest"),
     "CompletionResponse": ("modelmesh.router", "CompletionResponse"),
+    "BatchJob": ("modelmesh._batch", "BatchJob"),
+    "BatchResult": ("modelmesh._batch", "BatchResult"),
+    "BatchProgress": ("modelmesh._batch", "BatchProgress"),
 }
 
 if TYPE_CHECKING:
     from ._async_client import AsyncMeshClient
+    from ._batch import BatchJob, BatchProgress, BatchResult
     from ._build import Built, build
     from ._convenience import QuickProvider, create
     from ._core._mesh import RoutingDecision, RoutingOptions

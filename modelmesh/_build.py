@@ -383,10 +383,27 @@ def _refusals(config: MeshConfig) -> list[str]:
             mine, base = (p, default) if part is None else (getattr(p, part), getattr(default, part))
             if getattr(mine, attr) != getattr(base, attr):
                 problems.append(f"{where}.{key}: {NOT_ACTED_ON}")
-        problems += [f"{where}.infrastructure.{k}: {NOT_ACTED_ON}" for k, on in p.infrastructure.items() if on]
+        problems += [_infrastructure_refusal(where, p.connector, k) for k, on in p.infrastructure.items()
+                     if on and not (k == "batch" and _has_batch_api(p.connector))]
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
     return problems
+
+
+def _has_batch_api(connector: str) -> bool:
+    """Whether batches can go to this connector's provider (`delivery_mode="batch"`): the
+    OpenAI-compatible family and Anthropic, whose batch APIs `codecs/batches.py` speaks."""
+    from ._core._batch import BATCH_CODECS
+    from ._core._mesh import _codec_name
+
+    return ":" not in connector and _codec_name(connector) in BATCH_CODECS
+
+
+def _infrastructure_refusal(where: str, connector: str, key: str) -> str:
+    if key == "batch":
+        return (f"{where}.infrastructure.batch: the '{connector}' connector has no batch API the mesh drives "
+                "(OpenAI-compatible connectors and anthropic have); remove it")
+    return f"{where}.infrastructure.{key}: {NOT_ACTED_ON}"
 
 
 # -- observability --------------------------------------------------------------------------

@@ -257,13 +257,15 @@ class MeshClient(_MeshBase):
         return self.transport.run_probes()
 
     def _resources(self) -> None:
-        from ._media import Audio, Images  # here, not at import: `import modelmesh` stays lean
+        from ._batch import Batches  # here, not at import: `import modelmesh` stays lean
+        from ._media import Audio, Images
 
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
         self.models = _Models(self)
         self.audio = Audio(self)
         self.images = Images(self)
+        self.batches = Batches(self)
         self.with_raw_response = _ClientRaw(self)
 
     def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Callable[[Any], Any] | None = None) -> Any:
@@ -330,12 +332,13 @@ class _Defaults:
 
 def _delivery_mode(op: str, value: Any, stream: bool) -> str | None:
     """Seed 004's routing hint, checked against the call it comes with: `sync` for a plain call,
-    `streaming` for `stream=True`. Batch delivery is not available in this version."""
+    `streaming` for `stream=True`. Batch delivery is a batch's: `client.batches.create`."""
     if value is None:
         return None
     if value == "batch":
-        raise E.InvalidArgumentError(f"{op}: delivery_mode 'batch' is not available in this version; send the "
-                                     "requests one by one (or from a thread pool)")
+        raise E.InvalidArgumentError(f"{op}: delivery_mode 'batch' is not available on a single request; send a "
+                                     "batch with client.batches.create(input=[...], delivery_mode='batch') or "
+                                     "Router.batch(...)")
     expected = "streaming" if stream else "sync"
     if value != expected:
         raise E.InvalidArgumentError(f"{op}: delivery_mode must be 'sync' or 'streaming', the one this call is "

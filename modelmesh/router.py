@@ -10,17 +10,24 @@ thread-based): every call goes through the client's request path, so failover, h
 budgets, events and errors are the client's, and the OpenAI-shaped API and the Router can be
 used side by side on one client. `capability` is anything a request's `model` may name (a
 pool, a capability, a `provider/model-id`, a bare model id). `options` apply to that call
-only. Batch delivery (`batch`, `delivery_mode="batch"`) is not available in this version.
+only. `batch` runs many requests as one job (`modelmesh._batch`): through the mesh, a few
+at a time with failover per item, or, with `delivery_mode="batch"`, through a provider's
+batch API.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._core._errors import InvalidArgumentError, NotFoundError
 from ._core._protocol import RoutingDecision, RoutingOptions
+
+if TYPE_CHECKING:
+    from ._batch import BatchJob, BatchProgress
+
+_HINTS = ("session_id", "preferred_provider", "delivery_mode", "routing_metadata")
 
 __all__ = ["Router", "RoutingOptions", "RoutingDecision", "CompletionRequest", "CompletionResponse", "PoolInfo"]
 
@@ -134,6 +141,41 @@ class Router:
                                          model=model, provider=provider,
                                          usage={k: v for k, v in usage.items() if isinstance(v, int)},
                                          latency_ms=(time.perf_counter() - started) * 1000, metadata=metadata)
+
+    def batch(self, capability: str, requests: Sequence[CompletionRequest], options: RoutingOptions | None = None,
+              *, max_concurrency: int | None = None,
+              on_progress: Callable[[BatchProgress], Any] | None = None) -> BatchJob:
+        """Start `requests` as one batch and return its BatchJob at once (`job.wait()` for the
+        end; `job.results` in input order, each with its `custom_id`: the request's
+        `metadata["custom_id"]`, else `request-<n>`). By default the mesh runs them,
+        `max_concurrency` at a time (8), each with failover across the pool; with
+        `RoutingOptions(delivery_mode="batch")` they go to a provider's batch API."""
+        from ._core._batch import parse_input
+
+        if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+            raise InvalidArgumentError(f"Router.batch: 'requests' must be a list of CompletionRequest, got "
+                                       f"{type(requests).__name__}")
+        o = options or RoutingOptions()
+        if o.delivery_mode not in (None, "sync", "batch"):
+            raise InvalidArgumentError(f"Router.batch: delivery_mode must be 'sync' (the mesh sends each request) or "
+                                       f"'batch' (a provider's batch API), got {o.delivery_mode!r}")
+        lines = []
+        for i, request in enumerate(requests):
+            if not isinstance(request, CompletionRequest):
+                raise InvalidArgumentError(f"Router.batch: requests[{i}] must be a CompletionRequest, got "
+                                           f"{type(request).__name__}")
+            if request.stream:
+                raise InvalidArgumentError(f"Router.batch: requests[{i}] asks to stream; a batch's answers are whole")
+            body = {k: v for k, v in self._arguments(capability, request, None, "sync").items()
+                    if v is not None and k not in _HINTS}
+            custom_id = request.metadata.get("custom_id", f"request-{i}")
+            lines.append({"custom_id": str(custom_id), "method": "POST", "url": "/v1/chat/completions", "body": body})
+        items = parse_input(lines, endpoint="/v1/chat/completions", where="Router.batch")
+        hints = {k: v for k, v in (("session_id", o.session_id), ("preferred_provider", o.preferred_provider),
+                                   ("routing_metadata", dict(o.metadata) or None)) if v is not None}
+        batches = self.client.batches
+        return batches._start(items, "/v1/chat/completions", None, "batch" if o.delivery_mode == "batch" else None,
+                              max_concurrency, on_progress, hints, "Router.batch")
 
     def get_pool(self, name: str) -> PoolInfo:
         """The configured pool `name`; KeyError (also a NotFoundError) when there is none."""

@@ -225,7 +225,7 @@ UNACTED = {
         "models": [{"id": "m", "weight": 2}],
         "quota": {"query_current": True, "query_remaining": True}, "pricing": {"query": True},
         "catalogue": {"refresh_interval": "1h"}, "rate_limits": {"tpm": 1000},
-        "infrastructure": {"batch": True, "files": False}}}},
+        "infrastructure": {"batch": False, "files": True}}}},
     "storage": {"connector": "memory", "config": {"path": "x"},
                 "persistence": {"sync_policy": "periodic", "sync_interval": "30s", "format": "yaml",
                                 "compression": True, "encryption": True},
@@ -251,7 +251,7 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
     assert paths(problems) == {
         "secrets.reload_on_rotation",
         f"{c}.auth.key_rotation", f"{c}.models[0].weight", f"{c}.quota.query_current", f"{c}.quota.query_remaining",
-        f"{c}.pricing.query", f"{c}.catalogue.refresh_interval", f"{c}.rate_limits.tpm", f"{c}.infrastructure.batch",
+        f"{c}.pricing.query", f"{c}.catalogue.refresh_interval", f"{c}.rate_limits.tpm", f"{c}.infrastructure.files",
         "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
         "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",
         "storage.locking.enabled", "storage.locking.timeout", "storage.locking.retry_interval",

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._anthropic import AnthropicDialect
+from ._batches import BatchAPI
 from ._exchange import Exchange
 from ._gemini import GeminiDialect
 from ._media import DeepgramDialect, ElevenLabsDialect
@@ -136,6 +137,29 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(length) if length > 0 else b""
 
 
+class _Tap:
+    """The handler's output, calling `on_answer` once, at the answer's first byte."""
+
+    def __init__(self, raw: Any, on_answer: Callable[[], None]) -> None:
+        self._raw = raw
+        self._on_answer: Callable[[], None] | None = on_answer
+
+    def answered(self) -> None:
+        on_answer, self._on_answer = self._on_answer, None
+        if on_answer is not None:
+            on_answer()
+
+    def write(self, data: bytes) -> int:
+        self.answered()
+        return int(self._raw.write(data))
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 def _record(handler: BaseHTTPRequestHandler) -> RecordedRequest:
     parts = urlsplit(handler.path)
     body = _read_body(handler)
@@ -194,6 +218,9 @@ class FakeUpstream:
         self._seq = 0
         self._closed = False
         self._closing = threading.Event()
+        self._in_flight = self._max_in_flight = 0
+        self.batch_polls = 0  # status polls a submitted batch waits for before it is processed (_batches.py)
+        self._batch_api = BatchAPI(self)
         self._server = _Server(self, host)
         self._wake_r, self._wake_w = socket.socketpair()
         self.host, self.port = self._server.bound_address
@@ -268,13 +295,51 @@ class FakeUpstream:
 
     # -- serving ----------------------------------------------------------------------------
 
+    @property
+    def batches(self) -> list[Any]:
+        """The batches submitted to its batch API (FakeBatch: id, lines, status, answers)."""
+        with self._batch_api.lock:
+            return list(self._batch_api.batches.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received whose answer has not started going out."""
+        with self._cond:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests that were ever in flight at once (see `in_flight`)."""
+        with self._cond:
+            return self._max_in_flight
+
+    def _take_step(self) -> Any:
+        """Under the lock: the step for the next request (or batch line), unresolved."""
+        return self._script.popleft() if self._script else self._always
+
+    def _answering(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         request = _record(handler)
+        with self._cond:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        raw, tap = handler.wfile, _Tap(handler.wfile, self._answering)
+        handler.wfile = tap  # type: ignore[assignment]  # counts the request until its answer starts
+        try:
+            self._serve_recorded(handler, request)
+        finally:
+            handler.wfile = raw
+            tap.answered()
+
+    def _serve_recorded(self, handler: BaseHTTPRequestHandler, request: RecordedRequest) -> None:
         with self._cond:
             self._requests.append(request)
             self._seq += 1
             salt = digest(self.name, self.port, self._seq)
-            chosen = self._script.popleft() if self._script else self._always
+            chosen = self._take_step()
             self._cond.notify_all()
         try:
             step = _DEFAULT if chosen is None else resolve_step(chosen, request)
@@ -287,6 +352,8 @@ class FakeUpstream:
             handler.end_headers()
             handler.wfile.write(message)
             return
+        if self._batch_api.serves(request):
+            return self._batch_api.serve(handler, request, step, salt)
         Exchange(handler, self, request, self._dialect.route(request), salt).run(step)
 
     def _accept_loop(self) -> None:
