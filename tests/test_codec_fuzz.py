@@ -56,11 +56,21 @@ def _choice(choice):
 def assert_openai_shape(result, op="chat", stream=False):
     """`result` is what the core may hand a caller for `op` (a chunk when `stream`)."""
     assert isinstance(result, dict)
+    if op == "speech":
+        assert isinstance(result["content"], bytes) and result["content"]
+        return
     if op == "models":
         assert isinstance(result["data"], list)
         assert all(isinstance(m, dict) and isinstance(m["id"], str) for m in result["data"])
         return
     _usage(result.get("usage"))
+    if op in ("transcriptions", "translations"):
+        assert isinstance(result["text"], str)
+        return
+    if op in ("images", "image_edits"):
+        assert isinstance(result["data"], list) and result["data"] and type(result["created"]) is int
+        assert all(isinstance(item, dict) for item in result["data"])
+        return
     if op == "embeddings":
         assert isinstance(result["data"], list) and result["data"]
         for item in result["data"]:

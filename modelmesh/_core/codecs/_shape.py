@@ -22,7 +22,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["ShapeError", "check_chunk", "check_completion", "check_embeddings", "check_models", "check_usage",
+__all__ = ["ShapeError", "check_chunk", "check_completion", "check_embeddings", "check_models", "check_usage", "check_optional_usage",
            "count", "dump_json", "opt_text"]
 
 
@@ -89,7 +89,7 @@ def check_completion(data: Any) -> dict[str, Any]:
         where = f"choices[{ordinal}]"
         _check_choice_head(choice, ordinal, where)
         _check_message(choice.get("message"), f"{where}.message")
-    _check_optional_usage(data)
+    check_optional_usage(data)
     return data
 
 
@@ -114,7 +114,7 @@ def check_chunk(data: Any) -> dict[str, Any]:
                 opt_text(value, f"{where}.delta.{name}")
         if delta.get("tool_calls") is not None:
             _check_tool_calls(delta["tool_calls"], f"{where}.delta.tool_calls")
-    _check_optional_usage(data)
+    check_optional_usage(data)
     return data
 
 
@@ -136,7 +136,7 @@ def check_embeddings(data: Any) -> dict[str, Any]:
             continue
         if not isinstance(vector, list) or not all(map(_is_finite_number, vector)):
             raise ShapeError(f"{where}.embedding is not a list of finite numbers")
-    _check_optional_usage(data)
+    check_optional_usage(data)
     return data
 
 
@@ -198,7 +198,8 @@ def _check_tool_calls(calls: Any, where: str) -> None:
         opt_text(fn.get("arguments"), f"{where}[{i}].function.arguments")
 
 
-def _check_optional_usage(data: dict[str, Any]) -> None:
+def check_optional_usage(data: dict[str, Any]) -> None:
+    """`data["usage"]`, when there is one, checked as `check_usage` does."""
     if data.get("usage") is not None:
         check_usage(data["usage"])
 

@@ -54,7 +54,7 @@ from ._base import (
     multipart,
     require_mapping,
 )
-from ._shape import ShapeError, check_completion, check_embeddings, check_models
+from ._shape import ShapeError, check_completion, check_embeddings, check_models, check_optional_usage
 
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder", "TEXT_FORMATS", "parse_media"]
 
@@ -335,7 +335,7 @@ def parse_media(codec: Codec, target: Target, op: str, status: int, headers: Map
             raise CodecError(codec.stream_error(data, target.secrets))
         if not isinstance(data.get("text"), str):
             raise malformed(f"{target.provider} sent a {op} response without 'text'", status)
-        return data
+        return _usage_checked(target, op, status, data)
     if not isinstance(data, dict):
         raise malformed(f"{target.provider} sent a {status} images response that is not a JSON object", status)
     if "error" in data and not isinstance(data.get("data"), list):
@@ -346,4 +346,12 @@ def parse_media(codec: Codec, target: Target, op: str, status: int, headers: Map
     out = dict(data)
     out["created"] = data.get("created") if isinstance(data.get("created"), int) else 0
     out["data"] = [{**{k: None for k in _IMAGE_FIELDS}, **item} for item in items]
-    return out
+    return _usage_checked(target, op, status, out)
+
+
+def _usage_checked(target: Target, op: str, status: int, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        check_optional_usage(data)
+    except ShapeError as err:
+        raise malformed(f"{target.provider} sent a {op} response out of shape: {err}", status) from None
+    return data
