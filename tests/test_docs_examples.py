@@ -4,9 +4,11 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
 import yaml
 
-from modelmesh.testing import FakeUpstream
+import modelmesh
+from modelmesh.testing import Error, FakeUpstream
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 
@@ -77,3 +79,33 @@ def test_the_audio_and_images_examples_in_the_guide_run(tmp_path, monkeypatch, c
     assert printed[2] == "1 Hi all." and printed[3].startswith("0 http://127.0.0.1")
     assert (tmp_path / "hello.mp3").stat().st_size > 0 and (tmp_path / "long.mp3").stat().st_size > 0
     assert [r.path for r in dg.requests] == ["/v1/listen"]  # srt and the translation went to Whisper
+
+
+def test_the_recorder_example_in_the_guide_records_and_replays(tmp_path, monkeypatch):
+    guide = (DOCS / "guide.md").read_text()
+    section = guide[guide.index("## Recording and replaying an incident"):guide.index("## Command line")]
+    sink = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1))
+    test_code = next(b for b in _python_blocks(section) if "assert_replays(" in b)
+    (tmp_path / "tests" / "incidents").mkdir(parents=True)
+    recording = sink["observability"]["connectors"][0]["config"]["path"]
+    assert recording.startswith("/var/log/mesh/") and "{pid}" in recording
+    sink["observability"]["connectors"][0]["config"]["path"] = str(tmp_path / "tests" / "incidents" / "4711.jsonl")
+    with FakeUpstream("openai", name="docs", models=["m"]) as up, FakeUpstream("openai", name="two", models=["m"]) as two:
+        up.script(Error(500))
+        config = {"providers": {name: {"connector": "openai", "config": {
+            "base_url": u.url, "auth": {"api_key": "sk-docs-0123456789"},
+            "models": [{"id": "m", "capabilities": ["chat-completion"]}]}} for name, u in (("docs", up), ("two", two))},
+            **sink}
+        (tmp_path / "modelmesh.yaml").write_text(yaml.safe_dump(config))
+        monkeypatch.chdir(tmp_path)
+        with modelmesh.MeshClient("modelmesh.yaml", environ={}, probe_check_interval=3600.0) as client:
+            assert client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).mesh.provider
+        scope: dict = {"__name__": "incidents"}
+        exec(compile(test_code, "docs/guide.md", "exec"), scope)  # noqa: S102 - our own documentation
+        scope["test_incident_4711"]()
+        lines = (tmp_path / "tests" / "incidents" / "4711.jsonl").read_text().splitlines()
+        lines[3] = lines[3].replace('"status":500', '"status":200')  # the first attempt's answer, changed
+        assert '"status":200' in lines[3]
+        (tmp_path / "tests" / "incidents" / "4711.jsonl").write_text("\n".join(lines) + "\n")
+        with pytest.raises(AssertionError, match="replay diverged at line"):
+            scope["test_incident_4711"]()

@@ -3,9 +3,10 @@
 `record()` plays the shell for several concurrent calls against scripted upstreams (500s,
 429 with Retry-After, timeouts, refused connections, streams cut before and after content)
 and writes down every input the core gets: each `start`, each `next_action(now)` and each
-`feed(event, now)`, with its time. The log goes through JSON (bytes as latin-1), as a log
-file would. `replay()` feeds that log, and nothing else, into a fresh MeshCore built from
-the same config and seed. Every action and every event must come out the same.
+`feed(event, now)`, with its time. The log goes through JSON (the recorder's encoding of
+the inputs), as a log file would. The recorder sink itself is tested in test_recorder.py.
+`replay()` feeds that log, and nothing else, into a fresh MeshCore built from the same
+config and seed. Every action and every event must come out the same.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from modelmesh._core._call import (
 from modelmesh._core._config import parse_config
 from modelmesh._core._mesh import MeshCore
 from modelmesh._core._types import ErrorKind
+from modelmesh.transports.replay import decode_input, encode_input
 
 from core_helpers import T0, Stream, err_body, ok_body, provider, sse_chunks
 
@@ -80,32 +82,9 @@ def session(n: int = 16) -> list[list[dict]]:
              {"model": "chat", "stream": i % 3 == 1, "text": f"chat {i}"}] for i in range(n)]
 
 
-# -- the input log's JSON form ----------------------------------------------------------------
+# -- the input log's JSON form: the recorder's own (bytes as base64) -----------------------------
 
-def encode(ev: Any) -> dict:
-    if isinstance(ev, ResponseReceived):
-        return {"t": "response", "status": ev.status, "headers": dict(ev.headers), "body": ev.body.decode("latin-1")}
-    if isinstance(ev, StreamOpened):
-        return {"t": "opened", "headers": dict(ev.headers)}
-    if isinstance(ev, DataReceived):
-        return {"t": "data", "data": ev.data.decode("latin-1")}
-    if isinstance(ev, StreamEnded):
-        return {"t": "ended"}
-    assert isinstance(ev, TransportFailed), ev
-    return {"t": "transport", "kind": ev.kind.value, "message": ev.message, "connect": ev.connect}
-
-
-def decode(d: dict) -> Any:
-    t = d["t"]
-    if t == "response":
-        return ResponseReceived(status=d["status"], headers=d["headers"], body=d["body"].encode("latin-1"))
-    if t == "opened":
-        return StreamOpened(headers=d["headers"])
-    if t == "data":
-        return DataReceived(data=d["data"].encode("latin-1"))
-    if t == "ended":
-        return StreamEnded()
-    return TransportFailed(kind=ErrorKind(d["kind"]), message=d["message"], connect=d["connect"])
+encode, decode = encode_input, decode_input
 
 
 # -- normalised decisions -----------------------------------------------------------------------

@@ -65,7 +65,7 @@ from .._core._protocol import (
 from .._core._sharing import Fact
 from .._core._types import ErrorKind
 
-__all__ = ["Recorder", "ReplayDiverged", "Replayed", "replay", "FORMAT"]
+__all__ = ["Recorder", "ReplayDiverged", "Replayed", "replay", "encode_input", "decode_input", "FORMAT"]
 
 FORMAT = 1  # the recording's format version, in its header
 
@@ -313,7 +313,7 @@ def _dec(value: Any, probes: Mapping[str, Any]) -> Any:
     return {k: _dec(v, probes) for k, v in value.items()}
 
 
-def _input(ev: Any) -> dict[str, Any]:
+def encode_input(ev: Any) -> dict[str, Any]:
     kind = type(ev)
     if kind is ResponseReceived:
         return {"t": "response", "status": ev.status, "headers": dict(ev.headers), "body": _enc(ev.body)}
@@ -330,7 +330,7 @@ def _input(ev: Any) -> dict[str, Any]:
     raise TypeError(f"cannot record the input {ev!r}")
 
 
-def _uninput(d: Mapping[str, Any]) -> Any:
+def decode_input(d: Mapping[str, Any]) -> Any:
     t = d["t"]
     if t == "response":
         return ResponseReceived(status=d["status"], headers=d["headers"], body=_dec(d["body"], {}))
@@ -581,7 +581,7 @@ class RecordingCall:
 
     def _recorded(self, event: Any) -> dict[str, Any]:
         rec = self._rec
-        d = _input(event)
+        d = encode_input(event)
         kind = type(event)
         if "headers" in d:
             d["headers"] = {k: E.redact(v, rec.secrets) for k, v in d["headers"].items()}
@@ -823,7 +823,7 @@ def _replay_step(n: int, door: str, entry: Mapping[str, Any], call: Any, norm: _
         if not raised:
             _check(n, "the decision", entry.get("out"), norm.action(action))
     else:
-        event = _uninput(entry["in"])
+        event = decode_input(entry["in"])
         _raised(n, f"feed {entry['in']['t']}", entry, norm, lambda: call.feed(event, entry["now"]))
     _check(n, "the events", entry.get("events", []), norm.events(call.drain_events()[seen:]))
 
