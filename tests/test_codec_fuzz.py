@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from modelmesh._core._types import ErrorInfo
 from modelmesh._core.codecs import CodecError, StreamDone, StreamError, Target, get_codec
 
-NAMES = ["openai", "azure-openai", "anthropic", "gemini"]
+NAMES = ["openai", "azure-openai", "anthropic", "gemini", "cohere"]
 TARGET = Target(provider="p", model="m", base_url="https://x.example/v1")
 FUZZ = settings(max_examples=300, deadline=None)
 
@@ -160,7 +160,9 @@ def test_classify_error_always_classifies(name, body, status):
 
 
 _EVENT_NAMES = st.sampled_from([None, "message_start", "content_block_start", "content_block_delta", "message_delta",
-                                "message_stop", "ping", "error", "end", "event"])
+                                "message_stop", "ping", "error", "end", "event",
+                                "message-start", "content-delta", "tool-call-start", "tool-call-delta",
+                                "message-end"])
 
 
 @st.composite

@@ -68,7 +68,7 @@ def run_stream(data: bytes, cuts=()):
 # -- requests -------------------------------------------------------------------------------
 
 def test_registry_knows_all_codecs():
-    assert codec_names() == ["anthropic", "azure-openai", "deepgram", "elevenlabs", "gemini", "openai"]
+    assert codec_names() == ["anthropic", "azure-openai", "cohere", "deepgram", "elevenlabs", "gemini", "openai"]
     with pytest.raises(ValueError, match="unknown codec 'nope'"):
         get_codec("nope")
 

@@ -152,7 +152,7 @@ def test_step_values_are_validated():
 
 def test_constructor_rejects_bad_arguments():
     with pytest.raises(ValueError):
-        FakeUpstream("cohere")
+        FakeUpstream("bedrock")
     with pytest.raises(TypeError):
         FakeUpstream("openai", models="gpt-4")
     with pytest.raises(TypeError):

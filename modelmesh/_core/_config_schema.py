@@ -61,7 +61,7 @@ STRATEGIES = ("stick-until-failure", "priority", "round-robin", "cost-first", "l
 KNOWN_CONNECTORS: set[str] = {
     "openai", "anthropic", "gemini", "azure-openai", "openai-compatible", "groq", "mistral",
     "deepseek", "together", "openrouter", "xai", "perplexity", "fireworks", "cerebras",
-    "ollama", "lmstudio", "vllm", "localai", "elevenlabs", "deepgram",
+    "ollama", "lmstudio", "vllm", "localai", "elevenlabs", "deepgram", "cohere",
 }
 # What the models of a single-purpose vendor do when their entry declares nothing (its ids say
 # nothing a guess could read: Deepgram's `nova-3`).

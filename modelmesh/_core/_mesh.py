@@ -339,6 +339,6 @@ class MeshCore:
 
 
 def _codec_name(connector: str) -> str:
-    if connector in ("anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram"):
+    if connector in ("anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram", "cohere"):
         return connector
     return "openai"  # the OpenAI-compatible family and custom "module:Class" connectors speaking it

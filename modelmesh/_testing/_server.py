@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._anthropic import AnthropicDialect
 from ._batches import BatchAPI
+from ._cohere import CohereDialect
 from ._exchange import Exchange
 from ._gemini import GeminiDialect
 from ._media import DeepgramDialect, ElevenLabsDialect
@@ -38,7 +39,7 @@ __all__ = ["FakeUpstream", "upstreams", "refuse_connections", "STYLES"]
 
 STYLES: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect(),
                               "gemini": GeminiDialect(), "elevenlabs": ElevenLabsDialect(),
-                              "deepgram": DeepgramDialect()}
+                              "deepgram": DeepgramDialect(), "cohere": CohereDialect()}
 _DEFAULT = Reply()
 
 
@@ -174,8 +175,8 @@ def _record(handler: BaseHTTPRequestHandler) -> RecordedRequest:
 
 
 class FakeUpstream:
-    """A loopback server speaking `style` ("openai", "anthropic", "gemini", or the speech
-    vendors "elevenlabs" (TTS) and "deepgram" (STT)).
+    """A loopback server speaking `style` ("openai", "anthropic", "gemini", "cohere", or the
+    speech vendors "elevenlabs" (TTS) and "deepgram" (STT)).
 
     `models` are what the models endpoint lists; `api_key`, when set, must be presented
     the vendor's way; `strict` makes it refuse what the vendor refuses (missing required

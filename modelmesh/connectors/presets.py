@@ -69,6 +69,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            default_models=("accounts/fireworks/models/llama-v3p1-8b-instruct",)),
     Preset(name="cerebras", base_url="https://api.cerebras.ai/v1", key_env="CEREBRAS_API_KEY",
            default_models=("llama3.1-8b",)),
+    Preset(name="cohere", base_url="https://api.cohere.com", key_env="COHERE_API_KEY", alt_key_envs=("CO_API_KEY",),
+           codec="cohere", default_models=("command-r-08-2024", "embed-english-v3.0")),
     Preset(name="ollama", base_url="http://localhost:11434/v1", key_env=None, host_env="OLLAMA_HOST", local=True),
     Preset(name="lmstudio", base_url="http://localhost:1234/v1", key_env=None, host_env="LMSTUDIO_HOST", local=True),
     Preset(name="vllm", base_url="http://localhost:8000/v1", key_env=None, host_env="VLLM_HOST", local=True),

@@ -20,12 +20,13 @@ _BUILTIN = {
     "gemini": ("gemini", "GeminiCodec"),
     "elevenlabs": ("elevenlabs", "ElevenLabsCodec"),
     "deepgram": ("deepgram", "DeepgramCodec"),
+    "cohere": ("cohere", "CohereCodec"),
 }
 _LOADED: dict[str, Codec] = {}
 
 
 def get_codec(name: str) -> Codec:
-    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram"."""
+    """The codec for a wire format: "openai", "anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram", "cohere"."""
     codec = _LOADED.get(name) if isinstance(name, str) else None
     if codec is None:
         if not isinstance(name, str) or name not in _BUILTIN:
