@@ -5,6 +5,9 @@
     modelmesh explain CONFIG MODEL  where a request for MODEL would go now, and its fallbacks
     modelmesh status CONFIG         every provider and pool member as the mesh sees them now
                                     (with shared storage: as every process sharing it does)
+    modelmesh status CONFIG --watch a table that refreshes: state, reason, recovery, rates, p50/p99
+    modelmesh status --url URL [--watch]
+                                    the same from a running proxy's /dashboard/data
     modelmesh serve CONFIG          the OpenAI-compatible proxy on Granian (docs/proxy.md)
     modelmesh keys create|list|revoke --config CONFIG
                                     the proxy's virtual keys, kept hashed in the shared storage
@@ -48,6 +51,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.url is None and args.config is None:
+        raise SystemExit("modelmesh status: give a CONFIG file, or --url of a running proxy")
+    if args.url is not None and args.config is not None:
+        raise SystemExit("modelmesh status: give a CONFIG file or --url, not both")
+    if args.watch or args.url is not None:
+        return _watch(args)
     with _client(args.config) as client:
         client.sync()  # with shared storage, what every process knows; without, nothing to do
         snap = client.status()
@@ -68,6 +77,66 @@ def cmd_status(args: argparse.Namespace) -> int:
             for row in rows:
                 print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}")
     return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """The live table, refreshed every `--interval` seconds (`--count` times, or until ^C)."""
+    from ._live import LiveView, table
+
+    if args.interval <= 0:
+        raise SystemExit(f"modelmesh status: --interval must be positive, got {args.interval}")
+    client: Any = None
+    view: Any = None
+    if args.url is None:
+        client = _client(args.config)
+        view = LiveView(client)
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.watch else ""
+    shown = 0
+    try:
+        while True:
+            if view is not None:
+                client.sync()  # standbys other processes found, through shared storage
+                snap = view.snapshot()
+            else:
+                snap = _fetch(args.url, args.key_env)
+            if args.json:
+                print(json.dumps(snap, default=str), flush=True)
+            else:
+                source = args.url or args.config
+                print(f"{clear}modelmesh status {source} at {time.strftime('%H:%M:%S')}\n\n{table(snap)}", flush=True)
+            shown += 1
+            if not args.watch or (args.count is not None and shown >= args.count):
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _fetch(url: str, key_env: str) -> Any:
+    """A proxy's /dashboard/data, with the master key from the environment variable `key_env`."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from ._core._errors import ModelMeshError
+
+    where = url.rstrip("/") + "/dashboard/data"
+    headers = {"Accept": "application/json"}
+    key = os.environ.get(key_env)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(where, headers=headers), timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        hint = f" (set {key_env} to the proxy's master key)" if exc.code in (401, 403) else ""
+        raise ModelMeshError(f"{where} answered {exc.code}{hint}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelMeshError(f"cannot read {where}: {reason}") from None
 
 
 def _print_processes(processes: list[dict[str, Any]], *, now: float) -> None:
@@ -185,8 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", default=None)
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("status", help="show providers and pool members")
-    p.add_argument("config")
+    p.add_argument("config", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="refresh the table until interrupted")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    p.add_argument("--count", type=int, default=None, help="stop after this many refreshes")
+    p.add_argument("--url", default=None, help="a running proxy (http://host:port) to read the live view from")
+    p.add_argument("--key-env", default="MODELMESH_PROXY_KEY",
+                   help="environment variable holding the proxy's master key (default MODELMESH_PROXY_KEY)")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("serve", help="run the OpenAI-compatible proxy (needs the proxy extra: Granian)")
     p.add_argument("config")

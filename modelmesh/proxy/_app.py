@@ -17,11 +17,17 @@ Every response carries `x-request-id` (the upstream's or the mesh's for a routed
 else one made here), and each request is reported once, when its body is done, to
 `access_log` as one flat dict: the routing outcome (pool, provider, model, attempts,
 cost, tokens), status and latency. Nothing reported holds a key or a message body.
+
+`GET /dashboard` is a self-contained page (no external assets, no build step) that polls
+`GET /dashboard/data`, the process's `LiveView` snapshot; the data needs the master key
+(or `--no-auth` on loopback), never a virtual key: it shows every pool and provider.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import importlib.resources
 import ipaddress
 import logging
 import time
@@ -31,6 +37,7 @@ from typing import Any
 
 from .. import _wire_openai as wire
 from .._core._errors import redact
+from .._live import LiveView
 from .._serving import Answer, SSEBody, error_answer, json_answer, serve
 from ..connectors.storage import StorageUnavailable
 from ._keys import KeyRing, VirtualKey
@@ -96,6 +103,7 @@ class ProxyApp:
             limiter = Limiter(MemoryStorage())  # buckets of this process's own
         self.keyring, self.limiter, self.per_key, self.per_ip = keyring, limiter, per_key, per_ip
         self.metrics, self.metrics_public = metrics, metrics_public
+        self.live = LiveView(mesh)  # what /dashboard shows: this process's view, kept from its events
         self._limit_warned = False
 
     def close(self) -> None:
@@ -141,6 +149,8 @@ class ProxyApp:
                 return limited
         if path == "/metrics":
             return self._metrics(environ, method)
+        if path in ("/dashboard", "/dashboard/", "/dashboard/data"):
+            return self._dashboard(environ, method, path)
         denied = self._check_key(environ, who)
         if denied is not None:
             return error_answer(denied)
@@ -208,6 +218,18 @@ class ProxyApp:
         text = self.metrics.render(gauges)
         return Answer(status=200, headers=[("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                       body=text.encode())
+
+    def _dashboard(self, environ: dict[str, Any], method: str, path: str) -> Answer:
+        if method != "GET":
+            return error_answer(wire.method_not_allowed(method, path, "GET"))
+        if path != "/dashboard/data":
+            return Answer(status=200, headers=[("content-type", "text/html; charset=utf-8"),
+                                               ("content-security-policy", _PAGE_POLICY),
+                                               ("cache-control", "no-store")], body=_page())
+        denied = self._check_key(environ, _Caller(), virtual=False)
+        if denied is not None:
+            return error_answer(denied)
+        return json_answer(200, self.live.snapshot())
 
     def _check_key(self, environ: dict[str, Any], who: _Caller, *, virtual: bool = True) -> wire.WireError | None:
         if not self._digests:  # --no-auth: this machine only, whatever the server was bound to
@@ -383,7 +405,16 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes | None:
             return None
 
 
-_UNCOUNTED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes are not traffic
+_UNCOUNTED = frozenset({"/health", "/ready", "/metrics", "/dashboard", "/dashboard/",
+                        "/dashboard/data"})  # probes, scrapes and the dashboard are not traffic
+# the page's own script and styles, and fetches to this origin: nothing else may load
+_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+                "form-action 'none'; frame-ancestors 'none'")
+
+
+@functools.cache
+def _page() -> bytes:
+    return (importlib.resources.files(__package__) / "dashboard.html").read_bytes()
 
 
 class _Caller:
