@@ -39,10 +39,11 @@ import base64
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -138,6 +139,9 @@ def shape(value: Any, keep: bool = False) -> Any:
 
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_STRUCTURAL_BYTE = re.compile(rb'["{}\[\]]')
+_SPECIAL_IN_STRING = re.compile(b'["\\\\\x80-\xff]')  # a quote, a backslash, a byte of a multi-byte character
+_ASCII_MASK = bytes(b if b <= 0x20 else 0x78 for b in range(128)) + bytes(range(128, 256))  # controls, space kept
 _KEEP_LEADS = frozenset({0xE0, 0xED, 0xF0, 0xF4})  # their next byte has a narrower valid range: kept
 
 
@@ -162,47 +166,71 @@ class ByteMask:
 
     def __call__(self, data: bytes) -> bytes:
         out = bytearray(data)
-        for i, b in enumerate(data):
-            if not self.in_str:
-                if b == 0x22:  # "
-                    self._open_string()
-                elif b in b"{[":
-                    kind = "o" if b == 0x7B else "a"
-                    keep = self._value_keep() if self.stack else False
-                    self.stack.append((kind, keep))
-                    self.prev = b
-                elif b in b"}]":
-                    if self.stack:
-                        self.stack.pop()
-                    self.prev = b
-                elif b not in b" \t\r\n":
-                    self.prev = b
+        i, n = 0, len(data)
+        while i < n:
+            if not self.in_str:  # up to the next quote or bracket: only the last significant byte counts
+                m = _STRUCTURAL_BYTE.search(data, i)
+                j = m.start() if m else n
+                tail = data[i:j].rstrip(b" \t\r\n")
+                if tail:
+                    self.prev = tail[-1]
+                if m is None:
+                    break
+                self._outside(data[j])
+                i = j + 1
                 continue
-            if self.collect and self.key is not None:
-                self.key.append(b)
-            if self.esc:
-                self.esc = False
-                if b == 0x75:  # \u: four hex digits follow
-                    self.hexleft = 4
-                continue
-            if self.hexleft:
-                self.hexleft -= 1
-                if b in _HEX:
+            if not (self.esc or self.hexleft):  # a run of plain ASCII inside the string, masked at once
+                m = _SPECIAL_IN_STRING.search(data, i)
+                j = m.start() if m else n
+                if j > i:
+                    if self.collect and self.key is not None:
+                        self.key += data[i:j]
                     if self.masking:
-                        out[i] = b"0078"[3 - self.hexleft]
-                else:
-                    self.hexleft = 0
-                continue
-            if b == 0x5C:  # backslash
-                self.esc = True
-                self.utf_left = 0
-                continue
-            if b == 0x22:
-                self._close_string()
-                continue
-            if self.masking:
-                out[i] = self._mask_byte(b)
+                        out[i:j] = data[i:j].translate(_ASCII_MASK)
+                        self.utf_left = 0
+                    i = j
+                    continue
+            self._inside(data[i], out, i)
+            i += 1
         return bytes(out)
+
+    def _outside(self, b: int) -> None:
+        if b == 0x22:  # "
+            self._open_string()
+        elif b in b"{[":
+            keep = self._value_keep() if self.stack else False
+            self.stack.append(("o" if b == 0x7B else "a", keep))
+            self.prev = b
+        else:  # } or ]
+            if self.stack:
+                self.stack.pop()
+            self.prev = b
+
+    def _inside(self, b: int, out: bytearray, i: int) -> None:
+        if self.collect and self.key is not None:
+            self.key.append(b)
+        if self.esc:
+            self.esc = False
+            if b == 0x75:  # \u: four hex digits follow
+                self.hexleft = 4
+            return
+        if self.hexleft:
+            self.hexleft -= 1
+            if b in _HEX:
+                if self.masking:
+                    out[i] = b"0078"[3 - self.hexleft]
+            else:
+                self.hexleft = 0
+            return
+        if b == 0x5C:  # backslash
+            self.esc = True
+            self.utf_left = 0
+            return
+        if b == 0x22:
+            self._close_string()
+            return
+        if self.masking:
+            out[i] = self._mask_byte(b)
 
     def _value_keep(self) -> bool:
         kind, keep = self.stack[-1]
@@ -277,7 +305,7 @@ def _enc(value: Any) -> Any:
     if isinstance(value, Fact):
         return {"$fact": value.to_dict()}
     if isinstance(value, RoutingOptions):
-        return {"$options": {k: _enc(v) for k, v in asdict(value).items()}}
+        return {"$options": {f.name: _enc(getattr(value, f.name)) for f in fields(value)}}
     if hasattr(value, "key") and hasattr(value, "target") and hasattr(value, "request"):  # a Probe
         return {"$probe": value.key}
     if isinstance(value, Mapping):
@@ -395,11 +423,12 @@ class _Norm:
         out = []
         for ev in events:
             d = ev.to_dict()
-            if self.redacted:
-                for k in ("message", "error", "detail"):
-                    if isinstance(d.get(k), str):
-                        d[k] = ""
-            out.append(json.loads(self.text(json.dumps(d, sort_keys=True, default=str))))
+            for k, v in d.items():
+                if isinstance(v, str):
+                    d[k] = "" if self.redacted and k in ("message", "error", "detail") else self.text(v)
+                elif isinstance(v, tuple):
+                    d[k] = list(v)
+            out.append(d)
         return out
 
     def result(self, door: str, value: Any) -> Any:
@@ -426,6 +455,16 @@ def _enc_loose(value: Any) -> Any:
 
 
 # -- recording --------------------------------------------------------------------------------
+
+try:  # the `fast` extra: orjson writes the lines, when installed
+    import orjson as _orjson
+
+    def _line(entry: Mapping[str, Any]) -> str:
+        return _orjson.dumps(entry).decode() + "\n"
+except ImportError:  # pragma: no cover - depends on the environment
+    def _line(entry: Mapping[str, Any]) -> str:
+        return json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n"
+
 
 class Recorder:
     """Writes the recording of every core it wraps to `path` (JSON Lines). A process that
@@ -476,8 +515,8 @@ class Recorder:
     def _line(self, entry: Mapping[str, Any]) -> None:
         if self._fh is None:
             return
-        self._fh.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n")
-        self._fh.flush()
+        self._fh.write(_line(entry))
+        self._fh.flush()  # a process that dies keeps every line it wrote
 
     def write(self, entry: dict[str, Any]) -> None:
         """Under `self.lock`."""
