@@ -340,8 +340,7 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
     ("discovery", DiscoveryConfig, {
         "sync_enabled": "sync.enabled", "sync_interval": "sync.interval", "auto_register": "sync.auto_register",
         "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",
-        "on_deprecated_model": "sync.on_deprecated_model", "health_enabled": "health.enabled",
-        "health_failure_threshold": "health.failure_threshold", "health_providers": "health.providers"}),
+        "on_deprecated_model": "sync.on_deprecated_model"}),
 )
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",
@@ -361,6 +360,7 @@ def _refusals(config: MeshConfig) -> list[str]:
     """Settings this version would silently ignore: refused, so nobody believes they work."""
     problems = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
                 "version; list the models under config.models" for pid, p in config.providers.items() if p.auto_discover]
+    problems += _probe_refusals(config)
     storage = config.storage
     if storage.connector == "memory":  # this process's own: nothing is stored, so nothing to say how
         plain = StorageConfig()
@@ -388,6 +388,18 @@ def _refusals(config: MeshConfig) -> list[str]:
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
     return problems
+
+
+def _probe_refusals(config: MeshConfig) -> list[str]:
+    """`discovery.health.enabled: false` sends no probe at all: settings that ask for one contradict it."""
+    if config.discovery.health_enabled is not False:
+        return []
+    if config.defaults.rotation.recovery.probe_on_start:  # every pool inherits it: said once
+        return ["routing.rotation.recovery.probe_on_start: discovery.health.enabled is false, so no probe is "
+                "sent; remove one of them"]
+    rotations = [(f"pools.{name}.rotation", pool.rotation) for name, pool in config.pools.items()]
+    return [f"{where}.recovery.probe_on_start: discovery.health.enabled is false, so no probe is sent; "
+            "remove one of them" for where, rotation in rotations if rotation.recovery.probe_on_start]
 
 
 def _has_batch_api(connector: str) -> bool:

@@ -260,8 +260,7 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
         "observability.statistics.flush_interval", "observability.statistics.retention",
         "observability.statistics.scopes",
         "discovery.sync.enabled", "discovery.sync.interval", "discovery.sync.auto_register", "discovery.sync.providers",
-        "discovery.sync.on_new_model", "discovery.sync.on_deprecated_model", "discovery.health.enabled",
-        "discovery.health.failure_threshold", "discovery.health.providers",
+        "discovery.sync.on_new_model", "discovery.sync.on_deprecated_model",
     }  # the proxy: section is acted on by `modelmesh serve` (tests/test_proxy*.py)
     assert "proxy-key-0123456789" not in str(info.value) and "sk-unacted" not in str(info.value)
 

@@ -93,6 +93,7 @@ class MeshCore:
             self.pools[name] = Pool(name, pool_cfg, members, user_strategies=self._user_strategies,
                                     strategy=(strategies or {}).get(name), policies=self._plugged(name))
             self.health.add_pool(self.pools[name])
+        self.health.start_checks = self._start_checks()
         self._implicit: dict[str, Pool] = {}
         # models taken out (or put back) by hand in every pool: pools made later by a request's
         # `model` name (a capability, a bare id) start with them so
@@ -100,6 +101,20 @@ class MeshCore:
 
     def __repr__(self) -> str:
         return f"MeshCore(providers={list(self.providers)!r}, pools={list(self.pools)!r})"
+
+    def _start_checks(self) -> frozenset[str]:
+        """Providers checked once when the client starts: those of pools whose recovery says
+        `probe_on_start` (every provider when `routing:` says it, implicit pools inherit it)."""
+        if self.config.defaults.rotation.recovery.probe_on_start:
+            return frozenset(self.providers)
+        return frozenset(m.provider for p in self.pools.values() if p.config.rotation.recovery.probe_on_start
+                         for m in p.members)
+
+    @property
+    def starts_background(self) -> bool:
+        """Whether the shell should start its background work (probes, discovery) as the client
+        starts rather than at the first request: something is due at start."""
+        return bool(self.health.start_checks) and self.health.probing
 
     # -- membership ------------------------------------------------------------------------
     def _members(self, pcfg: PoolConfig) -> list[ModelInfo]:
@@ -265,6 +280,12 @@ class MeshCore:
             return self.health.view(now)
 
     # -- probes -------------------------------------------------------------------------------------
+    def started(self, now: float) -> None:
+        """The client using this core starts now: health checks and syncs are scheduled from
+        here (without it, from the first `due_probes`)."""
+        with self.lock:
+            self.health.schedule_checks(now)
+
     def due_probes(self, now: float) -> list[Probe]:
         """Health checks recovery wants now; each is marked as sent, so no other thread sends it too."""
         with self.lock:
