@@ -29,7 +29,9 @@ from ._core._config_read import header_value_problem
 from ._core._config_schema import (
     DiscoveryConfig,
     MeshConfig,
+    ModelConfig,
     ObservabilityConfig,
+    Pricing,
     ProviderConfig,
     SecretsConfig,
     StorageConfig,
@@ -82,6 +84,7 @@ def build(
     if loaded.config is None:
         raise ConfigurationError(problems, source=loaded.source)
     cfg, keys, found = _resolve_environment(loaded.config, os.environ if environ is None else environ)
+    cfg = _catalogued(cfg)
     codecs = _custom_connectors(cfg, found)
     user_strategies = _user_strategies(cfg, strategies, found)
     plugged = _plugged_policies(cfg, policies, found)
@@ -209,6 +212,30 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]
         providers[pid] = replace(p, base_url=base)
         keys[pid] = key
     return replace(config, providers=providers), keys, problems
+
+
+def _catalogued(config: MeshConfig) -> MeshConfig:
+    """Prices and context windows the configuration leaves out, from the catalogue shipped in
+    the package (`_catalogue`, read on the first model that needs it): the core gets numbers,
+    never a file. What the configuration gives wins, field by field."""
+    providers = {}
+    for pid, p in config.providers.items():
+        models = tuple(_catalogued_model(p.connector, m) for m in p.models)
+        providers[pid] = p if models == p.models else replace(p, models=models)
+    return replace(config, providers=providers)
+
+
+def _catalogued_model(connector: str, model: ModelConfig) -> ModelConfig:
+    if model.pricing is not None and model.context_window is not None:
+        return model
+    from ._catalogue import lookup
+
+    entry = lookup(connector, model.id)
+    if entry is None:
+        return model
+    pricing = model.pricing or Pricing(input_per_1m=entry.input_per_1m, output_per_1m=entry.output_per_1m,
+                                       per_request=entry.per_request)
+    return replace(model, pricing=pricing, context_window=model.context_window or entry.context_window)
 
 
 # -- imports named by the configuration -----------------------------------------------------
