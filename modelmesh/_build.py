@@ -27,7 +27,6 @@ from typing import Any
 from ._core._config import empty_pools
 from ._core._config_read import header_value_problem
 from ._core._config_schema import (
-    DiscoveryConfig,
     MeshConfig,
     ModelConfig,
     ObservabilityConfig,
@@ -364,10 +363,6 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
         "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
         "min_severity": "tracing.min_severity", "flush_interval": "statistics.flush_interval",
         "retention": "statistics.retention", "scopes": "statistics.scopes"}),
-    ("discovery", DiscoveryConfig, {
-        "sync_enabled": "sync.enabled", "sync_interval": "sync.interval", "auto_register": "sync.auto_register",
-        "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",
-        "on_deprecated_model": "sync.on_deprecated_model"}),
 )
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",
@@ -379,14 +374,16 @@ _UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
                      "quota.query_current": (None, "quota_query_current"),
                      "quota.query_remaining": (None, "quota_query_remaining"),
                      "pricing.query": (None, "pricing_query"),
-                     "catalogue.refresh_interval": (None, "refresh_interval"),
                      "rate_limits.tpm": ("rate_limits", "tpm")}
 
 
 def _refusals(config: MeshConfig) -> list[str]:
     """Settings this version would silently ignore: refused, so nobody believes they work."""
-    problems = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
-                "version; list the models under config.models" for pid, p in config.providers.items() if p.auto_discover]
+    sync = config.discovery
+    problems = [f"providers.{pid}.config.catalogue.refresh_interval: nothing syncs this provider's models; set "
+                "catalogue.auto_discover or discovery.sync.enabled" for pid, p in config.providers.items()
+                if p.refresh_interval is not None and not p.auto_discover
+                and not (sync.sync_enabled and (not sync.sync_providers or pid in sync.sync_providers))]
     problems += _probe_refusals(config)
     storage = config.storage
     if storage.connector == "memory":  # this process's own: nothing is stored, so nothing to say how

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .codecs._base import Target
 
 __all__ = [
-    "Health", "Probe", "Sent", "Served", "Faulted", "Released", "Probed", "ModelByHand", "ProviderByHand",
+    "Health", "Probe", "Sent", "Served", "Faulted", "Released", "Probed", "ModelByHand", "ProviderByHand", "Delisted",
 ]
 
 _INF = math.inf
@@ -129,6 +129,15 @@ class ProviderByHand:
     provider: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delisted:
+    """Registry sync: `ref` is gone from its provider's listing (`gone`), or listed again."""
+
+    pool: str
+    ref: str
+    gone: bool
+
+
 _CLOSED = BreakerState.CLOSED
 Blocked = tuple[float, "str | None"]  # (until when, inf = not by time; why)
 
@@ -158,21 +167,35 @@ class Health:
         self._record: dict[type, Callable[[Any, float, list[MeshEvent]], Consequence | None]] = {
             Sent: self._sent, Served: self._served, Faulted: self._faulted, Released: self._released,
             Probed: self._probed, ModelByHand: self._model_by_hand, ProviderByHand: self._provider_by_hand,
+            Delisted: self._delisted,
         }
 
     def add_pool(self, pool: Pool) -> None:
         self.pools[pool.name] = pool
-        rec = pool.config.rotation.recovery
         for model in pool.members:
-            state = ModelState(model=model.ref, pool=pool.name)
-            # deactivation policies decide when a closed breaker trips (they know error_codes);
-            # the breaker's own failure counting only matters while half-open
-            state.breaker.configure(failure_threshold=10**9, reset_timeout=rec.cooldown,
-                                    half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
-            self.model_states.setdefault((pool.name, model.ref), state)
+            self._new_state(pool, model)
         self._seats[pool.name] = [
             (self.model_states[(pool.name, m.ref)], self.provider_states[m.provider], _plain(self.providers[m.provider]))
             for m in pool.members]
+
+    def _new_state(self, pool: Pool, model: ModelInfo) -> None:
+        rec = pool.config.rotation.recovery
+        state = ModelState(model=model.ref, pool=pool.name)
+        # deactivation policies decide when a closed breaker trips (they know error_codes);
+        # the breaker's own failure counting only matters while half-open
+        state.breaker.configure(failure_threshold=10**9, reset_timeout=rec.cooldown,
+                                half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
+        self.model_states.setdefault((pool.name, model.ref), state)
+
+    def add_member(self, pool: Pool, model: ModelInfo) -> None:
+        """A model found at run time joins `pool` (registry sync), with a fresh record."""
+        if model.ref in pool.by_ref:
+            return
+        pool.add_member(model)
+        self._new_state(pool, model)
+        self._seats[pool.name] = [*self._seats[pool.name], (
+            self.model_states[(pool.name, model.ref)], self.provider_states[model.provider],
+            _plain(self.providers[model.provider]))]
 
     def defer(self, outcome: Released) -> None:
         """Hand over a release without taking the lock (deque.append is atomic)."""
@@ -457,6 +480,15 @@ class Health:
         ps.failed_checks += 1
         if ps.available and ps.failed_checks >= self._discovery.health_failure_threshold:
             self._provider_down(pid, now, _HEALTH_FAILED, None, events)
+
+    def _delisted(self, o: Delisted, now: float, events: list[MeshEvent]) -> None:
+        pool = self.pools[o.pool]
+        state = self.model_states[(o.pool, o.ref)]
+        if o.gone:
+            self._deactivate(pool, o.ref, Deactivation(reason=DeactivationReason.DEPRECATED, until=_INF,
+                                                       detail="no longer in its provider's model listing"), now, events)
+        elif state.reason is DeactivationReason.DEPRECATED:
+            self._model_up(pool, o.ref, now, "listed", events)
 
     def _model_by_hand(self, o: ModelByHand, now: float, events: list[MeshEvent]) -> None:
         pool = self.pools[o.pool]

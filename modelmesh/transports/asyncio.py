@@ -403,6 +403,7 @@ class AsyncTransport:
         the periodic storage sync. Never raises (but is cancellable)."""
         try:
             await self.run_probes()
+            await self.run_discovery()
             if self.driver.sync_due():
                 await asyncio.to_thread(self.driver.sync, False, True)
         except Exception:  # a bug here must not end recovery for the life of the client
@@ -421,6 +422,19 @@ class AsyncTransport:
 
             await asyncio.gather(*(one(p) for p in probes))
         return len(probes)
+
+    async def run_discovery(self) -> int:
+        """Fetch every model listing the registry sync wants now and apply each; returns how many."""
+        listings = self.driver.due_listings()
+        for listing in listings:
+            conn = _Conn()
+            drive = self.driver.list_models(listing)
+            try:
+                await self._advance(drive, conn)
+            finally:
+                drive.close()
+                await conn.drop()
+        return len(listings)
 
     async def _probe(self, probe: Probe) -> None:
         conn = _Conn()

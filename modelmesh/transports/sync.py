@@ -298,6 +298,10 @@ class SyncTransport:
             self.run_probes()
         except Exception:  # a bug here must not end recovery for the life of the client
             _log.exception("modelmesh: a round of recovery probes failed")
+        try:
+            self.run_discovery()
+        except Exception:
+            _log.exception("modelmesh: a round of registry sync failed")
         if self.driver.sync_due():
             self.sync(force=False)
 
@@ -327,6 +331,20 @@ class SyncTransport:
         for w in workers:
             w.join()
         return len(probes)
+
+    def run_discovery(self) -> int:
+        """Fetch every model listing the registry sync wants now (one after another: a sync is
+        rare) and apply each; returns how many were fetched."""
+        listings = self.driver.due_listings()
+        for listing in listings:
+            conn = _Conn()
+            try:
+                self._advance(self.driver.list_models(listing), conn)
+            except StopIteration:
+                pass
+            finally:
+                conn.drop(False)
+        return len(listings)
 
     def _probe(self, probe: Probe) -> None:
         conn = _Conn()
