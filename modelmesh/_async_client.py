@@ -93,6 +93,11 @@ class AsyncMeshClient(_MeshBase):
         task does this every `probe_check_interval`; requests never do."""
         return int(await self.transport.run_probes())
 
+    async def run_discovery(self) -> int:
+        """Fetch the model listings the registry sync wants now and apply them; returns how
+        many were fetched. The client's background task does this by itself."""
+        return int(await self.transport.run_discovery())
+
     def _resources(self) -> None:
         from ._media import AsyncAudio, AsyncImages
 

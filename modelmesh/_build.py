@@ -27,9 +27,10 @@ from typing import Any
 from ._core._config import empty_pools
 from ._core._config_read import header_value_problem
 from ._core._config_schema import (
-    DiscoveryConfig,
     MeshConfig,
+    ModelConfig,
     ObservabilityConfig,
+    Pricing,
     ProviderConfig,
     SecretsConfig,
     StorageConfig,
@@ -82,6 +83,7 @@ def build(
     if loaded.config is None:
         raise ConfigurationError(problems, source=loaded.source)
     cfg, keys, found = _resolve_environment(loaded.config, os.environ if environ is None else environ)
+    cfg = _catalogued(cfg)
     codecs = _custom_connectors(cfg, found)
     user_strategies = _user_strategies(cfg, strategies, found)
     plugged = _plugged_policies(cfg, policies, found)
@@ -211,6 +213,30 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]
     return replace(config, providers=providers), keys, problems
 
 
+def _catalogued(config: MeshConfig) -> MeshConfig:
+    """Prices and context windows the configuration leaves out, from the catalogue shipped in
+    the package (`_catalogue`, read on the first model that needs it): the core gets numbers,
+    never a file. What the configuration gives wins, field by field."""
+    providers = {}
+    for pid, p in config.providers.items():
+        models = tuple(_catalogued_model(p.connector, m) for m in p.models)
+        providers[pid] = p if models == p.models else replace(p, models=models)
+    return replace(config, providers=providers)
+
+
+def _catalogued_model(connector: str, model: ModelConfig) -> ModelConfig:
+    if model.pricing is not None and model.context_window is not None:
+        return model
+    from ._catalogue import lookup
+
+    entry = lookup(connector, model.id)
+    if entry is None:
+        return model
+    pricing = model.pricing or Pricing(input_per_1m=entry.input_per_1m, output_per_1m=entry.output_per_1m,
+                                       per_request=entry.per_request)
+    return replace(model, pricing=pricing, context_window=model.context_window or entry.context_window)
+
+
 # -- imports named by the configuration -----------------------------------------------------
 
 def _load(spec: str) -> Any:
@@ -337,11 +363,6 @@ _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
         "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
         "min_severity": "tracing.min_severity", "flush_interval": "statistics.flush_interval",
         "retention": "statistics.retention", "scopes": "statistics.scopes"}),
-    ("discovery", DiscoveryConfig, {
-        "sync_enabled": "sync.enabled", "sync_interval": "sync.interval", "auto_register": "sync.auto_register",
-        "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",
-        "on_deprecated_model": "sync.on_deprecated_model", "health_enabled": "health.enabled",
-        "health_failure_threshold": "health.failure_threshold", "health_providers": "health.providers"}),
 )
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",
@@ -353,14 +374,17 @@ _UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
                      "quota.query_current": (None, "quota_query_current"),
                      "quota.query_remaining": (None, "quota_query_remaining"),
                      "pricing.query": (None, "pricing_query"),
-                     "catalogue.refresh_interval": (None, "refresh_interval"),
                      "rate_limits.tpm": ("rate_limits", "tpm")}
 
 
 def _refusals(config: MeshConfig) -> list[str]:
     """Settings this version would silently ignore: refused, so nobody believes they work."""
-    problems = [f"providers.{pid}.config.catalogue.auto_discover: model discovery is not available in this "
-                "version; list the models under config.models" for pid, p in config.providers.items() if p.auto_discover]
+    sync = config.discovery
+    problems = [f"providers.{pid}.config.catalogue.refresh_interval: nothing syncs this provider's models; set "
+                "catalogue.auto_discover or discovery.sync.enabled" for pid, p in config.providers.items()
+                if p.refresh_interval is not None and not p.auto_discover
+                and not (sync.sync_enabled and (not sync.sync_providers or pid in sync.sync_providers))]
+    problems += _probe_refusals(config)
     storage = config.storage
     if storage.connector == "memory":  # this process's own: nothing is stored, so nothing to say how
         plain = StorageConfig()
@@ -388,6 +412,18 @@ def _refusals(config: MeshConfig) -> list[str]:
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
     return problems
+
+
+def _probe_refusals(config: MeshConfig) -> list[str]:
+    """`discovery.health.enabled: false` sends no probe at all: settings that ask for one contradict it."""
+    if config.discovery.health_enabled is not False:
+        return []
+    if config.defaults.rotation.recovery.probe_on_start:  # every pool inherits it: said once
+        return ["routing.rotation.recovery.probe_on_start: discovery.health.enabled is false, so no probe is "
+                "sent; remove one of them"]
+    rotations = [(f"pools.{name}.rotation", pool.rotation) for name, pool in config.pools.items()]
+    return [f"{where}.recovery.probe_on_start: discovery.health.enabled is false, so no probe is sent; "
+            "remove one of them" for where, rotation in rotations if rotation.recovery.probe_on_start]
 
 
 def _has_batch_api(connector: str) -> bool:

@@ -256,6 +256,12 @@ class MeshClient(_MeshBase):
         background probe thread does this every `probe_check_interval`; requests never do."""
         return self.transport.run_probes()
 
+    def run_discovery(self) -> int:
+        """Fetch the model listings the registry sync wants now (discovery.sync,
+        catalogue.auto_discover), in this thread, and apply them; returns how many were
+        fetched. The background thread does this by itself; requests never do."""
+        return self.transport.run_discovery()
+
     def _resources(self) -> None:
         from ._batch import Batches  # here, not at import: `import modelmesh` stays lean
         from ._media import Audio, Images

@@ -251,7 +251,7 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
     assert paths(problems) == {
         "secrets.reload_on_rotation",
         f"{c}.auth.key_rotation", f"{c}.models[0].weight", f"{c}.quota.query_current", f"{c}.quota.query_remaining",
-        f"{c}.pricing.query", f"{c}.catalogue.refresh_interval", f"{c}.rate_limits.tpm", f"{c}.infrastructure.files",
+        f"{c}.pricing.query", f"{c}.rate_limits.tpm", f"{c}.infrastructure.files",
         "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
         "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",
         "storage.locking.enabled", "storage.locking.timeout", "storage.locking.retry_interval",
@@ -259,10 +259,7 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
         "observability.logging.max_payload_size", "observability.tracing.min_severity",
         "observability.statistics.flush_interval", "observability.statistics.retention",
         "observability.statistics.scopes",
-        "discovery.sync.enabled", "discovery.sync.interval", "discovery.sync.auto_register", "discovery.sync.providers",
-        "discovery.sync.on_new_model", "discovery.sync.on_deprecated_model", "discovery.health.enabled",
-        "discovery.health.failure_threshold", "discovery.health.providers",
-    }  # the proxy: section is acted on by `modelmesh serve` (tests/test_proxy*.py)
+    }  # discovery is acted on (tests/test_discovery.py); the proxy: section by `modelmesh serve` (tests/test_proxy*.py)
     assert "proxy-key-0123456789" not in str(info.value) and "sk-unacted" not in str(info.value)
 
 

@@ -55,8 +55,3 @@ def test_backends_not_built_yet_are_refused_not_ignored(top, words):
         modelmesh.MeshClient(cfg("http://127.0.0.1:9/v1", **top), environ={})
 
 
-def test_auto_discovery_is_refused_until_it_is_built():
-    data = cfg("http://127.0.0.1:9/v1")
-    data["providers"]["a"]["config"]["catalogue"] = {"auto_discover": True}
-    with pytest.raises(E.ConfigurationError, match="auto_discover"):
-        modelmesh.MeshClient(data, environ={})

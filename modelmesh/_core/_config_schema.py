@@ -369,7 +369,9 @@ class DiscoveryConfig:
     sync_providers: tuple[str, ...] = ()
     on_new_model: str = "register"            # register | notify | ignore
     on_deprecated_model: str = "notify"       # notify | deactivate | ignore
-    health_enabled: bool = True
+    # True: every provider's health endpoint is checked each interval; False: no probe at all
+    # (provider standbys end by cooldown); None (not said): only providers that are down are probed
+    health_enabled: bool | None = None
     health_interval: float = 60.0
     health_timeout: float = 10.0
     health_failure_threshold: int = 3

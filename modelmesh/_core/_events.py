@@ -21,6 +21,8 @@ __all__ = [
     "ProviderDeactivated",
     "ProviderRecovered",
     "PoolExhausted",
+    "ModelDiscovered",
+    "ModelDeprecated",
     "EVENT_TYPES",
 ]
 
@@ -128,6 +130,26 @@ class PoolExhausted(MeshEvent):
     recovery_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelDiscovered(MeshEvent):
+    """A model the provider lists that the mesh did not have (discovery.sync): `registered`
+    when it was added, to `pools`; otherwise only noted (on_new_model: notify)."""
+
+    provider: str
+    model: str  # "provider/model-id"
+    registered: bool
+    pools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelDeprecated(MeshEvent):
+    """A model of the mesh its provider no longer lists; `action`: deactivate or notify."""
+
+    provider: str
+    model: str
+    action: str
+
+
 _NAMES: dict[type, str] = {
     RequestRouted: "request_routed",
     AttemptFailed: "attempt_failed",
@@ -139,5 +161,7 @@ _NAMES: dict[type, str] = {
     ProviderDeactivated: "provider_deactivated",
     ProviderRecovered: "provider_recovered",
     PoolExhausted: "pool_exhausted",
+    ModelDiscovered: "model_discovered",
+    ModelDeprecated: "model_deprecated",
 }
 EVENT_TYPES = frozenset(_NAMES.values())

@@ -46,11 +46,12 @@ if TYPE_CHECKING:
     from .codecs._base import Target
 
 __all__ = [
-    "Health", "Probe", "Sent", "Served", "Faulted", "Released", "Probed", "ModelByHand", "ProviderByHand",
+    "Health", "Probe", "Sent", "Served", "Faulted", "Released", "Probed", "ModelByHand", "ProviderByHand", "Delisted",
 ]
 
 _INF = math.inf
 _AVAILABILITY_LOW = "availability score below threshold"
+_HEALTH_FAILED = "health check failed"
 # standbys that a last-resort trial may cut short: the model erred or was busy, it is not barred
 _REASONS = {r.value: r for r in DeactivationReason}  # a shared fact's reason, as recorded here
 _SOFT = frozenset({DeactivationReason.RETRY_LIMIT, DeactivationReason.ERROR_RATE, DeactivationReason.RATE_LIMITED})
@@ -128,6 +129,15 @@ class ProviderByHand:
     provider: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delisted:
+    """Registry sync: `ref` is gone from its provider's listing (`gone`), or listed again."""
+
+    pool: str
+    ref: str
+    gone: bool
+
+
 _CLOSED = BreakerState.CLOSED
 Blocked = tuple[float, "str | None"]  # (until when, inf = not by time; why)
 
@@ -146,6 +156,10 @@ class Health:
         # added to ours where selection reads requests per minute (see `rate_counted`)
         self.others_last_minute: dict[tuple[str, str], int] = {}
         self._discovery = discovery
+        # providers checked once when the client starts (a pool's recovery.probe_on_start)
+        self.start_checks: frozenset[str] = frozenset()
+        # when each provider's next health check is due while it is up; None until the first look
+        self._next_check: dict[str, float] | None = None
         # outcome type -> its handler; each handler takes its own outcome type
         # releases handed over without the lock (a stream finalised by the garbage collector
         # may run while its own thread holds the lock): applied at the next door, under it
@@ -153,21 +167,35 @@ class Health:
         self._record: dict[type, Callable[[Any, float, list[MeshEvent]], Consequence | None]] = {
             Sent: self._sent, Served: self._served, Faulted: self._faulted, Released: self._released,
             Probed: self._probed, ModelByHand: self._model_by_hand, ProviderByHand: self._provider_by_hand,
+            Delisted: self._delisted,
         }
 
     def add_pool(self, pool: Pool) -> None:
         self.pools[pool.name] = pool
-        rec = pool.config.rotation.recovery
         for model in pool.members:
-            state = ModelState(model=model.ref, pool=pool.name)
-            # deactivation policies decide when a closed breaker trips (they know error_codes);
-            # the breaker's own failure counting only matters while half-open
-            state.breaker.configure(failure_threshold=10**9, reset_timeout=rec.cooldown,
-                                    half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
-            self.model_states.setdefault((pool.name, model.ref), state)
+            self._new_state(pool, model)
         self._seats[pool.name] = [
             (self.model_states[(pool.name, m.ref)], self.provider_states[m.provider], _plain(self.providers[m.provider]))
             for m in pool.members]
+
+    def _new_state(self, pool: Pool, model: ModelInfo) -> None:
+        rec = pool.config.rotation.recovery
+        state = ModelState(model=model.ref, pool=pool.name)
+        # deactivation policies decide when a closed breaker trips (they know error_codes);
+        # the breaker's own failure counting only matters while half-open
+        state.breaker.configure(failure_threshold=10**9, reset_timeout=rec.cooldown,
+                                half_open_max=rec.half_open_max, success_threshold=rec.success_threshold)
+        self.model_states.setdefault((pool.name, model.ref), state)
+
+    def add_member(self, pool: Pool, model: ModelInfo) -> None:
+        """A model found at run time joins `pool` (registry sync), with a fresh record."""
+        if model.ref in pool.by_ref:
+            return
+        pool.add_member(model)
+        self._new_state(pool, model)
+        self._seats[pool.name] = [*self._seats[pool.name], (
+            self.model_states[(pool.name, model.ref)], self.provider_states[model.provider],
+            _plain(self.providers[model.provider]))]
 
     def defer(self, outcome: Released) -> None:
         """Hand over a release without taking the lock (deque.append is atomic)."""
@@ -394,7 +422,9 @@ class Health:
             if c.provider_rule is None or c.provider_rule in pool.config.rotation.provider_deactivation:
                 state.breaker.release(now)
                 cooldown = now + pool.config.rotation.recovery.cooldown
-                until = {Standby.UNTIL_PROBE: None, Standby.COOLDOWN: cooldown,
+                # with discovery.health.enabled false no probe is ever sent: the cooldown ends it
+                by_probe = None if self.probing else cooldown
+                until = {Standby.UNTIL_PROBE: by_probe, Standby.COOLDOWN: cooldown,
                          Standby.QUOTA_RESET: self._quota_reset_at(pool, pid, now) or cooldown}[standby]
                 assert c.reason is not None
                 self._provider_down(pid, now, c.reason.value, until, events)
@@ -421,6 +451,9 @@ class Health:
 
     def _probed(self, o: Probed, now: float, events: list[MeshEvent]) -> None:
         probe = o.probe
+        if probe.key.startswith("health:"):
+            self._checked(probe.provider, o, now, events)
+            return
         if probe.ref is not None:  # a model probe says nothing about the provider's availability
             assert probe.pool is not None
             self.model_states[(probe.pool, probe.ref)].record_probe(now)
@@ -435,6 +468,27 @@ class Health:
             return
         if self._recovers_by_probe(probe.provider):  # else (on_manual): a good probe is noted, no more
             self._provider_up(probe.provider, now, "probe", events)
+
+    def _checked(self, pid: str, o: Probed, now: float, events: list[MeshEvent]) -> None:
+        """A health check of a provider that was up when it was sent: `failure_threshold`
+        failures in a row put it down until a probe passes (recovery then probes it)."""
+        ps = self.provider_states[pid]
+        ps.record_probe(o.ok, o.latency, now)
+        if o.ok:
+            ps.failed_checks = 0
+            return
+        ps.failed_checks += 1
+        if ps.available and ps.failed_checks >= self._discovery.health_failure_threshold:
+            self._provider_down(pid, now, _HEALTH_FAILED, None, events)
+
+    def _delisted(self, o: Delisted, now: float, events: list[MeshEvent]) -> None:
+        pool = self.pools[o.pool]
+        state = self.model_states[(o.pool, o.ref)]
+        if o.gone:
+            self._deactivate(pool, o.ref, Deactivation(reason=DeactivationReason.DEPRECATED, until=_INF,
+                                                       detail="no longer in its provider's model listing"), now, events)
+        elif state.reason is DeactivationReason.DEPRECATED:
+            self._model_up(pool, o.ref, now, "listed", events)
 
     def _model_by_hand(self, o: ModelByHand, now: float, events: list[MeshEvent]) -> None:
         pool = self.pools[o.pool]
@@ -500,6 +554,7 @@ class Health:
             return
         self.version += 1
         ps.available = ps.auth_valid = True
+        ps.failed_checks = 0
         ps.reason = ps.deactivated_at = ps.until = None
         ps.recovered_at = now
         ps.availability_score = max(ps.availability_score, MIN_AVAILABILITY)  # healthy, as it just proved
@@ -517,24 +572,69 @@ class Health:
         return next_quota_reset(now, schedule)
 
     # -- probes --------------------------------------------------------------------------------
+    @property
+    def probing(self) -> bool:
+        """Whether probes are sent at all (`discovery.health.enabled: false` sends none)."""
+        return self._discovery.health_enabled is not False
+
+    def monitored(self, pid: str) -> bool:
+        """Whether `pid`'s health endpoint is checked while it is up (`discovery.health`)."""
+        d = self._discovery
+        return d.health_enabled is True and (not d.health_providers or pid in d.health_providers)
+
+    def _provider_probe(self, kind: str, pid: str, models: Mapping[str, ModelInfo]) -> Probe:
+        provider = self.providers[pid]
+        model = next((m for m in models.values() if m.provider == pid), None)
+        target = provider.target(model) if model is not None else provider.bare_target()
+        return Probe(key=f"{kind}:{pid}", provider=pid, pool=None, ref=None, target=target,
+                     request=provider.codec.build_request(target, "models", {}, stream=False),
+                     timeout=self._discovery.health_timeout)
+
+    def schedule_checks(self, now: float) -> None:
+        """The client starts at `now`: start checks are due now, monitoring one interval on."""
+        if self._next_check is not None:
+            return
+        interval = self._discovery.health_interval
+        self._next_check = {p: now if p in self.start_checks else now + interval
+                            for p in self.providers if p in self.start_checks or self.monitored(p)}
+
+    def _due_check(self, pid: str, now: float) -> bool:
+        """Whether an up provider's health check is due now; if so, the next is scheduled."""
+        if self._next_check is None:  # nobody said when the client started: now
+            self.schedule_checks(now)
+        assert self._next_check is not None
+        due = self._next_check.get(pid)
+        if due is None or now < due:
+            return False
+        if self.monitored(pid):
+            self._next_check[pid] = now + self._discovery.health_interval
+        else:
+            del self._next_check[pid]  # a start check alone: once
+        return True
+
     def due_probes(self, now: float, models: Mapping[str, ModelInfo]) -> list[Probe]:
-        """Health checks recovery wants now, each marked as sent: providers down until a probe,
-        and standby models whose pool's recovery policy asks for a probe."""
+        """Probes due now, each marked as sent: health checks of up providers (discovery.health,
+        probe_on_start), providers down until a probe, and standby models whose pool's recovery
+        policy asks for a probe. None at all with `discovery.health.enabled: false`."""
         self._drain(now)
+        if not self.probing:
+            return []
         probes: list[Probe] = []
         interval = self._discovery.health_interval
         for pid, provider in self.providers.items():
             ps = self.provider_states[pid]
-            if ps.available or ps.until is not None or not provider.config.enabled:
+            if not provider.config.enabled:
+                continue
+            if ps.available:
+                if self._due_check(pid, now):
+                    probes.append(self._provider_probe("health", pid, models))
+                continue
+            if ps.until is not None:
                 continue
             if ps.last_probe is not None and now - ps.last_probe < interval:
                 continue
             ps.last_probe = now
-            model = next((m for m in models.values() if m.provider == pid), None)
-            target = provider.target(model) if model is not None else provider.bare_target()
-            probes.append(Probe(key=f"provider:{pid}", provider=pid, pool=None, ref=None, target=target,
-                                request=provider.codec.build_request(target, "models", {}, stream=False),
-                                timeout=self._discovery.health_timeout))
+            probes.append(self._provider_probe("provider", pid, models))
         for (pool_name, ref), state in self.model_states.items():
             pool = self.pools[pool_name]
             if not getattr(pool.recovery, "probe_due", _never)(state, now):

@@ -26,9 +26,10 @@ from . import _errors as E
 from ._body import check_body
 from ._call import Call
 from ._capabilities import infer_capabilities, is_capability, is_under, resolve_capability, short_name
-from ._config_schema import MeshConfig, PoolConfig
-from ._events import MeshEvent
-from ._health import Health, ModelByHand, Probe, Probed, ProviderByHand
+from ._config_schema import CONNECTOR_CAPABILITIES, MeshConfig, PoolConfig
+from ._discovery import Listing, Registry
+from ._events import MeshEvent, ModelDeprecated, ModelDiscovered
+from ._health import Delisted, Health, ModelByHand, Probe, Probed, ProviderByHand
 from ._policies import PolicySet
 from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._protocol import RoutingDecision, RoutingOptions
@@ -36,7 +37,7 @@ from ._sharing import Fact
 from ._types import Rng
 from .codecs import get_codec
 
-__all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe"]
+__all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "Listing"]
 
 
 _OP_WORDS = {"chat": "chat completion", "embeddings": "embeddings", "speech": "text-to-speech",
@@ -93,6 +94,8 @@ class MeshCore:
             self.pools[name] = Pool(name, pool_cfg, members, user_strategies=self._user_strategies,
                                     strategy=(strategies or {}).get(name), policies=self._plugged(name))
             self.health.add_pool(self.pools[name])
+        self.health.start_checks = self._start_checks()
+        self.registry = Registry(config)
         self._implicit: dict[str, Pool] = {}
         # models taken out (or put back) by hand in every pool: pools made later by a request's
         # `model` name (a capability, a bare id) start with them so
@@ -100,6 +103,20 @@ class MeshCore:
 
     def __repr__(self) -> str:
         return f"MeshCore(providers={list(self.providers)!r}, pools={list(self.pools)!r})"
+
+    def _start_checks(self) -> frozenset[str]:
+        """Providers checked once when the client starts: those of pools whose recovery says
+        `probe_on_start` (every provider when `routing:` says it, implicit pools inherit it)."""
+        if self.config.defaults.rotation.recovery.probe_on_start:
+            return frozenset(self.providers)
+        return frozenset(m.provider for p in self.pools.values() if p.config.rotation.recovery.probe_on_start
+                         for m in p.members)
+
+    @property
+    def starts_background(self) -> bool:
+        """Whether the shell should start its background work (probes, discovery) as the client
+        starts rather than at the first request: something is due at start."""
+        return (bool(self.health.start_checks) and self.health.probing) or bool(self.registry.at_start)
 
     # -- membership ------------------------------------------------------------------------
     def _members(self, pcfg: PoolConfig) -> list[ModelInfo]:
@@ -265,6 +282,96 @@ class MeshCore:
             return self.health.view(now)
 
     # -- probes -------------------------------------------------------------------------------------
+    def started(self, now: float) -> None:
+        """The client using this core starts now: health checks and syncs are scheduled from
+        here (without it, from the first `due_probes`)."""
+        with self.lock:
+            self.health.schedule_checks(now)
+            self.registry.schedule(now)
+
+    # -- registry sync (see _discovery) ---------------------------------------------------------------
+    def due_listings(self, now: float) -> list[Listing]:
+        """Model listings the registry sync wants now, each marked as sent."""
+        with self.lock:
+            pids = self.registry.due(now)
+        out = []
+        for pid in pids:
+            runtime = self.providers[pid]
+            target = runtime.bare_target()
+            out.append(Listing(key=f"sync:{pid}", provider=pid, connector=runtime.config.connector, target=target,
+                               request=runtime.codec.build_request(target, "models", {}, stream=False),
+                               timeout=self.config.discovery.health_timeout))
+        return out
+
+    def listing_ids(self, listing: Listing, status: int, headers: Mapping[str, str], body: bytes) -> list[str] | None:
+        """The model ids of a listing's answer, or None when it failed or makes no sense."""
+        if not 200 <= status < 300:
+            return None
+        try:
+            data = self.providers[listing.provider].codec.parse_response(listing.target, "models", status, headers, body)
+        except Exception:  # noqa: BLE001 - a codec's complaint about a bad listing: no listing
+            return None
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return None
+        return [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+    def listed(self, listing: Listing, ids: list[str] | None, *, now: float,
+               known: Mapping[str, Any] | None = None) -> list[MeshEvent]:
+        """A listing's ids (None: it failed, nothing changes) into the mesh, per discovery.sync.
+        `known` holds what the shell knows of new ids (prices, context windows: objects with
+        input_per_1m, output_per_1m, per_request, context_window), by id."""
+        events: list[MeshEvent] = []
+        if ids is None:
+            return events
+        pid = listing.provider
+        with self.lock:
+            mine = {m.model: ref for ref, m in self.models.items() if m.provider == pid}
+            changes = self.registry.changes(pid, ids, mine)
+            for model_id in changes.register:
+                info = self._discovered(pid, model_id, (known or {}).get(model_id))
+                pools = self._join(info, now)
+                events.append(ModelDiscovered(at=now, provider=pid, model=info.ref, registered=True, pools=pools))
+            events += [ModelDiscovered(at=now, provider=pid, model=f"{pid}/{i}", registered=False)
+                       for i in changes.notify]
+            action = self.config.discovery.on_deprecated_model
+            for ref in changes.gone:
+                events.append(ModelDeprecated(at=now, provider=pid, model=ref, action=action))
+                if action == "deactivate":
+                    for pool in self.all_pools():
+                        if ref in pool.by_ref:
+                            self.health.record(Delisted(pool=pool.name, ref=ref, gone=True), now, events)
+            for ref in changes.back:
+                for pool in self.all_pools():
+                    if ref in pool.by_ref:
+                        self.health.record(Delisted(pool=pool.name, ref=ref, gone=False), now, events)
+        return events
+
+    def _discovered(self, pid: str, model_id: str, known: Any) -> ModelInfo:
+        runtime = self.providers[pid]
+        caps = CONNECTOR_CAPABILITIES.get(runtime.config.connector) or infer_capabilities(model_id)
+        info = ModelInfo(ref=f"{pid}/{model_id}", provider=pid, model=model_id, capabilities=caps,
+                         prefill=runtime.codec.prefill,
+                         context_window=getattr(known, "context_window", None),
+                         input_per_1m=float(getattr(known, "input_per_1m", 0.0)),
+                         output_per_1m=float(getattr(known, "output_per_1m", 0.0)),
+                         per_request=float(getattr(known, "per_request", 0.0)))
+        self.models[info.ref] = info
+        return info
+
+    def _join(self, info: ModelInfo, now: float) -> tuple[str, ...]:
+        """`info` into every pool whose capability covers it (configured and implicit ones)."""
+        joined = []
+        for pool in self.all_pools():
+            cap = pool.config.capability
+            if not cap or not any(is_under(c, cap) for c in info.capabilities):
+                continue
+            if pool.config.providers and info.provider not in pool.config.providers:
+                continue
+            self.health.add_member(pool, info)
+            joined.append(pool.name)
+        return tuple(joined)
+
     def due_probes(self, now: float) -> list[Probe]:
         """Health checks recovery wants now; each is marked as sent, so no other thread sends it too."""
         with self.lock:

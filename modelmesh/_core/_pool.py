@@ -143,6 +143,17 @@ class Pool:
         self._unfit: dict[str, frozenset[str]] = {}
         self._budget: int | None = None
 
+    def add_member(self, model: ModelInfo) -> None:
+        """A model found at run time (discovery) joins: appended, so members keep their index."""
+        if model.ref in self.by_ref:
+            return
+        self.members = (*self.members, model)
+        self.by_ref = {**self.by_ref, model.ref: model}
+        self.plain = (*self.plain, Candidate(ref=model.ref, provider=model.provider, model=model.model,
+                                             index=len(self.members) - 1, context_window=model.context_window))
+        self._unfit = {}
+        self._budget = None
+
     def attempt_budget(self, providers: Mapping[str, ProviderRuntime]) -> int:
         """Attempts a request may make: by default every member gets a try plus its same-model
         retries (the request's deadline bounds it all). Fixed by configuration: computed once."""

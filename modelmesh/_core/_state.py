@@ -290,6 +290,7 @@ class ProviderState:
     until: float | None = None                   # while down: when it ends by time (None = not by time)
     recovered_at: float | None = None            # when its latest standby ended (shared with other processes)
     last_probe_latency: float | None = None
+    failed_checks: int = 0                       # health checks failed in a row (discovery.health)
     spend_day: float = 0.0
     spend_month: float = 0.0
     day_end: float | None = None                 # when the current budget day and month end
@@ -300,6 +301,7 @@ class ProviderState:
         "active_model_count": "count", "total_quota_used": "count", "total_cost": "amount", "reason": "str?",
         "deactivated_at": "time?", "until": "time?", "last_probe_latency": "time?", "spend_day": "amount",
         "spend_month": "amount", "day_end": "time?", "month_end": "time?", "recovered_at": "time?",
+        "failed_checks": "count",
     }
 
     def is_healthy(self) -> bool:

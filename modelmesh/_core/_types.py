@@ -64,6 +64,7 @@ class DeactivationReason(enum.Enum):
     RATE_LIMITED = "rate_limited"
     MISCONFIGURED = "misconfigured"
     MANUAL = "manual"
+    DEPRECATED = "deprecated"              # gone from the provider's model listing (discovery.sync)
 
 
 # reasons that a quota reset cures

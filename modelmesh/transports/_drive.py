@@ -45,7 +45,7 @@ from typing import Any
 
 from .._core import _errors as E
 from .._core._call import Call
-from .._core._mesh import MeshCore, Probe
+from .._core._mesh import Listing, MeshCore, Probe
 from .._core._protocol import (
     Attempt,
     Cancelled,
@@ -350,6 +350,28 @@ class Driver:
         yield Release(not failed)
         return 200 <= opened[0] < 300 and not failed, self.clock() - start
 
+    # -- registry sync ------------------------------------------------------------------------
+    def due_listings(self) -> list[Listing]:
+        return self.core.due_listings(self.clock())
+
+    def list_models(self, listing: Listing) -> Drive:
+        """Fetch one provider's model listing and hand its ids to the core (None when it failed:
+        nothing changes). New ids get what the shipped catalogue knows of their prices."""
+        start = self.clock()
+        ids = None
+        opened = yield Open(listing.request, listing.timeout, listing.timeout)
+        if type(opened) is not TransportFailed:
+            body = yield from self._body(LISTING_CAP, start, listing.timeout)
+            failed = type(body) is TransportFailed
+            yield Release(not failed)
+            if not failed:
+                ids = self.core.listing_ids(listing, opened[0], opened[1], body)
+        try:
+            known = _catalogued(listing, ids, self.core.models)
+            self._emit(self.core.listed(listing, ids, now=self.clock(), known=known))
+        except Exception:
+            _log.exception("modelmesh: registry sync of %s failed unexpectedly", listing.provider)
+
     # -- shared storage (blocking: a shell with an event loop calls these in a thread) ---------
     def sync(self, force: bool = True, patient: bool = True) -> bool:
         """Exchange health with the other processes now; False without shared storage, or when
@@ -393,6 +415,19 @@ class Driver:
             self.sync()
             self.shared.close()
             self.shared = None
+
+
+LISTING_CAP = 16 * 1024 * 1024  # a provider's whole model list (aggregators list hundreds)
+
+
+def _catalogued(listing: Listing, ids: list[str] | None, models: Any) -> dict[str, Any]:
+    """What the shipped catalogue knows of the listed ids the mesh lacks (read on first need)."""
+    if not ids:
+        return {}
+    from .._catalogue import lookup
+
+    new = [i for i in ids if f"{listing.provider}/{i}" not in models]
+    return {i: entry for i in new if (entry := lookup(listing.connector, i)) is not None}
 
 
 class _Open:

@@ -233,6 +233,11 @@ class AsyncTransport:
         self._closed = False
         self._steps = 0  # steps of requests taken in this round of the event loop (see _next_tick)
         self._tick_reset = False
+        core.started(clock())
+        if core.starts_background:  # probe_on_start: in a task now when a loop runs, else at the first request
+            with contextlib.suppress(RuntimeError):  # no running loop
+                self._check_loop()
+                self._ensure_prober(now=True)
 
     @property
     def shared(self) -> Any:
@@ -381,19 +386,28 @@ class AsyncTransport:
         return AsyncStreamHandle(self, call)
 
     # -- probes ------------------------------------------------------------------------------
-    def _ensure_prober(self) -> None:
+    def _ensure_prober(self, now: bool = False) -> None:
         if self._prober is None or self._prober.done():
-            self._prober = asyncio.get_running_loop().create_task(self._probe_loop(), name="modelmesh-probes")
+            now = now or (self.core.starts_background and self._prober is None)
+            self._prober = asyncio.get_running_loop().create_task(self._probe_loop(now), name="modelmesh-probes")
 
-    async def _probe_loop(self) -> None:
+    async def _probe_loop(self, now: bool = False) -> None:
+        if now:
+            await self.background_round()
         while True:
             await asyncio.sleep(self._probe_every)
-            try:
-                await self.run_probes()
-                if self.driver.sync_due():
-                    await asyncio.to_thread(self.driver.sync, False, True)
-            except Exception:  # a bug here must not end recovery for the life of the client
-                _log.exception("modelmesh: a round of recovery probes failed")
+            await self.background_round()
+
+    async def background_round(self) -> None:
+        """One round of the background task: due probes and health checks, due registry syncs,
+        the periodic storage sync. Never raises (but is cancellable)."""
+        try:
+            await self.run_probes()
+            await self.run_discovery()
+            if self.driver.sync_due():
+                await asyncio.to_thread(self.driver.sync, False, True)
+        except Exception:  # a bug here must not end recovery for the life of the client
+            _log.exception("modelmesh: a round of recovery probes failed")
 
     async def run_probes(self) -> int:
         """Send every probe recovery asks for now (up to 4 at once) and record the outcomes;
@@ -408,6 +422,19 @@ class AsyncTransport:
 
             await asyncio.gather(*(one(p) for p in probes))
         return len(probes)
+
+    async def run_discovery(self) -> int:
+        """Fetch every model listing the registry sync wants now and apply each; returns how many."""
+        listings = self.driver.due_listings()
+        for listing in listings:
+            conn = _Conn()
+            drive = self.driver.list_models(listing)
+            try:
+                await self._advance(drive, conn)
+            finally:
+                drive.close()
+                await conn.drop()
+        return len(listings)
 
     async def _probe(self, probe: Probe) -> None:
         conn = _Conn()

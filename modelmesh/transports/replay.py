@@ -81,7 +81,7 @@ STRUCTURAL = frozenset({
 })
 
 # the doors of MeshCore that change (or may change) what it knows, with their argument names
-_CORE_DOORS = ("route", "due_probes", "probe_result", "deactivate_model", "reactivate_model",
+_CORE_DOORS = ("started", "route", "due_probes", "probe_result", "deactivate_model", "reactivate_model",
                "reactivate_provider", "snapshot", "facts", "absorb", "absorb_spend", "absorb_last_minute",
                "absorb_usage", "last_minute", "usage_period", "spend_periods")
 

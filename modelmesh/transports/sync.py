@@ -158,6 +158,9 @@ class SyncTransport:
         self._prober_lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
+        core.started(clock())
+        if core.starts_background:  # probe_on_start: checked now, in the background, not in the constructor
+            self._ensure_prober(now=True)
 
     @property
     def shared(self) -> Any:
@@ -270,7 +273,7 @@ class SyncTransport:
         return StreamHandle(self, call)
 
     # -- probes ------------------------------------------------------------------------------
-    def _ensure_prober(self) -> None:
+    def _ensure_prober(self, now: bool = False) -> None:
         prober = self._prober
         if prober is not None and prober.is_alive():
             return
@@ -278,18 +281,29 @@ class SyncTransport:
             if self._closed or (self._prober is not None and self._prober.is_alive()):
                 return
             self._stop = threading.Event()  # fresh: one a forked child inherited may hold stale waiters
-            self._prober = threading.Thread(target=self._probe_loop, args=(self._stop,),
+            self._prober = threading.Thread(target=self._probe_loop, args=(self._stop, now),
                                             name="modelmesh-probes", daemon=True)
             self._prober.start()
 
-    def _probe_loop(self, stop: threading.Event) -> None:
+    def _probe_loop(self, stop: threading.Event, now: bool = False) -> None:
+        if now:
+            self.background_round()
         while not stop.wait(self._probe_every):
-            try:
-                self.run_probes()
-            except Exception:  # a bug here must not end recovery for the life of the client
-                _log.exception("modelmesh: a round of recovery probes failed")
-            if self.driver.sync_due():
-                self.sync(force=False)
+            self.background_round()
+
+    def background_round(self) -> None:
+        """One round of the background thread: due probes and health checks, due registry
+        syncs, the periodic storage sync. Never raises."""
+        try:
+            self.run_probes()
+        except Exception:  # a bug here must not end recovery for the life of the client
+            _log.exception("modelmesh: a round of recovery probes failed")
+        try:
+            self.run_discovery()
+        except Exception:
+            _log.exception("modelmesh: a round of registry sync failed")
+        if self.driver.sync_due():
+            self.sync(force=False)
 
     def run_probes(self) -> int:
         """Send every probe recovery asks for now and record the outcomes; returns how many
@@ -317,6 +331,20 @@ class SyncTransport:
         for w in workers:
             w.join()
         return len(probes)
+
+    def run_discovery(self) -> int:
+        """Fetch every model listing the registry sync wants now (one after another: a sync is
+        rare) and apply each; returns how many were fetched."""
+        listings = self.driver.due_listings()
+        for listing in listings:
+            conn = _Conn()
+            try:
+                self._advance(self.driver.list_models(listing), conn)
+            except StopIteration:
+                pass
+            finally:
+                conn.drop(False)
+        return len(listings)
 
     def _probe(self, probe: Probe) -> None:
         conn = _Conn()
