@@ -351,3 +351,25 @@ def test_the_byte_mask_keeps_what_was_invalid_invalid(junk, cuts):
             return False
 
     assert parses(masked) == parses(data)
+
+
+def test_registry_sync_is_recorded_and_replayed(ups, tmp_path):
+    """Listings the sync asked for and what they held (with the catalogue's prices for new
+    models) are inputs too: a model registered at run time replays, and serves."""
+    a, b = ups
+    path = tmp_path / "sync.jsonl"
+    cfg = config(a, b, path)
+    cfg["discovery"] = {"sync": {"enabled": True, "interval": "1h", "auto_register": True,
+                                 "on_new_model": "register", "on_deprecated_model": "deactivate"}}
+    cfg["pools"]["any"] = {"capability": "chat-completion", "strategy": "priority"}
+    clock = FakeClock()
+    with modelmesh.MeshClient(cfg, clock=clock, sleep=clock.sleep, environ={}, probe_check_interval=3600.0) as client:
+        a.models = ("gpt-4o-mini",)
+        clock.advance(3601)
+        assert client.run_discovery() == 2
+        assert "a/gpt-4o-mini" in client.core.models
+        assert client.chat.completions.create(model="a/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    done = replay(path, cfg)
+    assert done.doors.get("due_listings") and done.doors.get("listed") == 2
+    entries = read(path)
+    assert any("$obj" in json.dumps(e.get("kwargs", {})) for e in entries if e.get("door") == "listed")

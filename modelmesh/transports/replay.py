@@ -43,8 +43,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 from .._core import _errors as E
@@ -81,7 +82,7 @@ STRUCTURAL = frozenset({
 })
 
 # the doors of MeshCore that change (or may change) what it knows, with their argument names
-_CORE_DOORS = ("started", "route", "due_probes", "probe_result", "deactivate_model", "reactivate_model",
+_CORE_DOORS = ("started", "route", "due_probes", "probe_result", "due_listings", "listed", "deactivate_model", "reactivate_model",
                "reactivate_provider", "snapshot", "facts", "absorb", "absorb_spend", "absorb_last_minute",
                "absorb_usage", "last_minute", "usage_period", "spend_periods")
 
@@ -306,8 +307,10 @@ def _enc(value: Any) -> Any:
         return {"$fact": value.to_dict()}
     if isinstance(value, RoutingOptions):
         return {"$options": {f.name: _enc(getattr(value, f.name)) for f in fields(value)}}
-    if hasattr(value, "key") and hasattr(value, "target") and hasattr(value, "request"):  # a Probe
-        return {"$probe": value.key}
+    if hasattr(value, "key") and hasattr(value, "target") and hasattr(value, "request"):  # a Probe or a Listing
+        return {"$asked": value.key}
+    if is_dataclass(value) and not isinstance(value, type):  # e.g. a catalogue entry the shell hands over
+        return {"$obj": {f.name: _enc(getattr(value, f.name)) for f in fields(value)}}
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value):
             return {k: _enc(v) for k, v in value.items()}
@@ -330,10 +333,13 @@ def _dec(value: Any, probes: Mapping[str, Any]) -> Any:
             return Fact.from_dict(inner)
         if tag == "$options":
             return RoutingOptions(**{k: _dec(v, probes) for k, v in inner.items()})
-        if tag == "$probe":
+        if tag == "$asked":
             if inner not in probes:
-                raise ValueError(f"the recording reports on probe {inner!r}, which the replayed core never asked for")
+                raise ValueError(f"the recording answers {inner!r} (a probe or a listing), which the replayed core "
+                                 "never asked for")
             return probes[inner]
+        if tag == "$obj":
+            return SimpleNamespace(**{k: _dec(v, probes) for k, v in inner.items()})
         if tag == "$map":
             return {_dec(k, probes): _dec(v, probes) for k, v in inner}
         if tag == "$tuple":
@@ -438,6 +444,8 @@ class _Norm:
                     "score": value.score, "fallback": list(value.fallback_chain)}
         if door == "due_probes":
             return [[p.key, p.provider, p.pool, p.ref, p.request.method, self.text(p.request.url)] for p in value]
+        if door == "due_listings":
+            return [[x.key, x.provider, x.request.method, self.text(x.request.url)] for x in value]
         if door in ("snapshot", "facts", "last_minute", "usage_period", "spend_periods"):
             text = json.dumps(_enc_loose(value), sort_keys=True, default=str)
             return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -729,7 +737,7 @@ class RecordingCore:
 
 # the doors that return the events they caused
 _EVENT_DOORS = frozenset({"probe_result", "deactivate_model", "reactivate_model", "reactivate_provider", "absorb",
-                          "absorb_usage"})
+                          "absorb_usage", "listed"})
 
 
 # -- replaying -------------------------------------------------------------------------------
@@ -873,7 +881,7 @@ def _replay_door(n: int, door: str, entry: Mapping[str, Any], core: Any, norm: _
     raised, out = _raised(n, door, entry, norm, lambda: getattr(core, door)(*args, **kwargs))
     if raised:
         return
-    if door == "due_probes":
+    if door in ("due_probes", "due_listings"):
         for p in out:
             probes[p.key] = p
     if door in _EVENT_DOORS:
