@@ -77,3 +77,13 @@ def test_the_audio_and_images_examples_in_the_guide_run(tmp_path, monkeypatch, c
     assert printed[2] == "1 Hi all." and printed[3].startswith("0 http://127.0.0.1")
     assert (tmp_path / "hello.mp3").stat().st_size > 0 and (tmp_path / "long.mp3").stat().st_size > 0
     assert [r.path for r in dg.requests] == ["/v1/listen"]  # srt and the translation went to Whisper
+
+
+def test_the_secret_store_example_in_the_cdk_guide_runs():
+    example = next(b for b in _python_blocks((DOCS / "cdk.md").read_text()) if "class VaultLikeStore" in b)
+    scope: dict = {"__name__": "my_stores"}
+    exec(compile(example, "docs/cdk.md", "exec"), scope)  # noqa: S102 - our own documentation
+    from modelmesh._core._config_schema import SecretsConfig
+
+    made = scope["VaultLikeStore"](SecretsConfig(cache_ttl=60.0))
+    assert made.get("anything") is None and not made.list()
