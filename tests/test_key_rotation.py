@@ -282,3 +282,38 @@ def test_replace_keeps_known_keys_state_and_the_key_in_use() -> None:
     assert ring.key == K2 and ring.state(0) is KeyState.RETIRED and ring.state(2) is KeyState.ACTIVE
     assert events[0].type == "keys_reloaded" and K3 not in repr(events)
     assert ring.replace([K1, K2, K3], 2.0) == []
+
+
+def test_no_key_shows_in_the_reprs_of_what_holds_keys(tmp_path: Path) -> None:
+    secrets_file = tmp_path / "keys.env"
+    _env_file(secrets_file, A=K1, B=K2)
+    with FakeUpstream("openai") as up:
+        cfg = _config(up.url, ["${secrets:A}", "${secrets:B}"],
+                      secrets={"store": "dotenv", "path": str(secrets_file)})
+        with modelmesh.MeshClient(cfg, environ={}) as client:
+            runtime = client.core.providers["p"]
+            held = [client, client.core, client.config, runtime, runtime.keys, runtime.config.auth,
+                    client.transport.driver.secrets, client.transport.driver.secrets.store]
+            text = " ".join(repr(x) for x in held)
+    assert K1 not in text and K2 not in text and "KeyRing(provider='p', keys=2, current=0)" in text
+
+
+def test_the_async_client_re_reads_keys_too(tmp_path: Path) -> None:
+    import asyncio
+
+    secrets_file = tmp_path / "keys.env"
+    _env_file(secrets_file, OPENAI_KEY=K1)
+    clock = FakeClock()
+
+    async def run(url: str) -> None:
+        cfg = _config(url, "${secrets:openai-key}", rotation=False,
+                      secrets={"store": "dotenv", "path": str(secrets_file), "cache_ttl": "10s"})
+        async with modelmesh.AsyncMeshClient(cfg, clock=clock, sleep=clock.sleep, environ={}) as client:
+            await client.chat.completions.create(model="chat", messages=MSG)
+            _env_file(secrets_file, OPENAI_KEY=K2)
+            clock.advance(10)
+            await client.chat.completions.create(model="chat", messages=MSG)
+
+    with FakeUpstream("openai") as up:
+        asyncio.run(run(up.url))
+        assert _sent_keys(up) == [K1, K2]
