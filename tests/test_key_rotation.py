@@ -266,12 +266,22 @@ def test_the_ring_follows_its_table_and_never_sends_a_retired_key_while_one_is_a
         ring.feed(index, what, 0.0)
         end, effect = TRANSITIONS[(before, what)]
         assert ring.state(index) is end
-        if effect is KeyEffect.NONE or index != current:
-            assert ring.current == current
+        if (effect is KeyEffect.NONE or index != current) and ring.state(current) is KeyState.ACTIVE:
+            assert ring.current == current  # the ring moves only for the key in use
         if ring.active:
-            assert ring.state(ring.current) is KeyState.ACTIVE or ring.current == current
-    assert "a" not in repr(ring) or repr(ring).count("a") == repr(ring).count("a")  # no key value shows
-    assert all(k not in repr(ring) for k in ("'a'", "'b'"))
+            assert ring.state(ring.current) is KeyState.ACTIVE  # a live key is sent while there is one
+        else:
+            assert ring.current == current  # none left: the last one stays, for probes
+    assert all(k not in repr(ring) for k in ("'a'", "'b'", "'c'", "'d'"))
+
+
+def test_a_key_restored_after_all_were_retired_is_the_one_sent() -> None:
+    ring = KeyRing("p", [K1, K2])
+    ring.feed(1, KeyInput.REFUSED, 0.0)
+    ring.feed(0, KeyInput.REFUSED, 0.0)
+    assert ring.active == 0 and ring.key == K1
+    events = ring.feed(1, KeyInput.RESTORED, 1.0)
+    assert ring.key == K2 and events[0].type == "key_rotated" and events[0].reason == "restored"
 
 
 def test_replace_keeps_known_keys_state_and_the_key_in_use() -> None:

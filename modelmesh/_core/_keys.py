@@ -117,18 +117,22 @@ class KeyRing:
             events.append(KeyRetired(at=now, provider=self.provider, key=index, fingerprint=fingerprint(key.value),
                                      remaining=self.active - 1, reason=reason))
         key.state = end
-        if effect is KeyEffect.MOVE and index == self.current:
-            nxt = self._next_active(index)
-            if nxt is not None and nxt != index:
+        current = self.current
+        # the ring moves on a MOVE of the key in use, and whenever the key in use is retired while
+        # another is active (a key restored after all were retired): a live key is always sent first
+        if (effect is KeyEffect.MOVE and index == current) or self._keys[current].state is KeyState.RETIRED:
+            nxt = self._next_active(current)
+            if nxt is not None and nxt != current:
                 self._move(nxt)
-                events.append(KeyRotated(at=now, provider=self.provider, from_key=index, to_key=nxt,
-                                         fingerprint=fingerprint(self._keys[nxt].value), reason=reason))
+                events.append(KeyRotated(at=now, provider=self.provider, from_key=current, to_key=nxt,
+                                         fingerprint=fingerprint(self._keys[nxt].value), reason=reason or what.value))
         return events
 
     def restore(self, now: float) -> None:
         """Every retired key is active again (the provider answered a probe, or a person said so)."""
-        for i in range(len(self._keys)):
-            self.feed(i, KeyInput.RESTORED, now)
+        n = len(self._keys)
+        for step in range(n):  # the key in use first: it stays the one in use
+            self.feed((self.current + step) % n, KeyInput.RESTORED, now)
 
     def index(self, key: str | None) -> int | None:
         """The position of `key` (the one an attempt sent), None when a reload dropped it."""
