@@ -14,9 +14,12 @@ from hypothesis import strategies as st
 
 import modelmesh
 from modelmesh import errors as E
+from modelmesh._core._call import Attempt, ResponseReceived, Succeeded
 from modelmesh._core._keys import TRANSITIONS, KeyEffect, KeyInput, KeyRing, KeyState, fingerprint
 from modelmesh.cdk import BaseSecretStore
 from modelmesh.testing import Error, FakeClock, FakeUpstream
+
+from core_helpers import T0, make_mesh, ok_body, provider
 
 K1, K2, K3 = "sk-first-key-0123456789", "sk-second-key-0123456789", "sk-third-key-0123456789"
 MSG = [{"role": "user", "content": "hi"}]
@@ -327,3 +330,26 @@ def test_the_async_client_re_reads_keys_too(tmp_path: Path) -> None:
     with FakeUpstream("openai") as up:
         asyncio.run(run(up.url))
         assert _sent_keys(up) == [K1, K2]
+
+
+# -- the core alone: inputs in, decisions out ------------------------------------------------------------
+
+def test_the_core_decides_key_handovers_from_fed_outcomes_alone() -> None:
+    """No shell: a 429 then a 401 are fed; the core's next Attempts carry the next keys, and
+    set_api_keys hands it a key read from a store."""
+    core = make_mesh({"p": provider(["m"], auth={"api_keys": [K1, K2, K3], "key_rotation": True})},
+                     pools={"chat": {"models": ["p/m"]}})
+    call = core.start("chat", {"messages": MSG}, model="chat", now=T0)
+    sent = []
+    for status, body in ((429, b"{}"), (401, b"{}"), (200, ok_body())):
+        action = call.next_action(T0)
+        assert isinstance(action, Attempt) and action.ref == "p/m"
+        sent.append(action.request.headers["Authorization"])
+        call.feed(ResponseReceived(status=status, headers={}, body=body), T0)
+    assert isinstance(call.next_action(T0), Succeeded)
+    assert sent == [f"Bearer {k}" for k in (K1, K2, K3)]
+    kinds = [e.type for e in call.drain_events() if e.type.startswith("key")]
+    assert kinds == ["key_rotated", "key_retired", "key_rotated"]
+    events = core.set_api_keys("p", [K1, "sk-fresh-key-0123456789", K3], now=T0 + 1)
+    assert [e.type for e in events] == ["keys_reloaded"] and core.providers["p"].keys.key == K3
+    assert "sk-fresh-key-0123456789" in core.secret_values
