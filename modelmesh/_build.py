@@ -32,7 +32,6 @@ from ._core._config_schema import (
     ObservabilityConfig,
     Pricing,
     ProviderConfig,
-    SecretsConfig,
     StorageConfig,
 )
 from ._core._errors import ConfigurationError, redact
@@ -53,6 +52,7 @@ class Built:
     core: MeshCore
     sinks: tuple[Any, ...] = ()
     secret_values: tuple[str, ...] = field(default=(), repr=False)
+    secret_store: Any = None  # the store `${secrets:NAME}` references were read from (None: a resolver was given)
     storage: Any = None  # the shared storage (a BaseStorage) when one is configured; the shell owns it
     recorder: Any = None  # the Recorder writing every input of `core` (which it wraps); the shell closes it
     serializer: Any = None  # how records are written to it (a Serializer: format, compression, encryption)
@@ -108,7 +108,7 @@ def build(
     if recorder is not None:
         core = recorder.wrap(core, seed=seed)
     return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage,
-                 serializer=serializer, recorder=recorder)
+                 serializer=serializer, recorder=recorder, secret_store=loaded.store)
 
 
 def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
@@ -357,7 +357,6 @@ NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its defau
 # Settings that are parsed and validated but that nothing acts on yet: (section, its
 # dataclass, {attribute: config key}). A value other than the default is refused.
 _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
-    ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
     ("observability", ObservabilityConfig, {
         "include_metadata": "events.include_metadata", "logging_level": "logging.level",
         "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
@@ -370,8 +369,7 @@ _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "encryption_secret": "persistence.encryption_secret", "locking_enabled": "locking.enabled",
                    "locking_timeout": "locking.timeout",
                    "locking_retry_interval": "locking.retry_interval"}
-_UNACTED_PROVIDER = {"auth.key_rotation": ("auth", "key_rotation"),
-                     "quota.query_current": (None, "quota_query_current"),
+_UNACTED_PROVIDER = {"quota.query_current": (None, "quota_query_current"),
                      "quota.query_remaining": (None, "quota_query_remaining"),
                      "pricing.query": (None, "pricing_query"),
                      "rate_limits.tpm": ("rate_limits", "tpm")}

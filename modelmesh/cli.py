@@ -11,6 +11,9 @@
     modelmesh serve CONFIG          the OpenAI-compatible proxy on Granian (docs/proxy.md)
     modelmesh keys create|list|revoke --config CONFIG
                                     the proxy's virtual keys, kept hashed in the shared storage
+    modelmesh secrets set|get|list|delete [NAME] --config CONFIG | --store KIND [--path P]
+                                    a file, encrypted-file or keyring store's secrets (values
+                                    from stdin or a prompt; `get --show` alone prints one)
 """
 from __future__ import annotations
 
@@ -289,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--config", required=True)
     k.add_argument("key", help="the key's name or id (not the key itself)")
     p.set_defaults(func=cmd_keys)
+    from ._secrets_cli import add_parser as add_secrets
+
+    add_secrets(sub)
     return parser
 
 

@@ -78,7 +78,11 @@ class _MeshBase(abc.ABC):
             shared = SharedHealth(self.core, built.storage, built.serializer,
                                   clock=self._clock, lock_timeout=storage_cfg.locking_timeout, emit=self._dispatch_all)
         self._defaults = _Defaults()
-        return {"clock": self._clock, "environ": environ, "shared": shared, "sync_policy": built.config.storage.sync_policy,
+        from .connectors.secrets import SecretRefresher
+
+        refresher = SecretRefresher.for_client(self.core, built.secret_store, built.config, clock=self._clock)
+        return {"clock": self._clock, "environ": environ, "shared": shared, "secrets": refresher,
+                "sync_policy": built.config.storage.sync_policy,
                 "sync_interval": built.config.storage.sync_interval, "on_event": self._dispatch}
 
     def __repr__(self) -> str:

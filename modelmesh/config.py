@@ -48,6 +48,7 @@ class Loaded:
     config: MeshConfig | None
     problems: tuple[str, ...]
     source: str | None
+    store: Any = None  # the secret store the configuration's `secrets:` section made (None: none, or one given)
 
 
 def load_config_partial(source: str | os.PathLike[str] | Mapping[str, Any] | MeshConfig, *,
@@ -69,10 +70,12 @@ def load_config_partial(source: str | os.PathLike[str] | Mapping[str, Any] | Mes
         raise TypeError("config must be a path to a .yaml/.yml/.json file, a dict or a "
                         f"MeshConfig, got {type(source).__name__}")
     store_problems: list[str] = []
+    store = None
     if resolve_secret is None:
-        resolve_secret = _default_resolver(data, base_dir, store_problems)
+        store = _default_store(data, base_dir, store_problems)
+        resolve_secret = store.get if store is not None else (lambda name: None)
     config, problems = parse_config_partial(data, resolve_secret=resolve_secret, strategy_names=strategy_names)
-    return Loaded(config=config, problems=(*store_problems, *problems), source=name)
+    return Loaded(config=config, problems=(*store_problems, *problems), source=name, store=store)
 
 
 def read_config_data(path: str | os.PathLike[str]) -> Any:
@@ -222,8 +225,8 @@ def _at(node: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: "
 
 
-def _default_resolver(data: Any, base_dir: Path, problems: list[str]) -> Resolver | None:
-    """The resolver the configuration's own `secrets:` section describes.
+def _default_store(data: Any, base_dir: Path, problems: list[str]) -> Any:
+    """The secret store the configuration's own `secrets:` section describes (None: none).
 
     A bad `secrets:` section is left for parse_config to report with everything else;
     a store that cannot be opened (a missing .env file) adds its problem to `problems`
@@ -234,11 +237,10 @@ def _default_resolver(data: Any, base_dir: Path, problems: list[str]) -> Resolve
     try:
         secrets = parse_secrets_config(data.get("secrets"))
     except ConfigurationError:
-        return lambda name: None
+        return None
     try:
-        store = make_secret_store(secrets, base_dir)
+        return make_secret_store(secrets, base_dir)
     except ConfigurationError as exc:
         if secrets.fail_on_missing:
             problems.extend(exc.problems)
-        return lambda name: None
-    return store.get
+        return None

@@ -249,8 +249,7 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
                or "not acted on in this version; remove it or leave it at its default (" in p for p in problems)
     c = "providers.p.config"
     assert paths(problems) == {
-        "secrets.reload_on_rotation",
-        f"{c}.auth.key_rotation", f"{c}.models[0].weight", f"{c}.quota.query_current", f"{c}.quota.query_remaining",
+        f"{c}.models[0].weight", f"{c}.quota.query_current", f"{c}.quota.query_remaining",
         f"{c}.pricing.query", f"{c}.rate_limits.tpm", f"{c}.infrastructure.files",
         "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
         "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",

@@ -109,3 +109,13 @@ def test_the_recorder_example_in_the_guide_records_and_replays(tmp_path, monkeyp
         (tmp_path / "tests" / "incidents" / "4711.jsonl").write_text("\n".join(lines) + "\n")
         with pytest.raises(AssertionError, match="replay diverged at line"):
             scope["test_incident_4711"]()
+
+
+def test_the_secret_store_example_in_the_cdk_guide_runs():
+    example = next(b for b in _python_blocks((DOCS / "cdk.md").read_text()) if "class VaultLikeStore" in b)
+    scope: dict = {"__name__": "my_stores"}
+    exec(compile(example, "docs/cdk.md", "exec"), scope)  # noqa: S102 - our own documentation
+    from modelmesh._core._config_schema import SecretsConfig
+
+    made = scope["VaultLikeStore"](SecretsConfig(cache_ttl=60.0))
+    assert made.get("anything") is None and not made.list()

@@ -26,7 +26,7 @@ delivered is repeated or dropped, and an interrupted stream is never a success.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import urlencode, urlsplit
 from contextlib import AbstractContextManager
@@ -36,6 +36,7 @@ from . import _errors as E
 from ._consequences import Consequence, Effect, consequence_for
 from ._events import AttemptFailed, MeshEvent, PoolExhausted, RequestCompleted, RequestFailed, RequestRouted, RetryScheduled
 from ._health import Faulted, Health, Released, Sent, Served
+from ._keys import KeyInput, KeyState
 from ._protocol import (
     Action, Attempt, CallProtocolError, Cancelled, DataReceived, Deliver, Failed, Phase, Read, ResponseReceived,
     RoutingOptions, StreamEnded, StreamOpened, Succeeded, TransportFailed, Wait,
@@ -117,6 +118,8 @@ class Call:
         self._round_no = 0
         self._last_error: ErrorInfo | None = None
         self._retry_ref: str | None = None
+        self._keys_tried: dict[str, set[int]] = {}  # per provider: positions of the keys this request sent
+        self._key_retries = 0  # attempts repeated on another key: they do not spend the attempt budget
         self._assembly = StreamAssembly(bool((self.body.get("stream_options") or {}).get("include_usage")))
         # the attempt in flight (set by _attempt before any input can refer to it)
         self._ref = ""
@@ -184,7 +187,7 @@ class Call:
     def _choose(self, now: float) -> tuple[Action, Phase]:
         if self.deadline is not None and now >= self.deadline and self.attempts:
             return self._fail(now, timeout=True)
-        if len(self.attempts) >= self.budget:
+        if len(self.attempts) - self._key_retries >= self.budget:
             return self._fail(now)
         while True:
             with self.lock:
@@ -469,7 +472,10 @@ class Call:
         """An attempt failed before anything reached the caller: health decides the model's fate,
         the consequence table what this request does next."""
         model = self._m
-        c, free, provider_up = self._record_fault(info, now, limits)
+        key_events: list[MeshEvent] = []
+        if info.kind in _KEY_INPUTS and self._key_failure(info, now, key_events):
+            return Phase.READY
+        c, free, provider_up = self._record_fault(info, now, limits, key_events)
         if c.effect is Effect.FAIL:
             head = ("the provider's content filter refused the request" if info.kind is ErrorKind.CONTENT_FILTERED
                     else "the request was rejected as invalid")
@@ -493,12 +499,50 @@ class Call:
             self._retry_after = max(self._retry_after or 0.0, info.retry_after)
         return Phase.READY
 
-    def _record_fault(self, info: ErrorInfo, now: float,
-                      limits: RateLimitInfo | None) -> tuple[Consequence, bool, bool]:
+    def _key_failure(self, info: ErrorInfo, now: float, key_events: list[MeshEvent]) -> bool:
+        """With `auth.key_rotation`: a throttled or refused key hands the provider over to its
+        next key (see `_keys.py`), and the same model is tried again on it before any verdict
+        on the model or the provider. True when the failure ends there: the attempt is noted,
+        health hears no fault. A refused key with others left never takes the provider down:
+        when this request tried them all already, it moves on to the next model. Otherwise
+        False, with the key's events in `key_events`, and the failure takes its usual course."""
+        model = self._m
+        provider = self.providers[model.provider]
+        ring = provider.keys
+        if not provider.config.auth.key_rotation or len(ring) < 2:
+            return False
+        what = _KEY_INPUTS[info.kind]
+        with self.lock:
+            index = ring.index(self._t.api_key)
+            if index is None:  # a reload dropped the key this attempt sent: the next attempt sends a current one
+                fresh, spare = self._key_retries < len(ring), False
+            else:
+                key_events += ring.feed(index, what, now, reason=info.kind.value)
+                self._keys_tried.setdefault(model.provider, set()).add(index)
+                fresh = (ring.state(ring.current) is KeyState.ACTIVE
+                         and ring.current not in self._keys_tried[model.provider])
+                spare = what is KeyInput.REFUSED and ring.active > 0
+            if fresh or spare:
+                self.health.record(Released(pool=self.pool.name, ref=model.ref), now, self.events)
+        if not (fresh or spare):
+            return False
+        self._note_failure(model, info, now, latency=now - self._attempt_started)
+        self.events += key_events
+        self._last_error = info
+        if fresh:
+            self._key_retries += 1
+            self._retry_ref = model.ref
+        else:
+            self._round.add(model.ref)
+        return True
+
+    def _record_fault(self, info: ErrorInfo, now: float, limits: RateLimitInfo | None,
+                      key_events: Sequence[MeshEvent] = ()) -> tuple[Consequence, bool, bool]:
         """Note the failed attempt and record it in health, in one hold of the lock: (its
         consequence, whether the model can take a same-model retry, whether its provider is up)."""
         model = self._m
         self._note_failure(model, info, now, latency=now - self._attempt_started)
+        self.events.extend(key_events)
         self._last_error = info
         spent = 0 < self._retries_allowed(model) <= self._same_model.get(model.ref, 0)
         with self.lock:
@@ -641,6 +685,10 @@ def _with_extras(request: WireRequest, options: RoutingOptions) -> WireRequest:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in mine}
     return replace(request, url=url, headers={**headers, **options.extra_headers})
 
+
+# failures that say something about the key sent, not the model: what each does to the key
+_KEY_INPUTS = {ErrorKind.RATE_LIMITED: KeyInput.THROTTLED, ErrorKind.QUOTA_EXHAUSTED: KeyInput.THROTTLED,
+               ErrorKind.AUTH: KeyInput.REFUSED}
 
 # what the standbys of a pool with nothing available were for -> the SDK's class saying so (and its code)
 _STANDBY_CAUSE: dict[str, tuple[type[E.APIStatusError], str]] = {

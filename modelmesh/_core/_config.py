@@ -45,9 +45,9 @@ __all__ = ["parse_config", "parse_config_partial", "empty_pools", "parse_secrets
 
 TOP_KEYS = ("secrets", "providers", "pools", "routing", "storage", "observability",
             "discovery", "proxy")
-SECRET_STORES = ("env", "file", "dotenv", "memory")
+SECRET_STORES = ("env", "file", "dotenv", "memory", "encrypted-file", "keyring")
 _SECRET_KEYS = ("store", "connector", "path", "values", "resolution", "cache_enabled",
-                "cache_ttl", "reload_on_rotation", "fail_on_missing")
+                "cache_ttl", "reload_on_rotation", "fail_on_missing", "passphrase_env", "service")
 _RESOLUTION_KEYS = ("cache_enabled", "cache_ttl", "reload_on_rotation", "fail_on_missing")
 _PROVIDER_KEYS = ("connector", "enabled", "config")
 _CONFIG_KEYS = ("base_url", "auth", "models", "timeout", "connect_timeout",
@@ -184,7 +184,7 @@ def _secrets(s: Section) -> SecretsConfig:
     kind = as_choice(SECRET_STORES, custom=True)
     store = _store_name(s, kind, base.store)
     path = s.get("path", None, as_str)
-    if store in ("file", "dotenv") and path is None and "path" not in s.data:
+    if store in ("file", "dotenv", "encrypted-file") and path is None and "path" not in s.data:
         s.ctx.problem(s.at("path"), f"required for the {store!r} secret store")
     values = s.get("values", base.values, lambda v: FrozenMap(as_mapping_of(as_secret)(v)))
     if values and store != "memory":
@@ -195,6 +195,8 @@ def _secrets(s: Section) -> SecretsConfig:
         cache_ttl=s.either("cache_ttl", res, base.cache_ttl, as_duration),
         reload_on_rotation=s.either("reload_on_rotation", res, base.reload_on_rotation, as_bool),
         fail_on_missing=s.either("fail_on_missing", res, base.fail_on_missing, as_bool),
+        passphrase_env=s.get("passphrase_env", base.passphrase_env, as_env_name),
+        service=s.get("service", base.service, as_str),
     )
 
 
@@ -289,14 +291,28 @@ _AUTH_METHODS = ("api_key", "oauth", "service_account", "none")
 
 
 def _auth(s: Section) -> AuthConfig:
-    keys = s.get("api_key", (), as_list(as_header_secret))
-    if "api_keys" in s.data:
-        keys = keys + s.get("api_keys", (), as_list(as_header_secret))
+    keys: tuple[str, ...] = ()
+    refs: list[str] = []
+    for name in ("api_key", "api_keys"):
+        got = s.get(name, (), as_list(as_header_secret)) if name in s.data else ()
+        keys += got
+        raw = s.data.get(name)
+        paths = [s.at(name)] if isinstance(raw, str) else \
+            [f"{s.at(name)}[{i}]" for i, e in enumerate(raw) if e is not UNRESOLVED] if isinstance(raw, (list, tuple)) else []
+        refs += [s.ctx.refs.get(p, "") for p in paths] if len(paths) == len(got) else [""] * len(got)
+    pairs: dict[str, str] = {}
+    for key, ref in zip(keys, refs, strict=True):
+        pairs.setdefault(key, ref)  # one entry per distinct key, its first reference kept
+    rotation = s.get("key_rotation", False, as_bool)
+    if len(pairs) > 1 and not rotation:
+        s.ctx.problem(s.at("api_keys"), f"{len(pairs)} keys given but auth.key_rotation is off, so only the first "
+                                        "would ever be sent; set key_rotation: true or give one key")
     return AuthConfig(
         method=s.get("method", "api_key", as_choice(_AUTH_METHODS)),
         api_key=keys[0] if keys else None,
-        api_keys=tuple(dict.fromkeys(keys)),
-        key_rotation=s.get("key_rotation", False, as_bool),
+        api_keys=tuple(pairs),
+        key_refs=tuple(pairs.values()),
+        key_rotation=rotation,
         api_key_env=s.get("api_key_env", None, as_env_name),
     )
 

@@ -344,6 +344,7 @@ class Ctx:
         self.problems: list[str] = []
         self.secrets: list[str] = []
         self.missing: list[str] = []
+        self.refs: dict[str, str] = {}  # path -> the secret a whole-string `${secrets:NAME}` there names
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path or '(top level)'}: {message}")
@@ -374,6 +375,8 @@ class Ctx:
             self.problem(path, "malformed secret reference (expected ${secrets:NAME})")
             return UNRESOLVED
         whole = len(refs) == 1 and refs[0].group(0) == text
+        if whole:
+            self.refs[path] = refs[0].group(1).strip()
         out, lost = text, False
         for ref in refs:
             resolved = self.secret(ref.group(1).strip(), path)

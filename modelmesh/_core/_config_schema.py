@@ -129,13 +129,15 @@ _value = dict(frozen=True, slots=True, kw_only=True)
 
 @dataclass(**_value)
 class SecretsConfig:
-    store: str = "env"                  # env | file | dotenv | memory | "module:Class"
-    path: str | None = None             # file/dotenv store: .env or JSON file
+    store: str = "env"                  # env | file | dotenv | memory | encrypted-file | keyring | "module:Class"
+    path: str | None = None             # file/dotenv: a .env, JSON or TOML file; encrypted-file: its file
     values: Mapping[str, str] = field(default=_EMPTY, repr=False)  # memory store
     cache_enabled: bool = True
     cache_ttl: float = 300.0
-    reload_on_rotation: bool = False          # not acted on in this version: the builder refuses true
+    reload_on_rotation: bool = True     # a rotated or retired key makes the next request re-read the store
     fail_on_missing: bool = True
+    passphrase_env: str = "MODELMESH_SECRETS_PASSPHRASE"  # encrypted-file: the variable holding the passphrase
+    service: str = "modelmesh"          # keyring: the service name secrets are kept under
 
 
 @dataclass(**_value)
@@ -143,6 +145,7 @@ class AuthConfig:
     method: str = "api_key"             # api_key | oauth | service_account | none
     api_key: str | None = field(default=None, repr=False)
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # all keys, for key_rotation
+    key_refs: tuple[str, ...] = ()      # per key of api_keys: the secret it was read from ("" for a literal)
     key_rotation: bool = False
     api_key_env: str | None = None      # environment variable the shell reads the key from
 

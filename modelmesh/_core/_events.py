@@ -23,6 +23,9 @@ __all__ = [
     "PoolExhausted",
     "ModelDiscovered",
     "ModelDeprecated",
+    "KeyRotated",
+    "KeyRetired",
+    "KeysReloaded",
     "EVENT_TYPES",
 ]
 
@@ -150,6 +153,35 @@ class ModelDeprecated(MeshEvent):
     action: str
 
 
+# a provider's keys (auth.key_rotation, secrets re-read after cache_ttl): a key is named by its
+# position in the provider's list and the first 8 hex digits of its SHA-256, never by its value
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRotated(MeshEvent):
+    provider: str
+    from_key: int
+    to_key: int
+    fingerprint: str  # of the key now in use
+    reason: str = ""  # the error kind that moved it: rate_limited, quota_exhausted, auth
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRetired(MeshEvent):
+    provider: str
+    key: int
+    fingerprint: str
+    remaining: int  # active keys left; 0: the provider is deactivated by the failure
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysReloaded(MeshEvent):
+    provider: str
+    keys: int
+    active: int
+    current: int
+    fingerprint: str  # of the key now in use
+
+
 _NAMES: dict[type, str] = {
     RequestRouted: "request_routed",
     AttemptFailed: "attempt_failed",
@@ -163,5 +195,8 @@ _NAMES: dict[type, str] = {
     PoolExhausted: "pool_exhausted",
     ModelDiscovered: "model_discovered",
     ModelDeprecated: "model_deprecated",
+    KeyRotated: "key_rotated",
+    KeyRetired: "key_retired",
+    KeysReloaded: "keys_reloaded",
 }
 EVENT_TYPES = frozenset(_NAMES.values())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from contextlib import nullcontext
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from . import _errors as E
 from ._body import check_body
@@ -34,7 +34,7 @@ from ._policies import PolicySet
 from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._protocol import RoutingDecision, RoutingOptions
 from ._sharing import Fact
-from ._types import Rng
+from ._types import DeactivationReason, Rng
 from .codecs import get_codec
 
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "Listing"]
@@ -77,11 +77,15 @@ class MeshCore:
         for pid, pcfg in config.providers.items():
             codec = codecs.get(pid) or get_codec(_codec_name(pcfg.connector))
             key = api_keys.get(pid, pcfg.auth.api_key)
-            self.providers[pid] = ProviderRuntime(pcfg, codec, key)
+            # with key_rotation the provider holds every configured key; without it the parser
+            # refuses a second one, so the ring holds the one key sent
+            ring = pcfg.auth.api_keys if pcfg.auth.key_rotation and pcfg.auth.api_keys else key
+            self.providers[pid] = ProviderRuntime(pcfg, codec, ring)
             for mcfg in pcfg.models:
                 info = ModelInfo.from_config(pid, mcfg, prefill=codec.prefill)
                 self.models[info.ref] = info
-        self.secret_values = tuple(sorted({k for k in (p.secret for p in self.providers.values()) if k} | set(config.secret_values())))
+        self.secret_values = tuple(sorted({k for p in self.providers.values() for k in p.secrets}
+                                          | set(config.secret_values())))
         self._policies = dict(policies or {})
         self.lock = lock if lock is not None else nullcontext()
         # whether anyone reads the events of a request: a shell with no listener says False,
@@ -272,7 +276,27 @@ class MeshCore:
             raise E.NotFoundError(f"unknown provider '{provider}'")
         events: list[MeshEvent] = []
         with self.lock:
+            self.providers[provider].keys.restore(now)  # a person vouches for the provider, keys and all
             self.health.record(ProviderByHand(provider=provider), now, events)
+        return events
+
+    # -- credentials ----------------------------------------------------------------------------
+    def set_api_keys(self, provider: str, keys: Sequence[str], *, now: float) -> list[MeshEvent]:
+        """The provider's keys as its secret store holds them now (the shell re-reads them every
+        `secrets.cache_ttl`). Known keys keep their state, new ones start active; a provider
+        that was down because every key was refused comes back when a new key arrives."""
+        if provider not in self.providers:
+            raise E.NotFoundError(f"unknown provider '{provider}'")
+        runtime = self.providers[provider]
+        events: list[MeshEvent] = []
+        with self.lock:
+            events += runtime.keys.replace(keys, now)
+            if not events:
+                return events
+            self.secret_values = tuple(sorted(set(self.secret_values) | set(runtime.keys.values())))
+            refused = self.health.provider_states[provider].reason == DeactivationReason.AUTH_FAILURE.value
+            if refused and runtime.keys.active and not self.health.provider_up(provider, now):
+                self.health.record(ProviderByHand(provider=provider), now, events)
         return events
 
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -380,6 +404,9 @@ class MeshCore:
     def probe_result(self, probe: Probe, *, ok: bool, now: float, latency: float | None = None) -> list[MeshEvent]:
         events: list[MeshEvent] = []
         with self.lock:
+            keys = self.providers[probe.provider].keys
+            if ok and len(keys) and not keys.active:  # every key was refused, yet the key in use answered
+                keys.restore(now)
             self.health.record(Probed(probe=probe, ok=ok, latency=latency), now, events)
         return events
 

@@ -1,7 +1,8 @@
 """Providers, models and capability pools as the router sees them.
 
-A `ProviderRuntime` is one configured provider: its codec and its credentials (never
-printed), and the `Target` of each of its models, built once.
+A `ProviderRuntime` is one configured provider: its codec, its key ring (`_keys.KeyRing`:
+the keys, never printed, and which one is in use) and the `Target` of each of its models,
+built once per key in use.
 
 A `Pool` is a set of models that can serve one kind of request, with its own selection
 strategy and rotation policies. Neither holds health: whether a member is up, and why,
@@ -10,9 +11,10 @@ lives in the health owner (`_health.Health`), which reads a pool's policies from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ._capabilities import serves
+from ._keys import KeyRing
 from ._policies import AnyOf, BudgetLimit, ErrorRate, PolicySet, RequestLimit, RetryLimit, TokenLimit, build_policies
 from ._selection import Candidate, Priority, RoundRobin, SelectionContext, SessionSticky, StickUntilFailure, build_strategy
 from .codecs._base import Target
@@ -69,18 +71,21 @@ class ModelInfo:
 class ProviderRuntime:
     """One provider: codec and credentials."""
 
-    def __init__(self, config: ProviderConfig, codec: Codec, api_key: str | None) -> None:
+    def __init__(self, config: ProviderConfig, codec: Codec, api_key: str | None | Sequence[str]) -> None:
         self.id = config.id
         self.config = config
         self.codec = codec
-        self._api_key = api_key
+        self.keys = KeyRing(config.id, [api_key] if isinstance(api_key, str) else list(api_key or ()))
         self._targets: dict[str, Target] = {}
+        self._version = 0  # the key ring's version the cached targets were built with
 
     def __repr__(self) -> str:
         return f"ProviderRuntime(id={self.id!r}, connector={self.config.connector!r})"
 
     def target(self, model: ModelInfo) -> Target:
-        # a Target depends only on configuration, so each model's is built once
+        # a Target depends on configuration and the key in use, so each model's is built once per key
+        if self._version != self.keys.version:
+            self._targets, self._version = {}, self.keys.version
         cached = self._targets.get(model.ref)
         if cached is None:
             cached = self._targets[model.ref] = self._build_target(model)
@@ -92,7 +97,7 @@ class ProviderRuntime:
             provider=self.id,
             model=model.model,
             base_url=(cfg.base_url or "").rstrip("/"),
-            api_key=self._api_key,
+            api_key=self.keys.key,
             headers=dict(cfg.headers),
             api_version=cfg.api_version,
             deployment=model.deployment or cfg.deployment,
@@ -105,7 +110,11 @@ class ProviderRuntime:
 
     @property
     def secret(self) -> str | None:
-        return self._api_key
+        return self.keys.key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.keys.values()
 
 
 class Pool:

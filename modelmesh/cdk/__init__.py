@@ -15,6 +15,11 @@ failover, rotation, rate-limit and budget handling for free.
   from the HTTP status and `error_message`. It does not stream: streaming requests skip it.
 
 Use one from configuration as `connector: "my_package.module:MyProvider"`.
+
+Secret stores (seed 003): `BaseSecretStore` (override `_resolve(name)`; for management,
+`_names`, `_store` and `_remove`: a store without them is read-only and says so) and
+`FileSecretStore` (a `.env`, JSON or TOML file, by suffix). Use one from configuration as
+`secrets: {store: "my_package.module:MyStore"}`: it is called with the SecretsConfig.
 """
 from __future__ import annotations
 
@@ -36,10 +41,12 @@ from .._core.codecs._base import (
     merge_headers,
 )
 from .._core.codecs.openai import OpenAICodec
+from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
 
 __all__ = [
     "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
     "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
+    "BaseSecretStore", "FileSecretStore", "SecretStoreError",
 ]
 
 BaseProvider = Codec

@@ -125,8 +125,10 @@ class Driver:
     (its own state is the shared-storage schedule, written by whoever gets there)."""
 
     def __init__(self, core: MeshCore, *, clock: Callable[[], float], emit: Callable[[Any], None] | None,
-                 shared: Any = None, sync_policy: str = "in-memory", sync_interval: float = 1.0) -> None:
+                 shared: Any = None, sync_policy: str = "in-memory", sync_interval: float = 1.0,
+                 secrets: Any = None) -> None:
         self.core = core
+        self.secrets = secrets  # a SecretRefresher: keys re-read from the store every cache_ttl; None: none
         self.clock = clock
         self.on_event = emit
         self.shared = shared  # SharedHealth, or None: health stays in this process
@@ -148,6 +150,9 @@ class Driver:
             self._emit(call.drain_events())
 
     def _emit(self, events: list[Any]) -> None:
+        if self.secrets is not None and self.secrets.reload_on_rotation:
+            for ev in events:
+                self.secrets.saw(ev)
         if self.on_event is not None:
             for ev in events:
                 self.on_event(ev)
@@ -171,6 +176,8 @@ class Driver:
         if self.sync_policy != "in-memory" and (self.sync_policy == "immediate" or not self._synced_once):
             self._synced_once = True
             yield Blocking(self.sync, (False, False))
+        if self.secrets is not None and self.secrets.due(self.clock()):  # at most once per cache_ttl
+            self._emit((yield Blocking(self.secrets.refresh, ())))
         try:
             return self.core.start(op, body, model=model, stream=stream, options=options, now=self.clock())
         except E.ModelMeshError:
