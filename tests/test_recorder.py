@@ -373,3 +373,33 @@ def test_registry_sync_is_recorded_and_replayed(ups, tmp_path):
     assert done.doors.get("due_listings") and done.doors.get("listed") == 2
     entries = read(path)
     assert any("$obj" in json.dumps(e.get("kwargs", {})) for e in entries if e.get("door") == "listed")
+
+
+def test_key_rotation_and_keys_reloaded_from_the_store_replay_without_a_key_in_the_file(tmp_path):
+    """Keys are inputs the file must not hold: they are recorded by print, and the replay
+    stands in its own keys for the recorded ones, position by position."""
+    k1, k2, k3 = ("sk-rot-first-0123456789abcdef", "sk-rot-second-0123456789abcdef", "sk-rot-third-0123456789abcdef")
+    store = tmp_path / "keys.env"
+    store.write_text(f"A={k1}\nB={k2}\n")
+    path = tmp_path / "keys.jsonl"
+    clock = FakeClock()
+    with FakeUpstream("openai", models=["m"]) as up:
+        cfg = {"secrets": {"store": "dotenv", "path": str(store), "cache_ttl": "300s"},
+               "providers": {"p": {"connector": "openai-compatible", "config": {
+                   "base_url": up.url, "auth": {"api_keys": ["${secrets:A}", "${secrets:B}"], "key_rotation": True},
+                   "models": [{"id": "m", "capabilities": ["chat-completion"]}]}}},
+               "pools": {"p1": {"models": ["p/m"]}},
+               "observability": {"connector": "recorder", "config": {"path": str(path)}}}
+        with modelmesh.MeshClient(cfg, clock=clock, sleep=clock.sleep, environ={}) as client:
+            up.script(Error(429))
+            ask(client, text="one")  # key 1 throttled: key 2 serves
+            store.write_text(f"A={k3}\nB={k2}\n")
+            clock.advance(301)
+            ask(client, text="two")  # the store is read again: key 1 is now k3
+    text = path.read_text()
+    assert not any(k in text for k in (k1, k2, k3))
+    doors = [e.get("door") for e in read(path)]
+    assert "set_api_keys" in doors
+    kinds = {ev["type"] for e in read(path) for ev in e.get("events", ())}
+    assert {"key_rotated", "keys_reloaded"} <= kinds
+    replay(path, cfg)  # the store now holds k3 and k2: the replay's own keys stand in for k1, k2

@@ -96,6 +96,11 @@ class ReplayDiverged(AssertionError):
                          f"  replayed: {_show(replayed)}")
 
 
+def key_print(key: str) -> str:
+    """What the recording says of a key: enough to tell keys apart, nothing to use one."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def _show(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 2000 else text[:2000] + "..."
@@ -338,6 +343,8 @@ def _dec(value: Any, probes: Mapping[str, Any]) -> Any:
                 raise ValueError(f"the recording answers {inner!r} (a probe or a listing), which the replayed core "
                                  "never asked for")
             return probes[inner]
+        if tag == "$key":  # a key the recording names by its print: the replay's own, or a stand-in
+            return probes.get(f"$key:{inner}", f"replay-key-{inner}")
         if tag == "$obj":
             return SimpleNamespace(**{k: _dec(v, probes) for k, v in inner.items()})
         if tag == "$map":
@@ -430,7 +437,9 @@ class _Norm:
         for ev in events:
             d = ev.to_dict()
             for k, v in d.items():
-                if isinstance(v, str):
+                if k == "fingerprint":  # of a key: the replay's keys are stand-ins
+                    d[k] = ""
+                elif isinstance(v, str):
                     d[k] = "" if self.redacted and k in ("message", "error", "detail") else self.text(v)
                 elif isinstance(v, tuple):
                     d[k] = list(v)
@@ -515,7 +524,8 @@ class Recorder:
         self._header = {"modelmesh_recording": FORMAT, "seed": seed, "redacted": self.redacted,
                         "started": time.time(),
                         "base_urls": {pid: E.redact(p.config.base_url or "", self.secrets)
-                                      for pid, p in core.providers.items()}}
+                                      for pid, p in core.providers.items()},
+                "keys": {pid: [key_print(k) for k in p.keys.values()] for pid, p in core.providers.items()}}
         with self.lock:
             self._line(self._header)
         return RecordingCore(core, self)
@@ -700,6 +710,25 @@ class RecordingCore:
         finally:
             rec.leave()
 
+    def set_api_keys(self, provider: str, keys: Any, *, now: float) -> Any:
+        """Recorded with each key's print, never the key."""
+        rec = self._rec
+        rec.enter()
+        try:
+            entry: dict[str, Any] = {"door": "set_api_keys", "args": [provider, [{"$key": key_print(k)} for k in keys]],
+                                     "kwargs": {"now": now}}
+            try:
+                out = self._core.set_api_keys(provider, keys, now=now)
+            except Exception as exc:
+                entry["raised"] = rec._norm.error(exc)
+                rec.write(entry)
+                raise
+            entry["events"] = rec._norm.events(out or ())
+            rec.write(entry)
+            return out
+        finally:
+            rec.leave()
+
     def _options(self, options: RoutingOptions | None) -> RoutingOptions | None:
         if options is None or not self._rec.redacted:
             return options
@@ -736,7 +765,7 @@ class RecordingCore:
 
 
 # the doors that return the events they caused
-_EVENT_DOORS = frozenset({"probe_result", "deactivate_model", "reactivate_model", "reactivate_provider", "absorb",
+_EVENT_DOORS = frozenset({"set_api_keys", "probe_result", "deactivate_model", "reactivate_model", "reactivate_provider", "absorb",
                           "absorb_usage", "listed"})
 
 
@@ -804,7 +833,11 @@ def replay(log: Any, config: Any, *, environ: Mapping[str, str] | None = None,
     norm = _Norm(bool(header.get("redacted", True)), core.secret_values)
     done = Replayed(header=header, lines=1)
     calls: dict[int, Any] = {}
-    probes: dict[str, Any] = {}
+    probes: dict[str, Any] = {}  # what the replayed core asked for (probes, listings) by key; keys by print
+    for pid, prints in header.get("keys", {}).items():
+        mine = core.providers[pid].keys.values() if pid in core.providers else ()
+        for p, key in zip(prints, mine, strict=False):  # the recorded process's key i is this core's key i
+            probes[f"$key:{p}"] = key
     for n, entry in entries:
         done.lines += 1
         door = str(entry.get("door"))
@@ -819,7 +852,7 @@ def replay(log: Any, config: Any, *, environ: Mapping[str, str] | None = None,
                     raise ValueError(f"recording line {n}: call {entry['call']} was never started")
                 _replay_step(n, door, entry, call, norm)
                 done.decisions += door == "next"
-            elif door in _CORE_DOORS:
+            elif door in _CORE_DOORS or door == "set_api_keys":
                 _replay_door(n, door, entry, core, norm, probes)
             else:
                 raise ValueError(f"recording line {n}: unknown door {door!r}")
