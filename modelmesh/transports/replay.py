@@ -835,8 +835,8 @@ def replay(log: Any, config: Any, *, environ: Mapping[str, str] | None = None,
     calls: dict[int, Any] = {}
     probes: dict[str, Any] = {}  # what the replayed core asked for (probes, listings) by key; keys by print
     for pid, prints in header.get("keys", {}).items():
-        mine = core.providers[pid].keys.values() if pid in core.providers else ()
-        for p, key in zip(prints, mine, strict=False):  # the recorded process's key i is this core's key i
+        keys: tuple[str, ...] = core.providers[pid].keys.values() if pid in core.providers else ()
+        for p, key in zip(prints, keys, strict=False):  # the recorded process's key i is this core's key i
             probes[f"$key:{p}"] = key
     for n, entry in entries:
         done.lines += 1
