@@ -246,8 +246,11 @@ def test_the_proxy_limits_configuration_names_each_problem_by_its_path():
 def test_an_app_given_buckets_and_no_store_keeps_them_itself():
     from modelmesh.proxy import ProxyApp
 
-    class Mesh:
+    class Mesh:  # a stand-in with what the app uses of a MeshClient before a request is routed
         core = None
+
+        def subscribe(self, listener):
+            pass
 
     app = ProxyApp(Mesh(), keys=["sk-test-key-0123456789"], per_ip=Bucket(rpm=60, burst=1))
     seen = []
