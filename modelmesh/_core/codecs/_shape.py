@@ -22,8 +22,8 @@ import json
 import math
 from typing import Any
 
-__all__ = ["ShapeError", "check_chunk", "check_completion", "check_embeddings", "check_models", "check_usage", "check_optional_usage",
-           "count", "dump_json", "opt_text"]
+__all__ = ["ShapeError", "check_chunk", "check_completion", "check_embeddings", "check_models", "check_usage",
+           "check_optional_usage", "count", "dump_json", "opt_text"]
 
 
 class ShapeError(ValueError):
