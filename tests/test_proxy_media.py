@@ -277,7 +277,7 @@ def test_the_form_reader_names_what_is_wrong():
 
 def test_import_modelmesh_loads_no_form_reader_proxy_or_batch_code():
     code = ("import sys, modelmesh; "
-            "print(sorted(m for m in ('modelmesh._form', 'modelmesh.proxy', 'modelmesh._batch', 'modelmesh._abatch', 'email.parser', "
-            "'modelmesh._serving') if m in sys.modules))")
+            "print(sorted(m for m in ('modelmesh._form', 'modelmesh.proxy', 'modelmesh._batch', 'modelmesh._abatch', "
+            "'email.parser', 'modelmesh._serving') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
