@@ -351,6 +351,13 @@ class _Res:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    @property
+    def with_raw_response(self) -> Any:
+        """The same methods, each answered as a `RawResponse` (headers, `parse()`)."""
+        from .client import _RawCalls
+
+        return _RawCalls(self)
+
 
 class _Speech(_Res):
     def create(self, **kwargs: Any) -> BinaryContent:
@@ -363,7 +370,10 @@ class _Speech(_Res):
         return _StreamingSpeech(self._client)
 
 
-class _StreamingSpeech(_Res):
+class _StreamingSpeech:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
     def create(self, **kwargs: Any) -> _SpeechContext:
         """A context manager: the request is sent on `with`, and the response streams its audio."""
         _need("audio.speech.with_streaming_response.create", kwargs, *_SPEECH_PARAMS)
