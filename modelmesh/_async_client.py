@@ -99,6 +99,7 @@ class AsyncMeshClient(_MeshBase):
         return int(await self.transport.run_discovery())
 
     def _resources(self) -> None:
+        from ._abatch import AsyncBatches  # here, not at import: `import modelmesh` stays lean
         from ._media import AsyncAudio, AsyncImages
 
         self.chat = _AsyncChat(self)
@@ -106,6 +107,7 @@ class AsyncMeshClient(_MeshBase):
         self.models = _AsyncModels(self)
         self.audio = AsyncAudio(self)
         self.images = AsyncImages(self)
+        self.batches = AsyncBatches(self)
         self.with_raw_response = _ClientRaw(self)
 
     async def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Any = None) -> Any:

@@ -25,6 +25,13 @@ name one pool, since the whole batch goes to one provider.
 
 Jobs live in this process, in the client that made them (there is no files API and no
 store of batches): `client.batches.retrieve(id)` finds a job this client created.
+
+What AsyncMeshClient shares (`_abatch.py` is its runner): the job and result model
+(`_JobView`), the checking of `create`'s arguments (`_BatchesBase._plan`), a local batch's
+bookkeeping (`_LocalBook`: the next item, each outcome, the items never sent) and a
+provider batch's conversation (`_Conversation`: generators that yield each request to send
+and take its answer, as `_serving` does for the front doors). Each runner only performs
+them its own way: worker threads and blocking HTTP here, tasks and awaited HTTP there.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,14 +110,8 @@ class BatchResult:
         return None
 
 
-class BatchJob:
-    """A batch and how it stands (seed 004's BatchJob, in OpenAI's batch vocabulary).
-
-    `id`, `status` (validating, in_progress, finalizing, completed, cancelling, cancelled,
-    failed, expired), `request_counts` (total, completed, failed), `created_at`,
-    `completed_at`, `endpoint`, `model` (what the lines name), `provider` (the provider a
-    provider batch went to; None for a local one), `delivery_mode` ("local" or "batch").
-    `results` are the ended items in input order; `wait()`, `cancel()`, `refresh()`."""
+class _JobView:
+    """What a batch job holds and tells, whoever runs it (BatchJob, AsyncBatchJob)."""
 
     def __init__(self, *, items: Sequence[BatchItem], endpoint: str, model: str, delivery_mode: str,
                  created_at: float, metadata: Mapping[str, str] | None, clock: Callable[[], float]) -> None:
@@ -204,26 +205,8 @@ class BatchJob:
 
     def __repr__(self) -> str:
         c = self._counts
-        return (f"BatchJob(id={self.id!r}, status={self.status!r}, delivery_mode={self.delivery_mode!r}, "
+        return (f"{type(self).__name__}(id={self.id!r}, status={self.status!r}, delivery_mode={self.delivery_mode!r}, "
                 f"completed={c.completed}, failed={c.failed}, total={c.total})")
-
-    # -- acting ---------------------------------------------------------------------------
-    def wait(self, timeout: float | None = None, *, poll_interval: float = DEFAULT_POLL_INTERVAL) -> BatchJob:
-        """Block until the batch has ended (or `timeout` seconds have passed; then it is
-        returned as it stands). A provider batch is polled every `poll_interval` seconds."""
-        self._runner.wait(timeout, poll_interval)
-        return self
-
-    def refresh(self) -> BatchJob:
-        """Ask the provider how its batch stands (a provider batch); a local one is always current."""
-        self._runner.refresh()
-        return self
-
-    def cancel(self) -> BatchJob:
-        """Stop the batch: a local one sends no further item (those in flight finish); a
-        provider's is asked to cancel. Cancelling an ended batch changes nothing."""
-        self._runner.cancel()
-        return self
 
     # -- the runners' side ---------------------------------------------------------------------
     def _move(self, event: str) -> None:
@@ -241,16 +224,121 @@ class BatchJob:
             self._ended.set()
 
 
+class BatchJob(_JobView):
+    """A batch and how it stands (seed 004's BatchJob, in OpenAI's batch vocabulary).
+
+    `id`, `status` (validating, in_progress, finalizing, completed, cancelling, cancelled,
+    failed, expired), `request_counts` (total, completed, failed), `created_at`,
+    `completed_at`, `endpoint`, `model` (what the lines name), `provider` (the provider a
+    provider batch went to; None for a local one), `delivery_mode` ("local" or "batch").
+    `results` are the ended items in input order; `wait()`, `cancel()`, `refresh()`."""
+
+    def wait(self, timeout: float | None = None, *, poll_interval: float = DEFAULT_POLL_INTERVAL) -> BatchJob:
+        """Block until the batch has ended (or `timeout` seconds have passed; then it is
+        returned as it stands). A provider batch is polled every `poll_interval` seconds."""
+        self._runner.wait(timeout, poll_interval)
+        return self
+
+    def refresh(self) -> BatchJob:
+        """Ask the provider how its batch stands (a provider batch); a local one is always current."""
+        self._runner.refresh()
+        return self
+
+    def cancel(self) -> BatchJob:
+        """Stop the batch: a local one sends no further item (those in flight finish); a
+        provider's is asked to cancel. Cancelling an ended batch changes nothing."""
+        self._runner.cancel()
+        return self
+
+
+class _LocalBook:
+    """A local batch's bookkeeping, the same for worker threads and asyncio tasks; each
+    method that reads or moves the job is called under the job's lock. Items are taken in
+    input order; an outcome is recorded as its item ends; when the batch stops, the items
+    never sent (it was cancelled) end as cancelled."""
+
+    def __init__(self, job: _JobView, client: Any, hints: Mapping[str, Any]) -> None:
+        self.job, self.client, self.hints = job, client, dict(hints)
+        self.next = 0
+        self.cancelled = False
+
+    def take(self) -> BatchItem | None:
+        """The next item to send, or None when there is none (all taken, or cancelled)."""
+        if self.cancelled or self.next >= len(self.job._items):
+            return None
+        item = self.job._items[self.next]
+        self.next += 1
+        return item
+
+    def request(self, item: BatchItem) -> dict[str, Any]:
+        """The item's arguments for the client's `_request`."""
+        return {**item.body, **self.hints}
+
+    def answered(self, item: BatchItem, result: Any) -> ItemOutcome:
+        return ItemOutcome(custom_id=item.custom_id, body=result.response, provider=result.provider,
+                           model=result.model, request_id=result.request_id)
+
+    def failed(self, item: BatchItem, exc: Exception) -> ItemOutcome:
+        """How an item that raised ends: a mesh error with its reason; anything else (a bug)
+        fails its item, not the batch, said as the boundary says it."""
+        if isinstance(exc, E.ModelMeshError):
+            return ItemOutcome(custom_id=item.custom_id, error=_item_error(exc), provider=exc.provider,
+                               model=exc.model, request_id=exc.request_id)
+        internal = self.client.transport.internal(exc)
+        _log.error("modelmesh: batch item %s failed unexpectedly: %s", item.custom_id, internal)
+        return ItemOutcome(custom_id=item.custom_id, error=_item_error(internal))
+
+    def record(self, item: BatchItem, outcome: ItemOutcome) -> BatchProgress:
+        job = self.job
+        job._outcomes[item.index] = outcome
+        c = job._counts
+        job._counts = Counts(total=c.total, completed=c.completed + outcome.ok, failed=c.failed + (not outcome.ok))
+        return job.progress
+
+    def skip_rest(self) -> BatchProgress | None:
+        """Every item without an outcome (never sent: the batch was cancelled) ends as cancelled;
+        the progress that makes, or None when there were none."""
+        job = self.job
+        skipped = 0
+        for item in job._items:
+            if job._outcomes[item.index] is None:
+                job._outcomes[item.index] = ItemOutcome(custom_id=item.custom_id, error=ItemError(
+                    error_class="APIError", code="batch_cancelled",
+                    message="the batch was cancelled before this request ran"))
+                skipped += 1
+        if not skipped:
+            return None
+        c = job._counts
+        job._counts = Counts(total=c.total, completed=c.completed, failed=c.failed + skipped)
+        return job.progress
+
+    def cancel(self) -> None:
+        if self.job.ended:
+            return
+        self.cancelled = True
+        if self.job._status is not Status.CANCELLING:
+            self.job._move("cancel")
+
+
+def _told(on_progress: Callable[[BatchProgress], Any], progress: BatchProgress) -> Any:
+    """`on_progress(progress)`; an observer's bug must not stop the batch it observes.
+    Returns what it returned (an awaitable, for an async callback)."""
+    try:
+        return on_progress(progress)
+    except Exception:  # noqa: BLE001
+        _log.exception("modelmesh: batch progress callback %r failed", on_progress)
+        return None
+
+
 class _Local:
     """Runs a job's items on `max_concurrency` worker threads through `client`."""
 
     def __init__(self, job: BatchJob, client: Any, hints: Mapping[str, Any], max_concurrency: int,
                  on_progress: Callable[[BatchProgress], Any] | None) -> None:
-        self.job, self.client, self.hints = job, client, dict(hints)
+        self.job = job
+        self.book = _LocalBook(job, client, hints)
         self.on_progress = on_progress
         self.workers = min(max_concurrency, len(job._items))
-        self._next = 0
-        self._cancelled = False
         self._running = self.workers
         # each count the job passes through, queued under the job's lock as it is reached and
         # reported in that order under a lock of its own (a callback may cancel the job)
@@ -264,45 +352,32 @@ class _Local:
             threading.Thread(target=self._work, name=f"modelmesh-batch-{i}", daemon=True).start()
 
     def _work(self) -> None:
-        job = self.job
+        job, book = self.job, self.book
         while True:
             with job._lock:
-                stop = self._cancelled or self._next >= len(job._items)
-                if stop:
+                item = book.take()
+                if item is None:
                     self._running -= 1
                     last = self._running == 0
                     if last:
-                        self._skip_rest()
-                else:
-                    item = job._items[self._next]
-                    self._next += 1
-            if stop:
+                        self._queue(book.skip_rest())
+            if item is None:
                 if last:  # the last worker out reports the end, then ends the job
                     self._report()
                     with job._lock:
                         job._move("finished")
                 return
-            outcome = self._run(item)
+            try:
+                outcome = book.answered(item, book.client._request(item.op, book.request(item), False))
+            except Exception as exc:  # noqa: BLE001 - each item ends with its reason (see _LocalBook.failed)
+                outcome = book.failed(item, exc)
             with job._lock:
-                job._outcomes[item.index] = outcome
-                c = job._counts
-                job._counts = Counts(total=c.total, completed=c.completed + outcome.ok, failed=c.failed + (not outcome.ok))
-                self._pending.append(job.progress)
+                self._queue(book.record(item, outcome))
             self._report()
 
-    def _run(self, item: BatchItem) -> ItemOutcome:
-        kwargs = {**item.body, **self.hints}
-        try:
-            result = self.client._request(item.op, kwargs, False)
-        except E.ModelMeshError as exc:
-            return ItemOutcome(custom_id=item.custom_id, error=_item_error(exc), provider=exc.provider,
-                               model=exc.model, request_id=exc.request_id)
-        except Exception as exc:  # noqa: BLE001 - a bug fails its item, not the batch; said as the boundary says it
-            internal = self.client.transport.internal(exc)
-            _log.error("modelmesh: batch item %s failed unexpectedly: %s", item.custom_id, internal)
-            return ItemOutcome(custom_id=item.custom_id, error=_item_error(internal))
-        return ItemOutcome(custom_id=item.custom_id, body=result.response, provider=result.provider,
-                           model=result.model, request_id=result.request_id)
+    def _queue(self, progress: BatchProgress | None) -> None:
+        if progress is not None and self.on_progress is not None:
+            self._pending.append(progress)
 
     def _report(self) -> None:
         """Tell `on_progress` every count reached so far and not yet told, in order, one
@@ -311,23 +386,7 @@ class _Local:
             return
         with self._progress_lock:
             while self._pending:
-                progress = self._pending.popleft()
-                try:
-                    self.on_progress(progress)
-                except Exception:  # an observer's bug must not stop the batch it observes
-                    _log.exception("modelmesh: batch progress callback %r failed", self.on_progress)
-
-    def _skip_rest(self) -> None:
-        """Under the job's lock: the items never sent (the batch was cancelled) end as cancelled."""
-        job = self.job
-        for item in job._items[self._next:]:
-            job._outcomes[item.index] = ItemOutcome(custom_id=item.custom_id, error=ItemError(
-                error_class="APIError", code="batch_cancelled", message="the batch was cancelled before this request ran"))
-        skipped = len(job._items) - self._next
-        if skipped:
-            c = job._counts
-            job._counts = Counts(total=c.total, completed=c.completed, failed=c.failed + skipped)
-            self._pending.append(job.progress)
+                _told(self.on_progress, self._pending.popleft())
 
     def wait(self, timeout: float | None, poll_interval: float) -> None:
         self.job._ended.wait(timeout)
@@ -337,27 +396,31 @@ class _Local:
 
     def cancel(self) -> None:
         with self.job._lock:
-            if self.job.ended:
-                return
-            self._cancelled = True
-            if self.job._status is not Status.CANCELLING:
-                self.job._move("cancel")
+            self.book.cancel()
 
 
-class _Remote:
-    """A provider batch: submitted on creation, polled when asked."""
+# a request of a provider batch's conversation: (the provider's runtime, the BatchWire to send)
+_Ask = tuple[Any, Any]
+_Talk = Generator[_Ask, bytes, Any]
 
-    def __init__(self, job: BatchJob, client: Any, op: str, candidates: Sequence[tuple[Any, Any]],
-                 on_progress: Callable[[BatchProgress], Any] | None) -> None:
-        self.job, self.client, self.op = job, client, op
+
+class _Conversation:
+    """A provider batch's conversation with its provider, written once for both runners as
+    generators: each yields the requests to send, `(runtime, wire)`, and is sent back the
+    answer's body (a ModelMeshError is thrown into it instead). What each request is and what
+    each answer means is the pure codec's (`_core/codecs/batches.py`); the job's state is
+    moved here, under its lock. `submit` returns nothing; `refresh` and `cancel` return the
+    progress to report (or None)."""
+
+    def __init__(self, job: _JobView, op: str, candidates: Sequence[tuple[Any, Any]]) -> None:
+        self.job, self.op = job, op
         self.candidates = candidates  # (ProviderRuntime, Target), in routing order
-        self.on_progress = on_progress
         self.runtime: Any = None
         self.target: Any = None
         self.codec: Any = None
-        self._poll = threading.Lock()  # one conversation with the provider at a time
 
-    def start(self) -> None:
+    def submit(self) -> _Talk:
+        """Hand the batch to the first candidate that takes it."""
         from ._core.codecs.batches import RemoteBatch, batch_codec
 
         failures: list[str] = []
@@ -367,9 +430,9 @@ class _Remote:
             assert codec is not None  # the candidates were chosen for it
             try:
                 step = codec.submit(target, self.op, self.job._items)
-                answer = codec.after_submit(target, self.op, self._send(runtime, target, step))
+                answer = codec.after_submit(target, self.op, (yield runtime, step))
                 while not isinstance(answer, RemoteBatch):  # OpenAI: the file first, then the batch
-                    answer = codec.after_submit(target, self.op, self._send(runtime, target, answer))
+                    answer = codec.after_submit(target, self.op, (yield runtime, answer))
             except E.InvalidArgumentError:
                 raise  # the input's fault: no other provider would take it either
             except E.ModelMeshError as exc:
@@ -380,42 +443,34 @@ class _Remote:
             with self.job._lock:
                 self.job.provider, self.job.remote_id = runtime.id, answer.id
                 self.job._move("validated")
-            self._absorb(answer)
-            return
+            return (yield from self._absorb(answer))
         assert last is not None
         raise type(last)(f"no provider took the batch: {'; '.join(failures)}", status=last.status,
                          provider=last.provider, code=last.code)
 
-    def _send(self, runtime: Any, target: Any, wire: Any) -> bytes:
-        from .transports.sync import _translate
+    def refresh(self) -> _Talk:
+        if self.job.ended:
+            return None
+        wire = self.codec.retrieve(self.target, self.job.remote_id)
+        return (yield from self._absorb(self.codec.parse_batch(self.target, (yield self.runtime, wire))))
 
-        cfg = runtime.config
-        payload = wire.content if wire.content is not None else wire.json
-        try:
-            r = self.client.transport.http.send(wire.method, wire.url, wire.headers, payload,
-                                                connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout)
-            try:
-                body = _read_all(r)
-            finally:
-                r.release_conn()
-        except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated at the boundary
-            failed = _translate(exc)
-            cls = E.APITimeoutError if failed.kind.value == "timeout" else E.APIConnectionError
-            raise cls(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): {failed.message}",
-                      provider=runtime.id) from None
-        if r.status >= 400:
-            info = runtime.codec.classify_error(r.status, r.headers, body, now=self.client._clock(),
-                                                secrets=self.client.core.secret_values)
-            raise E.status_class(r.status)(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): "
-                                           f"{info.message}", status=r.status, provider=runtime.id,
-                                           code=info.code, type=info.type)
-        return body
+    def cancel(self) -> _Talk:
+        if self.job.ended:
+            return None
+        wire = self.codec.cancel(self.target, self.job.remote_id)
+        remote = self.codec.parse_batch(self.target, (yield self.runtime, wire))
+        with self.job._lock:
+            if not self.job.ended and self.job._status is not Status.CANCELLING:
+                self.job._move("cancel")
+        return (yield from self._absorb(remote))
 
-    def _absorb(self, remote: Any) -> None:
+    def _absorb(self, remote: Any) -> _Talk:
         """Take in the provider's view of the batch; once it has ended, fetch its results."""
         outcomes: dict[str, ItemOutcome] | None = None
         if remote.status in TERMINAL:
-            bodies = [self._send(self.runtime, self.target, w) for w in self.codec.results(self.target, remote)]
+            bodies = []
+            for wire in self.codec.results(self.target, remote):
+                bodies.append((yield self.runtime, wire))
             outcomes = self.codec.parse_results(self.target, self.op, bodies)
         job = self.job
         with job._lock:
@@ -431,12 +486,7 @@ class _Remote:
                 job._counts = Counts(total=remote.counts.total or len(job._items), completed=remote.counts.completed,
                                      failed=remote.counts.failed)
             self._follow(remote.status)
-            progress = job.progress
-        if self.on_progress is not None:
-            try:
-                self.on_progress(progress)
-            except Exception:
-                _log.exception("modelmesh: batch progress callback %r failed", self.on_progress)
+            return job.progress
 
     def _follow(self, status: Status) -> None:
         """Under the job's lock: move the job to the provider's status."""
@@ -450,36 +500,94 @@ class _Remote:
         if event is not None:
             job._move(event)
 
+
+def _batch_answer(client: Any, runtime: Any, wire: Any, status: int, headers: Any, body: bytes) -> bytes:
+    """The body of a batch API answer, or the mesh error its status says (the vendor's words)."""
+    if status < 400:
+        return body
+    info = runtime.codec.classify_error(status, headers, body, now=client._clock(), secrets=client.core.secret_values)
+    raise E.status_class(status)(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): "
+                                 f"{info.message}", status=status, provider=runtime.id, code=info.code, type=info.type)
+
+
+def _unreachable(runtime: Any, wire: Any, failed: Any) -> E.ModelMeshError:
+    """The mesh error for a batch API request that got no answer (`failed`: the shell's TransportFailed)."""
+    cls = E.APITimeoutError if failed.kind.value == "timeout" else E.APIConnectionError
+    return cls(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): {failed.message}",
+               provider=runtime.id)
+
+
+def poll_interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise E.InvalidArgumentError(f"wait: 'poll_interval' must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class _Remote:
+    """A provider batch, over the client's blocking HTTP: submitted on creation, polled when asked."""
+
+    def __init__(self, job: BatchJob, client: Any, op: str, candidates: Sequence[tuple[Any, Any]],
+                 on_progress: Callable[[BatchProgress], Any] | None) -> None:
+        self.job, self.client = job, client
+        self.talk = _Conversation(job, op, candidates)
+        self.on_progress = on_progress
+        self._poll = threading.Lock()  # one conversation with the provider at a time
+
+    def _run(self, talk: _Talk) -> None:
+        result: Any = None  # a generator is started with None
+        error: E.ModelMeshError | None = None
+        while True:
+            try:
+                runtime, wire = talk.send(result) if error is None else talk.throw(error)
+            except StopIteration as end:
+                if end.value is not None and self.on_progress is not None:
+                    _told(self.on_progress, end.value)
+                return
+            result, error = None, None
+            try:
+                result = self._send(runtime, wire)
+            except E.ModelMeshError as exc:
+                error = exc
+
+    def _send(self, runtime: Any, wire: Any) -> bytes:
+        from .transports.sync import _translate
+
+        cfg = runtime.config
+        payload = wire.content if wire.content is not None else wire.json
+        try:
+            r = self.client.transport.http.send(wire.method, wire.url, wire.headers, payload,
+                                                connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout)
+            try:
+                body = _read_all(r)
+            finally:
+                r.release_conn()
+        except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated at the boundary
+            raise _unreachable(runtime, wire, _translate(exc)) from None
+        return _batch_answer(self.client, runtime, wire, r.status, r.headers, body)
+
+    def start(self) -> None:
+        with self._poll:
+            self._run(self.talk.submit())
+
     def refresh(self) -> None:
         with self._poll:
-            if self.job.ended:
-                return
-            wire = self.codec.retrieve(self.target, self.job.remote_id)
-            self._absorb(self.codec.parse_batch(self.target, self._send(self.runtime, self.target, wire)))
+            self._run(self.talk.refresh())
 
-    def wait(self, timeout: float | None, poll_interval: float) -> None:
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-            raise E.InvalidArgumentError(f"wait: 'poll_interval' must be a positive number of seconds, got {poll_interval!r}")
+    def wait(self, timeout: float | None, poll_interval_: float) -> None:
+        every = poll_interval(poll_interval_)
         clock, sleep = self.client._clock, self.client.transport.sleep
         deadline = None if timeout is None else clock() + timeout
         while True:
             self.refresh()
             if self.job.ended:
                 return
-            if deadline is not None and clock() + poll_interval > deadline:
+            if deadline is not None and clock() + every > deadline:
                 return
-            sleep(poll_interval)
+            sleep(every)
 
     def cancel(self) -> None:
         with self._poll:
-            if self.job.ended:
-                return
-            wire = self.codec.cancel(self.target, self.job.remote_id)
-            remote = self.codec.parse_batch(self.target, self._send(self.runtime, self.target, wire))
-            with self.job._lock:
-                if not self.job.ended and self.job._status is not Status.CANCELLING:
-                    self.job._move("cancel")
-        self._absorb(remote)
+            self._run(self.talk.cancel())
 
 
 def _read_all(r: Any) -> bytes:
@@ -514,41 +622,45 @@ def _item_error(exc: E.ModelMeshError) -> ItemError:
 
 # -- the client's door ----------------------------------------------------------------------------
 
-class BatchList(list[BatchJob]):
-    """The page `batches.list()` gives: a list of BatchJob, read like the SDK's page too."""
+class BatchList(list[Any]):
+    """The page `batches.list()` gives: a list of jobs (BatchJob, or AsyncBatchJob), read like
+    the SDK's page too."""
 
     @property
-    def data(self) -> list[BatchJob]:
+    def data(self) -> list[Any]:
         return list(self)
 
     def has_next_page(self) -> bool:
         return False
 
 
-class Batches:
-    """`client.batches`: OpenAI's batches resource over the mesh.
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A batch `create` was asked for, checked: what its runner needs."""
 
-    Unlike OpenAI's, `create` takes the request lines themselves (`input=`: a list of
-    `{"custom_id", "method", "url", "body"}` dicts, or the path of a JSONL file of them), not
-    an `input_file_id`: the mesh has no files API. Results are read from the job
-    (`results(batch_id)` gives OpenAI's output lines) rather than from an output file."""
+    items: Sequence[BatchItem]
+    endpoint: str
+    metadata: Mapping[str, str] | None
+    mode: str  # "local" or "batch"
+    model: str
+    concurrency: int
+    hints: Mapping[str, Any]
+    on_progress: Callable[[BatchProgress], Any] | None
+    op: str
+    candidates: Sequence[tuple[Any, Any]]
+
+
+class _BatchesBase:
+    """What `client.batches` is on either client: the arguments checked, the client's jobs."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._jobs: dict[str, BatchJob] = getattr(client, "_batch_jobs", None) or {}
+        self._jobs: dict[str, Any] = getattr(client, "_batch_jobs", None) or {}
         client._batch_jobs = self._jobs  # shared by the client's copies (with_options)
         self._lock = threading.Lock()
 
-    def create(self, *, input: Any = None, endpoint: str = "/v1/chat/completions", completion_window: str = "24h",
-               metadata: Mapping[str, str] | None = None, input_file_id: str | None = None,
-               delivery_mode: str | None = None, max_concurrency: int | None = None,
-               on_progress: Callable[[BatchProgress], Any] | None = None, **hints: Any) -> BatchJob:
-        """Start a batch of `input` lines and return its job at once. `delivery_mode` None
-        (or "local") runs the lines through the mesh, `max_concurrency` at a time, each with
-        failover; "batch" hands them to a provider's batch API (every line naming one pool).
-        `on_progress(BatchProgress)` is called as items end. `session_id`,
-        `preferred_provider` and `routing_metadata` apply to every line."""
-        where = "batches.create"
+    @staticmethod
+    def _arguments(where: str, input_file_id: str | None, completion_window: str, hints: Mapping[str, Any]) -> None:
         if input_file_id is not None:
             raise E.InvalidArgumentError(f"{where}: 'input_file_id' names an uploaded file, and the mesh has no files "
                                          "API; pass the request lines themselves as input=[...] or a JSONL file's "
@@ -559,14 +671,12 @@ class Batches:
         unknown = sorted(set(hints) - set(_HINTS))
         if unknown:
             raise E.InvalidArgumentError(f"{where}: unexpected argument(s) {', '.join(unknown)}")
-        lines = _read_lines(where, input)
-        items = parse_input(lines, endpoint=endpoint, where=where)
-        return self._start(items, endpoint, metadata, delivery_mode, max_concurrency, on_progress,
-                           {k: v for k, v in hints.items() if v is not None}, where)
 
-    def _start(self, items: Sequence[BatchItem], endpoint: str, metadata: Mapping[str, str] | None,
-               delivery_mode: str | None, max_concurrency: int | None,
-               on_progress: Callable[[BatchProgress], Any] | None, hints: Mapping[str, Any], where: str) -> BatchJob:
+    def _plan(self, where: str, lines: _Lines, endpoint: str, metadata: Mapping[str, str] | None,
+              delivery_mode: str | None, max_concurrency: int | None,
+              on_progress: Callable[[BatchProgress], Any] | None, hints: Mapping[str, Any]) -> _Plan:
+        items = parse_input(lines, endpoint=endpoint, where=where)
+        hints = {k: v for k, v in hints.items() if v is not None}
         if delivery_mode not in (None, "local", "batch"):
             raise E.InvalidArgumentError(f"{where}: delivery_mode must be 'local' (the mesh runs the lines) or "
                                          f"'batch' (a provider's batch API), got {delivery_mode!r}", param="delivery_mode")
@@ -574,43 +684,35 @@ class Batches:
             raise E.InvalidArgumentError(f"{where}: 'on_progress' must be callable, got {on_progress!r}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise E.InvalidArgumentError(f"{where}: 'metadata' must be a mapping of strings")
-        client = self._client
         models = sorted({str(it.body["model"]) for it in items})
-        mode = "batch" if delivery_mode == "batch" else "local"
-        job = BatchJob(items=items, endpoint=endpoint, model=models[0] if len(models) == 1 else "mixed",
-                       delivery_mode=mode, created_at=client._clock(), metadata=metadata, clock=client._clock)
-        runner: _Local | _Remote
-        if mode == "local":
-            runner = _Local(job, client, hints, _concurrency(where, max_concurrency), on_progress)
-        else:
-            if max_concurrency is not None:
-                raise E.InvalidArgumentError(f"{where}: 'max_concurrency' applies to local batches; a provider runs "
-                                             "its batch at its own pace")
-            if len(models) != 1:
-                raise E.InvalidArgumentError(f"{where}: a provider batch goes to one provider, so every line's "
-                                             f"body.model must name the same pool; the lines name {', '.join(models)}",
-                                             param="input")
-            if hints:
-                raise E.InvalidArgumentError(f"{where}: {', '.join(sorted(hints))} route single requests; a provider "
-                                             "batch goes where infrastructure.batch says")
-            op = items[0].op
-            runner = _Remote(job, client, op, _batch_candidates(client, models[0], op, where), on_progress)
-        job._runner = runner
-        runner.start()
+        model = models[0] if len(models) == 1 else "mixed"
+        if delivery_mode != "batch":
+            return _Plan(items, endpoint, metadata, "local", model, _concurrency(where, max_concurrency), hints,
+                         on_progress, items[0].op, ())
+        if max_concurrency is not None:
+            raise E.InvalidArgumentError(f"{where}: 'max_concurrency' applies to local batches; a provider runs "
+                                         "its batch at its own pace")
+        if len(models) != 1:
+            raise E.InvalidArgumentError(f"{where}: a provider batch goes to one provider, so every line's "
+                                         f"body.model must name the same pool; the lines name {', '.join(models)}",
+                                         param="input")
+        if hints:
+            raise E.InvalidArgumentError(f"{where}: {', '.join(sorted(hints))} route single requests; a provider "
+                                         "batch goes where infrastructure.batch says")
+        op = items[0].op
+        return _Plan(items, endpoint, metadata, "batch", model, 0, hints, on_progress, op,
+                     _batch_candidates(self._client, model, op, where))
+
+    def _new(self, cls: type[Any], plan: _Plan) -> Any:
+        client = self._client
+        return cls(items=plan.items, endpoint=plan.endpoint, model=plan.model, delivery_mode=plan.mode,
+                   created_at=client._clock(), metadata=plan.metadata, clock=client._clock)
+
+    def _keep(self, job: Any) -> None:
         with self._lock:
             self._jobs[job.id] = job
-        return job
 
-    def retrieve(self, batch_id: str) -> BatchJob:
-        """The job `batch_id`; a provider batch is asked how it stands first."""
-        job = self._job("batches.retrieve", batch_id)
-        return job.refresh()
-
-    def cancel(self, batch_id: str) -> BatchJob:
-        return self._job("batches.cancel", batch_id).cancel()
-
-    def list(self, *, limit: int = 20, after: str | None = None) -> BatchList:
-        """This client's batches, newest first, `limit` of them after the one named `after`."""
+    def _listing(self, limit: Any, after: str | None) -> BatchList:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
             raise E.InvalidArgumentError(f"batches.list: 'limit' must be 1..100, got {limit!r}", param="limit")
         with self._lock:
@@ -622,17 +724,66 @@ class Batches:
             jobs = jobs[ids.index(after) + 1:]
         return BatchList(jobs[:limit])
 
-    def results(self, batch_id: str) -> _Outputs:
-        """The ended batch's results as OpenAI's batch output lines, in input order."""
-        return self._job("batches.results", batch_id).output_lines()
-
-    def _job(self, where: str, batch_id: Any) -> BatchJob:
+    def _job(self, where: str, batch_id: Any) -> Any:
         with self._lock:
             job = self._jobs.get(batch_id) if isinstance(batch_id, str) else None
         if job is None:
             raise E.NotFoundError(f"{where}: no batch {batch_id!r} was created by this client (batches live in the "
                                   "client that made them)", param="batch_id")
         return job
+
+
+class Batches(_BatchesBase):
+    """`client.batches`: OpenAI's batches resource over the mesh.
+
+    Unlike OpenAI's, `create` takes the request lines themselves (`input=`: a list of
+    `{"custom_id", "method", "url", "body"}` dicts, or the path of a JSONL file of them), not
+    an `input_file_id`: the mesh has no files API. Results are read from the job
+    (`results(batch_id)` gives OpenAI's output lines) rather than from an output file."""
+
+    def create(self, *, input: Any = None, endpoint: str = "/v1/chat/completions", completion_window: str = "24h",
+               metadata: Mapping[str, str] | None = None, input_file_id: str | None = None,
+               delivery_mode: str | None = None, max_concurrency: int | None = None,
+               on_progress: Callable[[BatchProgress], Any] | None = None, **hints: Any) -> BatchJob:
+        """Start a batch of `input` lines and return its job at once. `delivery_mode` None
+        (or "local") runs the lines through the mesh, `max_concurrency` at a time, each with
+        failover; "batch" hands them to a provider's batch API (every line naming one pool).
+        `on_progress(BatchProgress)` is called as items end. `session_id`,
+        `preferred_provider` and `routing_metadata` apply to every line."""
+        where = "batches.create"
+        self._arguments(where, input_file_id, completion_window, hints)
+        plan = self._plan(where, _read_lines(where, input), endpoint, metadata, delivery_mode, max_concurrency,
+                          on_progress, hints)
+        return self._start(plan)
+
+    def _start(self, plan: _Plan) -> BatchJob:
+        job: BatchJob = self._new(BatchJob, plan)
+        runner: _Local | _Remote
+        if plan.mode == "local":
+            runner = _Local(job, self._client, plan.hints, plan.concurrency, plan.on_progress)
+        else:
+            runner = _Remote(job, self._client, plan.op, plan.candidates, plan.on_progress)
+        job._runner = runner
+        runner.start()
+        self._keep(job)
+        return job
+
+    def retrieve(self, batch_id: str) -> BatchJob:
+        """The job `batch_id`; a provider batch is asked how it stands first."""
+        job: BatchJob = self._job("batches.retrieve", batch_id)
+        return job.refresh()
+
+    def cancel(self, batch_id: str) -> BatchJob:
+        job: BatchJob = self._job("batches.cancel", batch_id)
+        return job.cancel()
+
+    def list(self, *, limit: int = 20, after: str | None = None) -> BatchList:
+        """This client's batches, newest first, `limit` of them after the one named `after`."""
+        return self._listing(limit, after)
+
+    def results(self, batch_id: str) -> _Outputs:
+        """The ended batch's results as OpenAI's batch output lines, in input order."""
+        return list(self._job("batches.results", batch_id).output_lines())
 
 
 def _concurrency(where: str, value: Any) -> int:

@@ -33,12 +33,11 @@ from typing import Any
 from ._core import _errors as E
 from ._core._types import Upload
 from ._response import ServedBy, _Served
+from ._wire_openai import TRANSCRIPTION_FORMATS, transcript_body
 
 __all__ = ["BinaryContent", "SpeechStream", "AsyncSpeechStream", "Transcription", "TranscriptionVerbose",
            "Translation", "ImagesResponse", "read_upload", "Audio", "Images", "AsyncAudio", "AsyncImages"]
 
-TRANSCRIPTION_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
-_TEXT_FORMATS = frozenset({"text", "srt", "vtt"})
 _SPEECH_PARAMS = ("input", "voice")
 # the first bytes of the formats a caller most often hands over as bare bytes -> (extension, type)
 _MAGIC = ((b"RIFF", ("wav", "audio/wav")), (b"ID3", ("mp3", "audio/mpeg")), (b"\xff\xfb", ("mp3", "audio/mpeg")),
@@ -320,15 +319,12 @@ class ImagesResponse(_Served):
 
 
 def _transcript(result: Any, fmt: str, task: str) -> Any:
-    data = dict(result.response)
-    if fmt in _TEXT_FORMATS:
-        return str(data["text"])
+    data = transcript_body(result.response, fmt, task)  # the proxy answers the same body
+    if isinstance(data, str):
+        return data
     mesh = _served(result)
     if fmt == "verbose_json":
-        data.setdefault("task", task)
         return TranscriptionVerbose(data, mesh)
-    if fmt == "json":  # what a vendor adds for verbose_json stays out of the plain answer
-        data = {k: v for k, v in data.items() if k in ("text", "usage", "logprobs")}
     return (Transcription if task == "transcribe" else Translation)(data, mesh)
 
 
@@ -355,6 +351,13 @@ class _Res:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    @property
+    def with_raw_response(self) -> Any:
+        """The same methods, each answered as a `RawResponse` (headers, `parse()`)."""
+        from .client import _RawCalls
+
+        return _RawCalls(self)
+
 
 class _Speech(_Res):
     def create(self, **kwargs: Any) -> BinaryContent:
@@ -367,7 +370,10 @@ class _Speech(_Res):
         return _StreamingSpeech(self._client)
 
 
-class _StreamingSpeech(_Res):
+class _StreamingSpeech:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
     def create(self, **kwargs: Any) -> _SpeechContext:
         """A context manager: the request is sent on `with`, and the response streams its audio."""
         _need("audio.speech.with_streaming_response.create", kwargs, *_SPEECH_PARAMS)

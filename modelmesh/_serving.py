@@ -20,6 +20,11 @@ only writes it out in its own terms (an `httpx.Response`, a WSGI response) and d
 mesh error in which no upstream answered means to its caller (`Answer.error`, see
 `_wire_openai.no_answer`).
 
+Audio and images take the same path. Speech is always opened as a mesh stream and its
+audio answered as it arrives (`BytesBody`), so failover before the first byte is invisible
+and a long file is never held whole; transcriptions, translations and image edits arrive as
+multipart/form-data (`_form.parse_form`, loaded only for them), the others as JSON.
+
 A stream is pulled until its first chunk (or its failure) before `serve` returns, so a
 routing failure is the answer's status; the rest is pulled lazily as the front door reads
 the body, and the events of one network read come out as one piece (`Call.buffered` says
@@ -37,8 +42,8 @@ from . import _wire_openai as wire
 from ._core import _errors as E
 from ._core._protocol import RoutingOptions
 
-__all__ = ["Answer", "SSEBody", "AsyncSSEBody", "serve", "aserve", "serving", "models_page",
-           "ListModels", "Start", "Execute", "OpenStream"]
+__all__ = ["Answer", "SSEBody", "AsyncSSEBody", "BytesBody", "AsyncBytesBody", "serve", "aserve", "serving",
+           "models_page", "ListModels", "Start", "Execute", "OpenStream", "expected_content_type"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -50,10 +55,10 @@ class Answer:
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
-    stream: SSEBody | AsyncSSEBody | None = None
+    stream: SSEBody | AsyncSSEBody | BytesBody | AsyncBytesBody | None = None
     error: BaseException | None = None
     served: Any = None
-    op: str | None = None  # "chat", "embeddings", "models", "model"; None for an unknown route
+    op: str | None = None  # "chat", "embeddings", "speech", ..., "models", "model"; None for an unknown route
     model: str | None = None  # what the request asked for (a pool, capability or model id)
 
 
@@ -101,13 +106,15 @@ Serving = Generator[Step, Any, Answer]
 
 def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
           timeout: float | None = None, aliases: Mapping[str, str] | None = None,
-          permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
-    """Answer `method path` (a full path: `base_path` is taken off it) with JSON `body`
-    through `mesh` (a MeshClient). `timeout` caps the whole mesh request, failovers included;
+          permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None) -> Answer:
+    """Answer `method path` (a full path: `base_path` is taken off it) with `body` (JSON, or
+    the multipart/form-data of an upload, as `content_type` says) through `mesh` (a
+    MeshClient). `timeout` caps the whole mesh request, failovers included;
     `aliases` maps a model name a caller sends to the pool, capability or model it means;
     `permit` is asked about the pool the request was routed to before anything is sent, and
     may answer with an error instead (the proxy's per-key allowed pools)."""
-    steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit)
+    steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit,
+                    content_type=content_type)
     transport = mesh.transport
     result: Any = None
     error: E.ModelMeshError | None = None
@@ -138,9 +145,11 @@ def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/
 
 async def aserve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
                  timeout: float | None = None, aliases: Mapping[str, str] | None = None,
-                 permit: Callable[[str], wire.WireError | None] | None = None) -> Answer:
-    """`serve` for an AsyncMeshClient: the same steps, awaited; a stream's body is an AsyncSSEBody."""
-    steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit)
+                 permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None) -> Answer:
+    """`serve` for an AsyncMeshClient: the same steps, awaited; a stream's body is an
+    AsyncSSEBody (an AsyncBytesBody for speech)."""
+    steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit,
+                    content_type=content_type)
     transport = mesh.transport
     result: Any = None
     error: E.ModelMeshError | None = None
@@ -171,7 +180,7 @@ async def aserve(mesh: Any, method: str, path: str, body: bytes, *, base_path: s
 
 def serving(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
             timeout: float | None = None, aliases: Mapping[str, str] | None = None,
-            permit: Callable[[str], wire.WireError | None] | None = None) -> Serving:
+            permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None) -> Serving:
     """The work of `serve`, as the steps it needs performed (see the module's docstring)."""
     relative = path[len(base_path):] if path.startswith(base_path + "/") else None
     found = wire.route(method, relative) if relative is not None else None
@@ -184,13 +193,18 @@ def serving(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = 
         if model is None:
             return error_answer(wire.model_not_found(found.model_id or ""), op=found.op, model=found.model_id)
         return json_answer(200, model, op=found.op, model=found.model_id)
-    parsed = parse_body(body)
+    parsed = parse_form(found.op, body, content_type) if found.op in wire.MULTIPART_OPS else parse_body(body)
     if isinstance(parsed, wire.WireError):
         return error_answer(parsed, op=found.op)
     name = parsed["model"]
     if aliases and name in aliases:
         parsed = dict(parsed, model=aliases[name])
     return (yield from _send(found.op, parsed, name, timeout, permit))
+
+
+def expected_content_type(op: str) -> str:
+    """The content type a request for `op` is sent in."""
+    return "multipart/form-data" if op in wire.MULTIPART_OPS else wire.JSON
 
 
 def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
@@ -201,6 +215,25 @@ def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
         return wire.invalid_body("We could not parse the JSON body of your request.")
     if not isinstance(parsed, dict):
         return wire.invalid_body("The request body must be a JSON object.")
+    return _with_model(parsed)
+
+
+def parse_form(op: str, body: bytes, content_type: str | None) -> dict[str, Any] | wire.WireError:
+    """The multipart/form-data request of an upload as a request dict (its files `Upload`s),
+    or the error that says what is wrong."""
+    kind = (content_type or "").partition(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        return wire.unsupported_media_type(content_type or "", "multipart/form-data")
+    from . import _form  # only uploads load the email package
+
+    try:
+        parsed = _form.parse_form(op, body, content_type or "")
+    except _form.FormError as exc:
+        return wire.error(400, str(exc), None, exc.param)
+    return _with_model(parsed)
+
+
+def _with_model(parsed: dict[str, Any]) -> dict[str, Any] | wire.WireError:
     model = parsed.get("model")
     if not isinstance(model, str) or not model:
         return wire.invalid_body("you must provide a model parameter (a pool, a capability or a model id)", "model")
@@ -209,10 +242,17 @@ def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
 
 def _send(op: str, body: dict[str, Any], asked: str, timeout: float | None,
           permit: Callable[[str], wire.WireError | None] | None = None) -> Serving:
-    stream = op == "chat" and body.get("stream") is True
+    refused = _media_args(op, body)
+    if refused is not None:
+        return error_answer(refused, op=op, model=asked)
+    # speech is always a mesh stream: its audio goes out as it arrives, whatever the caller reads it with
+    stream = op == "speech" or (op == "chat" and body.get("stream") is True)
     encoding = None
     if op == "embeddings":
         body, encoding = wire.embeddings_request(body)
+    sse_transcript = op in ("transcriptions", "translations") and body.pop("stream", None) is True
+    if op == "speech":
+        body = dict(body, stream=True)  # as MeshClient's with_streaming_response sends it
     options = RoutingOptions(timeout=timeout)
     try:
         call = yield Start(op, body, body["model"], stream, options)
@@ -221,16 +261,50 @@ def _send(op: str, body: dict[str, Any], asked: str, timeout: float | None,
             return error_answer(denied, op=op, model=asked)
         if stream:
             handle, first = yield OpenStream(call)
-            return _stream(call, handle, first, asked)
+            return _stream(call, handle, first, asked, op, body)
         result = yield Execute(call)
     except E.ModelMeshError as exc:
         return _failure(exc, op=op, model=asked)
-    out = result.response or {}
+    out: Any = result.response or {}
+    content_type = wire.JSON
     if op == "embeddings":
         out = wire.embeddings_body(out, encoding)
+    elif op in ("transcriptions", "translations"):
+        out = wire.transcript_body(out, str(body.get("response_format") or "json"),
+                                   "transcribe" if op == "transcriptions" else "translate")
+        if sse_transcript:
+            out, content_type = _transcript_events(out), wire.EVENT_STREAM
+        elif isinstance(out, str):
+            out, content_type = out.encode(), "text/plain; charset=utf-8"
     headers = wire.served_headers(provider=result.provider, model=result.model, attempts=len(result.attempts),
-                                  request_id=result.request_id, pool=result.pool)
-    return Answer(status=200, headers=headers, body=wire.encode_json(out), served=result, op=op, model=asked)
+                                  request_id=result.request_id, pool=result.pool, content_type=content_type)
+    data = out if isinstance(out, bytes) else wire.encode_json(out)
+    return Answer(status=200, headers=headers, body=data, served=result, op=op, model=asked)
+
+
+def _media_args(op: str, body: dict[str, Any]) -> wire.WireError | None:
+    """What the mesh cannot serve as asked, refused before anything is sent."""
+    if op in ("transcriptions", "translations"):
+        fmt = body.get("response_format")
+        if fmt is not None and fmt not in wire.TRANSCRIPTION_FORMATS:
+            return wire.error(400, f"'response_format' must be one of {', '.join(wire.TRANSCRIPTION_FORMATS)}, "
+                                   f"got {str(fmt)[:40]!r}", "invalid_value", "response_format")
+    if op in ("images", "image_edits") and body.get("stream") is True:
+        return wire.error(400, "Streamed image generation (partial images) is not served by the mesh: send the "
+                               "request without 'stream', and the whole image comes back at once", "unsupported_value",
+                          "stream")
+    return None
+
+
+def _transcript_events(out: dict[str, Any] | str) -> bytes:
+    """A transcript asked for with `stream=true`, in OpenAI's transcript events: the text in one
+    `transcript.text.delta` (the mesh has the whole answer when it is sent), then
+    `transcript.text.done` with the text and its usage."""
+    text = out if isinstance(out, str) else str(out.get("text", ""))
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": text}
+    if isinstance(out, dict) and out.get("usage") is not None:
+        done["usage"] = out["usage"]
+    return wire.sse_event({"type": "transcript.text.delta", "delta": text}) + wire.sse_event(done)
 
 
 def _failure(exc: E.ModelMeshError, **kw: Any) -> Answer:
@@ -238,17 +312,38 @@ def _failure(exc: E.ModelMeshError, **kw: Any) -> Answer:
     return Answer(status=err.status, headers=err.headers, body=err.body, error=exc, **kw)
 
 
-def _stream(call: Any, handle: Any, first: Any, asked: str) -> Answer:
+def _stream(call: Any, handle: Any, first: Any, asked: str, op: str = "chat",
+            body: Mapping[str, Any] | None = None) -> Answer:
     if first is None:  # a stream that ended without a chunk: nothing to say but [DONE]
         result = handle.result
         provider, model = (result.provider, result.model) if result else ("", "")
     else:
         provider, model = first.provider, first.model
+    is_async = hasattr(handle, "__anext__")
+    content_type = wire.EVENT_STREAM
+    stream: SSEBody | AsyncSSEBody | BytesBody | AsyncBytesBody
+    if op == "speech":
+        content_type = _audio_type(call, (body or {}).get("response_format"))
+        stream = AsyncBytesBody(handle, first) if is_async else BytesBody(handle, first)
+    else:
+        stream = AsyncSSEBody(handle, first) if is_async else SSEBody(handle, first)
     # the serving attempt is not in call.attempts until the stream ends: the failed ones are
     headers = wire.served_headers(provider=provider, model=model, attempts=len(call.attempts) + (first is not None),
-                                  request_id=call.request_id, pool=call.pool.name, content_type=wire.EVENT_STREAM)
-    body = AsyncSSEBody(handle, first) if hasattr(handle, "__anext__") else SSEBody(handle, first)
-    return Answer(status=200, headers=headers, stream=body, op="chat", model=asked)
+                                  request_id=call.request_id, pool=call.pool.name, content_type=content_type)
+    return Answer(status=200, headers=headers, stream=stream, op=op, model=asked)
+
+
+# what OpenAI answers each speech response_format with, for an upstream that does not say
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
+                "wav": "audio/wav", "pcm": "audio/pcm"}
+
+
+def _audio_type(call: Any, fmt: Any) -> str:
+    answered = call.answered_by
+    said = next((v for k, v in answered[2].items() if k.lower() == "content-type"), "") if answered else ""
+    if said and not said.startswith("application/json"):
+        return str(said)
+    return _AUDIO_TYPES.get(str(fmt or "mp3"), "application/octet-stream")
 
 
 # -- stream bodies -----------------------------------------------------------------------------------
@@ -373,3 +468,83 @@ class AsyncSSEBody:
             yield pieces.fail(exc)
             return
         yield pieces.end()
+
+
+@dataclass(eq=False)
+class BytesBody:
+    """Speech audio, produced as it is read: each piece as the upstream sent it. A stream cut
+    after audio went out cannot be answered with a status any more: the error is kept in
+    `error` and raised, and the front door breaks the response off (a client sees a body cut
+    short, as from the upstream itself). `close()` ends the mesh stream."""
+
+    handle: Any
+    first: Any
+    error: BaseException | None = None
+    _pieces: Generator[bytes, None, None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pieces = self._run()
+
+    @property
+    def result(self) -> Any:
+        return self.handle.result
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def __next__(self) -> bytes:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
+        self.handle.close()
+
+    def _run(self) -> Generator[bytes, None, None]:
+        try:
+            if self.first is not None:
+                yield bytes(self.first.chunk)
+            for delivered in self.handle:
+                yield bytes(delivered.chunk)
+        except E.ModelMeshError as exc:
+            self.error = exc
+            raise
+
+
+@dataclass(eq=False)
+class AsyncBytesBody:
+    """BytesBody for an AsyncMeshClient's speech: read with `async for`; `aclose()` ends the
+    mesh stream."""
+
+    handle: Any
+    first: Any
+    error: BaseException | None = None
+    _pieces: AsyncGenerator[bytes, None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pieces = self._run()
+
+    @property
+    def result(self) -> Any:
+        return self.handle.result
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces
+
+    async def __anext__(self) -> bytes:
+        return await self._pieces.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._pieces.aclose()
+        finally:
+            await self.handle.aclose()
+
+    async def _run(self) -> AsyncGenerator[bytes, None]:
+        try:
+            if self.first is not None:
+                yield bytes(self.first.chunk)
+            async for delivered in self.handle:
+                yield bytes(delivered.chunk)
+        except E.ModelMeshError as exc:
+            self.error = exc
+            raise

@@ -34,7 +34,7 @@ __all__ = [
     "Route", "route", "encode_json", "served_headers", "sse_event", "sse_stream", "DONE",
     "WireError", "error", "error_status", "error_body", "wire_error", "unknown_route", "invalid_body", "no_answer",
     "method_not_allowed", "missing_key", "wrong_key", "forbidden", "too_large", "unsupported_media_type",
-    "allowed_methods",
+    "allowed_methods", "MULTIPART_OPS", "transcript_body", "TRANSCRIPTION_FORMATS",
     "embeddings_request", "embeddings_body", "find_model", "model_not_found",
 ]
 
@@ -45,21 +45,27 @@ EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """An OpenAI API path the mesh serves: `op` is "chat", "embeddings", "models" or "model"
-    (one model, `model_id` unquoted: `provider/model-id` arrives as `provider%2Fmodel-id`)."""
+    """An OpenAI API path the mesh serves: `op` is "chat", "embeddings", one of the audio and
+    image operations (`_POSTS`), "models" or "model" (one model, `model_id` unquoted:
+    `provider/model-id` arrives as `provider%2Fmodel-id`)."""
 
     op: str
     model_id: str | None = None
+
+
+# the POST endpoints and the mesh operation each is; the ops in MULTIPART_OPS take multipart/form-data
+_POSTS = {"/chat/completions": "chat", "/embeddings": "embeddings", "/audio/speech": "speech",
+          "/audio/transcriptions": "transcriptions", "/audio/translations": "translations",
+          "/images/generations": "images", "/images/edits": "image_edits"}
+MULTIPART_OPS = frozenset({"transcriptions", "translations", "image_edits"})
 
 
 def route(method: str, path: str) -> Route | None:
     """The route of `method path`, the path relative to the API's base (`/chat/completions`);
     None for any other endpoint."""
     path = path.rstrip("/") or "/"
-    if method == "POST" and path == "/chat/completions":
-        return Route("chat")
-    if method == "POST" and path == "/embeddings":
-        return Route("embeddings")
+    if method == "POST" and path in _POSTS:
+        return Route(_POSTS[path])
     if method == "GET" and path == "/models":
         return Route("models")
     if method == "GET" and path.startswith("/models/") and len(path) > 8:
@@ -71,7 +77,7 @@ def allowed_methods(path: str) -> str | None:
     """The method a served path takes ("POST" or "GET"), for a 405 that says so; None for a
     path no method serves."""
     path = path.rstrip("/") or "/"
-    if path in ("/chat/completions", "/embeddings"):
+    if path in _POSTS:
         return "POST"
     if path == "/models" or (path.startswith("/models/") and len(path) > 8):
         return "GET"
@@ -194,8 +200,8 @@ def error(status: int, message: str, code: str | None, param: str | None = None,
 
 def unknown_route(method: str, path: str) -> WireError:
     """An endpoint the mesh does not serve; the words OpenAI uses for a URL it does not know."""
-    return error(404, f"Invalid URL ({method} {path}): the mesh serves POST /chat/completions, "
-                        "POST /embeddings, GET /models and GET /models/{model}", "unknown_url")
+    return error(404, f"Invalid URL ({method} {path}): the mesh serves POST {', POST '.join(_POSTS)}, "
+                        "GET /models and GET /models/{model}", "unknown_url")
 
 
 def method_not_allowed(method: str, path: str, allowed: str) -> WireError:
@@ -222,10 +228,10 @@ def too_large(limit: int) -> WireError:
     return error(413, f"The request body is larger than this server's limit of {limit} bytes", "request_too_large")
 
 
-def unsupported_media_type(got: str) -> WireError:
+def unsupported_media_type(got: str, expected: str = JSON) -> WireError:
     shown = got[:80] if got else "none"
-    return error(415, f"Unsupported content type ({shown}): send the JSON body as application/json",
-                   "unsupported_media_type")
+    what = "the form as multipart/form-data" if expected.startswith("multipart/") else "the JSON body as application/json"
+    return error(415, f"Unsupported content type ({shown}): send {what}", "unsupported_media_type")
 
 
 def invalid_body(reason: str, param: str | None = None) -> WireError:
@@ -263,6 +269,25 @@ def embeddings_body(response: dict[str, Any], encoding_format: Any) -> dict[str,
             item = dict(item, embedding=base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii"))
         out.append(item)
     return dict(response, data=out)
+
+
+TRANSCRIPTION_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+TEXT_FORMATS = frozenset({"text", "srt", "vtt"})
+
+
+def transcript_body(response: Mapping[str, Any], fmt: str, task: str) -> dict[str, Any] | str:
+    """A transcription's (or translation's, `task` "translate") answer in the `response_format`
+    asked: the text itself for `text`, `srt` and `vtt`; for `json` only what OpenAI's plain
+    answer holds (what a vendor adds for verbose_json stays out); for `verbose_json` all, with
+    its `task`."""
+    if fmt in TEXT_FORMATS:
+        return str(response["text"])
+    data = dict(response)
+    if fmt == "verbose_json":
+        data.setdefault("task", task)
+    elif fmt == "json":
+        data = {k: v for k, v in data.items() if k in ("text", "usage", "logprobs")}
+    return data
 
 
 def find_model(listing: Mapping[str, Any], model_id: str) -> dict[str, Any] | None:

@@ -609,6 +609,15 @@ class _ClientRaw:
         self.chat = _RawChat(client.chat)
         self.embeddings = _RawCalls(client.embeddings)
         self.models = _RawCalls(client.models)
+        self.audio = _RawAudio(client.audio)
+        self.images = _RawCalls(client.images)
+
+
+class _RawAudio:
+    def __init__(self, audio: Any) -> None:
+        self.speech = _RawCalls(audio.speech)
+        self.transcriptions = _RawCalls(audio.transcriptions)
+        self.translations = _RawCalls(audio.translations)
 
 
 class _RawChat:
@@ -653,9 +662,19 @@ class RawResponse:
         return self._parsed
 
     @property
+    def content(self) -> bytes:
+        """The body's bytes: speech's audio, else the text encoded."""
+        audio = getattr(self._parsed, "content", None)
+        return audio if isinstance(audio, bytes) else self.text.encode()
+
+    @property
     def text(self) -> str:
         if isinstance(self._parsed, _StreamView):
             raise E.InvalidArgumentError("a raw stream has no text: iterate parse() for its chunks")
+        if isinstance(self._parsed, str):  # a transcript asked as text, srt or vtt
+            return self._parsed
+        if isinstance(getattr(self._parsed, "content", None), bytes):
+            raise E.InvalidArgumentError("a raw speech response is audio, not text: read its bytes from .content")
         return str(self._parsed.model_dump_json())
 
     def json(self) -> Any:

@@ -3,8 +3,11 @@
 Three providers speak three real wire formats (OpenAI, Anthropic Messages, Gemini) from
 `modelmesh.testing` servers on 127.0.0.1. They are scripted to fail in the ways real
 providers do: a 429 with Retry-After, 500s until the model goes on standby, an overload
-error before a stream's first chunk, and a stream cut after content was delivered. Time
-is simulated (a FakeClock), so a 30-second cooldown passes without waiting.
+error before a stream's first chunk, and a stream cut after content was delivered. Then
+speech: a fourth fake speaks ElevenLabs' wire format, and audio fails over to it from
+alpha's text-to-speech model before the first byte; and a small batch whose items end
+one by one, answered or failed with their reason. Time is simulated (a FakeClock), so a
+30-second cooldown passes without waiting.
 """
 from __future__ import annotations
 
@@ -14,20 +17,32 @@ from typing import Any, TextIO
 __all__ = ["run_demo", "demo_config"]
 
 
-def demo_config(alpha_url: str, beta_url: str, gamma_url: str) -> dict[str, Any]:
+def demo_config(alpha_url: str, beta_url: str, gamma_url: str, voice_url: str | None = None) -> dict[str, Any]:
+    """The demo's mesh; with `voice_url` (an ElevenLabs-style fake) also a `speech` pool:
+    alpha's text-to-speech model first, then the voice provider's."""
     def provider(connector: str, url: str, model: str, price: tuple[float, float]) -> dict[str, Any]:
         return {"connector": connector, "config": {
             "base_url": url, "auth": {"method": "api_key", "api_key": f"demo-{connector}-key"},
             "models": [{"id": model, "capabilities": ["chat-completion"], "context_window": 128000,
                         "pricing": {"input_per_1m": price[0], "output_per_1m": price[1]}}]}}
 
+    providers = {
+        "alpha": provider("openai-compatible", alpha_url, "gpt-demo", (0.15, 0.60)),
+        "beta": provider("anthropic", beta_url, "claude-demo", (0.80, 4.00)),
+        "gamma": provider("gemini", gamma_url, "gemini-demo", (0.10, 0.40)),
+    }
+    pools: dict[str, Any] = {}
+    if voice_url is not None:
+        providers["alpha"]["config"]["models"].append({"id": "tts-demo", "capabilities": ["text-to-speech"]})
+        providers["delta"] = {"connector": "elevenlabs", "config": {
+            "base_url": voice_url, "auth": {"api_key": "demo-elevenlabs-key"},
+            "models": [{"id": "eleven-demo", "capabilities": ["text-to-speech"]}]}}
+        pools["speech"] = {"models": ["alpha/tts-demo", "delta/eleven-demo"], "strategy": "priority",
+                           "rotation": {"deactivation": {"retry_limit": 1},
+                                        "selection": {"model_priority": ["alpha/tts-demo", "delta/eleven-demo"]}}}
     return {
-        "providers": {
-            "alpha": provider("openai-compatible", alpha_url, "gpt-demo", (0.15, 0.60)),
-            "beta": provider("anthropic", beta_url, "claude-demo", (0.80, 4.00)),
-            "gamma": provider("gemini", gamma_url, "gemini-demo", (0.10, 0.40)),
-        },
-        "pools": {"chat": {
+        "providers": providers,
+        "pools": {**pools, "chat": {
             "capability": "chat-completion",
             "strategy": "priority",
             "rotation": {
@@ -80,10 +95,11 @@ def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
 
     clock = FakeClock()
     p = _Printer(out, clock, color)
-    with FakeUpstream("openai", name="alpha", models=["gpt-demo"]) as alpha, \
+    with FakeUpstream("openai", name="alpha", models=["gpt-demo", "tts-demo"]) as alpha, \
             FakeUpstream("anthropic", name="beta", models=["claude-demo"]) as beta, \
-            FakeUpstream("gemini", name="gamma", models=["gemini-demo"]) as gamma:
-        config = demo_config(alpha.url, beta.url, gamma.url)
+            FakeUpstream("gemini", name="gamma", models=["gemini-demo"]) as gamma, \
+            FakeUpstream("elevenlabs", name="delta", models=["eleven-demo"]) as delta:
+        config = demo_config(alpha.url, beta.url, gamma.url, delta.url)
         with MeshClient(config, clock=clock, sleep=clock.sleep, seed=7, on_event=p.event) as client:
             p.line(p.paint("ModelMesh Lite demo: pool 'chat' = alpha/gpt-demo (OpenAI), beta/claude-demo (Anthropic), "
                            "gamma/gemini-demo (Gemini), by priority", "1"))
@@ -137,6 +153,40 @@ def run_demo(out: TextIO = sys.stdout, color: bool = False) -> int:
                 "answer goes on from gamma, whose restart is checked against what you already have", stream=True)
             clock.advance(61)
             ask("61 simulated seconds later alpha is back")
+            _speech(p, client, alpha)
+            _batch(p, client)
             p.line()
-            p.line(f"upstream requests seen: alpha={len(alpha.requests)} beta={len(beta.requests)} gamma={len(gamma.requests)}")
+            p.line(f"upstream requests seen: alpha={len(alpha.requests)} beta={len(beta.requests)} "
+                   f"gamma={len(gamma.requests)} delta={len(delta.requests)}")
     return 0
+
+
+def _speech(p: _Printer, client: Any, alpha: Any) -> None:
+    from .testing import Error
+
+    p.line()
+    p.line(p.paint(f"[t+{p.clock() - p.t0:.0f}s] speech: alpha's text-to-speech model answers 503; the audio comes "
+                   "from delta (ElevenLabs' wire format), streamed as it is made", "1"))
+    alpha.script(Error(503))
+    with client.audio.speech.with_streaming_response.create(model="speech", input="Hello from the mesh",
+                                                            voice="demo-voice") as r:
+        pieces = [len(piece) for piece in r.iter_bytes()]
+    served = r.mesh
+    p.line(p.paint(f"  → speech served by {served.provider}/{served.model} after {len(served.attempts)} attempt(s): "
+                   f"{sum(pieces)} bytes of {r.content_type} in {len(pieces)} pieces", "32"))
+
+
+def _batch(p: _Printer, client: Any) -> None:
+    p.line()
+    p.line(p.paint(f"[t+{p.clock() - p.t0:.0f}s] a batch of 4 requests, 2 at a time, each with failover; one names "
+                   "a pool that does not exist and fails with its reason, the batch goes on", "1"))
+    lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "chat" if i != 3 else "no-such-pool",
+                       "messages": [{"role": "user", "content": f"Batch question {i}"}]}} for i in range(1, 5)]
+    job = client.batches.create(input=lines, max_concurrency=2).wait(timeout=10)
+    for r in job.results:
+        if r.ok:
+            p.line(p.paint(f"    {r.custom_id}: served by {r.provider}/{r.model}: {r.content!r}", "32"))
+        else:
+            p.line(p.paint(f"    {r.custom_id}: {r.error.error_class} {r.error.status}: {r.error.message[:70]}", "31"))
+    p.line(f"  → batch {job.status}: {job.request_counts}")

@@ -150,8 +150,6 @@ class Router:
         `metadata["custom_id"]`, else `request-<n>`). By default the mesh runs them,
         `max_concurrency` at a time (8), each with failover across the pool; with
         `RoutingOptions(delivery_mode="batch")` they go to a provider's batch API."""
-        from ._core._batch import parse_input
-
         if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
             raise InvalidArgumentError(f"Router.batch: 'requests' must be a list of CompletionRequest, got "
                                        f"{type(requests).__name__}")
@@ -170,12 +168,12 @@ class Router:
                     if v is not None and k not in _HINTS}
             custom_id = request.metadata.get("custom_id", f"request-{i}")
             lines.append({"custom_id": str(custom_id), "method": "POST", "url": "/v1/chat/completions", "body": body})
-        items = parse_input(lines, endpoint="/v1/chat/completions", where="Router.batch")
         hints = {k: v for k, v in (("session_id", o.session_id), ("preferred_provider", o.preferred_provider),
                                    ("routing_metadata", dict(o.metadata) or None)) if v is not None}
         batches = self.client.batches
-        return batches._start(items, "/v1/chat/completions", None, "batch" if o.delivery_mode == "batch" else None,
-                              max_concurrency, on_progress, hints, "Router.batch")
+        plan = batches._plan("Router.batch", lines, "/v1/chat/completions", None,
+                             "batch" if o.delivery_mode == "batch" else None, max_concurrency, on_progress, hints)
+        return batches._start(plan)
 
     def get_pool(self, name: str) -> PoolInfo:
         """The configured pool `name`; KeyError (also a NotFoundError) when there is none."""

@@ -383,3 +383,32 @@ def test_what_deepgram_cannot_do_goes_to_whisper(shell):
                 with client_only_deepgram:
                     client_only_deepgram.audio.translations.create(model="p", file=WAV)
             assert dg.requests == []
+
+
+# -- with_raw_response ---------------------------------------------------------------------------------
+def test_with_raw_response_says_who_served_speech_transcripts_and_images(shell):
+    models = ("tts-1", "whisper-1", "dall-e-2")
+    with FakeUpstream("openai", name="a", api_key=KEYS["openai"], models=list(models)) as up, \
+            FakeUpstream("openai", name="b", api_key=KEYS["openai"], models=list(models)) as other:
+        client = client_for(shell, {"a": prov("openai", up.url, *models), "b": prov("openai", other.url, *models)},
+                            ["a/tts-1", "b/tts-1"])
+        real = getattr(client, "client", client)  # the async shell's own AsyncMeshClient
+        done = getattr(client, "run", lambda value: value)  # ... whose coroutines the adapter runs
+        with client:
+            up.script(Error(503))
+            raw = done(real.audio.speech.with_raw_response.create(model="p", input="hi", voice="alloy"))
+            assert raw.content == fake_speech("tts-1", "alloy", "hi", "mp3") == raw.parse().content
+            assert raw.headers["content-type"] == "audio/mpeg" and raw.headers["x-modelmesh-provider"] == "b"
+            assert raw.retries_taken == 1 and raw.request_id
+            with pytest.raises(E.InvalidArgumentError, match="audio, not text"):
+                raw.json()
+            raw = done(real.with_raw_response.audio.transcriptions.create(model="a/whisper-1", file=WAV))
+            assert raw.parse().text == "Hello from a" and raw.json()["text"] == "Hello from a"
+            assert raw.headers["x-modelmesh-model"] == "whisper-1"
+            srt = done(real.audio.translations.with_raw_response.create(model="a/whisper-1", file=WAV,
+                                                                        response_format="srt"))
+            assert srt.text.startswith("1\n") and srt.parse() == srt.text
+            img = done(real.images.with_raw_response.generate(model="a/dall-e-2", prompt="a fox"))
+            assert img.parse().data[0].url and img.headers["x-modelmesh-provider"] == "a"
+            edit = done(real.with_raw_response.images.edit(model="a/dall-e-2", image=b"\x89PNG0000", prompt="a hat"))
+            assert len(edit.parse().data) == 1

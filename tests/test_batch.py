@@ -3,6 +3,7 @@ bounded concurrency, progress and cancel; provider batches through OpenAI's Batc
 Anthropic's Message Batches on the fakes, polled with a fake clock; and the refusals."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -348,3 +349,137 @@ def test_anthropic_results_of_every_kind_and_a_broken_line():
         "id": "msgbatch_1", "processing_status": "ended", "cancel_initiated_at": None, "results_url": "https://r",
         "request_counts": {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 4}}).encode())
     assert batch.status is Status.EXPIRED and batch.counts.failed == 4 and batch.results == ("https://r",)
+
+
+# -- AsyncMeshClient: the same batches, awaited (the job model, checks and conversation are shared) ----
+
+def aclient_for(a, b, clock, **kw):
+    return modelmesh.AsyncMeshClient(config(a, b, **kw), environ={}, clock=clock, sleep=clock.sleep)
+
+
+def test_async_local_batch_with_failures_bounded_concurrency_and_progress(ups, clock):
+    a, b = ups
+    a.always(every(10, Error(503)))  # fails over to beta
+    b.always(every(50, Error(500, message="beta broke")))  # ... which fails too: the item fails
+
+    async def main():
+        seen = []
+
+        async def progress(p):  # a coroutine function is awaited
+            seen.append(p)
+
+        async with aclient_for(a, b, clock) as client:
+            job = await client.batches.create(input=lines(300), max_concurrency=6, on_progress=progress)
+            assert type(job).__name__ == "AsyncBatchJob" and job.status == "in_progress"
+            await job.wait(timeout=30)
+            assert await client.batches.retrieve(job.id) is job
+            assert [j.id for j in await client.batches.list()] == [job.id]
+            return job, seen, await client.batches.results(job.id)
+
+    job, seen, out = asyncio.run(main())
+    assert job.status == "completed" and job.request_counts == {"total": 300, "completed": 294, "failed": 6}
+    for i, r in enumerate(job.results):
+        assert r.custom_id == f"item-{i}"
+        if i % 50 == 0:
+            assert (r.error.error_class, r.error.status) == ("InternalServerError", 500) and "beta broke" in r.error.message
+        else:
+            assert r.content == ("Hello from beta" if i % 10 == 0 else "Hello from alpha")
+    assert 2 <= a.max_in_flight <= 6 and b.max_in_flight <= 6  # bounded, and used
+    assert len(a.requests) == 300 and len(b.requests) == 30
+    assert [p.done for p in seen] == list(range(1, 301)) and (seen[-1].completed, seen[-1].failed) == (294, 6)
+    assert out[0]["response"]["status_code"] == 500 and out[1]["response"]["body"]["object"] == "chat.completion"
+
+
+def test_async_cancel_stops_sending_and_the_rest_end_cancelled(ups, clock):
+    a, b = ups
+    a.always(Reply(delay=0.01))
+
+    async def main():
+        async with aclient_for(a, b, clock) as client:
+            holder = []
+
+            def progress(p):
+                if p.done == 5:
+                    asyncio.get_running_loop().create_task(client.batches.cancel(holder[0].id))
+
+            job = await client.batches.create(input=lines(200), max_concurrency=2, on_progress=progress)
+            holder.append(job)
+            await job.wait(timeout=10)
+            await job.cancel()  # an ended batch: nothing changes
+            return job
+
+    job = asyncio.run(main())
+    assert job.status == "cancelled" and job.to_dict()["cancelled_at"] is not None
+    sent = len(a.requests)
+    assert 5 <= sent <= 8
+    assert job.request_counts == {"total": 200, "completed": sent, "failed": 200 - sent}
+    assert job.results[-1].error.code == "batch_cancelled"
+
+
+def test_async_openai_batch_round_trip_with_a_fake_clock(ups, clock):
+    a, b = ups
+    a.batch_polls = 2
+    a.always(lambda r: Error(429) if number(r) == 1 else None)
+    progress = []
+
+    async def main():
+        async with aclient_for(a, b, clock) as client:
+            job = await client.batches.create(input=lines(3), delivery_mode="batch", on_progress=progress.append)
+            assert (job.status, job.provider, job.delivery_mode) == ("in_progress", "a", "batch")
+            return await job.wait(poll_interval=60)
+
+    job = asyncio.run(main())
+    assert job.status == "completed" and clock.sleeps == [60.0]
+    remote = job.remote_id
+    assert [(r.method, r.path) for r in a.requests] == [
+        ("POST", "/v1/files"), ("POST", "/v1/batches"), ("GET", f"/v1/batches/{remote}"),
+        ("GET", f"/v1/batches/{remote}"), ("GET", f"/v1/files/file-out-{remote[6:]}/content"),
+        ("GET", f"/v1/files/file-err-{remote[6:]}/content")]
+    assert a.requests[0].headers["authorization"] == f"Bearer {KEY_A}"
+    assert job.request_counts == {"total": 3, "completed": 2, "failed": 1}
+    assert job.results[1].error.status == 429 and job.results[0].content == "Hello from alpha"
+    assert progress[-1].done == 3 and not b.requests
+
+
+def test_async_provider_batch_submission_fails_over_and_cancels(ups, clock):
+    a, b = ups
+    a.script(Error(500))  # the first batch provider refuses the upload: the batch goes to the next
+    b.batch_polls = 3
+
+    async def main():
+        async with aclient_for(a, b, clock) as client:
+            job = await client.batches.create(input=lines(4), delivery_mode="batch")
+            assert job.provider == "b"
+            await job.cancel()
+            assert job.status == "cancelling"
+            return await job.wait(poll_interval=1)
+
+    job = asyncio.run(main())
+    assert job.status == "cancelled" and b.requests[1].path.endswith("/cancel")
+    assert all(r.error.code == "batch_cancelled" for r in job.results)
+
+
+def test_async_batches_refuse_bad_input_as_the_sync_client_does(ups, clock, tmp_path):
+    a, b = ups
+    bad = lines(2)
+    bad[1]["custom_id"] = "item-0"
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines(3)), encoding="utf-8")
+
+    async def main():
+        async with aclient_for(a, b, clock, batch=(False, False)) as client:
+            with pytest.raises(E.InvalidArgumentError, match="line 2: custom_id 'item-0' repeats line 1"):
+                await client.batches.create(input=bad)
+            with pytest.raises(E.InvalidArgumentError, match="max_concurrency"):
+                await client.batches.create(input=lines(1), max_concurrency=0)
+            with pytest.raises(E.NotFoundError, match="no batch 'batch_nope'"):
+                await client.batches.retrieve("batch_nope")
+            with pytest.raises(E.BadRequestError, match="pool 'chat' has none"):
+                await client.batches.create(input=lines(1), delivery_mode="batch")
+            sent_before = len(a.requests)
+            job = await (await client.batches.create(input=str(path))).wait(10)
+            return sent_before, job
+
+    sent_before, job = asyncio.run(main())
+    assert sent_before == 0 and not b.requests
+    assert [r.custom_id for r in job.results] == ["item-0", "item-1", "item-2"]

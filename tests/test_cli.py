@@ -6,6 +6,7 @@ on, which is fine because check, explain and status never send a request.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -159,7 +160,7 @@ def test_demo_tells_the_whole_story(capsys):
     code, out, err = run(capsys, "demo", "--no-color")
     assert code == 0 and err == ""
     assert "\033[" not in out  # no colour codes when asked for none (and not a tty)
-    served = [line for line in out.splitlines() if "served by" in line]
+    served = [line for line in out.splitlines() if line.startswith("  → served by")]  # the chat requests
     assert len(served) == 8
     assert any("served by beta/claude-demo after 2 attempt(s)" in line for line in served)   # 429 failover
     assert any("served by alpha/gpt-demo after 2 attempt(s)" in line for line in served)     # same-model retry
@@ -171,4 +172,11 @@ def test_demo_tells_the_whole_story(capsys):
     assert "on standby in pool chat (retry_limit)" in out
     assert "back in pool chat (cooldown)" in out
     assert "upstream requests seen: alpha=" in out
-    assert "demo-openai-compatible-key" not in out
+    assert "demo-openai-compatible-key" not in out and "demo-elevenlabs-key" not in out
+    # speech fails over to the ElevenLabs-style fake before the first byte; a batch ends item by item
+    assert re.search(r"speech served by delta/eleven-demo after 2 attempt\(s\): \d+ bytes of audio/mpeg in \d+ pieces",
+                     out)
+    assert [line.split(":")[0].strip() for line in out.splitlines() if re.match(r"    q\d: ", line)] == \
+        ["q1", "q2", "q3", "q4"]
+    assert "q3: NotFoundError 404" in out and out.count("served by alpha/gpt-demo: 'Hello from alpha'") == 3
+    assert "batch completed: {'total': 4, 'completed': 3, 'failed': 1}" in out

@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 
 from .. import _wire_openai as wire
-from .._serving import Answer, AsyncSSEBody, SSEBody, aserve, serve
+from .._core import _errors as E
+from .._serving import Answer, AsyncBytesBody, AsyncSSEBody, BytesBody, SSEBody, aserve, serve
 
 __all__ = ["MeshTransport", "AsyncMeshTransport"]
 
@@ -57,7 +58,7 @@ class MeshTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         answer = serve(self.mesh, request.method, request.url.path, request.read(), base_path=self.base_path,
-                       timeout=_deadline(request))
+                       timeout=_deadline(request), content_type=request.headers.get("content-type"))
         return _response(answer, request)
 
 
@@ -81,7 +82,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         answer = await aserve(self.mesh, request.method, request.url.path, await request.aread(),
-                              base_path=self.base_path, timeout=_deadline(request))
+                              base_path=self.base_path, timeout=_deadline(request),
+                              content_type=request.headers.get("content-type"))
         return _response(answer, request)
 
 
@@ -94,7 +96,7 @@ def _response(answer: Answer, request: httpx.Request) -> httpx.Response:
     if silent == "connection":
         raise httpx.ConnectError(str(answer.error), request=request) from answer.error
     body = answer.stream
-    if isinstance(body, AsyncSSEBody):
+    if isinstance(body, (AsyncSSEBody, AsyncBytesBody)):
         return httpx.Response(answer.status, headers=answer.headers, stream=_AsyncSSEStream(body), request=request)
     if body is not None:
         return httpx.Response(answer.status, headers=answer.headers, stream=_SSEStream(body), request=request)
@@ -102,26 +104,35 @@ def _response(answer: Answer, request: httpx.Request) -> httpx.Response:
 
 
 class _SSEStream(httpx.SyncByteStream):
-    """The SSE body, produced as the SDK reads it; closing it ends the mesh stream."""
+    """The SSE body (or speech audio), produced as the SDK reads it; closing it ends the mesh
+    stream. Audio cut after bytes went out is what a connection broken mid-body is to httpx."""
 
-    def __init__(self, body: SSEBody) -> None:
+    def __init__(self, body: SSEBody | BytesBody) -> None:
         self._body = body
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        try:
+            yield from self._body
+        except E.ModelMeshError as exc:
+            raise httpx.RemoteProtocolError(f"the stream was cut: {exc}") from exc
 
     def close(self) -> None:
         self._body.close()
 
 
 class _AsyncSSEStream(httpx.AsyncByteStream):
-    """The SSE body of an async stream; `aclose()` (or a cancelled read) ends the mesh stream."""
+    """The SSE body (or speech audio) of an async stream; `aclose()` (or a cancelled read)
+    ends the mesh stream."""
 
-    def __init__(self, body: AsyncSSEBody) -> None:
+    def __init__(self, body: AsyncSSEBody | AsyncBytesBody) -> None:
         self._body = body
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._body.__aiter__()
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._body:
+                yield piece
+        except E.ModelMeshError as exc:
+            raise httpx.RemoteProtocolError(f"the stream was cut: {exc}") from exc
 
     async def aclose(self) -> None:
         await self._body.aclose()

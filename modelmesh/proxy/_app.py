@@ -38,7 +38,7 @@ from typing import Any
 from .. import _wire_openai as wire
 from .._core._errors import redact
 from .._live import LiveView
-from .._serving import Answer, SSEBody, error_answer, json_answer, serve
+from .._serving import Answer, BytesBody, SSEBody, error_answer, expected_content_type, json_answer, serve
 from ..connectors.storage import StorageUnavailable
 from ._keys import KeyRing, VirtualKey
 from ._limits import Bucket, Limiter, retry_after_header
@@ -168,20 +168,24 @@ class ProxyApp:
             if spent is not None:
                 return error_answer(_over_budget(vkey, spent))
         relative = path[len(self.base_path):] if path.startswith(self.base_path + "/") else None
-        if relative is None or wire.route(method, relative) is None:
+        found = wire.route(method, relative) if relative is not None else None
+        if relative is None or found is None:
             allowed = wire.allowed_methods(relative) if relative is not None else None
             return error_answer(wire.method_not_allowed(method, path, allowed) if allowed else wire.unknown_route(method, path))
         body = b""
+        content_type = environ.get("CONTENT_TYPE") or ""
         if method == "POST":
-            kind = (environ.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower()
-            if kind != "application/json":
-                return error_answer(wire.unsupported_media_type(environ.get("CONTENT_TYPE") or ""))
+            kind = content_type.partition(";")[0].strip().lower()
+            expected = expected_content_type(found.op)
+            if kind != expected:
+                return error_answer(wire.unsupported_media_type(content_type, expected))
             read = _read_body(environ, self.max_body_bytes)
             if read is None:
                 return error_answer(wire.too_large(self.max_body_bytes))
             body = read
         permit = _permit(vkey) if vkey is not None and vkey.pools is not None else None
-        return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases, permit=permit)
+        return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases, permit=permit,
+                     content_type=content_type)
 
     def _take(self, name: str, bucket: Bucket, whose: str) -> Answer | None:
         """A token from the bucket `name`, or the 429 that says when to come back. A store that
@@ -357,12 +361,13 @@ class ProxyApp:
 
 
 class _Streamed:
-    """A stream's WSGI body: SSE pieces as the server asks for them. `close()` (the server
-    calls it when the body is done or the client has gone) ends the mesh stream, then
-    reports the request."""
+    """A stream's WSGI body: SSE pieces (or speech audio) as the server asks for them.
+    `close()` (the server calls it when the body is done or the client has gone) ends the
+    mesh stream, then reports the request."""
 
     def __init__(self, answer: Answer, done: Callable[[], None]) -> None:
-        assert isinstance(answer.stream, SSEBody)  # the WSGI app serves a MeshClient: its streams are sync
+        # the WSGI app serves a MeshClient: its streams are sync
+        assert isinstance(answer.stream, (SSEBody, BytesBody))
         self._stream = answer.stream
         self._done: Callable[[], None] | None = done
 

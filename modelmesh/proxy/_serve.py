@@ -262,7 +262,8 @@ def _banner(out: TextIO, cfg: Any, core: Any, *, host: str, port: int, workers: 
                                                         ("per address", cfg.proxy.rate_limit_per_ip)) if b is not None]
     keys = "virtual keys from the storage" if s.connector != "memory" else "no virtual keys (memory storage)"
     lines.append(f"  keys: {keys}; rate limits: {', '.join(buckets) or 'none'}")
-    lines.append("  access log: JSON lines on stdout; endpoints: /v1/chat/completions, /v1/embeddings, "
+    lines.append("  access log: JSON lines on stdout; endpoints: /v1/chat/completions, /v1/embeddings, /v1/audio/"
+                 "{speech,transcriptions,translations}, /v1/images/{generations,edits}, "
                  f"/v1/models, /health, /ready, /metrics ({'public' if cfg.proxy.metrics_public else 'master key'})")
     out.write("\n".join(lines) + "\n")
     out.flush()
