@@ -176,7 +176,7 @@ class _Unsendable(requests.Session):
 def test_a_request_that_cannot_be_sent_is_a_misconfiguration_without_the_secret(fallback, by):
     with _client("http://bad.invalid:1/v1", fallback) as client:
         if by == "urllib3":  # http.client itself refuses the header: a key that slipped past validation
-            client.core.providers["bad"]._api_key = "sk-секрет-0123456789"
+            client.core.set_api_keys("bad", ["sk-секрет-0123456789"], now=time.time())
         else:
             client.transport.http.session = _Unsendable()
         r = client.chat.completions.create(model="chat", messages=MSG)
