@@ -29,7 +29,6 @@ from ._core._config_read import header_value_problem
 from ._core._config_schema import (
     DiscoveryConfig,
     MeshConfig,
-    ObservabilityConfig,
     ProviderConfig,
     SecretsConfig,
     StorageConfig,
@@ -332,11 +331,6 @@ NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its defau
 # dataclass, {attribute: config key}). A value other than the default is refused.
 _UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
     ("secrets", SecretsConfig, {"reload_on_rotation": "reload_on_rotation"}),
-    ("observability", ObservabilityConfig, {
-        "include_metadata": "events.include_metadata", "logging_level": "logging.level",
-        "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
-        "min_severity": "tracing.min_severity", "flush_interval": "statistics.flush_interval",
-        "retention": "statistics.retention", "scopes": "statistics.scopes"}),
     ("discovery", DiscoveryConfig, {
         "sync_enabled": "sync.enabled", "sync_interval": "sync.interval", "auto_register": "sync.auto_register",
         "sync_providers": "sync.providers", "on_new_model": "sync.on_new_model",

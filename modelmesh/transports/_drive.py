@@ -129,6 +129,9 @@ class Driver:
         self.core = core
         self.clock = clock
         self.on_event = emit
+        # called with (call, Succeeded | Failed) as a call ends, before its last events: the
+        # observability request log and span attributes read the payloads there
+        self.on_finished: Callable[[Call, Any], None] | None = None
         self.shared = shared  # SharedHealth, or None: health stays in this process
         self.sync_policy = sync_policy if shared is not None else "in-memory"
         self._sync_every = float(sync_interval)
@@ -138,6 +141,8 @@ class Driver:
     # -- steps --------------------------------------------------------------------------------
     def _step(self, call: Call) -> Any:
         action = call.next_action(self.clock())
+        if self.on_finished is not None and (type(action) is Succeeded or type(action) is Failed):
+            self.on_finished(call, action)
         if call.events:
             self._emit(call.drain_events())
         return action
