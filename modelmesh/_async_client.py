@@ -13,7 +13,6 @@ the tasks of its event loop; shared-storage I/O runs in worker threads, never on
 from __future__ import annotations
 
 import asyncio
-
 import os
 import random
 from collections.abc import Callable, Mapping

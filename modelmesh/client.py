@@ -65,7 +65,7 @@ class _MeshBase(abc.ABC):
         from .observability._observer import Observer  # the four interfaces over the configured sinks
 
         self.observer = Observer(built.sinks, built.config.observability, secrets=built.secret_values,
-                                 clock=self._clock)
+                                 clock=self._clock, mesh_config=built.config)
         self._listeners: list[Callable[[Any], None]] = [self.observer.on_event] if built.sinks else []
         if on_event:
             self._listeners.append(on_event)
@@ -142,7 +142,8 @@ class _MeshBase(abc.ABC):
         `shutdown()` stops it. See docs/observability.md for several worker processes."""
         from .observability import PrometheusMetrics, start_metrics_server
 
-        PrometheusMetrics.instrument(self)
+        if getattr(self, "_prometheus", None) is None:  # counted once, however often served
+            self._prometheus = PrometheusMetrics.instrument(self)
         return start_metrics_server(port, addr)
 
     def _observe(self, listener: Any) -> None:

@@ -27,15 +27,17 @@ from ._stats import Statistics
 
 __all__ = [
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability", "CallbackObservability",
-    "WebhookObservability", "Observer", "Statistics", "PrometheusMetrics", "start_metrics_server",
-    "OpenTelemetryObservability", "instrument_opentelemetry",
+    "WebhookObservability", "Observer", "Statistics", "PrometheusMetrics", "start_metrics_server", "render_metrics",
+    "OpenTelemetryObservability", "OpenTelemetryListener", "instrument_opentelemetry",
 ]
 
 _LAZY = {
     "WebhookObservability": "._webhook",
     "PrometheusMetrics": "._prometheus",
     "start_metrics_server": "._prometheus",
+    "render_metrics": "._prometheus",
     "OpenTelemetryObservability": "._otel",
+    "OpenTelemetryListener": "._otel",
     "instrument_opentelemetry": "._otel",
 }
 

@@ -48,8 +48,12 @@ _CREDENTIAL_WORDS = ("key", "token", "secret", "password", "authorization", "cre
 
 class Observer:
     def __init__(self, sinks: Sequence[Any], settings: ObservabilityConfig, *, secrets: Sequence[str] = (),
-                 clock: Callable[[], float], statistics: bool = True) -> None:
+                 clock: Callable[[], float], statistics: bool = True, mesh_config: Any = None) -> None:
         self.sinks = list(sinks)
+        for sink in self.sinks:  # sinks that name providers by their connector (OpenTelemetry)
+            bind = getattr(sink, "bind_config", None)
+            if mesh_config is not None and callable(bind):
+                bind(mesh_config)
         self.settings = settings
         self.secrets = tuple(secrets)
         self.clock = clock

@@ -19,7 +19,6 @@ without waiting.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading

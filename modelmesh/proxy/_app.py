@@ -96,6 +96,8 @@ class ProxyApp:
             limiter = Limiter(MemoryStorage())  # buckets of this process's own
         self.keyring, self.limiter, self.per_key, self.per_ip = keyring, limiter, per_key, per_ip
         self.metrics, self.metrics_public = metrics, metrics_public
+        if metrics is not None:
+            mesh.subscribe(metrics.on_event)  # the mesh's families (attempts, failovers, standbys) from its events
         self._limit_warned = False
 
     def close(self) -> None:
