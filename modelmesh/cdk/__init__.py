@@ -15,6 +15,12 @@ failover, rotation, rate-limit and budget handling for free.
   from the HTTP status and `error_message`. It does not stream: streaming requests skip it.
 
 Use one from configuration as `connector: "my_package.module:MyProvider"`.
+
+Observability connectors (seed 003): `BaseObservability` implements the four interfaces
+(`emit`, `log`, `flush`, `trace`, with `events.filter`, `include_metadata` and
+`tracing.min_severity` applied) over one method, `_write(record)`; override it, or any one
+door. `ConsoleObservability`, `FileObservability` and `NullObservability` are the built-in
+ones. Use one as `observability.connectors[i].connector: "my_package.module:MySink"`.
 """
 from __future__ import annotations
 
@@ -36,10 +42,12 @@ from .._core.codecs._base import (
     merge_headers,
 )
 from .._core.codecs.openai import OpenAICodec
+from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
 
 __all__ = [
     "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
     "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
+    "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
 ]
 
 BaseProvider = Codec
