@@ -200,7 +200,7 @@ def test_callback_by_path_and_by_function_and_a_module_class_sink(up):
         client.chat.completions.create(model="chat", messages=MSG)
     for got in (RECEIVED, given, OneOverride.written):
         assert [r["type"] for r in got] == ["request_routed", "request_completed"]
-    assert RECEIVED == given
+    assert given == RECEIVED
 
 
 class Upper(cdk.ConsoleObservability):

@@ -62,7 +62,8 @@ def _make(connector: str, config: Mapping[str, Any], settings: Any, secrets: Seq
     if not (callable(getattr(cls, "emit", None)) and callable(getattr(cls, "close", None))):
         raise ValueError(f"connector: '{connector}' is neither a modelmesh.cdk.BaseObservability subclass nor a "
                          "class with emit(event) and close()")
-    return cls(dict(config))
+    make: Any = cls  # a plain connector class: its constructor takes its config
+    return make(dict(config))
 
 
 def build_sinks(config: Any, secrets: Sequence[str] = ()) -> list[Any]:

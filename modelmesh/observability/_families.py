@@ -29,6 +29,7 @@ __all__ = ["FAMILIES", "LATENCY_BUCKETS", "MetricFeed", "Sample"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _WHERE = ("pool", "provider", "model")
+_MAX_INFLIGHT = 10000
 
 # name -> (kind, help, label names)
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -62,6 +63,8 @@ class MetricFeed:
             ref = f"{event.provider}/{event.model}"
             with self._lock:
                 before = self._inflight.get(event.request_id)
+                if before is None and len(self._inflight) >= _MAX_INFLIGHT:  # a cancelled call has no last event
+                    self._inflight.pop(next(iter(self._inflight)))
                 self._inflight[event.request_id] = (ref, before[1] if before else "")
             out: list[Sample] = [("modelmesh_mesh_attempts_total", (event.pool, event.provider, event.model), 1.0)]
             if before is not None and before[0] != ref:

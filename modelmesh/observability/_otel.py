@@ -3,11 +3,11 @@
 Theory of operation. Built from the events the core already emits, with nothing changed in
 the core: `request_routed` opens an attempt, `attempt_failed` closes it with its error kind,
 `request_completed` / `request_failed` close the last attempt and the request. The spans are
-made when the request ends, with the start and end times the events carry (the client's
-clock), as children of the context current in the thread that finishes the request (the
-caller's: a web framework's server span becomes the parent). One more input comes from the
-drive loop (`finished`, just before the last events): the operation, the answer's model and
-finish reasons, which no event carries.
+made when the drive loop reports the call finished (`finished`, after its last event, with
+the operation, the answer's model and finish reasons, which no event carries), with the
+start and end times the events carry (the client's clock), as children of the context
+current in the thread that finishes the request (the caller's: a web framework's server
+span becomes the parent).
 
 Names and attributes follow the OpenTelemetry GenAI semantic conventions (development status):
 spans are `{gen_ai.operation.name} {gen_ai.request.model}`, kind CLIENT, with
@@ -47,6 +47,7 @@ _OPERATIONS = {"chat": "chat", "embeddings": "embeddings", "completions": "text_
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 _SCOPE = "modelmesh"
+_MAX_OPEN = 10000
 
 
 def _ns(at: float) -> int:
@@ -71,6 +72,7 @@ class _Request:
     op: str = "chat"
     response_model: str | None = None
     finish_reasons: tuple[str, ...] = ()
+    end: Any = None  # its RequestCompleted or RequestFailed
 
 
 class OpenTelemetryListener:
@@ -98,9 +100,11 @@ class OpenTelemetryListener:
 
     # -- inputs -------------------------------------------------------------------------------
     def finished(self, call: Any, outcome: Any) -> None:
+        """The call's end, after all its events: what no event carries (operation, answer
+        model, finish reasons); the spans are made here."""
         with self._lock:
-            req = self._open.get(call.request_id)
-        if req is None:
+            req = self._open.pop(call.request_id, None)
+        if req is None:  # no attempt was made (refused before routing): nothing to trace
             return
         req.op = _OPERATIONS.get(call.op, call.op)
         response = getattr(outcome, "response", None)
@@ -111,6 +115,12 @@ class OpenTelemetryListener:
             if isinstance(choices, list):
                 req.finish_reasons = tuple(str(c.get("finish_reason")) for c in choices
                                            if isinstance(c, Mapping) and c.get("finish_reason"))
+        end = req.end
+        if end is None:  # walked away from (a stream closed early): no final event
+            end = RequestFailed(at=max(a.end or a.start for a in req.attempts) if req.attempts else req.start,
+                                request_id=call.request_id, pool=req.pool, error=type(outcome.error).__name__,
+                                attempts=len(req.attempts))
+        self._spans(req, end)
 
     def on_event(self, event: Any) -> None:
         kind = type(event)
@@ -118,6 +128,8 @@ class OpenTelemetryListener:
             with self._lock:
                 req = self._open.get(event.request_id)
                 if req is None:
+                    if len(self._open) >= _MAX_OPEN:  # calls driven outside the drive loop never finish here
+                        self._open.pop(next(iter(self._open)))
                     req = self._open[event.request_id] = _Request(pool=event.pool, start=event.at)
                 if req.attempts and req.attempts[-1].end is None:  # a same-model retry without a failure event
                     req.attempts[-1].end = event.at
@@ -130,9 +142,9 @@ class OpenTelemetryListener:
                     req.attempts[-1].end, req.attempts[-1].error = event.at, event.kind
         elif kind is RequestCompleted or kind is RequestFailed:
             with self._lock:
-                req = self._open.pop(event.request_id, None)
-            if req is not None:
-                self._spans(req, event)
+                req = self._open.get(event.request_id)
+                if req is not None:
+                    req.end = event
 
     # -- output ---------------------------------------------------------------------------------
     def _spans(self, req: _Request, end: Any) -> None:

@@ -129,8 +129,9 @@ class Driver:
         self.core = core
         self.clock = clock
         self.on_event = emit
-        # called with (call, Succeeded | Failed) as a call ends, before its last events: the
-        # observability request log and span attributes read the payloads there
+        # called once per call that ends here, after all its events: with its Succeeded or Failed,
+        # or, for a call its caller walked away from, a Failed saying so (the observability
+        # request log and the OpenTelemetry spans read the payloads there)
         self.on_finished: Callable[[Call, Any], None] | None = None
         self.shared = shared  # SharedHealth, or None: health stays in this process
         self.sync_policy = sync_policy if shared is not None else "in-memory"
@@ -141,10 +142,10 @@ class Driver:
     # -- steps --------------------------------------------------------------------------------
     def _step(self, call: Call) -> Any:
         action = call.next_action(self.clock())
-        if self.on_finished is not None and (type(action) is Succeeded or type(action) is Failed):
-            self.on_finished(call, action)
         if call.events:
             self._emit(call.drain_events())
+        if self.on_finished is not None and (type(action) is Succeeded or type(action) is Failed):
+            self.on_finished(call, action)
         return action
 
     def _feed(self, call: Call, event: Any) -> None:
@@ -162,6 +163,8 @@ class Driver:
             self._feed(call, Cancelled())
         except Exception:  # a call already broken by an unexpected error: that error is the one to raise
             _log.exception("modelmesh: cancelling request %s failed", call.request_id)
+        if self.on_finished is not None:
+            self.on_finished(call, Failed(error=E.ModelMeshError("request cancelled by the caller")))
 
     def internal(self, exc: BaseException) -> E.InternalError:
         """The ModelMeshError a foreign exception becomes at the boundary (its text redacted);
