@@ -19,6 +19,7 @@ without waiting.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -35,6 +36,9 @@ __all__ = ["WebhookObservability"]
 _log = logging.getLogger("modelmesh.observability")
 _KEYS = {"url", "headers", "batch_size", "batch_interval", "queue_size", "timeout", "retry_initial", "retry_max",
          "close_timeout"}
+
+
+_WAKE: dict[str, Any] = {}  # put by close(): ends the sender's wait for a fuller batch
 
 
 class _NotAccepted(Exception):
@@ -133,9 +137,12 @@ class WebhookObservability(BaseObservability):
             if self._closing.is_set():
                 wait = 0.0
             try:
-                batch.append(self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait())
+                record = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
+            if record is _WAKE:  # close() wants the rest sent now
+                continue
+            batch.append(record)
         return batch
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
@@ -192,8 +199,10 @@ class WebhookObservability(BaseObservability):
             return
         self._close_deadline = time.monotonic() + self.close_timeout
         self._closing.set()
+        with contextlib.suppress(queue.Full):  # a full queue wakes the sender by itself
+            self._queue.put_nowait(_WAKE)
         self._thread.join(self.close_timeout + self.timeout + 1.0)
-        left = self._queue.qsize()
+        left = sum(1 for r in list(self._queue.queue) if r is not _WAKE)
         if left:
             self._count("dropped", left)
         counts = self.status()
