@@ -344,3 +344,20 @@ def test_import_modelmesh_loads_none_of_the_observability_extras():
             "print(sorted(m for m in ('prometheus_client', 'opentelemetry', 'tenacity') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_streams_are_logged_at_their_end_and_a_stream_closed_early_as_cancelled():
+    records: list[dict] = []
+    with FakeUpstream("openai", models=["m1", "m2"], text="one two three four") as up:
+        obs = {"connector": "callback", "config": {"callable": records.append}, "logging": {"level": "full"},
+               "events": {"filter": ["logging"]}}
+        with modelmesh.MeshClient(cfg(up.url, observability=obs), environ={}) as client:
+            stream = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+            assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three four"
+            stream = client.chat.completions.create(model="chat", messages=MSG, stream=True)
+            next(iter(stream))
+            stream.close()
+    done, walked_away = records
+    assert done["stream"] and done["outcome"] == "success"
+    assert json.loads(done["response"]) == {"streamed_text": "one two three four"}
+    assert walked_away["outcome"] == "failure" and walked_away["error"] == "request cancelled by the caller"
