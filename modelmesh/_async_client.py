@@ -12,6 +12,7 @@ the tasks of its event loop; shared-storage I/O runs in worker threads, never on
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -67,6 +68,7 @@ class AsyncMeshClient(_MeshBase):
         common = self._setup(config, base_url, api_key, organization, project, clock, seed, rng, on_event, strategies,
                              environ, policies)
         self.transport = AsyncTransport(self.core, sleep=sleep, probe_check_interval=probe_check_interval, **common)
+        self._hook_finished()
         self._resources()
 
     async def __aenter__(self) -> AsyncMeshClient:
@@ -78,6 +80,7 @@ class AsyncMeshClient(_MeshBase):
     async def close(self) -> None:
         """Cancel the probe task, close the connections and the observability sinks."""
         await self.transport.aclose()
+        await asyncio.to_thread(self.observer.close)  # a webhook sink may take close_timeout to send the rest
         for sink in self._sinks:
             sink.close()
 

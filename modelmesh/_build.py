@@ -29,7 +29,6 @@ from ._core._config_read import header_value_problem
 from ._core._config_schema import (
     MeshConfig,
     ModelConfig,
-    ObservabilityConfig,
     Pricing,
     ProviderConfig,
     StorageConfig,
@@ -354,15 +353,8 @@ def _load_policies(specs: tuple[str, ...], path: str, check: Callable[[Any], Any
 
 NOT_ACTED_ON = "not acted on in this version; remove it or leave it at its default"
 
-# Settings that are parsed and validated but that nothing acts on yet: (section, its
-# dataclass, {attribute: config key}). A value other than the default is refused.
-_UNACTED: tuple[tuple[str, type, dict[str, str]], ...] = (
-    ("observability", ObservabilityConfig, {
-        "include_metadata": "events.include_metadata", "logging_level": "logging.level",
-        "redact_secrets": "logging.redact_secrets", "max_payload_size": "logging.max_payload_size",
-        "min_severity": "tracing.min_severity", "flush_interval": "statistics.flush_interval",
-        "retention": "statistics.retention", "scopes": "statistics.scopes"}),
-)
+# Settings that are parsed and validated but that nothing acts on yet: a value other than the
+# default is refused. (The memory storage's, and a provider's.)
 _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "sync_interval": "persistence.sync_interval", "format": "persistence.format",
                    "compression": "persistence.compression", "encryption": "persistence.encryption",
@@ -394,10 +386,6 @@ def _refusals(config: MeshConfig) -> list[str]:
     elif storage.connector != "memory" and storage.sync_policy == "in-memory":
         problems.append("storage.persistence.sync_policy: 'in-memory' keeps nothing in the "
                         f"'{storage.connector}' storage; choose sync-on-boundary, periodic or immediate")
-    for section, cls, keys in _UNACTED:
-        value, default = getattr(config, section), cls()
-        problems += [f"{section}.{key}: {NOT_ACTED_ON}" for attr, key in keys.items()
-                     if getattr(value, attr) != getattr(default, attr)]
     for pid, p in config.providers.items():
         where = f"providers.{pid}.config"
         default = ProviderConfig(id=pid, connector=p.connector)

@@ -61,8 +61,12 @@ class _MeshBase(abc.ABC):
         self.config = built.config
         self.core = built.core
         self._clock = clock or time.time
-        self._sinks = list(built.sinks)
-        self._listeners: list[Callable[[Any], None]] = [s.emit for s in self._sinks]
+        self._sinks: list[Any] = []
+        from .observability._observer import Observer  # the four interfaces over the configured sinks
+
+        self.observer = Observer(built.sinks, built.config.observability, secrets=built.secret_values,
+                                 clock=self._clock, mesh_config=built.config)
+        self._listeners: list[Callable[[Any], None]] = [self.observer.on_event] if built.sinks else []
         if on_event:
             self._listeners.append(on_event)
         # with nobody listening, requests build no events; a recording holds them
@@ -122,7 +126,40 @@ class _MeshBase(abc.ABC):
         shared = self.transport.shared
         if shared is not None:
             out["storage"] = dict(shared.describe(), sync_policy=self.config.storage.sync_policy)
+        out["observability"] = self.observer.status()
         return out
+
+    def statistics(self) -> list[dict[str, Any]]:
+        """Requests, tokens, cost, latency percentiles and downtime per model, provider and
+        pool (`observability.statistics.scopes`) over the retained windows, as of now."""
+        stats = self.observer.statistics
+        return stats.view(self._clock()) if stats is not None else []
+
+    def flush_statistics(self) -> list[dict[str, Any]]:
+        """Close the statistics window now and hand its rows to every sink's `flush`
+        (done every `observability.statistics.flush_interval` by itself); returns them."""
+        return self.observer.flush_statistics()
+
+    def serve_metrics(self, port: int, addr: str = "127.0.0.1") -> Any:
+        """Count this client's requests in Prometheus metrics and serve them on
+        `http://addr:port/metrics` (the `prometheus` extra); returns the server, whose
+        `shutdown()` stops it. See docs/observability.md for several worker processes."""
+        from .observability import PrometheusMetrics, start_metrics_server
+
+        if getattr(self, "_prometheus", None) is None:  # counted once, however often served
+            self._prometheus = PrometheusMetrics.instrument(self)
+        return start_metrics_server(port, addr)
+
+    def _observe(self, listener: Any) -> None:
+        """Feed `listener` (with `on_event` and optionally `finished`) this client's events."""
+        self.subscribe(listener.on_event)
+        if callable(getattr(listener, "finished", None)):
+            self.observer.finish_listeners.append(listener.finished)
+            self._hook_finished()
+
+    def _hook_finished(self) -> None:
+        if self.observer.sinks or self.observer.finish_listeners:  # else the drive loop skips the call
+            self.transport.driver.on_finished = self.observer.on_finished
 
     def deactivate(self, model: str, *, pool: str | None = None, until: float | None = None) -> None:
         for ev in self.core.deactivate_model(model, pool=pool, until=until, now=self._clock()):
@@ -236,6 +273,7 @@ class MeshClient(_MeshBase):
                              environ, policies)
         self.transport = SyncTransport(self.core, sleep=sleep or time.sleep, session=session,
                                        probe_check_interval=probe_check_interval, **common)
+        self._hook_finished()
         self._resources()
 
     def __enter__(self) -> MeshClient:
@@ -246,6 +284,7 @@ class MeshClient(_MeshBase):
 
     def close(self) -> None:
         self.transport.close()
+        self.observer.close()  # the last statistics, then every sink flushed and closed
         for sink in self._sinks:
             sink.close()
 

@@ -254,11 +254,8 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
         "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
         "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",
         "storage.locking.enabled", "storage.locking.timeout", "storage.locking.retry_interval",
-        "observability.events.include_metadata", "observability.logging.level", "observability.logging.redact_secrets",
-        "observability.logging.max_payload_size", "observability.tracing.min_severity",
-        "observability.statistics.flush_interval", "observability.statistics.retention",
-        "observability.statistics.scopes",
-    }  # discovery is acted on (tests/test_discovery.py); the proxy: section by `modelmesh serve` (tests/test_proxy*.py)
+    }  # acted on: discovery (tests/test_discovery.py), the proxy: section by `modelmesh serve`
+    # (tests/test_proxy*.py), observability by the Observer (tests/test_observability_sinks.py)
     assert "proxy-key-0123456789" not in str(info.value) and "sk-unacted" not in str(info.value)
 
 

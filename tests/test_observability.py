@@ -1,4 +1,6 @@
-"""Observability sinks from configuration: console, JSON Lines file, filters; unbuilt backends refuse."""
+"""Observability sinks from configuration: console, JSON Lines file, filters; unbuilt backends refuse.
+
+The webhook, callback and custom sinks, logging, statistics and tracing: test_observability_sinks.py."""
 from __future__ import annotations
 
 import json
@@ -47,7 +49,6 @@ def test_console_sink_prints_one_line_per_event(capsys):
 
 
 @pytest.mark.parametrize("top,words", [
-    ({"observability": {"connector": "webhook", "config": {"url": "https://hooks.example/x"}}}, "webhook"),
     ({"storage": {"connector": "mypkg.store:Custom"}}, "mypkg.store:Custom"),
 ])
 def test_backends_not_built_yet_are_refused_not_ignored(top, words):

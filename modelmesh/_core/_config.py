@@ -601,7 +601,7 @@ def _retry(s: Section, b: RetryConfig) -> RetryConfig:
 # -- storage, observability, discovery, proxy -------------------------------------------
 
 _STORAGE_CONNECTORS = ("memory", "file", "sqlite", "redis")
-_SINKS = ("console", "file", "null", "callback", "webhook", "recorder")
+_SINKS = ("console", "file", "null", "callback", "webhook", "recorder", "prometheus", "opentelemetry")
 _OBS_KEYS = ("connector", "config", "connectors", "events", "logging", "tracing", "statistics")
 _SEVERITIES = ("debug", "info", "warning", "error", "critical")
 
@@ -669,6 +669,9 @@ def _sink(ctx: Ctx, value: Any, path: str) -> ObservabilitySink | None:
             as_url(config["url"])
         except ValueError as exc:
             ctx.problem(s.at("config.url"), str(exc))
+    elif connector == "callback" and not (isinstance(config.get("callable"), str) or callable(config.get("callable"))):
+        ctx.problem(s.at("config.callable"), "required for the 'callback' connector: a function, or "
+                                             "\"package.module:function\"")
     return None if connector is None else ObservabilitySink(connector=connector, config=config)
 
 

@@ -20,6 +20,12 @@ Secret stores (seed 003): `BaseSecretStore` (override `_resolve(name)`; for mana
 `_names`, `_store` and `_remove`: a store without them is read-only and says so) and
 `FileSecretStore` (a `.env`, JSON or TOML file, by suffix). Use one from configuration as
 `secrets: {store: "my_package.module:MyStore"}`: it is called with the SecretsConfig.
+
+Observability connectors (seed 003): `BaseObservability` implements the four interfaces
+(`emit`, `log`, `flush`, `trace`, with `events.filter`, `include_metadata` and
+`tracing.min_severity` applied) over one method, `_write(record)`; override it, or any one
+door. `ConsoleObservability`, `FileObservability` and `NullObservability` are the built-in
+ones. Use one as `observability.connectors[i].connector: "my_package.module:MySink"`.
 """
 from __future__ import annotations
 
@@ -42,11 +48,13 @@ from .._core.codecs._base import (
 )
 from .._core.codecs.openai import OpenAICodec
 from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
+from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
 
 __all__ = [
     "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
     "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
     "BaseSecretStore", "FileSecretStore", "SecretStoreError",
+    "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
 ]
 
 BaseProvider = Codec

@@ -104,6 +104,8 @@ class ProxyApp:
         self.keyring, self.limiter, self.per_key, self.per_ip = keyring, limiter, per_key, per_ip
         self.metrics, self.metrics_public = metrics, metrics_public
         self.live = LiveView(mesh)  # what /dashboard shows: this process's view, kept from its events
+        if metrics is not None:
+            mesh.subscribe(metrics.on_event)  # the mesh's families (attempts, failovers, standbys) from its events
         self._limit_warned = False
 
     def close(self) -> None:

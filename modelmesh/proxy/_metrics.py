@@ -12,6 +12,11 @@ others counted since theirs shows at their next flush. `/metrics` reads every se
 health, as of now.
 
 With `memory` storage (one worker) the store is this process's own: the same path.
+
+Besides the proxy's own families (answers by HTTP status), `on_event` counts the mesh's
+families of `modelmesh.observability._families` (attempts, failovers and standbys by reason,
+tokens, cost, latency by provider and model) from the client's events, through the same
+flushes: the names and labels an app gets from prometheus_client, summed over the workers.
 """
 from __future__ import annotations
 
@@ -23,12 +28,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..connectors.storage import StorageUnavailable
+from ..observability._families import FAMILIES, LATENCY_BUCKETS, MetricFeed
 
 __all__ = ["Metrics", "LATENCY_BUCKETS"]
 
 _log = logging.getLogger("modelmesh.proxy")
 PREFIX = "metrics/"
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _KEEP = 400 * 86400.0  # counters are refreshed at every flush; one unused for a year goes
 
 _HELP = {
@@ -40,6 +45,8 @@ _HELP = {
     "modelmesh_tokens_total": ("counter", "Tokens of the answered requests, by pool, provider, model and kind"),
     "modelmesh_standby_models": ("gauge", "Models on standby now, by pool (this worker's view of shared health)"),
     "modelmesh_pool_models": ("gauge", "Models configured, by pool"),
+    # the mesh's own families (modelmesh.observability), from its events: the same as an app's
+    **{name: (kind, text) for name, (kind, text, _labels) in FAMILIES.items()},
 }
 
 Labels = tuple[tuple[str, str], ...]
@@ -53,6 +60,20 @@ class Metrics:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flushed_at = clock()
+        self._feed = MetricFeed()
+
+    def on_event(self, event: Any) -> None:
+        """Count one mesh event in the mesh's families (a listener of the proxy's client)."""
+        adds: list[tuple[str, Labels, float]] = []
+        for name, values, amount in self._feed.samples(event):
+            labels = tuple(zip(FAMILIES[name][2], values, strict=True))
+            if FAMILIES[name][0] != "histogram":
+                adds.append((name, labels, amount))
+                continue
+            adds += [(f"{name}_count", labels, 1.0), (f"{name}_sum", labels, amount)]
+            adds += [(f"{name}_bucket", (*labels, ("le", _le(le))), 1.0)
+                     for le in (*LATENCY_BUCKETS, float("inf")) if amount <= le]
+        self._add(adds)
 
     def observe(self, record: dict[str, Any], failovers: int) -> None:
         """Count one answered request from its access-log record."""
@@ -75,6 +96,9 @@ class Metrics:
         for kind in ("prompt", "completion"):
             if record.get(f"{kind}_tokens"):
                 adds.append(("modelmesh_tokens_total", (*where, ("kind", kind)), float(record[f"{kind}_tokens"])))
+        self._add(adds)
+
+    def _add(self, adds: list[tuple[str, Labels, float]]) -> None:
         with self._lock:
             for name, labels, amount in adds:
                 series = (name, labels)

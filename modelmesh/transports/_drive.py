@@ -131,6 +131,10 @@ class Driver:
         self.secrets = secrets  # a SecretRefresher: keys re-read from the store every cache_ttl; None: none
         self.clock = clock
         self.on_event = emit
+        # called once per call that ends here, after all its events: with its Succeeded or Failed,
+        # or, for a call its caller walked away from, a Failed saying so (the observability
+        # request log and the OpenTelemetry spans read the payloads there)
+        self.on_finished: Callable[[Call, Any], None] | None = None
         self.shared = shared  # SharedHealth, or None: health stays in this process
         self.sync_policy = sync_policy if shared is not None else "in-memory"
         self._sync_every = float(sync_interval)
@@ -142,6 +146,8 @@ class Driver:
         action = call.next_action(self.clock())
         if call.events:
             self._emit(call.drain_events())
+        if self.on_finished is not None and (type(action) is Succeeded or type(action) is Failed):
+            self.on_finished(call, action)
         return action
 
     def _feed(self, call: Call, event: Any) -> None:
@@ -162,6 +168,8 @@ class Driver:
             self._feed(call, Cancelled())
         except Exception:  # a call already broken by an unexpected error: that error is the one to raise
             _log.exception("modelmesh: cancelling request %s failed", call.request_id)
+        if self.on_finished is not None:
+            self.on_finished(call, Failed(error=E.ModelMeshError("request cancelled by the caller")))
 
     def internal(self, exc: BaseException) -> E.InternalError:
         """The ModelMeshError a foreign exception becomes at the boundary (its text redacted);
