@@ -121,12 +121,14 @@ class _MeshBase(abc.ABC):
 
     def status(self) -> dict[str, Any]:
         """Every provider's and pool member's state now; with shared storage, also `storage`:
-        the store, the sync policy, when health was last exchanged and whether the store answers."""
+        the store, the sync policy, when health was last exchanged and whether the store answers;
+        with observability sinks, also `observability`: each sink's state and what it lost."""
         out = self.core.snapshot(self._clock())
         shared = self.transport.shared
         if shared is not None:
             out["storage"] = dict(shared.describe(), sync_policy=self.config.storage.sync_policy)
-        out["observability"] = self.observer.status()
+        if self.observer.sinks:
+            out["observability"] = self.observer.status()
         return out
 
     def statistics(self) -> list[dict[str, Any]]:
