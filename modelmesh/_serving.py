@@ -33,6 +33,7 @@ a caller that goes away mid-stream costs nothing further.
 """
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -377,11 +378,9 @@ class _Pieces:
 
 
 @dataclass(eq=False)
-class SSEBody:
-    """A stream's SSE body, produced as it is read: pieces of `data: ...\\n\\n` events, the
-    events of one network read in one piece, then `[DONE]` (or OpenAI's mid-stream error
-    event, kept in `error`). `close()` ends the mesh stream; `result` is its Succeeded
-    once it has ended."""
+class _Body(abc.ABC):
+    """A mesh stream's body for a WSGI server, produced as it is read (`_run`, each kind its
+    own). `close()` ends the mesh stream; `result` is its Succeeded once it has ended."""
 
     handle: Any
     first: Any
@@ -405,28 +404,14 @@ class SSEBody:
         self._pieces.close()
         self.handle.close()
 
+    @abc.abstractmethod
     def _run(self) -> Generator[bytes, None, None]:
-        pieces = _Pieces(self.handle.call)
-        try:
-            if self.first is not None:
-                piece = pieces.chunk(self.first.chunk)
-                if piece is not None:
-                    yield piece
-            for delivered in self.handle:
-                piece = pieces.chunk(delivered.chunk)
-                if piece is not None:
-                    yield piece
-        except E.ModelMeshError as exc:
-            self.error = exc
-            yield pieces.fail(exc)
-            return
-        yield pieces.end()
+        """The body's pieces: each kind writes its own."""
 
 
 @dataclass(eq=False)
-class AsyncSSEBody:
-    """SSEBody for an AsyncMeshClient's stream: read with `async for`; `aclose()` ends the
-    mesh stream."""
+class _AsyncBody(abc.ABC):
+    """_Body for an AsyncMeshClient's stream: read with `async for`; `aclose()` ends it."""
 
     handle: Any
     first: Any
@@ -451,6 +436,41 @@ class AsyncSSEBody:
             await self._pieces.aclose()
         finally:
             await self.handle.aclose()
+
+    @abc.abstractmethod
+    def _run(self) -> AsyncGenerator[bytes, None]:
+        """The body's pieces: each kind writes its own."""
+
+
+@dataclass(eq=False)
+class SSEBody(_Body):
+    """A stream's SSE body, produced as it is read: pieces of `data: ...\\n\\n` events, the
+    events of one network read in one piece, then `[DONE]` (or OpenAI's mid-stream error
+    event, kept in `error`). `close()` ends the mesh stream; `result` is its Succeeded
+    once it has ended."""
+
+    def _run(self) -> Generator[bytes, None, None]:
+        pieces = _Pieces(self.handle.call)
+        try:
+            if self.first is not None:
+                piece = pieces.chunk(self.first.chunk)
+                if piece is not None:
+                    yield piece
+            for delivered in self.handle:
+                piece = pieces.chunk(delivered.chunk)
+                if piece is not None:
+                    yield piece
+        except E.ModelMeshError as exc:
+            self.error = exc
+            yield pieces.fail(exc)
+            return
+        yield pieces.end()
+
+
+@dataclass(eq=False)
+class AsyncSSEBody(_AsyncBody):
+    """SSEBody for an AsyncMeshClient's stream: read with `async for`; `aclose()` ends the
+    mesh stream."""
 
     async def _run(self) -> AsyncGenerator[bytes, None]:
         pieces = _Pieces(self.handle.call)
@@ -471,33 +491,11 @@ class AsyncSSEBody:
 
 
 @dataclass(eq=False)
-class BytesBody:
+class BytesBody(_Body):
     """Speech audio, produced as it is read: each piece as the upstream sent it. A stream cut
     after audio went out cannot be answered with a status any more: the error is kept in
     `error` and raised, and the front door breaks the response off (a client sees a body cut
     short, as from the upstream itself). `close()` ends the mesh stream."""
-
-    handle: Any
-    first: Any
-    error: BaseException | None = None
-    _pieces: Generator[bytes, None, None] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._pieces = self._run()
-
-    @property
-    def result(self) -> Any:
-        return self.handle.result
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._pieces
-
-    def __next__(self) -> bytes:
-        return next(self._pieces)
-
-    def close(self) -> None:
-        self._pieces.close()
-        self.handle.close()
 
     def _run(self) -> Generator[bytes, None, None]:
         try:
@@ -511,33 +509,9 @@ class BytesBody:
 
 
 @dataclass(eq=False)
-class AsyncBytesBody:
+class AsyncBytesBody(_AsyncBody):
     """BytesBody for an AsyncMeshClient's speech: read with `async for`; `aclose()` ends the
     mesh stream."""
-
-    handle: Any
-    first: Any
-    error: BaseException | None = None
-    _pieces: AsyncGenerator[bytes, None] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._pieces = self._run()
-
-    @property
-    def result(self) -> Any:
-        return self.handle.result
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._pieces
-
-    async def __anext__(self) -> bytes:
-        return await self._pieces.__anext__()
-
-    async def aclose(self) -> None:
-        try:
-            await self._pieces.aclose()
-        finally:
-            await self.handle.aclose()
 
     async def _run(self) -> AsyncGenerator[bytes, None]:
         try:
