@@ -127,20 +127,6 @@ class AsyncChatStream(_StreamView):
     As with ChatStream, `create(stream=True)` has already waited for the first chunk, so an
     error before any content is raised by `create()`."""
 
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self.mesh = None
-        self._first: Any = None
-
-    @classmethod
-    async def open(cls, handle: Any) -> AsyncChatStream:
-        stream = cls(handle)
-        try:
-            stream._first = await handle.__anext__()
-        except StopAsyncIteration:
-            stream._ended()
-        return stream
-
     def __aiter__(self) -> AsyncChatStream:
         return self
 

@@ -34,6 +34,7 @@ from ._core import _errors as E
 from ._core._types import Upload
 from ._response import ServedBy, _Served
 from ._wire_openai import TRANSCRIPTION_FORMATS, transcript_body
+from .client import _Opened, _served
 
 __all__ = ["BinaryContent", "SpeechStream", "AsyncSpeechStream", "Transcription", "TranscriptionVerbose",
            "Translation", "ImagesResponse", "read_upload", "Audio", "Images", "AsyncAudio", "AsyncImages"]
@@ -119,11 +120,6 @@ def _need(where: str, kwargs: dict[str, Any], *names: str) -> None:
             raise E.InvalidArgumentError(f"{where}: '{name}' is required")
 
 
-def _served(result: Any) -> ServedBy:
-    return ServedBy(provider=result.provider, model=result.model, pool=result.pool, request_id=result.request_id,
-                    attempts=result.attempts, latency=result.latency, cost=result.cost, headers=result.headers)
-
-
 # -- responses --------------------------------------------------------------------------------------
 class BinaryContent:
     """Speech audio, whole: the OpenAI SDK's HttpxBinaryResponseContent (`content`, `read()`,
@@ -158,14 +154,7 @@ class BinaryContent:
         return f"<BinaryContent {self.content_type} {len(self.content)} bytes>"
 
 
-class _SpeechView:
-    _handle: Any
-    mesh: ServedBy | None
-
-    def _ended(self) -> None:
-        if self.mesh is None and self._handle.result is not None:
-            self.mesh = _served(self._handle.result)
-
+class _SpeechView(_Opened):
     @property
     def headers(self) -> dict[str, str]:
         answered = self._handle.call.answered_by
@@ -174,10 +163,6 @@ class _SpeechView:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "application/octet-stream")
-
-    @property
-    def request_id(self) -> str:
-        return str(self._handle.call.request_id)
 
 
 def _rechunk(pieces: Iterator[bytes], size: int | None) -> Iterator[bytes]:
@@ -237,20 +222,6 @@ class SpeechStream(_SpeechView):
 
 class AsyncSpeechStream(_SpeechView):
     """SpeechStream for AsyncMeshClient: `async for b in r.iter_bytes()`, `await r.stream_to_file(p)`."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self.mesh = None
-        self._first: Any = None
-
-    @classmethod
-    async def open(cls, handle: Any) -> AsyncSpeechStream:
-        stream = cls(handle)
-        try:
-            stream._first = await handle.__anext__()
-        except StopAsyncIteration:
-            stream._ended()
-        return stream
 
     async def _pieces(self) -> AsyncIterator[bytes]:
         if self._first is not None:

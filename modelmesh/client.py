@@ -439,15 +439,36 @@ def _served(result: Any) -> ServedBy:
                     attempts=result.attempts, latency=result.latency, cost=result.cost, headers=result.headers)
 
 
-class _StreamView:
-    """What a stream tells besides its chunks (shared by ChatStream and AsyncChatStream)."""
+class _Opened:
+    """A mesh stream handed to a caller (chat or speech, sync or async): its handle, and
+    `mesh` (ServedBy) once it has ended. The async kinds are made by `await open(handle)`,
+    which waits for the first item, so an error before any content is raised there."""
 
     _handle: Any
     mesh: ServedBy | None
+    _first: Any
 
     def _ended(self) -> None:
         if self.mesh is None and self._handle.result is not None:
             self.mesh = _served(self._handle.result)
+
+    @property
+    def request_id(self) -> str:
+        return str(self._handle.call.request_id)
+
+    @classmethod
+    async def open(cls, handle: Any) -> Any:
+        stream = cls.__new__(cls)
+        stream._handle, stream.mesh, stream._first = handle, None, None
+        try:
+            stream._first = await handle.__anext__()
+        except StopAsyncIteration:
+            stream._ended()
+        return stream
+
+
+class _StreamView(_Opened):
+    """What a chat stream tells besides its chunks (shared by ChatStream and AsyncChatStream)."""
 
     @property
     def partial_text(self) -> str:
@@ -458,10 +479,6 @@ class _StreamView:
         """(provider, model id, response headers) of the answer being delivered."""
         answered: tuple[str, str, Mapping[str, str]] | None = self._handle.call.answered_by
         return answered
-
-    @property
-    def request_id(self) -> str:
-        return str(self._handle.call.request_id)
 
     @property
     def attempts(self) -> tuple[Any, ...]:
