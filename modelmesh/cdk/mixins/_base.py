@@ -33,6 +33,11 @@ class Clocked:
             raise TypeError(f"clock must be a callable returning seconds, got {type(clock).__name__}")
         if sleep is not None and not callable(sleep):
             raise TypeError(f"sleep must be a callable taking seconds, got {type(sleep).__name__}")
+        if kwargs:
+            mro = type(self).__mro__
+            if mro[mro.index(Clocked) + 1] is object:  # nobody after us takes settings: they are misspelt
+                raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) "
+                                f"{', '.join(map(repr, sorted(kwargs)))}")
         super().__init__(**kwargs)
         self._clock = clock if clock is not None else time.monotonic
         self._sleep = sleep if sleep is not None else getattr(clock, "sleep", time.sleep)

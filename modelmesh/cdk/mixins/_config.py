@@ -96,6 +96,7 @@ class ConfigValidatorMixin:
             return False
         try:
             parts = urlsplit(url)
+            parts.port  # noqa: B018 - reading it checks it is a number
             return parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:
             return False
