@@ -42,8 +42,8 @@ KEY = "sk-mixins-0123456789abcdef"
 # -- RetryMixin --------------------------------------------------------------------------------
 
 class Flaky:
-    def __init__(self, failures, exc=ConnectionError("reset")):
-        self.failures, self.exc, self.calls = failures, exc, 0
+    def __init__(self, failures, exc=None):
+        self.failures, self.exc, self.calls = failures, exc or ConnectionError("reset"), 0
 
     def __call__(self):
         self.calls += 1
@@ -58,7 +58,7 @@ def test_retry_backs_off_exponentially_with_jitter_on_the_injected_clock():
     assert r._retry(Flaky(3)) == "ok"
     base = [1.0, 2.0, 4.0]
     assert len(clock.sleeps) == 3
-    assert all(b <= s < b + 0.5 for b, s in zip(base, clock.sleeps))
+    assert all(b <= s < b + 0.5 for b, s in zip(base, clock.sleeps, strict=True))
     again = FakeClock()
     RetryMixin(clock=again, max_retries=3, backoff_base=1, jitter=0.5, rng=random.Random(7))._retry(Flaky(3))
     assert again.sleeps == clock.sleeps  # the same seed, the same waits
@@ -433,10 +433,9 @@ def test_metrics_count_latency_errors_and_throughput():
     m = MetricsMixin(clock=clock, metrics_window="5m", throughput_period="10s")
     with m._measure("chat"):
         clock.advance(0.2)
-    with pytest.raises(RuntimeError):
-        with m._measure("chat"):
-            clock.advance(0.4)
-            raise RuntimeError("provider said no")
+    with pytest.raises(RuntimeError), m._measure("chat"):
+        clock.advance(0.4)
+        raise RuntimeError("provider said no")
     m._metrics_record("embed", 0.05)
     snap = m.metrics_snapshot()
     chat = snap["chat"]

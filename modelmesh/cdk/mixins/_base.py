@@ -35,7 +35,8 @@ class Clocked:
             raise TypeError(f"sleep must be a callable taking seconds, got {type(sleep).__name__}")
         if kwargs:
             mro = type(self).__mro__
-            if mro[mro.index(Clocked) + 1] is object:  # nobody after us takes settings: they are misspelt
+            after = mro[mro.index(Clocked) + 1:]
+            if not any("__init__" in vars(c) for c in after if c is not object):  # nobody left takes settings
                 raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) "
                                 f"{', '.join(map(repr, sorted(kwargs)))}")
         super().__init__(**kwargs)
