@@ -643,3 +643,12 @@ def test_import_modelmesh_does_not_import_the_mixins():
     code = "import modelmesh, sys; print(any(m.startswith('modelmesh.cdk') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_http_client_through_a_users_requests_session():
+    import requests
+
+    with FakeUpstream("openai", api_key=KEY) as up, requests.Session() as session:
+        c = Client(base_url=up.url, auth_token=KEY, session=session, clock=FakeClock())
+        assert c._http_get("/models")["data"][0]["id"] == "fake-model"
+        assert up.requests[0].headers["Authorization"] == f"Bearer {KEY}"

@@ -63,7 +63,7 @@ class CircuitBreakerMixin(Clocked):
             until = breaker.open_until
             wait = None if until is None or until == float("inf") else max(0.0, until - now)
             state = breaker.state.value.replace("_", "-")
-        why = f" ({breaker.reason})" if breaker.reason else ""
+            why = f" ({breaker.reason})" if breaker.reason else ""
         raise CircuitOpenError(f"{type(self).__name__}: circuit {state}{why}, request refused", retry_after=wait)
 
     def record_success(self) -> None:

@@ -21,6 +21,7 @@ SSE parser (`iter_sse` does the same for a response you opened yourself).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -147,11 +148,7 @@ class HttpClientMixin(RetryMixin):
                       headers: Mapping[str, str] | None = None, timeout: float | str | None = None) -> Any:
         """One request, retried on transient failures; the parsed JSON body (None when empty)."""
         def attempt() -> Any:
-            response = self._http_open(method, path, json, headers, timeout)
-            try:
-                body = response.read()
-            finally:
-                response.release_conn()
+            body = _read_all(self._http_open(method, path, json, headers, timeout))
             return _parse_json(body, method, self._http_url(path))
         return self._retry(attempt, retry_on=self._http_retryable)
 
@@ -193,17 +190,23 @@ class HttpClientMixin(RetryMixin):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise APIConnectionError(f"{method} {_public(url)}: connection failed ({type(exc).__name__})") from None
         if response.status >= 400:
-            try:
-                body = response.read()
-            finally:
-                response.release_conn()
-            raise _status_error(method, url, response.status, response.headers, body, self._now_wall())
+            body = _read_all(response)
+            # an HTTP-date Retry-After is wall-clock time, whatever clock the mixins were given
+            raise _status_error(method, url, response.status, response.headers, body, time.time())
         return response
 
-    def _now_wall(self) -> float:
-        import time  # an HTTP-date Retry-After is wall-clock time, whatever clock the mixins were given
 
-        return time.time()
+def _read_all(response: Any) -> bytes:
+    """The whole body of an `Http.send` response (urllib3's, or a requests adapter's `Whole`), released."""
+    parts: list[bytes] = []
+    try:
+        while True:
+            chunk = response.read1(_READ_SIZE)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+    finally:
+        response.release_conn()
 
 
 def _status_error(method: str, url: str, status: int, headers: Mapping[str, str], body: bytes,

@@ -10,6 +10,7 @@ requests remain until a reset, or give a Retry-After, the bucket is emptied unti
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,7 +97,7 @@ class RateLimiterMixin(Clocked):
 
     def _observe_rate_limit(self, headers: Mapping[str, str]) -> None:
         """Let a response's rate-limit headers hold requests back until the provider's reset."""
-        info = parse_rate_limit_headers(headers, self._now_wall())
+        info = parse_rate_limit_headers(headers, time.time())  # Anthropic's resets are wall-clock timestamps
         hold = info.retry_after
         if info.remaining_requests == 0 and info.reset_requests is not None:
             hold = max(hold or 0.0, info.reset_requests)
@@ -113,8 +114,3 @@ class RateLimiterMixin(Clocked):
             return {"rate_per_second": self._bucket_rate, "burst": self._bucket_burst,
                     "tokens": self._bucket_tokens if self._bucket_rate else float("inf"),
                     "blocked_for": max(0.0, self._bucket_blocked_until - now)}
-
-    def _now_wall(self) -> float:
-        import time  # Anthropic's resets are RFC 3339 timestamps: wall-clock time
-
-        return time.time()
