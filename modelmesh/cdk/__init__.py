@@ -49,6 +49,8 @@ from .._core.codecs._base import (
 from .._core.codecs.openai import OpenAICodec
 from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
 from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
+from . import mixins
+from .mixins import *  # noqa: F403 - the mixins, listed in mixins/__init__.py
 
 __all__ = [
     "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
@@ -56,6 +58,7 @@ __all__ = [
     "BaseSecretStore", "FileSecretStore", "SecretStoreError",
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
 ]
+__all__ += mixins.__all__
 
 BaseProvider = Codec
 
