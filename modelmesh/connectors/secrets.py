@@ -24,14 +24,12 @@ Secret values never appear in exceptions or reprs raised from here.
 from __future__ import annotations
 
 import abc
-import contextlib
 import importlib
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +38,7 @@ from typing import Any, Protocol, TypedDict
 
 from cachetools import TTLCache
 
+from modelmesh._atomic import write_atomically
 from modelmesh._core._config_schema import SecretsConfig
 from modelmesh._core._errors import ConfigurationError, ModelMeshError
 
@@ -293,19 +292,7 @@ def write_private(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (a temporary file renamed over it); a file made
     here is readable by its owner only, an existing one keeps its permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        os.fchmod(fd, mode) if hasattr(os, "fchmod") else None
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, data, mode=path.stat().st_mode & 0o777 if path.exists() else 0o600)
 
 
 def _dotenv_quote(value: str) -> str:

@@ -14,13 +14,12 @@ and the temporary file is removed when the failure is an exception.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ..._atomic import write_atomically
 from ...connectors.storage._serializer import FORMATS, Serializer
 
 __all__ = ["SerializationMixin", "FileSerializerMixin", "SerializationFormat"]
@@ -79,19 +78,7 @@ class FileSerializerMixin(SerializationMixin):
         """Replace the file at `path` with `data` all at once (temporary file + os.replace)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"_atomic_write takes bytes, got {type(data).__name__}")
-        target = os.path.abspath(os.fspath(path))
-        directory = os.path.dirname(target)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, bytes(data))
 
     def _read_file(self, path: str | os.PathLike[str]) -> bytes:
         with open(path, "rb") as fh:

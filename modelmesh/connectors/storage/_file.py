@@ -27,11 +27,11 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 
+from ..._atomic import write_atomically
 from ._base import (
     DEFAULT_LEASE,
     DEFAULT_RETRY_INTERVAL,
@@ -98,17 +98,7 @@ class FileStorage(BaseStorage):
                 os.close(fd)  # closing drops the flock
 
     def _write(self, directory: str, name: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, os.path.join(directory, name))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(os.path.join(directory, name), data, prefix=".tmp-")
         _fsync_dir(directory)
 
     def _read(self, directory: str, name: str) -> tuple[dict[str, object], bytes, float] | None:
