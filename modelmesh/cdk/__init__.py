@@ -26,6 +26,14 @@ Observability connectors (seed 003): `BaseObservability` implements the four int
 `tracing.min_severity` applied) over one method, `_write(record)`; override it, or any one
 door. `ConsoleObservability`, `FileObservability` and `NullObservability` are the built-in
 ones. Use one as `observability.connectors[i].connector: "my_package.module:MySink"`.
+
+Rotation policies (seed 003): `BaseRotationPolicy` (override `should_deactivate` or
+`get_reason`, `get_recovery_schedule`, `should_recover`; each defaults to the pool's
+configured behaviour) and `ThresholdRotationPolicy` (numbers only). Use one as
+`rotation.policy: {connector: "my_package.module:MyPolicy", config: {...}}`.
+
+Storage (seed 003): `BaseStorage` (the full contract) and `KeyValueStorage` (override
+`_get`, `_set`, `_delete`, `_keys`). Use one as `storage.connector: "my_package.module:MyStore"`.
 """
 from __future__ import annotations
 
@@ -48,13 +56,17 @@ from .._core.codecs._base import (
 )
 from .._core.codecs.openai import OpenAICodec
 from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
+from ..connectors.storage import BaseStorage, KeyValueStorage, Lock, Stat, StorageUnavailable
 from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
+from ._rotation import BaseRotationPolicy, ThresholdRotationPolicy
 
 __all__ = [
     "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
     "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
     "BaseSecretStore", "FileSecretStore", "SecretStoreError",
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
+    "BaseRotationPolicy", "ThresholdRotationPolicy",
+    "BaseStorage", "KeyValueStorage", "Lock", "Stat", "StorageUnavailable",
 ]
 
 BaseProvider = Codec
