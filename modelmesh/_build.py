@@ -56,6 +56,7 @@ class Built:
     storage: Any = None  # the shared storage (a BaseStorage) when one is configured; the shell owns it
     recorder: Any = None  # the Recorder writing every input of `core` (which it wraps); the shell closes it
     serializer: Any = None  # how records are written to it (a Serializer: format, compression, encryption)
+    discovery: Any = None  # the BaseDiscovery of discovery.health.connector (None: the built-in checks)
 
 
 def build(
@@ -87,6 +88,7 @@ def build(
     codecs = _custom_connectors(cfg, found)
     user_strategies = _user_strategies(cfg, strategies, found)
     plugged = _plugged_policies(cfg, policies, found)
+    discovery = _discovery(cfg, found)
     found += _refusals(cfg)
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
@@ -108,7 +110,7 @@ def build(
     if recorder is not None:
         core = recorder.wrap(core, seed=seed)
     return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage,
-                 serializer=serializer, recorder=recorder, secret_store=loaded.store)
+                 serializer=serializer, recorder=recorder, secret_store=loaded.store, discovery=discovery)
 
 
 def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
@@ -406,6 +408,37 @@ def _load_policies(specs: tuple[str, ...], path: str, check: Callable[[Any], Any
             continue
         out.append(policy)
     return tuple(out)
+
+
+# -- health checks -------------------------------------------------------------------------
+
+def _discovery(config: MeshConfig, problems: list[str]) -> Any:
+    """`discovery.health.connector`: "http" (HttpHealthDiscovery) or a "package.module:Class"
+    BaseDiscovery subclass, made with `discovery.health.config`; None when not named."""
+    d = config.discovery
+    if d.health_connector is None:
+        if d.health_config:
+            problems.append("discovery.health.config: settings without a discovery.health.connector; name one "
+                            "(http or \"package.module:Class\")")
+        return None
+    from .connectors.discovery import BaseDiscovery, HttpHealthDiscovery
+
+    cls: Any = HttpHealthDiscovery
+    if d.health_connector != "http":
+        try:
+            cls = _load(d.health_connector)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"discovery.health.connector: cannot load '{d.health_connector}' ({_why(exc)})")
+            return None
+    if not (isinstance(cls, type) and issubclass(cls, BaseDiscovery)):
+        problems.append(f"discovery.health.connector: '{d.health_connector}' is not a health check class (subclass "
+                        "modelmesh.cdk.BaseDiscovery or HttpHealthDiscovery)")
+        return None
+    try:
+        return cls(**d.health_config)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"discovery.health.config: cannot create '{d.health_connector}': {exc}")
+        return None
 
 
 # -- what this version does not do -----------------------------------------------------------

@@ -4,10 +4,18 @@ overrides one method changes behaviour end to end over loopback fakes. Time is a
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import modelmesh
-from modelmesh.cdk import BaseRotationPolicy, KeyValueStorage, ThresholdRotationPolicy
+from modelmesh.cdk import (
+    BaseDiscovery,
+    BaseRotationPolicy,
+    HttpHealthDiscovery,
+    KeyValueStorage,
+    ThresholdRotationPolicy,
+)
 from modelmesh.errors import ConfigurationError
 from modelmesh.policies import Deactivation, DeactivationReason
 from modelmesh.testing import Error, FakeClock, FakeUpstream
@@ -250,3 +258,168 @@ def test_the_key_value_storage_defaults_keep_entries_in_this_object():
     assert store.add("n", 2, expires_at=4e9) == 2.0
     held = store.acquire("job", 0)
     assert held is not None and store.is_locked("job") and store.release(held)
+
+
+# -- discovery: health checks -----------------------------------------------------------------------
+
+DOWN: set[str] = set()  # providers NotByHttp says are down
+
+
+class NotByHttp(BaseDiscovery):
+    """Overrides one method: the verdict comes from elsewhere (here a set), no HTTP is sent."""
+
+    def probe(self, check):
+        return check.provider not in DOWN
+
+
+class ListsItsModel(BaseDiscovery):
+    """Overrides one method: a 2xx listing passes only if it still lists the configured model."""
+
+    def judge(self, check, status, headers, body):
+        listed = [m.get("id") for m in json.loads(body).get("data", [])] if 200 <= status < 300 else []
+        return check.target.model in listed
+
+
+class Raises(BaseDiscovery):
+    def probe(self, check):
+        raise RuntimeError("backend unreachable")
+
+
+def monitored(x, y, health, **client):
+    config = two_providers(x, y)
+    config["discovery"] = {"health": {"enabled": True, "interval": "10s", "failure_threshold": 2,
+                                      "providers": ["x"], **health}}
+    clock = FakeClock()
+    return modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={}, probe_check_interval=3600.0,
+                                **client), clock
+
+
+def gets(up):
+    return [r.path for r in up.requests if r.method == "GET"]
+
+
+def test_a_discovery_subclass_overriding_probe_is_what_the_health_monitor_uses():
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        client, clock = monitored(x, y, {"connector": "test_cdk_bases:NotByHttp"})
+        DOWN.add("x")
+        try:
+            with client:
+                assert type(client.transport.driver.discovery) is NotByHttp
+                for _ in range(2):
+                    clock.advance(10)
+                    assert client.run_probes() == 1
+                status = client.status()["providers"]["x"]
+                assert status["up"] is False and status["reason"] == "health check failed"
+                assert served(client) == "y"
+                assert gets(x) == []  # the verdicts were the class's own: nothing was sent to x
+                DOWN.discard("x")
+                clock.advance(10)
+                assert client.run_probes() == 1  # the recovery probe: the class says up
+                assert client.status()["providers"]["x"]["up"] is True
+                assert served(client) == "x"
+        finally:
+            DOWN.clear()
+
+
+def test_a_discovery_subclass_overriding_judge_fails_a_listing_without_the_model():
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        client, clock = monitored(x, y, {"connector": "test_cdk_bases:ListsItsModel"})
+        with client:
+            clock.advance(10)
+            assert client.run_probes() == 1
+            assert client.status()["providers"]["x"]["up"] is True  # the listing names m
+            x.models = ("other",)
+            for _ in range(2):
+                clock.advance(10)
+                client.run_probes()
+            assert gets(x) == ["/v1/models"] * 3  # still the built-in request: only the verdict changed
+            assert client.status()["providers"]["x"]["up"] is False
+
+
+def test_http_health_discovery_by_configuration_checks_its_own_path():
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        client, clock = monitored(x, y, {"connector": "http", "config": {"path": "/models/m"}, "failure_threshold": 1})
+        with client:
+            clock.advance(10)
+            assert client.run_probes() == 1
+            assert gets(x) == ["/v1/models/m"] and client.status()["providers"]["x"]["up"] is True
+            headers = x.requests[0].headers
+            assert headers.get("Authorization") == "Bearer sk-x-0123456789abcdef"  # the provider's own credentials
+            x.models = ("other",)  # now a 404
+            clock.advance(10)
+            assert client.run_probes() == 1
+            assert client.status()["providers"]["x"]["up"] is False
+            x.models = ("m",)
+            clock.advance(10)
+            assert client.run_probes() == 1
+            assert gets(x) == ["/v1/models/m"] * 3 and client.status()["providers"]["x"]["up"] is True
+
+
+def test_http_health_discovery_can_count_other_statuses_as_healthy():
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        client, clock = monitored(x, y, {"connector": "http", "failure_threshold": 1,
+                                         "config": {"path": "/health", "healthy_statuses": [200, 404]}})
+        with client:
+            clock.advance(10)
+            assert client.run_probes() == 1
+            assert gets(x) == ["/v1/health"]  # the fake has no /health: a 404, here counted healthy
+            assert client.status()["providers"]["x"]["up"] is True
+
+
+def test_a_check_whose_probe_raises_counts_as_failed():
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        client, clock = monitored(x, y, {"connector": "test_cdk_bases:Raises", "failure_threshold": 1})
+        with client:
+            clock.advance(10)
+            assert client.run_probes() == 1
+            assert client.status()["providers"]["x"]["up"] is False and gets(x) == []
+
+
+async def _async_monitor(x, y):
+    config = two_providers(x, y)
+    config["discovery"] = {"health": {"enabled": True, "interval": "10s", "failure_threshold": 1,
+                                      "providers": ["x"], "connector": "test_cdk_bases:NotByHttp"}}
+    clock = FakeClock()
+    async with modelmesh.AsyncMeshClient(config, clock=clock, environ={}, probe_check_interval=3600.0) as client:
+        clock.advance(10)
+        assert await client.run_probes() == 1
+        return client.status()["providers"]["x"]["up"]
+
+
+def test_the_async_client_uses_the_discovery_class_too():
+    import asyncio
+
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        DOWN.add("x")
+        try:
+            assert asyncio.run(_async_monitor(x, y)) is False
+        finally:
+            DOWN.clear()
+        assert gets(x) == []
+
+
+def test_http_health_discovery_settings_are_checked():
+    with pytest.raises(ValueError, match="path"):
+        HttpHealthDiscovery(path="health")
+    with pytest.raises(ValueError, match="method"):
+        HttpHealthDiscovery(method="POST")
+    with pytest.raises(ValueError, match="healthy_statuses"):
+        HttpHealthDiscovery(healthy_statuses=[True])
+
+
+@pytest.mark.parametrize(("health", "path", "words"), [
+    ({"connector": "test_cdk_bases:NotAPolicy"}, "discovery.health.connector", "not a health check class"),
+    ({"connector": "no_such_module:Check"}, "discovery.health.connector", "cannot load"),
+    ({"connector": "http", "config": {"path": "health"}}, "discovery.health.config", "path"),
+    ({"connector": "test_cdk_bases:NotByHttp", "config": {"x": 1}}, "discovery.health.config", "takes no arguments"),
+    ({"config": {"path": "/health"}}, "discovery.health.config", "connector"),
+    ({"connector": "nonsense"}, "discovery.health.connector", "http"),
+])
+def test_a_bad_discovery_class_is_a_configuration_error_naming_its_path(health, path, words):
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = two_providers(x, y)
+        config["discovery"] = {"health": health}
+        with pytest.raises(ConfigurationError) as info:
+            modelmesh.build(config, environ={})
+        (problem,) = info.value.problems
+        assert problem.startswith(path + ":") and words in problem

@@ -737,7 +737,7 @@ def _discovery(s: Section, providers: Mapping[str, ProviderConfig]) -> Discovery
     sync = s.sub("sync", ("enabled", "interval", "auto_register", "providers", "on_new_model",
                           "on_deprecated_model"))
     health = s.sub("health", ("enabled", "interval", "timeout", "failure_threshold",
-                              "providers"))
+                              "providers", "connector", "config"))
     known = as_list(_provider_id(providers))
     return DiscoveryConfig(
         sync_enabled=sync.get("enabled", b.sync_enabled, as_bool),
@@ -754,7 +754,13 @@ def _discovery(s: Section, providers: Mapping[str, ProviderConfig]) -> Discovery
         health_failure_threshold=health.get("failure_threshold", b.health_failure_threshold,
                                             as_int(1)),
         health_providers=health.get("providers", b.health_providers, known),
+        health_connector=health.get("connector", b.health_connector, as_choice(HEALTH_CONNECTORS, custom=True),
+                                    nullable=True),
+        health_config=health.get("config", b.health_config, _free_form),
     )
+
+
+HEALTH_CONNECTORS = ("http",)  # HttpHealthDiscovery by name
 
 
 _PROXY_KEYS = tuple(n for n in _names(ProxyConfig) if n not in ("master_key", "rate_limit_per_key",

@@ -388,6 +388,8 @@ class DiscoveryConfig:
     health_timeout: float = 10.0
     health_failure_threshold: int = 3
     health_providers: tuple[str, ...] = ()
+    health_connector: str | None = None       # "package.module:Class" (a modelmesh.cdk.BaseDiscovery); None: built in
+    health_config: Mapping[str, Any] = field(default=_EMPTY, repr=False)  # its keyword arguments
 
 
 @dataclass(**_value)

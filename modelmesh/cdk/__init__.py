@@ -34,6 +34,10 @@ configured behaviour) and `ThresholdRotationPolicy` (numbers only). Use one as
 
 Storage (seed 003): `BaseStorage` (the full contract) and `KeyValueStorage` (override
 `_get`, `_set`, `_delete`, `_keys`). Use one as `storage.connector: "my_package.module:MyStore"`.
+
+Health checks (seed 003): `BaseDiscovery` (override `probe`, `request` or `judge`; each
+defaults to the built-in check) and `HttpHealthDiscovery` (configuration only). Use one as
+`discovery.health.connector: "my_package.module:MyCheck"`.
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ from .._core.codecs._base import (
     merge_headers,
 )
 from .._core.codecs.openai import OpenAICodec
+from ..connectors.discovery import BaseDiscovery, HealthCheck, HttpHealthDiscovery
 from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
 from ..connectors.storage import BaseStorage, KeyValueStorage, Lock, Stat, StorageUnavailable
 from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
@@ -67,6 +72,7 @@ __all__ = [
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
     "BaseRotationPolicy", "ThresholdRotationPolicy",
     "BaseStorage", "KeyValueStorage", "Lock", "Stat", "StorageUnavailable",
+    "BaseDiscovery", "HttpHealthDiscovery", "HealthCheck",
 ]
 
 BaseProvider = Codec
