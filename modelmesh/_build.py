@@ -157,7 +157,7 @@ def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
 def _custom_storage(s: StorageConfig, problems: list[str]) -> Any:
     """A "package.module:Class" storage connector (a BaseStorage subclass, such as a
     modelmesh.cdk.KeyValueStorage), made with `storage.config` as keyword arguments; its
-    `retry_interval` is `storage.locking.retry_interval`."""
+    `retry_interval` is `storage.locking.retry_interval` unless that config gives one."""
     from .connectors.storage import BaseStorage
 
     try:
@@ -174,7 +174,8 @@ def _custom_storage(s: StorageConfig, problems: list[str]) -> Any:
     except (TypeError, ValueError) as exc:
         problems.append(f"storage.config: cannot create '{s.connector}': {exc}")
         return None
-    storage.retry_interval = s.locking_retry_interval
+    if "retry_interval" not in s.config:  # as for the built-in connectors, its own setting wins
+        storage.retry_interval = s.locking_retry_interval
     return storage
 
 

@@ -401,8 +401,8 @@ def test_the_async_client_uses_the_discovery_class_too():
 def test_http_health_discovery_settings_are_checked():
     with pytest.raises(ValueError, match="path"):
         HttpHealthDiscovery(path="health")
-    with pytest.raises(ValueError, match="method"):
-        HttpHealthDiscovery(method="POST")
+    with pytest.raises(TypeError, match="method"):
+        HttpHealthDiscovery(method="HEAD")
     with pytest.raises(ValueError, match="healthy_statuses"):
         HttpHealthDiscovery(healthy_statuses=[True])
 
@@ -423,3 +423,16 @@ def test_a_bad_discovery_class_is_a_configuration_error_naming_its_path(health, 
             modelmesh.build(config, environ={})
         (problem,) = info.value.problems
         assert problem.startswith(path + ":") and words in problem
+
+
+def test_a_storage_class_gets_the_locking_retry_interval_unless_its_config_gives_one():
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = two_providers(x, y)
+        config["storage"] = {"connector": "test_cdk_bases:DictStore", "locking": {"retry_interval": "200ms"}}
+        built = modelmesh.build(config, environ={})
+        assert type(built.storage) is DictStore and built.storage.retry_interval == 0.2
+        built.storage.close()
+        config["storage"]["config"] = {"retry_interval": 0.5}
+        built = modelmesh.build(config, environ={})
+        assert built.storage.retry_interval == 0.5
+        built.storage.close()

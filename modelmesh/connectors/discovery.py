@@ -54,34 +54,28 @@ class BaseDiscovery:
 class HttpHealthDiscovery(BaseDiscovery):
     """HTTP health checks by configuration alone.
 
-    `path`: checks of a provider go to `{base_url}{path}` (e.g. "/health") instead of its model
-    listing, with the same headers (so the same credentials); `method` (GET or HEAD); and
-    `healthy_statuses`, the statuses that pass (default: any 2xx). Probes of standby models keep
-    their one-token request: they test the model, not the server.
+    `path`: checks of a provider are a GET of `{base_url}{path}` (e.g. "/health") instead of its
+    model listing, with the same headers (so the same credentials); `healthy_statuses`: the
+    statuses that pass (default: any 2xx). Probes of standby models keep their one-token
+    request: they test the model, not the server. (Another method or body: override `request`.)
     """
 
-    def __init__(self, *, path: str | None = None, method: str = "GET",
-                 healthy_statuses: Collection[int] = ()) -> None:
+    def __init__(self, *, path: str | None = None, healthy_statuses: Collection[int] = ()) -> None:
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ValueError(f'path must start with "/", got {path!r}')
-        if method not in ("GET", "HEAD"):
-            raise ValueError(f"method must be GET or HEAD, got {method!r}")
         codes = tuple(healthy_statuses)
         if any(isinstance(c, bool) or not isinstance(c, int) or not 100 <= c <= 599 for c in codes):
             raise ValueError(f"healthy_statuses must be HTTP status integers, got {codes!r}")
         self.path = path
-        self.method = method
         self.healthy_statuses = frozenset(codes)
 
     def __repr__(self) -> str:
-        return (f"HttpHealthDiscovery(path={self.path!r}, method={self.method!r}, "
-                f"healthy_statuses={sorted(self.healthy_statuses)})")
+        return f"HttpHealthDiscovery(path={self.path!r}, healthy_statuses={sorted(self.healthy_statuses)})"
 
     def request(self, check: HealthCheck) -> WireRequest:
-        if check.ref is not None or (self.path is None and self.method == "GET"):
+        if check.ref is not None or self.path is None:
             return check.request
-        url = check.request.url if self.path is None else check.target.base_url + self.path
-        return WireRequest(method=self.method, url=url, headers=check.request.headers)
+        return WireRequest(method="GET", url=check.target.base_url + self.path, headers=check.request.headers)
 
     def judge(self, check: HealthCheck, status: int, headers: Mapping[str, str], body: bytes) -> bool:
         if self.healthy_statuses and check.ref is None:
