@@ -53,6 +53,16 @@ class BackInFive(BaseRotationPolicy):
         return now + 5.0
 
 
+class ProbeWhenAsked(BaseRotationPolicy):
+    """Overrides one method: asks for a probe of a standby model while READY says so."""
+
+    def should_recover(self, state, now):
+        return READY
+
+
+READY = False
+
+
 class NotAPolicy:
     pass
 
@@ -124,6 +134,27 @@ def test_a_subclass_overriding_the_recovery_schedule_wins_over_the_pools_cooldow
             assert served(c) == "y"
             clock.advance(0.1)
             assert served(c) == "x"
+
+
+def test_a_subclass_overriding_should_recover_brings_a_model_back_by_a_probe():
+    global READY
+    with FakeUpstream("openai", name="x", models=["m"]) as x, FakeUpstream("openai", name="y", models=["m"]) as y:
+        config = two_providers(x, y, rotation={
+            "deactivation": {"retry_limit": 1},
+            "recovery": {"cooldown": "1h", "initial_cooldown": "1h", "probe_interval": None},
+            "policy": "test_cdk_bases:ProbeWhenAsked"})
+        clock = FakeClock()
+        with modelmesh.MeshClient(config, clock=clock, sleep=clock.sleep, environ={},
+                                  probe_check_interval=3600.0) as c:
+            x.script(Error(500))
+            assert served(c) == "y"
+            assert c.run_probes() == 0  # not asked for yet
+            READY = True
+            try:
+                assert c.run_probes() == 1  # a one-token probe of x/m, which passes
+            finally:
+                READY = False
+            assert served(c) == "x"  # back long before the hour's cooldown
 
 
 def test_a_policy_class_in_a_policies_list_is_made_once_and_used():
@@ -269,6 +300,7 @@ class NotByHttp(BaseDiscovery):
     """Overrides one method: the verdict comes from elsewhere (here a set), no HTTP is sent."""
 
     def probe(self, check):
+        assert "sk-" not in repr(check)  # the provider's key is in the check, never in its repr
         return check.provider not in DOWN
 
 
