@@ -31,6 +31,7 @@ from ._core._config_schema import (
     ModelConfig,
     Pricing,
     ProviderConfig,
+    RotationPolicyConfig,
     StorageConfig,
 )
 from ._core._errors import ConfigurationError, redact
@@ -55,6 +56,7 @@ class Built:
     storage: Any = None  # the shared storage (a BaseStorage) when one is configured; the shell owns it
     recorder: Any = None  # the Recorder writing every input of `core` (which it wraps); the shell closes it
     serializer: Any = None  # how records are written to it (a Serializer: format, compression, encryption)
+    discovery: Any = None  # the BaseDiscovery of discovery.health.connector (None: the built-in checks)
 
 
 def build(
@@ -86,6 +88,7 @@ def build(
     codecs = _custom_connectors(cfg, found)
     user_strategies = _user_strategies(cfg, strategies, found)
     plugged = _plugged_policies(cfg, policies, found)
+    discovery = _discovery(cfg, found)
     found += _refusals(cfg)
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
@@ -107,7 +110,7 @@ def build(
     if recorder is not None:
         core = recorder.wrap(core, seed=seed)
     return Built(config=cfg, core=core, sinks=tuple(sinks), secret_values=core.secret_values, storage=storage,
-                 serializer=serializer, recorder=recorder, secret_store=loaded.store)
+                 serializer=serializer, recorder=recorder, secret_store=loaded.store, discovery=discovery)
 
 
 def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
@@ -132,18 +135,48 @@ def _storage(config: MeshConfig, problems: list[str]) -> tuple[Any, Any]:
     except ImportError as exc:
         problems.append(f"storage.persistence.format: {exc}")
         return None, None
-    options = dict(s.config)
-    options.setdefault("retry_interval", s.locking_retry_interval)
-    try:
-        storage = make_storage(s.connector, options)
-    except (ValueError, TypeError) as exc:
-        problems.append(f"storage.config: {exc}")
-        return None, None
+    if ":" in s.connector:
+        storage = _custom_storage(s, problems)
+        if storage is None:
+            return None, None
+    else:
+        options = dict(s.config)
+        options.setdefault("retry_interval", s.locking_retry_interval)
+        try:
+            storage = make_storage(s.connector, options)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"storage.config: {exc}")
+            return None, None
     if cipher is not None:
         problem = _key_check(storage, serializer, s.encryption_secret)
         if problem:
             problems.append(f"storage.persistence.encryption: {problem}")
     return storage, serializer
+
+
+def _custom_storage(s: StorageConfig, problems: list[str]) -> Any:
+    """A "package.module:Class" storage connector (a BaseStorage subclass, such as a
+    modelmesh.cdk.KeyValueStorage), made with `storage.config` as keyword arguments; its
+    `retry_interval` is `storage.locking.retry_interval` unless that config gives one."""
+    from .connectors.storage import BaseStorage
+
+    try:
+        cls = _load(s.connector)
+    except (ImportError, AttributeError) as exc:
+        problems.append(f"storage.connector: cannot load '{s.connector}' ({_why(exc)})")
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, BaseStorage)):
+        problems.append(f"storage.connector: '{s.connector}' is not a storage class (subclass "
+                        "modelmesh.cdk.KeyValueStorage or modelmesh.cdk.BaseStorage)")
+        return None
+    try:
+        storage = cls(**s.config)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"storage.config: cannot create '{s.connector}': {exc}")
+        return None
+    if "retry_interval" not in s.config:  # as for the built-in connectors, its own setting wins
+        storage.retry_interval = s.locking_retry_interval
+    return storage
 
 
 KEY_CHECK = "encryption-check"  # an encrypted record that says which key the store's records are under
@@ -312,6 +345,9 @@ def _plugged_policies(config: MeshConfig, given: Mapping[str, PolicySet] | None,
                                         as_deactivation_policy, problems),
             recovery=_load_policies(rotation.recovery.policies, f"{path}.recovery.policies",
                                     as_recovery_policy, problems))
+        made = _rotation_policy(rotation.policy, f"{path}.policy", problems)
+        if made is not None:
+            loaded = loaded + PolicySet(deactivation=(made,), recovery=(made,))
         if loaded.deactivation or loaded.recovery:
             out[key] = loaded
     if given is None:
@@ -335,18 +371,75 @@ def _plugged_policies(config: MeshConfig, given: Mapping[str, PolicySet] | None,
     return out
 
 
+def _rotation_policy(spec: RotationPolicyConfig | None, path: str, problems: list[str]) -> Any:
+    """`rotation.policy`: the class it names (a modelmesh.cdk.BaseRotationPolicy), made with `config`."""
+    if spec is None:
+        return None
+    from .cdk._rotation import BaseRotationPolicy, ThresholdRotationPolicy
+
+    cls: Any = ThresholdRotationPolicy
+    if spec.connector != "threshold":
+        try:
+            cls = _load(spec.connector)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{path}.connector: cannot load '{spec.connector}' ({_why(exc)})")
+            return None
+        if not (isinstance(cls, type) and issubclass(cls, BaseRotationPolicy)):
+            problems.append(f"{path}.connector: '{spec.connector}' is not a rotation policy class (subclass "
+                            "modelmesh.cdk.BaseRotationPolicy or ThresholdRotationPolicy)")
+            return None
+    try:
+        return cls(**spec.config)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{path}.config: cannot create '{spec.connector}': {exc}")
+        return None
+
+
 def _load_policies(specs: tuple[str, ...], path: str, check: Callable[[Any], Any],
                    problems: list[str]) -> tuple[Any, ...]:
     out = []
     for i, spec in enumerate(specs):
         try:
             policy = _load(spec)
+            if isinstance(policy, type):  # a policy class (a modelmesh.cdk.BaseRotationPolicy): one of it
+                policy = policy()
             check(policy)
         except (ImportError, AttributeError, TypeError) as exc:
             problems.append(f"{path}[{i}]: cannot load '{spec}' ({_why(exc)})")
             continue
         out.append(policy)
     return tuple(out)
+
+
+# -- health checks -------------------------------------------------------------------------
+
+def _discovery(config: MeshConfig, problems: list[str]) -> Any:
+    """`discovery.health.connector`: "http" (HttpHealthDiscovery) or a "package.module:Class"
+    BaseDiscovery subclass, made with `discovery.health.config`; None when not named."""
+    d = config.discovery
+    if d.health_connector is None:
+        if d.health_config:
+            problems.append("discovery.health.config: settings without a discovery.health.connector; name one "
+                            "(http or \"package.module:Class\")")
+        return None
+    from .connectors.discovery import BaseDiscovery, HttpHealthDiscovery
+
+    cls: Any = HttpHealthDiscovery
+    if d.health_connector != "http":
+        try:
+            cls = _load(d.health_connector)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"discovery.health.connector: cannot load '{d.health_connector}' ({_why(exc)})")
+            return None
+    if not (isinstance(cls, type) and issubclass(cls, BaseDiscovery)):
+        problems.append(f"discovery.health.connector: '{d.health_connector}' is not a health check class (subclass "
+                        "modelmesh.cdk.BaseDiscovery or HttpHealthDiscovery)")
+        return None
+    try:
+        return cls(**d.health_config)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"discovery.health.config: cannot create '{d.health_connector}': {exc}")
+        return None
 
 
 # -- what this version does not do -----------------------------------------------------------
@@ -380,10 +473,7 @@ def _refusals(config: MeshConfig) -> list[str]:
         plain = StorageConfig()
         problems += [f"storage.{key}: {NOT_ACTED_ON} (the memory storage shares nothing; name file, sqlite or redis)"
                      for attr, key in _MEMORY_UNACTED.items() if getattr(storage, attr) != getattr(plain, attr)]
-    elif storage.connector not in ("file", "sqlite", "redis"):
-        problems.append(f"storage.connector: custom storage connectors ('{storage.connector}') are not available "
-                        "in this version; use memory, file, sqlite or redis")
-    elif storage.connector != "memory" and storage.sync_policy == "in-memory":
+    elif storage.sync_policy == "in-memory":
         problems.append("storage.persistence.sync_policy: 'in-memory' keeps nothing in the "
                         f"'{storage.connector}' storage; choose sync-on-boundary, periodic or immediate")
     for pid, p in config.providers.items():

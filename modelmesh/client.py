@@ -86,6 +86,7 @@ class _MeshBase(abc.ABC):
 
         refresher = SecretRefresher.for_client(self.core, built.secret_store, built.config, clock=self._clock)
         return {"clock": self._clock, "environ": environ, "shared": shared, "secrets": refresher,
+                "discovery": built.discovery,
                 "sync_policy": built.config.storage.sync_policy,
                 "sync_interval": built.config.storage.sync_interval, "on_event": self._dispatch}
 

@@ -1,4 +1,5 @@
-"""The storage contract, run against every connector: memory, file, SQLite and a real redis-server.
+"""The storage contract, run against every connector: memory, file, SQLite, a real redis-server and
+a user's `modelmesh.cdk.KeyValueStorage` subclass that implements only the four primitives.
 
 Expiry is tested with `expires_at` values in the past or the future, and lease ends by a clock
 that the test sets, never by waiting.
@@ -14,6 +15,7 @@ import pytest
 from modelmesh.connectors.storage import (
     BaseStorage,
     FileStorage,
+    KeyValueStorage,
     Lock,
     MemoryStorage,
     RedisStorage,
@@ -21,9 +23,29 @@ from modelmesh.connectors.storage import (
     Stat,
 )
 
-CONNECTORS = ["memory", "file", "sqlite", "redis"]
+CONNECTORS = ["memory", "file", "sqlite", "redis", "keyvalue"]
 PAST = time.time() - 3600
 FUTURE = time.time() + 3600
+
+
+class DictStore(KeyValueStorage):
+    """What a user writes for a new backend: the four primitives, over a dict it is given."""
+
+    def __init__(self, data: dict, **options) -> None:
+        super().__init__(**options)
+        self.backend = data
+
+    def _get(self, key):
+        return self.backend.get(key)
+
+    def _set(self, key, value):
+        self.backend[key] = value
+
+    def _delete(self, key):
+        return self.backend.pop(key, None) is not None
+
+    def _keys(self, prefix):
+        return [k for k in list(self.backend) if k.startswith(prefix)]
 
 
 class Clock:
@@ -40,6 +62,7 @@ class Clock:
 def make(request, tmp_path):
     """A factory of stores of one connector that all share one place (directory, database, prefix)."""
     made: list[BaseStorage] = []
+    shared: dict = {}  # the keyvalue stores' one place
     prefix = f"test-{uuid.uuid4().hex}:"
 
     def make(clock=time.time, **options) -> BaseStorage:
@@ -49,6 +72,8 @@ def make(request, tmp_path):
             store: BaseStorage = MemoryStorage(clock=clock, **options)
         elif request.param == "file":
             store = FileStorage(tmp_path / "files", clock=clock, **options)
+        elif request.param == "keyvalue":
+            store = DictStore(shared, clock=clock, **options)
         elif request.param == "sqlite":
             store = SQLiteStorage(tmp_path / "store.db", clock=clock, **options)
         else:

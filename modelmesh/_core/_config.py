@@ -35,7 +35,7 @@ from ._config_schema import (
     CONNECTOR_CAPABILITIES, KNOWN_CONNECTORS, STRATEGIES, AuthConfig, BudgetConfig, DeactivationConfig, DiscoveryConfig,
     FrozenMap, MeshConfig, ModelConfig, ObservabilityConfig, ObservabilitySink, PoolConfig,
     PoolDefaults, Pricing, ProviderConfig, ProxyConfig, ProxyRateLimit, RateLimitSelectionConfig, RateLimitsConfig,
-    RecoveryConfig, RetryConfig, RotationConfig, SecretsConfig, SelectionConfig, StorageConfig,
+    RecoveryConfig, RetryConfig, RotationConfig, RotationPolicyConfig, SecretsConfig, SelectionConfig, StorageConfig,
     freeze,
 )
 from ._errors import ConfigurationError, redact
@@ -492,7 +492,29 @@ def _rotation(s: Section, base: RotationConfig, providers: Mapping[str, Provider
                                     as_list(as_choice(("on_auth_failure", "on_api_outage")))),
         provider_recovery=s.get("provider_recovery", base.provider_recovery,
                                 as_choice(("on_probe_success", "on_manual"))),
+        policy=_rotation_policy(s),
     )
+
+
+ROTATION_POLICIES = ("threshold",)
+
+
+def _rotation_policy(s: Section) -> RotationPolicyConfig | None:
+    """`rotation.policy`: `{connector, config}`, or the connector alone. Like `policies`, a
+    pool's own (the `routing:` one reaches every pool through the builder, not by copy)."""
+    raw = s.data.get("policy")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        connector = s.get("policy", None, as_choice(ROTATION_POLICIES, custom=True))
+        return None if connector is None else RotationPolicyConfig(connector=connector)
+    p = s.sub("policy", ("connector", "config"))
+    if "connector" not in p.data:
+        s.ctx.problem(p.at("connector"), 'required: "threshold" or a "package.module:Class" path')
+        return None
+    connector = p.get("connector", None, as_choice(ROTATION_POLICIES, custom=True))
+    config = p.get("config", FrozenMap(), _free_form)
+    return None if connector is None else RotationPolicyConfig(connector=connector, config=config)
 
 
 def _deactivation(s: Section, b: DeactivationConfig) -> DeactivationConfig:
@@ -715,7 +737,7 @@ def _discovery(s: Section, providers: Mapping[str, ProviderConfig]) -> Discovery
     sync = s.sub("sync", ("enabled", "interval", "auto_register", "providers", "on_new_model",
                           "on_deprecated_model"))
     health = s.sub("health", ("enabled", "interval", "timeout", "failure_threshold",
-                              "providers"))
+                              "providers", "connector", "config"))
     known = as_list(_provider_id(providers))
     return DiscoveryConfig(
         sync_enabled=sync.get("enabled", b.sync_enabled, as_bool),
@@ -732,7 +754,13 @@ def _discovery(s: Section, providers: Mapping[str, ProviderConfig]) -> Discovery
         health_failure_threshold=health.get("failure_threshold", b.health_failure_threshold,
                                             as_int(1)),
         health_providers=health.get("providers", b.health_providers, known),
+        health_connector=health.get("connector", b.health_connector, as_choice(HEALTH_CONNECTORS, custom=True),
+                                    nullable=True),
+        health_config=health.get("config", b.health_config, _free_form),
     )
+
+
+HEALTH_CONNECTORS = ("http",)  # HttpHealthDiscovery by name
 
 
 _PROXY_KEYS = tuple(n for n in _names(ProxyConfig) if n not in ("master_key", "rate_limit_per_key",

@@ -47,7 +47,7 @@ __all__ = [
     "STRATEGIES", "KNOWN_CONNECTORS", "CONNECTOR_CAPABILITIES",
     "SecretsConfig", "AuthConfig", "Pricing", "ModelConfig", "BudgetConfig",
     "RateLimitsConfig", "ProviderConfig", "DeactivationConfig", "RecoveryConfig",
-    "RateLimitSelectionConfig", "SelectionConfig", "RotationConfig", "RetryConfig",
+    "RateLimitSelectionConfig", "SelectionConfig", "RotationPolicyConfig", "RotationConfig", "RetryConfig",
     "PoolConfig", "PoolDefaults", "StorageConfig", "ObservabilitySink",
     "ObservabilityConfig", "DiscoveryConfig", "ProxyConfig", "ProxyRateLimit", "MeshConfig",
     "Ctx", "Section", "UNRESOLVED", "ItemErrors",
@@ -276,10 +276,19 @@ class SelectionConfig:
 
 
 @dataclass(**_value)
+class RotationPolicyConfig:
+    """`rotation.policy`: a rotation policy class (modelmesh.cdk) the builder makes with `config`."""
+
+    connector: str                            # threshold | "package.module:Class"
+    config: Mapping[str, Any] = field(default=_EMPTY, repr=False)
+
+
+@dataclass(**_value)
 class RotationConfig:
     deactivation: DeactivationConfig = field(default_factory=DeactivationConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    policy: RotationPolicyConfig | None = None  # asked beside the settings above; not inherited
     provider_deactivation: tuple[str, ...] = ("on_auth_failure", "on_api_outage")
     provider_recovery: str = "on_probe_success"  # on_probe_success | on_manual
 
@@ -379,6 +388,8 @@ class DiscoveryConfig:
     health_timeout: float = 10.0
     health_failure_threshold: int = 3
     health_providers: tuple[str, ...] = ()
+    health_connector: str | None = None       # "package.module:Class" (a modelmesh.cdk.BaseDiscovery); None: built in
+    health_config: Mapping[str, Any] = field(default=_EMPTY, repr=False)  # its keyword arguments
 
 
 @dataclass(**_value)

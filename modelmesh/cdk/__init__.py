@@ -26,6 +26,18 @@ Observability connectors (seed 003): `BaseObservability` implements the four int
 `tracing.min_severity` applied) over one method, `_write(record)`; override it, or any one
 door. `ConsoleObservability`, `FileObservability` and `NullObservability` are the built-in
 ones. Use one as `observability.connectors[i].connector: "my_package.module:MySink"`.
+
+Rotation policies (seed 003): `BaseRotationPolicy` (override `should_deactivate` or
+`get_reason`, `get_recovery_schedule`, `should_recover`; each defaults to the pool's
+configured behaviour) and `ThresholdRotationPolicy` (numbers only). Use one as
+`rotation.policy: {connector: "my_package.module:MyPolicy", config: {...}}`.
+
+Storage (seed 003): `BaseStorage` (the full contract) and `KeyValueStorage` (override
+`_get`, `_set`, `_delete`, `_keys`). Use one as `storage.connector: "my_package.module:MyStore"`.
+
+Health checks (seed 003): `BaseDiscovery` (override `probe`, `request` or `judge`; each
+defaults to the built-in check) and `HttpHealthDiscovery` (configuration only). Use one as
+`discovery.health.connector: "my_package.module:MyCheck"`.
 """
 from __future__ import annotations
 
@@ -47,9 +59,12 @@ from .._core.codecs._base import (
     merge_headers,
 )
 from .._core.codecs.openai import OpenAICodec
+from ..connectors.discovery import BaseDiscovery, HealthCheck, HttpHealthDiscovery
 from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
+from ..connectors.storage import BaseStorage, KeyValueStorage, Lock, Stat, StorageUnavailable
 from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
 from . import mixins
+from ._rotation import BaseRotationPolicy, ThresholdRotationPolicy
 from .mixins import *  # noqa: F403 - the mixins, listed in mixins/__init__.py
 
 __all__ = [
@@ -57,6 +72,9 @@ __all__ = [
     "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
     "BaseSecretStore", "FileSecretStore", "SecretStoreError",
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
+    "BaseRotationPolicy", "ThresholdRotationPolicy",
+    "BaseStorage", "KeyValueStorage", "Lock", "Stat", "StorageUnavailable",
+    "BaseDiscovery", "HttpHealthDiscovery", "HealthCheck",
 ]
 __all__ += mixins.__all__
 

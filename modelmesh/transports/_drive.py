@@ -126,8 +126,15 @@ class Driver:
 
     def __init__(self, core: MeshCore, *, clock: Callable[[], float], emit: Callable[[Any], None] | None,
                  shared: Any = None, sync_policy: str = "in-memory", sync_interval: float = 1.0,
-                 secrets: Any = None) -> None:
+                 secrets: Any = None, discovery: Any = None) -> None:
         self.core = core
+        # a BaseDiscovery (discovery.health.connector) says how checks are sent and judged; None: built in
+        self.discovery = discovery
+        self._own_probe = False  # whether it gives verdicts itself (overrides `probe`)
+        if discovery is not None:
+            from ..connectors.discovery import BaseDiscovery
+
+            self._own_probe = type(discovery).probe is not BaseDiscovery.probe
         self.secrets = secrets  # a SecretRefresher: keys re-read from the store every cache_ttl; None: none
         self.clock = clock
         self.on_event = emit
@@ -357,13 +364,22 @@ class Driver:
 
     def _probe(self, probe: Probe) -> Drive:
         start = self.clock()
-        opened = yield Open(probe.request, probe.timeout, probe.timeout)
+        found = self.discovery
+        if found is not None and self._own_probe:
+            verdict = yield Blocking(_own_verdict, (found, probe))
+            if verdict is not None:
+                return verdict, self.clock() - start
+        request = probe.request if found is None else found.request(probe)
+        opened = yield Open(request, probe.timeout, probe.timeout)
         if type(opened) is TransportFailed:  # a probe that cannot be sent failed, whatever the cause
             return False, None
         body = yield from self._body(ERROR_BODY_CAP, start, probe.timeout)
         failed = type(body) is TransportFailed
         yield Release(not failed)
-        return 200 <= opened[0] < 300 and not failed, self.clock() - start
+        if failed:
+            return False, self.clock() - start
+        ok = 200 <= opened[0] < 300 if found is None else bool(found.judge(probe, opened[0], opened[1], body))
+        return ok, self.clock() - start
 
     # -- registry sync ------------------------------------------------------------------------
     def due_listings(self) -> list[Listing]:
@@ -461,3 +477,14 @@ class _Open:
         self.last_data = 0.0
         self.complete = False  # read to its end: its connection can be reused
 
+
+
+def _own_verdict(discovery: Any, probe: Probe) -> bool | None:
+    """A discovery class's own verdict (its `probe`); an exception it raises fails the check."""
+    try:
+        verdict = discovery.probe(probe)
+    except Exception:
+        _log.exception("modelmesh: %s.probe failed checking %s; counted as a failed check",
+                       type(discovery).__name__, probe.key)
+        return False
+    return None if verdict is None else bool(verdict)

@@ -221,12 +221,13 @@ class AsyncTransport:
         sync_policy: str = "in-memory",
         sync_interval: float = 1.0,
         secrets: Any = None,
+        discovery: Any = None,
     ) -> None:
         self.core = core
         self.clock = clock
         self.sleep = sleep or asyncio.sleep  # a FakeClock's sleep (plain) is called; a coroutine awaited
         self.driver = Driver(core, clock=clock, emit=on_event, shared=shared, sync_policy=sync_policy,
-                             sync_interval=sync_interval, secrets=secrets)
+                             sync_interval=sync_interval, secrets=secrets, discovery=discovery)
         self.http = AsyncHttp(environ=environ)
         self._probe_every = probe_interval(probe_check_interval)
         self._prober: asyncio.Task[None] | None = None

@@ -146,13 +146,14 @@ class SyncTransport:
         sync_policy: str = "in-memory",
         sync_interval: float = 1.0,
         secrets: Any = None,
+        discovery: Any = None,
     ) -> None:
         self.core = core
         self.clock = clock
         self.sleep = sleep
         self.on_event = on_event
         self.driver = Driver(core, clock=clock, emit=on_event, shared=shared, sync_policy=sync_policy,
-                             sync_interval=sync_interval, secrets=secrets)
+                             sync_interval=sync_interval, secrets=secrets, discovery=discovery)
         self.http = Http(session=session, environ=environ, pool_maxsize=pool_maxsize)
         self._probe_every = probe_interval(probe_check_interval)
         self._prober: threading.Thread | None = None

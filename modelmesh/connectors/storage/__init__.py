@@ -1,6 +1,7 @@
 """Storage connectors: where shared state, configuration and logs are kept (seed 002, "Storage").
 
-`MemoryStorage` (the default), `FileStorage`, `SQLiteStorage` and `RedisStorage` implement
+`MemoryStorage` (the default), `FileStorage`, `SQLiteStorage`, `RedisStorage` and `KeyValueStorage`
+(the contract over four primitives, for a backend of your own: modelmesh.cdk) implement
 `BaseStorage`: load/save, list/delete, stat/exists, acquire/release/is_locked, and the two
 atomic numbers `add` and `raise_to` for counters and deadlines shared between processes.
 `Serializer` turns plain data into the bytes they store (encrypted by a `Cipher` when
@@ -11,6 +12,7 @@ from ._base import BaseStorage, Lock, Stat, StorageUnavailable
 from ._cipher import Cipher
 from ._factory import CONNECTORS, make_storage
 from ._file import FileStorage
+from ._keyvalue import KeyValueStorage
 from ._memory import MemoryStorage
 from ._redis import RedisStorage
 from ._serializer import FORMATS, Serializer
@@ -22,6 +24,7 @@ __all__ = [
     "Cipher",
     "FORMATS",
     "FileStorage",
+    "KeyValueStorage",
     "Lock",
     "MemoryStorage",
     "RedisStorage",
