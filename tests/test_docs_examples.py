@@ -119,3 +119,30 @@ def test_the_secret_store_example_in_the_cdk_guide_runs():
 
     made = scope["VaultLikeStore"](SecretsConfig(cache_ttl=60.0))
     assert made.get("anything") is None and not made.list()
+
+
+# scenario of the CDK guide's table -> (the section holding its example, which of its code blocks)
+_CDK_COSTS = {
+    "OpenAI-compatible provider": ("Configuration only", (0,)),
+    "OpenAI-like provider with another auth header": ("Small differences", (0,)),
+    "Custom REST API provider": ("A custom REST API", (0, 1)),
+    "Custom rotation rule": ("Rotation policies", (0, 1)),
+    "Threshold rotation policy": ("Rotation policies", (2,)),
+    "Secret store on another backend": ("Secret stores", (0,)),
+    "Storage on another key-value backend": ("Storage", (0, 1)),
+    "Health check that is not an HTTP path": ("Health checks", (0, 1)),
+    "Health check on another HTTP path": ("Health checks", (2,)),
+}
+
+
+def test_the_cdk_guides_table_of_lines_counts_its_own_examples():
+    text = (DOCS / "cdk.md").read_text()
+    sections = {part.splitlines()[0][3:]: part for part in re.split(r"\n(?=## )", text) if part.startswith("## ")}
+    table = {m[1]: int(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| [^|]+ \| (\d+) \|$", text, flags=re.M)}
+    assert set(table) == set(_CDK_COSTS)
+    for scenario, (section, picks) in _CDK_COSTS.items():
+        body = next(v for k, v in sections.items() if k.startswith(section))
+        blocks = re.findall(r"```(?:python|yaml)\n(.*?)```", body, flags=re.S)
+        lines = sum(1 for i in picks for line in blocks[i].splitlines()
+                    if line.strip() and not line.strip().startswith("#"))
+        assert table[scenario] == lines, f"{scenario}: the table says {table[scenario]}, its example has {lines}"
