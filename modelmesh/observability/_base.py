@@ -42,9 +42,10 @@ SEVERITIES = ("debug", "info", "warning", "error", "critical")
 # the seed's coarse groups, accepted in events.filter besides exact record types
 _GROUPS = {
     "routing": {"request_routed", "request_completed", "request_failed"},
-    "rotation": {"request_routed", "retry", "attempt_failed"},
-    "deactivation": {"model_deactivated", "provider_deactivated", "pool_exhausted"},
-    "recovery": {"model_recovered", "provider_recovered"},
+    "rotation": {"request_routed", "retry", "attempt_failed", "key_rotated"},
+    "deactivation": {"model_deactivated", "provider_deactivated", "pool_exhausted", "key_retired"},
+    "recovery": {"model_recovered", "provider_recovered", "keys_reloaded"},
+    "discovery": {"model_discovered", "model_deprecated"},
     "health": {"model_deactivated", "model_recovered", "provider_deactivated", "provider_recovered"},
     "errors": {"attempt_failed", "request_failed"},
     "logging": {"request_log"},
