@@ -527,7 +527,7 @@ def _recorder(config: MeshConfig, secrets: tuple[str, ...], problems: list[str])
         return None
     for i, _ in found[1:]:
         problems.append(f"observability.connectors[{i}]: a second 'recorder'; one recording holds every input")
-    from .transports.replay import Recorder
+    from .transports._record import Recorder
 
     i, sink = found[0]
     path, redacted = sink.config.get("path"), sink.config.get("redact_payloads", True)

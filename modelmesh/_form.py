@@ -16,11 +16,11 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._core._types import Upload
 
-__all__ = ["FormError", "parse_form", "FILE_FIELDS"]
+__all__ = ["FormError", "FormPart", "parse_form", "form_parts", "FILE_FIELDS"]
 
 # the form fields that are files, per operation; any other field is text
 FILE_FIELDS = {"transcriptions": ("file",), "translations": ("file",), "image_edits": ("image", "mask")}
@@ -36,28 +36,45 @@ class FormError(ValueError):
         self.param = param
 
 
-def parse_form(op: str, body: bytes, content_type: str) -> dict[str, Any]:
-    """The form in `body` as a request dict for `op` (see the module's docstring)."""
+class FormPart(NamedTuple):
+    name: str
+    filename: str | None
+    content_type: str
+    charset: str | None
+    data: bytes  # exactly as sent
+
+
+def form_parts(body: bytes, content_type: str) -> list[FormPart]:
+    """Each part of a multipart/form-data body, in order."""
     if "boundary=" not in content_type.lower():
         raise FormError("The multipart/form-data body has no boundary in its Content-Type header")
     head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     if not message.is_multipart():
         raise FormError("The multipart/form-data body could not be read as a form")
-    files = FILE_FIELDS.get(op, ())
-    out: dict[str, Any] = {}
+    out = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or not name:
             raise FormError("A part of the multipart/form-data body has no field name")
         data = part.get_payload(decode=True)
-        payload = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        out.append(FormPart(name, filename if isinstance(filename, str) else None, part.get_content_type(),
+                            part.get_content_charset(), data if isinstance(data, bytes) else b""))
+    return out
+
+
+def parse_form(op: str, body: bytes, content_type: str) -> dict[str, Any]:
+    """The form in `body` as a request dict for `op` (see the module's docstring)."""
+    files = FILE_FIELDS.get(op, ())
+    out: dict[str, Any] = {}
+    for name, filename, kind, charset, payload in form_parts(body, content_type):
         base = name[:-2] if name.endswith("[]") else name
         if base in files:
-            _add(out, name, _upload(name, part.get_filename(), part.get_content_type(), payload))
+            _add(out, name, _upload(name, filename, kind, payload))
             continue
         try:
-            text = payload.decode(part.get_content_charset() or "utf-8")
+            text = payload.decode(charset or "utf-8")
         except (UnicodeDecodeError, LookupError):
             raise FormError(f"The form field '{name}' is not UTF-8 text", name) from None
         _add(out, name, text)

@@ -33,8 +33,8 @@ from typing import Any
 from ._core import _errors as E
 from ._core._types import Upload
 from ._response import ServedBy, _Served
+from ._views import _Opened, _Resource, _served
 from ._wire_openai import TRANSCRIPTION_FORMATS, transcript_body
-from .client import _Opened, _served
 
 __all__ = ["BinaryContent", "SpeechStream", "AsyncSpeechStream", "Transcription", "TranscriptionVerbose",
            "Translation", "ImagesResponse", "read_upload", "Audio", "Images", "AsyncAudio", "AsyncImages"]
@@ -318,19 +318,7 @@ def _speech(result: Any) -> BinaryContent:
 
 
 # -- MeshClient's resources -------------------------------------------------------------------------
-class _Res:
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    @property
-    def with_raw_response(self) -> Any:
-        """The same methods, each answered as a `RawResponse` (headers, `parse()`)."""
-        from .client import _RawCalls
-
-        return _RawCalls(self)
-
-
-class _Speech(_Res):
+class _Speech(_Resource):
     def create(self, **kwargs: Any) -> BinaryContent:
         """Speech from text: the audio bytes (`.content`, `.write_to_file(path)`)."""
         _need("audio.speech.create", kwargs, *_SPEECH_PARAMS)
@@ -373,7 +361,7 @@ class _SpeechContext:
             await self._stream.close()
 
 
-class _Transcriptions(_Res):
+class _Transcriptions(_Resource):
     _op, _task, _where = "transcriptions", "transcribe", "audio.transcriptions.create"
 
     def create(self, **kwargs: Any) -> Any:
@@ -394,7 +382,7 @@ class Audio:
         self.translations = _Translations(client)
 
 
-class Images(_Res):
+class Images(_Resource):
     def generate(self, **kwargs: Any) -> ImagesResponse:
         """Images from a prompt (`response_format` "url" or "b64_json", as the model offers)."""
         _need("images.generate", kwargs, "prompt")
@@ -426,7 +414,7 @@ async def _aread_upload(where: str, value: Any) -> Upload:
     return read_upload(where, value)
 
 
-class _AsyncSpeech(_Res):
+class _AsyncSpeech(_Resource):
     async def create(self, **kwargs: Any) -> BinaryContent:
         _need("audio.speech.create", kwargs, *_SPEECH_PARAMS)
         return _speech(await self._client._request("speech", kwargs, False))
@@ -436,7 +424,7 @@ class _AsyncSpeech(_Res):
         return _StreamingSpeech(self._client)  # `async with ... as response`
 
 
-class _AsyncTranscriptions(_Res):
+class _AsyncTranscriptions(_Resource):
     _op, _task, _where = "transcriptions", "transcribe", "audio.transcriptions.create"
 
     async def create(self, **kwargs: Any) -> Any:
@@ -456,7 +444,7 @@ class AsyncAudio:
         self.translations = _AsyncTranslations(client)
 
 
-class AsyncImages(_Res):
+class AsyncImages(_Resource):
     async def generate(self, **kwargs: Any) -> ImagesResponse:
         _need("images.generate", kwargs, "prompt")
         return _images(await self._client._request("images", kwargs, False))

@@ -1,11 +1,12 @@
 """The implementation of `modelmesh.testing`; import from there."""
 from ._clock import FakeClock
-from ._media import FormFile, fake_speech
+from ._media import fake_speech
 from ._server import STYLES, FakeUpstream, refuse_connections, upstreams
 from ._steps import (
     CutStream,
     Drop,
     Error,
+    FormFile,
     Headers,
     HtmlError,
     MalformedJSON,

@@ -18,61 +18,17 @@ import io
 import struct
 import wave
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ._steps import Error, RecordedRequest
+from ._steps import Error, FormFile, RecordedRequest
 from ._wire import Completion, Dialect, Route, StreamPlan, digest, json_bytes
 
-__all__ = ["FormFile", "parse_form", "MediaAnswer", "MEDIA_KINDS", "openai_media", "openai_media_problem", "fake_speech",
+__all__ = ["MediaAnswer", "MEDIA_KINDS", "openai_media", "openai_media_problem", "fake_speech",
            "ElevenLabsDialect", "DeepgramDialect", "wav_duration"]
 
 MEDIA_KINDS = frozenset({"speech", "transcriptions", "translations", "images", "image_edits"})
 SPEECH_PIECE = 1024  # bytes per chunk of a streamed speech answer
-
-
-@dataclass(frozen=True, slots=True)
-class FormFile:
-    """A file part of a multipart body."""
-
-    filename: str
-    content_type: str
-    data: bytes = field(repr=False)
-
-
-def parse_form(content_type: str, body: bytes) -> dict[str, list[Any]]:
-    """multipart/form-data -> {name: [value, ...]}; a value is a str or a FormFile."""
-    if "multipart/form-data" not in content_type or "boundary=" not in content_type:
-        return {}
-    boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
-    out: dict[str, list[Any]] = {}
-    for part in body.split(b"--" + boundary)[1:]:
-        if part.startswith(b"--"):
-            break
-        head, _, data = part.lstrip(b"\r\n").partition(b"\r\n\r\n")
-        data = data[:-2] if data.endswith(b"\r\n") else data
-        headers = {}
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            key, _, text = line.partition(":")
-            headers[key.strip().lower()] = text.strip()
-        disposition = _params(headers.get("content-disposition", ""))
-        name = disposition.get("name")
-        if name is None:
-            continue
-        if "filename" in disposition:
-            value: Any = FormFile(disposition["filename"], headers.get("content-type", "application/octet-stream"), data)
-        else:
-            value = data.decode("utf-8", "replace")
-        out.setdefault(name, []).append(value)
-    return out
-
-
-def _params(header: str) -> dict[str, str]:
-    out = {}
-    for item in header.split(";")[1:]:
-        key, _, value = item.strip().partition("=")
-        out[key.strip()] = value.strip().strip('"')
-    return out
 
 
 @dataclass(frozen=True, slots=True)

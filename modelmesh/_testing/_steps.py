@@ -59,6 +59,34 @@ class Headers(dict):
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
 
 
+@dataclass(frozen=True, slots=True)
+class FormFile:
+    """A file part of a multipart body."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+def parse_form(content_type: str, body: bytes) -> dict[str, list[Any]]:
+    """multipart/form-data -> {name: [value, ...]}; a value is a str or a FormFile. What is not
+    a readable form is an empty one: the test asserting on it says what it expected."""
+    from .._form import FormError, form_parts
+
+    if "multipart/form-data" not in content_type:
+        return {}
+    try:
+        parts = form_parts(body, content_type)
+    except FormError:
+        return {}
+    out: dict[str, list[Any]] = {}
+    for p in parts:
+        value: Any = (FormFile(p.filename, p.content_type, p.data) if p.filename is not None
+                      else p.data.decode(p.charset or "utf-8", "replace"))
+        out.setdefault(p.name, []).append(value)
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class RecordedRequest:
     """One request exactly as the fake server received it. Credentials are readable as
@@ -82,8 +110,6 @@ class RecordedRequest:
     def form(self) -> dict[str, list[Any]]:
         """A multipart/form-data body's fields: name -> its values in order, each a str or, for a
         file part, a `FormFile` (filename, content_type, data). Empty for any other body."""
-        from ._media import parse_form
-
         return parse_form(self.headers.get("content-type", ""), self.body)
 
     @property
