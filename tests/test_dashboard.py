@@ -164,11 +164,26 @@ def _browser():
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
-def _state(browser, pool, model):
-    from selenium.webdriver.common.by import By
+# The page re-renders its tables at every refresh, so an element found now may be gone a moment
+# later: the page is read in one script run (the page's own script cannot run in between).
+_READ_PAGE = """
+const rows = [];
+for (const t of document.querySelectorAll("table[data-pool]"))
+  for (const r of t.querySelectorAll("tr[data-model]"))
+    rows.push([t.dataset.pool, r.dataset.model, r.querySelector("td.state").textContent]);
+const providers = {};
+for (const r of document.querySelectorAll("tr[data-provider]")) providers[r.dataset.provider] = r.textContent;
+return {rows: rows, providers: providers, events: document.getElementById("events").textContent,
+        login: getComputedStyle(document.getElementById("login")).display !== "none"};
+"""
 
-    rows = browser.find_elements(By.CSS_SELECTOR, f'table[data-pool="{pool}"] tr[data-model="{model}"] td.state')
-    return rows[0].text if rows else None
+
+def _page(browser):
+    return browser.execute_script(_READ_PAGE)
+
+
+def _state(browser, pool, model):
+    return next((state for p, m, state in _page(browser)["rows"] if (p, m) == (pool, model)), None)
 
 
 def test_the_dashboard_shows_every_pool_and_model_and_a_standby_within_its_refresh(ups):
@@ -183,20 +198,16 @@ def test_the_dashboard_shows_every_pool_and_model_and_a_standby_within_its_refre
             ask(app.mesh)
             browser.get(f"{url}/dashboard?refresh=300")
             wait = WebDriverWait(browser, 10, poll_frequency=0.1)
-            wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+            wait.until(lambda d: _page(d)["login"])
             browser.find_element(By.ID, "key").send_keys(MASTER)
             browser.find_element(By.CSS_SELECTOR, "#login button").click()
             wait.until(lambda d: _state(d, "chat", "a/m1") == "active")
-            pools = {t.get_attribute("data-pool") for t in browser.find_elements(By.CSS_SELECTOR, "table[data-pool]")}
-            assert pools == {"chat", "backup"}
-            shown = {(t.get_attribute("data-pool"), r.get_attribute("data-model"))
-                     for t in browser.find_elements(By.CSS_SELECTOR, "table[data-pool]")
-                     for r in t.find_elements(By.CSS_SELECTOR, "tr[data-model]")}
-            assert shown == {("chat", "a/m1"), ("chat", "b/m2"), ("backup", "b/m2")}
-            assert browser.find_element(By.CSS_SELECTOR, 'tr[data-provider="a"]').text.startswith("a up")
+            page = _page(browser)
+            assert {(p, m) for p, m, _ in page["rows"]} == {("chat", "a/m1"), ("chat", "b/m2"), ("backup", "b/m2")}
+            assert page["providers"]["a"].startswith("aup")  # the cells' text, run together
             app.mesh.deactivate("a/m1", pool="chat")
             WebDriverWait(browser, 2.0, poll_frequency=0.05).until(lambda d: _state(d, "chat", "a/m1") == "standby")
-            assert "model_deactivated" in browser.find_element(By.ID, "events").text
+            assert "model_deactivated" in _page(browser)["events"]
             artifacts = Path(os.environ.get("MODELMESH_ARTIFACTS", ".ci-artifacts"))
             artifacts.mkdir(parents=True, exist_ok=True)
             assert browser.save_screenshot(str(artifacts / "dashboard.png"))
