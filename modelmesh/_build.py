@@ -506,9 +506,9 @@ def _has_batch_api(connector: str) -> bool:
     """Whether batches can go to this connector's provider (`delivery_mode="batch"`): the
     OpenAI-compatible family and Anthropic, whose batch APIs `codecs/batches.py` speaks."""
     from ._core._batch import BATCH_CODECS
-    from ._core._mesh import _codec_name
+    from ._core.codecs import codec_for_connector
 
-    return ":" not in connector and _codec_name(connector) in BATCH_CODECS
+    return ":" not in connector and codec_for_connector(connector) in BATCH_CODECS
 
 
 def _infrastructure_refusal(where: str, connector: str, key: str) -> str:

@@ -35,7 +35,7 @@ from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._protocol import RoutingDecision, RoutingOptions
 from ._sharing import Fact
 from ._types import DeactivationReason, Rng
-from .codecs import get_codec
+from .codecs import codec_for_connector, get_codec
 
 __all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "Listing"]
 
@@ -75,7 +75,7 @@ class MeshCore:
         self.providers: dict[str, ProviderRuntime] = {}
         self.models: dict[str, ModelInfo] = {}
         for pid, pcfg in config.providers.items():
-            codec = codecs.get(pid) or get_codec(_codec_name(pcfg.connector))
+            codec = codecs.get(pid) or get_codec(codec_for_connector(pcfg.connector))
             key = api_keys.get(pid, pcfg.auth.api_key)
             # with key_rotation the provider holds every configured key; without it the parser
             # refuses a second one, so the ring holds the one key sent
@@ -470,9 +470,3 @@ class MeshCore:
         with self.lock:
             self.health.absorb(facts, now, events)
         return events
-
-
-def _codec_name(connector: str) -> str:
-    if connector in ("anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram", "cohere"):
-        return connector
-    return "openai"  # the OpenAI-compatible family and custom "module:Class" connectors speaking it

@@ -1,13 +1,16 @@
-"""Provider presets: the real base URLs, key variables and codecs of the providers we know.
+"""Provider presets: the real base URLs and key variables of the providers we know.
 
 A preset turns `connector: groq` plus an API key into a complete provider: it fills in the
-base URL, the codec and where the key comes from. `detect(environ)` is what
+base URL and where the key comes from (the wire format each connector speaks is the codec
+registry's: `codec_for_connector`). `detect(environ)` is what
 `modelmesh.create()` uses to find providers from environment variables.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from .._core.codecs import codec_for_connector
 
 __all__ = ["Preset", "PRESETS", "detect", "host_url"]
 
@@ -17,7 +20,6 @@ class Preset:
     name: str
     base_url: str
     key_env: str | None          # environment variable holding the key; None = no key (local)
-    codec: str = "openai"
     default_models: tuple[str, ...] = ()
     host_env: str | None = None  # environment variable overriding the base URL
     host_required: bool = False  # without the host variable there is no provider (Azure: no endpoint)
@@ -25,6 +27,11 @@ class Preset:
     docs: str = ""
     alt_key_envs: tuple[str, ...] = ()  # other spellings of the key variable, read in order
     models_env: str | None = None       # variable listing the models (Azure deployments), comma-separated
+
+    @property
+    def codec(self) -> str:
+        """The wire format this connector speaks (the codec registry says)."""
+        return codec_for_connector(self.name)
 
     def key_in(self, environ: Mapping[str, str]) -> str | None:
         for name in (self.key_env, *self.alt_key_envs):
@@ -45,12 +52,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="openai", base_url="https://api.openai.com/v1", key_env="OPENAI_API_KEY", host_env="OPENAI_BASE_URL",
            default_models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
-    Preset(name="anthropic", base_url="https://api.anthropic.com/v1", key_env="ANTHROPIC_API_KEY", codec="anthropic",
+    Preset(name="anthropic", base_url="https://api.anthropic.com/v1", key_env="ANTHROPIC_API_KEY",
            default_models=("claude-3-5-haiku-latest", "claude-sonnet-4-5")),
     Preset(name="gemini", base_url="https://generativelanguage.googleapis.com/v1beta", key_env="GOOGLE_API_KEY",
-           alt_key_envs=("GEMINI_API_KEY",), codec="gemini",
+           alt_key_envs=("GEMINI_API_KEY",),
            default_models=("gemini-2.0-flash", "gemini-2.5-flash", "text-embedding-004")),
-    Preset(name="azure-openai", base_url="", key_env="AZURE_OPENAI_API_KEY", codec="azure-openai",
+    Preset(name="azure-openai", base_url="", key_env="AZURE_OPENAI_API_KEY",
            host_env="AZURE_OPENAI_ENDPOINT", host_required=True, models_env="AZURE_OPENAI_DEPLOYMENTS"),
     Preset(name="groq", base_url="https://api.groq.com/openai/v1", key_env="GROQ_API_KEY",
            default_models=("llama-3.1-8b-instant", "llama-3.3-70b-versatile")),
@@ -70,17 +77,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(name="cerebras", base_url="https://api.cerebras.ai/v1", key_env="CEREBRAS_API_KEY",
            default_models=("llama3.1-8b",)),
     Preset(name="cohere", base_url="https://api.cohere.com", key_env="COHERE_API_KEY", alt_key_envs=("CO_API_KEY",),
-           codec="cohere", default_models=("command-r-08-2024", "embed-english-v3.0")),
+           default_models=("command-r-08-2024", "embed-english-v3.0")),
     Preset(name="ollama", base_url="http://localhost:11434/v1", key_env=None, host_env="OLLAMA_HOST", local=True),
     Preset(name="lmstudio", base_url="http://localhost:1234/v1", key_env=None, host_env="LMSTUDIO_HOST", local=True),
     Preset(name="vllm", base_url="http://localhost:8000/v1", key_env=None, host_env="VLLM_HOST", local=True),
     Preset(name="localai", base_url="http://localhost:8080/v1", key_env=None, host_env="LOCALAI_HOST", local=True),
     Preset(name="openai-compatible", base_url="", key_env=None),
-    # speech vendors with wire formats of their own (codecs elevenlabs, deepgram)
+    # speech vendors
     Preset(name="elevenlabs", base_url="https://api.elevenlabs.io/v1", key_env="ELEVENLABS_API_KEY",
-           alt_key_envs=("XI_API_KEY",), codec="elevenlabs", default_models=("eleven_multilingual_v2",
-                                                                           "eleven_flash_v2_5")),
-    Preset(name="deepgram", base_url="https://api.deepgram.com/v1", key_env="DEEPGRAM_API_KEY", codec="deepgram",
+           alt_key_envs=("XI_API_KEY",), default_models=("eleven_multilingual_v2", "eleven_flash_v2_5")),
+    Preset(name="deepgram", base_url="https://api.deepgram.com/v1", key_env="DEEPGRAM_API_KEY",
            default_models=("nova-3",)),
 )}
 

@@ -10,7 +10,7 @@ import importlib
 from ._base import Codec, CodecError, StreamDecoder, StreamDone, StreamError, StreamItem, Target
 
 __all__ = ["Codec", "CodecError", "StreamDecoder", "StreamDone", "StreamError", "StreamItem", "Target",
-           "codec_names", "get_codec"]
+           "codec_names", "get_codec", "codec_for_connector"]
 
 # wire format -> (module, class)
 _BUILTIN = {
@@ -34,6 +34,16 @@ def get_codec(name: str) -> Codec:
         module, cls = _BUILTIN[name]
         codec = _LOADED[name] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
     return codec
+
+
+# connectors with a wire format of their own; every other one (the OpenAI-compatible family,
+# the local servers, a custom "module:Class" connector speaking it) speaks "openai"
+_OWN_WIRE = frozenset({"anthropic", "gemini", "azure-openai", "elevenlabs", "deepgram", "cohere"})
+
+
+def codec_for_connector(connector: str) -> str:
+    """The wire format a configured connector speaks."""
+    return connector if connector in _OWN_WIRE else "openai"
 
 
 def codec_names() -> list[str]:
