@@ -160,19 +160,9 @@ def _custom_storage(s: StorageConfig, problems: list[str]) -> Any:
     `retry_interval` is `storage.locking.retry_interval` unless that config gives one."""
     from .connectors.storage import BaseStorage
 
-    try:
-        cls = _load(s.connector)
-    except (ImportError, AttributeError) as exc:
-        problems.append(f"storage.connector: cannot load '{s.connector}' ({_why(exc)})")
-        return None
-    if not (isinstance(cls, type) and issubclass(cls, BaseStorage)):
-        problems.append(f"storage.connector: '{s.connector}' is not a storage class (subclass "
-                        "modelmesh.cdk.KeyValueStorage or modelmesh.cdk.BaseStorage)")
-        return None
-    try:
-        storage = cls(**s.config)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"storage.config: cannot create '{s.connector}': {exc}")
+    storage = _made(s.connector, None, BaseStorage, "a storage class (subclass modelmesh.cdk.KeyValueStorage or "
+                    "modelmesh.cdk.BaseStorage)", s.config, "storage.connector", "storage.config", problems)
+    if storage is None:
         return None
     if "retry_interval" not in s.config:  # as for the built-in connectors, its own setting wins
         storage.retry_interval = s.locking_retry_interval
@@ -277,6 +267,27 @@ def _load(spec: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _made(spec: str, cls: Any, base: type, what: str, config: Mapping[str, Any], path: str, config_path: str,
+          problems: list[str]) -> Any:
+    """A plugged-in connector: `cls` when given (a built-in), else the class `spec` ("package.module:Class")
+    names, which must subclass `base`; made with `config` as keyword arguments. None, with the
+    problem named at `path` (the class) or `config_path` (its settings), when it cannot be."""
+    if cls is None:
+        try:
+            cls = _load(spec)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{path}: cannot load '{spec}' ({_why(exc)})")
+            return None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        problems.append(f"{path}: '{spec}' is not {what}")
+        return None
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{config_path}: cannot create '{spec}': {exc}")
+        return None
+
+
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -377,22 +388,10 @@ def _rotation_policy(spec: RotationPolicyConfig | None, path: str, problems: lis
         return None
     from .cdk._rotation import BaseRotationPolicy, ThresholdRotationPolicy
 
-    cls: Any = ThresholdRotationPolicy
-    if spec.connector != "threshold":
-        try:
-            cls = _load(spec.connector)
-        except (ImportError, AttributeError) as exc:
-            problems.append(f"{path}.connector: cannot load '{spec.connector}' ({_why(exc)})")
-            return None
-        if not (isinstance(cls, type) and issubclass(cls, BaseRotationPolicy)):
-            problems.append(f"{path}.connector: '{spec.connector}' is not a rotation policy class (subclass "
-                            "modelmesh.cdk.BaseRotationPolicy or ThresholdRotationPolicy)")
-            return None
-    try:
-        return cls(**spec.config)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{path}.config: cannot create '{spec.connector}': {exc}")
-        return None
+    builtin = ThresholdRotationPolicy if spec.connector == "threshold" else None
+    return _made(spec.connector, builtin, BaseRotationPolicy, "a rotation policy class (subclass "
+                 "modelmesh.cdk.BaseRotationPolicy or ThresholdRotationPolicy)", spec.config,
+                 f"{path}.connector", f"{path}.config", problems)
 
 
 def _load_policies(specs: tuple[str, ...], path: str, check: Callable[[Any], Any],
@@ -424,22 +423,10 @@ def _discovery(config: MeshConfig, problems: list[str]) -> Any:
         return None
     from .connectors.discovery import BaseDiscovery, HttpHealthDiscovery
 
-    cls: Any = HttpHealthDiscovery
-    if d.health_connector != "http":
-        try:
-            cls = _load(d.health_connector)
-        except (ImportError, AttributeError) as exc:
-            problems.append(f"discovery.health.connector: cannot load '{d.health_connector}' ({_why(exc)})")
-            return None
-    if not (isinstance(cls, type) and issubclass(cls, BaseDiscovery)):
-        problems.append(f"discovery.health.connector: '{d.health_connector}' is not a health check class (subclass "
-                        "modelmesh.cdk.BaseDiscovery or HttpHealthDiscovery)")
-        return None
-    try:
-        return cls(**d.health_config)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"discovery.health.config: cannot create '{d.health_connector}': {exc}")
-        return None
+    builtin = HttpHealthDiscovery if d.health_connector == "http" else None
+    return _made(d.health_connector, builtin, BaseDiscovery, "a health check class (subclass "
+                 "modelmesh.cdk.BaseDiscovery or HttpHealthDiscovery)", d.health_config,
+                 "discovery.health.connector", "discovery.health.config", problems)
 
 
 # -- what this version does not do -----------------------------------------------------------
