@@ -83,7 +83,8 @@ def build(
     problems = list(loaded.problems)
     if loaded.config is None:
         raise ConfigurationError(problems, source=loaded.source)
-    cfg, keys, found = _resolve_environment(loaded.config, os.environ if environ is None else environ)
+    cfg, keys, found = _resolve_environment(loaded.config, os.environ if environ is None else environ,
+                                            keyless=replaying)
     cfg = _catalogued(cfg)
     codecs = _custom_connectors(cfg, found)
     user_strategies = _user_strategies(cfg, strategies, found)
@@ -203,9 +204,14 @@ def _new(found: list[str], known: list[str]) -> list[str]:
 
 # -- the environment ----------------------------------------------------------------------
 
-def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]
+# what a replayed core sends as a key the environment lacks: a replay sends nothing
+REPLAY_KEY = "modelmesh-replay-sends-nothing"
+
+
+def _resolve_environment(config: MeshConfig, environ: Mapping[str, str], *, keyless: bool = False
                          ) -> tuple[MeshConfig, dict[str, str | None], list[str]]:
-    """Fill what the environment provides: preset base URLs and API keys from key variables."""
+    """Fill what the environment provides: preset base URLs and API keys from key variables.
+    `keyless` (a replay) stands REPLAY_KEY in for a key the environment does not hold."""
     providers = {}
     problems: list[str] = []
     keys: dict[str, str | None] = {}
@@ -213,9 +219,9 @@ def _resolve_environment(config: MeshConfig, environ: Mapping[str, str]
         preset = PRESETS.get(p.connector)
         key = p.auth.api_key
         if key is None and p.auth.api_key_env:
-            key = environ.get(p.auth.api_key_env) or None
+            key = environ.get(p.auth.api_key_env) or (REPLAY_KEY if keyless else None)
         if key is None and preset is not None and preset.key_env and p.auth.method != "none":
-            key = preset.key_in(environ)
+            key = preset.key_in(environ) or (REPLAY_KEY if keyless else None)
             if key is None:
                 problems.append(f"providers.{pid}.config.auth.api_key: no key for connector '{p.connector}': "
                                 f"set {preset.key_names}, give auth.api_key, or set auth.method: none")

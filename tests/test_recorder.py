@@ -403,3 +403,18 @@ def test_key_rotation_and_keys_reloaded_from_the_store_replay_without_a_key_in_t
     kinds = {ev["type"] for e in read(path) for ev in e.get("events", ())}
     assert {"key_rotated", "keys_reloaded"} <= kinds
     replay(path, cfg)  # the store now holds k3 and k2: the replay's own keys stand in for k1, k2
+
+
+def test_a_recording_replays_without_the_keys_it_was_made_with(tmp_path):
+    """Keys from the environment are not in the file, and a replay needs none: the builder
+    stands a dummy in for each one the replaying environment lacks."""
+    path = tmp_path / "env.jsonl"
+    with FakeUpstream("openai", models=["m"], api_key="sk-from-env-0123456789") as up:
+        cfg = {"providers": {"p": {"connector": "openai", "config": {"base_url": up.url, "models": ["m"]}}},
+               "observability": {"connector": "recorder", "config": {"path": str(path)}}}
+        with modelmesh.MeshClient(cfg, environ={"OPENAI_API_KEY": "sk-from-env-0123456789"}) as client:
+            client.chat.completions.create(model="p/m", messages=[{"role": "user", "content": "x"}])
+    assert "sk-from-env" not in path.read_text()
+    with pytest.raises(ConfigurationError, match="no key for connector 'openai'"):
+        modelmesh.MeshClient(cfg, environ={})  # a client does need one
+    assert replay(path, cfg, environ={}).calls == 1

@@ -458,7 +458,10 @@ class Recorder:
         self._header: dict[str, Any] = {}
         self._norm = _Norm(self.redacted, self.secrets)
         self._cids = 0
-        self._open(first=True)
+        # the path must be writable now (a configuration problem, reported at build), but nothing is
+        # rewritten until the core is built: a client refused for another reason leaves the file be
+        with open(self._name(first=True), "a", encoding="utf-8"):
+            pass
 
     def __repr__(self) -> str:
         return f"Recorder(path={self.path!r}, redact_payloads={self.redacted})"
@@ -467,12 +470,15 @@ class Recorder:
     def path(self) -> str:
         return self._fh.name if self._fh is not None else self.template
 
-    def _open(self, first: bool = False) -> None:
+    def _name(self, first: bool) -> str:
         name = self.template.replace("{pid}", str(os.getpid()))
         if not first and "{pid}" not in self.template:
             p = Path(self.template)
             name = str(p.with_name(f"{p.stem}.{os.getpid()}{p.suffix}"))
-        self._fh = open(name, "w", encoding="utf-8")  # noqa: SIM115 - kept open for the client's life
+        return name
+
+    def _open(self, first: bool = False) -> None:
+        self._fh = open(self._name(first), "w", encoding="utf-8")  # noqa: SIM115 - kept open for the client's life
         self._pid = os.getpid()
         if self._header:
             self._line(self._header)
@@ -485,7 +491,7 @@ class Recorder:
                                       for pid, p in core.providers.items()},
                 "keys": {pid: [key_print(k) for k in p.keys.values()] for pid, p in core.providers.items()}}
         with self.lock:
-            self._line(self._header)
+            self._open(first=True)  # writes the header
         return RecordingCore(core, self)
 
     def _line(self, entry: Mapping[str, Any]) -> None:

@@ -117,7 +117,7 @@ def replay(log: Any, config: Any, *, environ: Mapping[str, str] | None = None,
     """Feed a recording (a path, or its lines) into a fresh core built from `config` with the
     recorded seed; raises ReplayDiverged at the first decision or event that differs, and
     ValueError for a file that is not a recording (naming the line). API keys are not
-    needed: the core never sends, so a missing key is replaced by a placeholder."""
+    needed: the core never sends, so the builder stands a dummy in for a key the environment lacks."""
     from .._build import build
 
     entries = _lines(log)
@@ -127,8 +127,8 @@ def replay(log: Any, config: Any, *, environ: Mapping[str, str] | None = None,
     header = first[1]
     if header["modelmesh_recording"] != FORMAT:
         raise ValueError(f"recording format {header['modelmesh_recording']!r}; this version reads format {FORMAT}")
-    built = build(config, environ=_Placeholders(os.environ if environ is None else environ), strategies=strategies,
-                  policies=policies, seed=header["seed"], replaying=True)
+    built = build(config, environ=environ, strategies=strategies, policies=policies, seed=header["seed"],
+                  replaying=True)
     core = built.core
     core.listening = True
     for pid, url in header.get("base_urls", {}).items():
@@ -228,24 +228,3 @@ def _replay_door(n: int, door: str, entry: Mapping[str, Any], core: Any, norm: _
         _check(n, f"the events of {door}", entry.get("events", []), norm.events(out or ()))
     else:
         _check(n, f"what {door} gave", entry.get("out"), norm.result(door, out))
-
-
-class _Placeholders(Mapping[str, str]):
-    """The environment, with a placeholder for any API key variable it lacks: a replay sends
-    nothing, and the recording holds no key."""
-
-    def __init__(self, base: Mapping[str, str]) -> None:
-        self.base = base
-
-    def __getitem__(self, name: str) -> str:
-        if name in self.base:
-            return self.base[name]
-        if name.endswith(("_KEY", "_TOKEN")):
-            return "replay-placeholder-key"
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.base)
-
-    def __len__(self) -> int:
-        return len(self.base)
