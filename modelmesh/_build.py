@@ -94,7 +94,7 @@ def build(
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
     sinks = [] if replaying else _sinks(cfg, secrets, found)
-    recorder = None if replaying else _recorder(cfg, secrets, found)
+    recorder = None if replaying else _recorder(cfg, secrets, found, opened=not problems and not found)
     storage, serializer = _storage(cfg, found) if not problems and not found and not replaying else (None, None)
     problems += _new(found, problems)
     if problems:
@@ -513,8 +513,9 @@ def _infrastructure_refusal(where: str, connector: str, key: str) -> str:
 
 # -- observability --------------------------------------------------------------------------
 
-def _recorder(config: MeshConfig, secrets: tuple[str, ...], problems: list[str]) -> Any:
-    """The `recorder` sink, opened (one per configuration: a second one is a problem)."""
+def _recorder(config: MeshConfig, secrets: tuple[str, ...], problems: list[str], *, opened: bool) -> Any:
+    """The `recorder` sink, opened (one per configuration: a second one is a problem). Only
+    `opened` when nothing else is wrong: a refused configuration creates no file."""
     found = [(i, s) for i, s in enumerate(config.observability.connectors) if s.connector == "recorder"]
     if not found:
         return None
@@ -524,8 +525,8 @@ def _recorder(config: MeshConfig, secrets: tuple[str, ...], problems: list[str])
 
     i, sink = found[0]
     path, redacted = sink.config.get("path"), sink.config.get("redact_payloads", True)
-    if not isinstance(path, str) or not isinstance(redacted, bool):  # reported by the parser
-        return None
+    if not opened or len(found) > 1 or not isinstance(path, str) or not isinstance(redacted, bool):
+        return None  # (a bad path or flag is reported by the parser)
     try:
         return Recorder(path, redact_payloads=redacted, secrets=secrets)
     except OSError as exc:
