@@ -114,7 +114,7 @@ def test_bad_connector_paths_are_configuration_errors(inference_server, plugin_m
 
 def test_openai_compatible_subclass_changes_only_what_differs():
     class HeaderKey(OpenAICompatibleProvider):
-        def _auth_headers(self, target):
+        def _get_headers(self, target):
             return {"X-Api-Key": target.api_key}
 
     from modelmesh.cdk import Target

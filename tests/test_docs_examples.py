@@ -126,6 +126,7 @@ _CDK_COSTS = {
     "OpenAI-compatible provider": ("Configuration only", (0,)),
     "OpenAI-like provider with another auth header": ("Small differences", (0,)),
     "Custom REST API provider": ("A custom REST API", (0, 1)),
+    "Provider doing its own I/O": ("Your own I/O", (0, 1)),
     "Custom rotation rule": ("Rotation policies", (0, 1)),
     "Threshold rotation policy": ("Rotation policies", (2,)),
     "Secret store on another backend": ("Secret stores", (0,)),

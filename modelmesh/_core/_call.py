@@ -38,12 +38,12 @@ from ._events import AttemptFailed, MeshEvent, PoolExhausted, RequestCompleted, 
 from ._health import Faulted, Health, Released, Sent, Served
 from ._keys import KeyInput, KeyState
 from ._protocol import (
-    Action, Attempt, CallProtocolError, Cancelled, DataReceived, Deliver, Failed, Phase, Read, ResponseReceived,
-    RoutingOptions, StreamEnded, StreamOpened, Succeeded, TransportFailed, Wait,
+    Action, Attempt, CallProtocolError, Cancelled, ChunkReceived, DataReceived, Deliver, ErrorReceived, Failed, Phase,
+    Read, ResponseReceived, ResultReceived, RoutingOptions, StreamEnded, StreamOpened, Succeeded, TransportFailed, Wait,
 )
 from ._ratelimit import parse_rate_limit_headers
 from ._stream import StreamAssembly
-from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, Rng, WireRequest
+from ._types import ConnectorCall, DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, Rng, WireRequest
 from .codecs._base import CodecError, StreamDone, StreamError, Target
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ _ANY_END = frozenset({_P.READY, _P.WAITING, _P.DONE})
 _COMMON: dict[tuple[Phase, type], tuple[str, frozenset[Phase]]] = {
     (_P.SENDING, ResponseReceived): ("_on_response", _ANY_END),
     (_P.SENDING, TransportFailed): ("_on_transport_failed", _ANY_END),
+    (_P.SENDING, ResultReceived): ("_on_result", _ANY_END),  # a connector with its own I/O
+    (_P.SENDING, ErrorReceived): ("_on_error", _ANY_END),
     (_P.READY, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
     (_P.SENDING, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
     (_P.WAITING, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
@@ -66,6 +68,8 @@ _STREAMING: dict[tuple[Phase, type], tuple[str, frozenset[Phase]]] = {
     (_P.STREAMING, DataReceived): ("_on_data", _ANY_END | {_P.STREAMING}),
     (_P.STREAMING, StreamEnded): ("_on_stream_ended", _ANY_END),
     (_P.STREAMING, TransportFailed): ("_on_transport_failed", _ANY_END),
+    (_P.STREAMING, ChunkReceived): ("_on_chunk", _ANY_END | {_P.STREAMING}),
+    (_P.STREAMING, ErrorReceived): ("_on_error", _ANY_END),
     (_P.STREAMING, Cancelled): ("_on_cancel", frozenset({_P.DONE})),
 }
 # (phase, input type) -> (handler, the phases it may end in); by mode: streaming or not
@@ -112,6 +116,7 @@ class Call:
         self._same_model: dict[str, int] = {}  # same-model retries used per ref
         self._retry_after: float | None = None
         self._headers: Mapping[str, str] = {}  # the last answer's
+        self._answered = False  # an answer (or an open stream) is in hand
         self._min_context: int | None = None
         self._restrict: frozenset[str] | None = None
         self._wait_until = now
@@ -179,7 +184,7 @@ class Call:
     def answered_by(self) -> tuple[str, str, Mapping[str, str]] | None:
         """(provider, model id, response headers) of the answer in hand: a stream's once it
         opened; None before any answer came."""
-        if self._model is None or not self._headers:
+        if self._model is None or not self._answered:
             return None
         return self._model.provider, self._model.model, self._headers
 
@@ -200,7 +205,8 @@ class Call:
             provider = self.providers[model.provider]
             target = provider.target(model)
             try:
-                request = provider.codec.build_request(target, self.op, self._body_for_attempt(model), stream=self.stream)
+                request: WireRequest | ConnectorCall = provider.codec.build_request(
+                    target, self.op, self._body_for_attempt(model), stream=self.stream)
                 if self.options.extra_headers or self.options.extra_query:
                     request = _with_extras(request, self.options)
             except (CodecError, ValueError) as exc:  # this vendor cannot express the request: skip it, no penalty
@@ -342,7 +348,7 @@ class Call:
             response = codec.parse_response(self._t, self.op, ev.status, ev.headers, ev.body)
         except CodecError as exc:
             return self._failure(exc.info, now, limits)
-        self._headers = ev.headers
+        self._headers, self._answered = ev.headers, True
         return self._success(response, now, limits)
 
     def _on_transport_failed(self, ev: TransportFailed, now: float) -> Phase:
@@ -354,13 +360,47 @@ class Call:
         return self._failure(info, now, None)
 
     def _on_stream_opened(self, ev: StreamOpened, now: float) -> Phase:
-        self._headers = ev.headers
+        self._headers, self._answered = ev.headers, True
         self._limits = parse_rate_limit_headers(ev.headers, now) if ev.headers else None
         self._decoder = self.providers[self._m.provider].codec.stream_decoder(self._t, self.op)
         return Phase.STREAMING
 
     def _on_data(self, ev: DataReceived, now: float) -> Phase:
         return self._take(self._decoder.feed(ev.data), now)
+
+    # -- outcomes of a connector that does its own I/O (Attempt.request is a ConnectorCall) ---
+    def _on_result(self, ev: ResultReceived, now: float) -> Phase:
+        if self.stream:
+            raise CallProtocolError(f"{self!r}: a stream's answer is fed as StreamOpened, then its chunks")
+        limits = parse_rate_limit_headers(ev.headers, now) if ev.headers else None
+        try:
+            response = self._own_codec().parse_result(self._t, self.op, ev.response)
+        except CodecError as exc:
+            return self._failure(exc.info, now, limits)
+        self._headers, self._answered = ev.headers, True
+        return self._success(response, now, limits)
+
+    def _on_chunk(self, ev: ChunkReceived, now: float) -> Phase:
+        take = getattr(self._decoder, "take", None)
+        if take is None:
+            raise CallProtocolError(f"{self!r}: ChunkReceived is for a connector's own stream; feed bytes as DataReceived")
+        return self._take(take(ev.chunk), now)
+
+    def _on_error(self, ev: ErrorReceived, now: float) -> Phase:
+        self._own_codec()
+        info = replace(ev.info, message=E.redact(ev.info.message, self.secrets))
+        if info.kind is ErrorKind.TIMEOUT and (self._clipped or (self.deadline is not None and now >= self.deadline)):
+            return self._out_of_time(info, now)
+        if self.phase is Phase.STREAMING:
+            return self._stream_failure(info, now)
+        return self._failure(info, now, None)
+
+    def _own_codec(self) -> Any:
+        codec = self.providers[self._m.provider].codec
+        if not hasattr(codec, "parse_result"):
+            raise CallProtocolError(f"{self!r}: {self._m.provider} speaks HTTP; feed ResponseReceived, not a "
+                                    "connector's result")
+        return codec
 
     def _on_stream_ended(self, ev: StreamEnded, now: float) -> Phase:
         phase = self._take(self._decoder.close(), now)
@@ -676,8 +716,10 @@ class Call:
         return self._target
 
 
-def _with_extras(request: WireRequest, options: RoutingOptions) -> WireRequest:
+def _with_extras(request: WireRequest | ConnectorCall, options: RoutingOptions) -> WireRequest | ConnectorCall:
     """`request` with the caller's extra headers (over the codec's) and query parameters."""
+    if isinstance(request, ConnectorCall):  # the connector sends them itself, if it sends anything
+        return replace(request, headers=dict(options.extra_headers), query=dict(options.extra_query))
     url = request.url
     if options.extra_query:
         url += ("&" if "?" in url else "?") + urlencode(options.extra_query)

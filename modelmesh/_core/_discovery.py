@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._types import WireRequest
+from ._types import ConnectorCall, WireRequest
 
 if TYPE_CHECKING:
     from ._config_schema import MeshConfig
@@ -44,7 +44,7 @@ class Listing:
     provider: str
     connector: str
     target: Target
-    request: WireRequest
+    request: WireRequest | ConnectorCall  # ConnectorCall: a connector that lists its models itself
     timeout: float
 
 

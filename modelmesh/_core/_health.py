@@ -38,7 +38,7 @@ from ._policies import Deactivation
 from ._selection import Candidate
 from ._sharing import Fact, live, merged, model_key, provider_key
 from ._state import MIN_AVAILABILITY, ModelState, ProviderState
-from ._types import DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, WireRequest
+from ._types import ConnectorCall, DeactivationReason, ErrorInfo, ErrorKind, RateLimitInfo, WireRequest
 
 if TYPE_CHECKING:
     from ._config_schema import BudgetConfig, DiscoveryConfig
@@ -103,7 +103,7 @@ class Probe:
     pool: str | None
     ref: str | None
     target: Target
-    request: WireRequest
+    request: WireRequest | ConnectorCall  # ConnectorCall: a connector that checks itself
     timeout: float
 
 

@@ -10,7 +10,10 @@ A shell asks a `Call` for its next action and carries it out:
 
 and feeds back inputs: ResponseReceived (any status), StreamOpened, DataReceived,
 StreamEnded (streams only), TransportFailed (timeouts, refused or cut connections) and
-Cancelled (the caller walked away). All are slotted values, never changed once made. Those
+Cancelled (the caller walked away). An Attempt whose `request` is a ConnectorCall (a
+connector that does its own I/O) is answered instead with ResultReceived (what `complete`
+returned), or StreamOpened, then ChunkReceived per item `stream` yielded and StreamEnded;
+ErrorReceived is what the connector raised, as the connector classified it. All are slotted values, never changed once made. Those
 made per request or per chunk (Attempt, Deliver, Succeeded, ResponseReceived,
 DataReceived) are plain dataclasses: a frozen one sets each field through
 `object.__setattr__`, about 2.5x the cost, on the hot path of every request.
@@ -24,12 +27,13 @@ from types import MappingProxyType
 from typing import Any
 
 from . import _errors as E
-from ._types import ErrorKind, WireRequest
+from ._types import ConnectorCall, ErrorInfo, ErrorKind, WireRequest
 from .codecs._base import Target
 
 __all__ = [
     "CallProtocolError", "Phase", "Attempt", "Wait", "Read", "Deliver", "Succeeded", "Failed",
     "ResponseReceived", "StreamOpened", "DataReceived", "StreamEnded", "TransportFailed", "Cancelled",
+    "ResultReceived", "ChunkReceived", "ErrorReceived",
     "Action", "RoutingOptions", "RoutingDecision",
 ]
 
@@ -86,7 +90,7 @@ class Attempt:
     pool: str
     ref: str
     target: Target
-    request: WireRequest
+    request: WireRequest | ConnectorCall
     op: str
     stream: bool
     connect_timeout: float
@@ -168,6 +172,28 @@ class TransportFailed:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cancelled:
     pass
+
+
+@dataclass(slots=True, kw_only=True)  # per request or chunk: plain, see the module's note
+class ResultReceived:
+    """What a connector's own `complete` returned (a plain dict; the codec checks its shape)."""
+
+    response: Any
+    headers: Mapping[str, str] = field(default_factory=_none)
+
+
+@dataclass(slots=True, kw_only=True)  # per request or chunk: plain, see the module's note
+class ChunkReceived:
+    """One item a connector's own `stream` yielded: a chat.completion.chunk dict or a text delta."""
+
+    chunk: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorReceived:
+    """What a connector's own I/O raised, as its `classify_exception` classified it."""
+
+    info: ErrorInfo
 
 
 Action = Attempt | Wait | Read | Deliver | Succeeded | Failed

@@ -17,6 +17,7 @@ __all__ = [
     "ErrorInfo",
     "RateLimitInfo",
     "WireRequest",
+    "ConnectorCall",
     "Upload",
     "ModelRef",
     "parse_model_ref",
@@ -125,6 +126,40 @@ class WireRequest:
 
     def __repr__(self) -> str:  # credentials live in headers; keep them out of reprs and logs
         return f"WireRequest(method={self.method!r}, url={self.url!r}, stream={self.stream})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectorCall:
+    """What a connector that does its own I/O (the CDK's `BaseProvider`) is asked to do, in
+    place of a WireRequest: the shell hands it to the connector (`complete`, `stream`; `check`
+    for a probe, `list_models` for a listing) and feeds back what came of it as
+    ResultReceived, ChunkReceived, ErrorReceived. It reads like a WireRequest where logs and
+    recordings look (`method`, `url`, `json`), and never shows the key."""
+
+    connector: Any           # the connector whose methods the shell calls
+    target: Any              # the codecs' Target: model, base_url, key, headers, options
+    op: str                  # "chat", "embeddings", ...; "models" for a provider check or a listing
+    body: Mapping[str, Any] = field(default_factory=dict)  # OpenAI-shaped, `model` set to the target's
+    stream: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)  # the caller's extra headers
+    query: Mapping[str, str] = field(default_factory=dict)    # the caller's extra query parameters
+
+    @property
+    def method(self) -> str:
+        return "STREAM" if self.stream else "CALL"
+
+    @property
+    def url(self) -> str:
+        return f"{self.target.base_url or 'connector:'}#{self.op}"
+
+    @property
+    def json(self) -> Any:
+        return self.body or None
+
+    content = None
+
+    def __repr__(self) -> str:
+        return f"ConnectorCall(connector={type(self.connector).__name__}, op={self.op!r}, stream={self.stream})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

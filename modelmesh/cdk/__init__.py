@@ -5,10 +5,12 @@ requests the mesh speaks and a vendor's wire format. The shells do the HTTP, so 
 connector written once works under every shell and in replay, and gets retries,
 failover, rotation, rate-limit and budget handling for free.
 
-- `BaseProvider`: the full contract (build_request, parse_response, stream_decoder,
-  error classification). Implement it for full control.
+- `BaseProvider`: a connector that does its own I/O: override `complete(request)` (and
+  `stream`); everything else is inherited (see `_provider.py`).
+- `Codec`: the full codec contract (build_request, parse_response, stream_decoder, error
+  classification), for a wire format of your own that the shell sends.
 - `OpenAICompatibleProvider`: the OpenAI chat-completions format; subclass and override
-  `_auth_headers`, `_url` or `_body_model` for a service that differs a little (Azure's
+  `_get_headers`, `_url` or `_body_model` for a service that differs a little (Azure's
   connector is one such subclass).
 - `HttpApiProvider`: a JSON REST API that is not OpenAI-shaped. Set `path` (and the auth
   header), override `translate_request` and `translate_response`; errors are classified
@@ -58,17 +60,20 @@ from .._core.codecs._base import (
     load_json,
     merge_headers,
 )
+from .._core.codecs.connector import error_message
 from .._core.codecs.openai import OpenAICodec
 from ..connectors.discovery import BaseDiscovery, HealthCheck, HttpHealthDiscovery
 from ..connectors.secrets import BaseSecretStore, FileSecretStore, SecretStoreError
 from ..connectors.storage import BaseStorage, KeyValueStorage, Lock, Stat, StorageUnavailable
 from ..observability._base import BaseObservability, ConsoleObservability, FileObservability, NullObservability
 from . import mixins
+from ._provider import BaseProvider, CompletionRequest, CompletionResponse, TokenUsage
 from ._rotation import BaseRotationPolicy, ThresholdRotationPolicy
 from .mixins import *  # noqa: F403 - the mixins, listed in mixins/__init__.py
 
 __all__ = [
-    "BaseProvider", "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
+    "BaseProvider", "CompletionRequest", "CompletionResponse", "TokenUsage", "Codec",
+    "OpenAICompatibleProvider", "HttpApiProvider", "Target", "CodecError", "ErrorInfo",
     "ErrorKind", "WireRequest", "StreamDecoder", "SSEStreamDecoder", "StreamDone", "StreamError",
     "BaseSecretStore", "FileSecretStore", "SecretStoreError",
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
@@ -77,8 +82,6 @@ __all__ = [
     "BaseDiscovery", "HttpHealthDiscovery", "HealthCheck",
 ]
 __all__ += mixins.__all__
-
-BaseProvider = Codec
 
 
 class OpenAICompatibleProvider(OpenAICodec):
@@ -114,14 +117,7 @@ class HttpApiProvider(Codec):
         """This API's JSON -> an OpenAI `chat.completion` dict."""
 
     def error_message(self, payload: Any) -> str:
-        if isinstance(payload, Mapping):
-            for key in ("error", "message", "detail"):
-                value = payload.get(key)
-                if isinstance(value, str):
-                    return value
-                if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                    return value["message"]
-        return ""
+        return error_message(payload)
 
     def build_request(self, target: Target, op: str, body: Mapping[str, Any], *, stream: bool) -> WireRequest:
         self._check_op(op)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from .._core._health import Probe
-from .._core._types import WireRequest
+from .._core._types import ConnectorCall, WireRequest
 
 __all__ = ["BaseDiscovery", "HttpHealthDiscovery", "HealthCheck"]
 
@@ -39,7 +39,7 @@ class BaseDiscovery:
         """The verdict of `check` found by your own means, or None to send `request(check)`."""
         return None
 
-    def request(self, check: HealthCheck) -> WireRequest:
+    def request(self, check: HealthCheck) -> WireRequest | ConnectorCall:
         """The HTTP request that checks `check.provider` (or, with `check.ref`, a standby model)."""
         return check.request
 
@@ -72,7 +72,7 @@ class HttpHealthDiscovery(BaseDiscovery):
     def __repr__(self) -> str:
         return f"HttpHealthDiscovery(path={self.path!r}, healthy_statuses={sorted(self.healthy_statuses)})"
 
-    def request(self, check: HealthCheck) -> WireRequest:
+    def request(self, check: HealthCheck) -> WireRequest | ConnectorCall:
         if check.ref is not None or self.path is None:
             return check.request
         return WireRequest(method="GET", url=check.target.base_url + self.path, headers=check.request.headers)

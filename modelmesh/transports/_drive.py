@@ -20,8 +20,10 @@ that yields one *I/O request* at a time and is sent back what happened:
                        True, or False when the shell cannot (the gap is then measured here)
     Release(complete)  let go of the response: its connection may be reused if `complete`
     Sleep(seconds)     wait
-    Blocking(fn, args) call `fn(*args)` (shared storage I/O) and send back its result;
-                       a shell with an event loop runs it in a worker thread
+    Blocking(fn, args) call `fn(*args)` (shared storage I/O; a connector that does its own
+                       I/O, the CDK's BaseProvider, for an attempt whose request is a
+                       ConnectorCall) and send back its result; a shell with an event
+                       loop runs it in a worker thread
     Deliver            (streams) a chunk for the caller; send back None when it asks for more
 
 A shell runs a generator to its end (`StopIteration.value` is the result), throwing into it
@@ -60,7 +62,7 @@ from .._core._protocol import (
     TransportFailed,
     Wait,
 )
-from .._core._types import ErrorKind, WireRequest
+from .._core._types import ConnectorCall, ErrorKind, WireRequest
 
 __all__ = ["Driver", "Open", "ReadSome", "IdleTimeout", "Release", "Sleep", "Blocking", "READ_SOME", "ERROR_BODY_CAP"]
 
@@ -236,6 +238,8 @@ class Driver:
     def _send(self, a: Attempt) -> Drive:
         """One attempt, its body read in pieces: no more than `a.max_bytes` (decompressed), and
         all of it within `a.total_timeout` (a body trickling in a byte a second ends there)."""
+        if isinstance(a.request, ConnectorCall):  # a connector that does its own I/O
+            return (yield Blocking(a.request.connector._mesh_complete, (a.request, a.read_timeout, a.connect_timeout)))
         started = self.clock()
         opened = yield Open(a.request, a.connect_timeout, a.read_timeout)
         if type(opened) is TransportFailed:
@@ -285,7 +289,7 @@ class Driver:
                     self._feed(call, (yield from self._read(s)))
                 elif kind is Attempt:
                     if s is not None:
-                        yield Release(s.complete)
+                        yield from self._let_go(s)
                         s = None
                     s, event = yield from self._open(action)
                     self._feed(call, event)
@@ -294,7 +298,7 @@ class Driver:
                 else:
                     done = True
                     if s is not None:
-                        yield Release(s.complete)
+                        yield from self._let_go(s)
                         s = None
                     return (yield from self._end(action))
         except E.ModelMeshError:
@@ -303,9 +307,25 @@ class Driver:
             raise self.internal(exc) from exc
         finally:
             if not done:
+                if s is not None and s.items is not None:  # the shell closes only what it opened
+                    _close_items(s)
                 self.cancel(call)
 
+    def _let_go(self, s: _Open) -> Drive:
+        if s.items is not None:
+            yield Blocking(_close_items, (s,))
+        else:
+            yield Release(s.complete)
+
     def _open(self, a: Attempt) -> Drive:
+        if isinstance(a.request, ConnectorCall):  # a connector that does its own I/O: its stream() is the body
+            items, event = yield Blocking(a.request.connector._mesh_open,
+                                          (a.request, a.first_chunk_timeout, a.connect_timeout))
+            if items is None:
+                return None, event
+            s = _Open(a, self.clock())
+            s.items, s.connector = items, a.request.connector
+            return s, event
         opened = yield Open(a.request, a.connect_timeout, a.first_chunk_timeout, a.idle_timeout)
         if type(opened) is TransportFailed:
             return None, opened
@@ -320,6 +340,10 @@ class Driver:
     def _read(self, s: _Open) -> Drive:
         if self.clock() - s.started > s.total:
             return TransportFailed(kind=ErrorKind.TIMEOUT, message=f"stream exceeded its total timeout of {s.total:g}s")
+        if s.items is not None:  # the connector's own stream: its next item, as it classified any failure
+            item = yield Blocking(s.connector._mesh_next, (s.items,))
+            s.complete = type(item) is StreamEnded
+            return item
         data = yield READ_SOME
         if type(data) is TransportFailed:
             if data.kind is ErrorKind.CONNECTION:  # the body ended early, or the connection broke
@@ -369,6 +393,9 @@ class Driver:
             verdict = yield Blocking(_own_verdict, (found, probe))
             if verdict is not None:
                 return verdict, self.clock() - start
+        if isinstance(probe.request, ConnectorCall):  # a connector that does its own I/O checks itself
+            ok = yield Blocking(_own_check, (probe,))
+            return ok, self.clock() - start
         request = probe.request if found is None else found.request(probe)
         opened = yield Open(request, probe.timeout, probe.timeout)
         if type(opened) is TransportFailed:  # a probe that cannot be sent failed, whatever the cause
@@ -390,13 +417,16 @@ class Driver:
         nothing changes). New ids get what the shipped catalogue knows of their prices."""
         start = self.clock()
         ids = None
-        opened = yield Open(listing.request, listing.timeout, listing.timeout)
-        if type(opened) is not TransportFailed:
-            body = yield from self._body(LISTING_CAP, start, listing.timeout)
-            failed = type(body) is TransportFailed
-            yield Release(not failed)
-            if not failed:
-                ids = self.core.listing_ids(listing, opened[0], opened[1], body)
+        if isinstance(listing.request, ConnectorCall):  # a connector that does its own I/O lists itself
+            ids = yield Blocking(_own_listing, (listing,))
+        else:
+            opened = yield Open(listing.request, listing.timeout, listing.timeout)
+            if type(opened) is not TransportFailed:
+                body = yield from self._body(LISTING_CAP, start, listing.timeout)
+                failed = type(body) is TransportFailed
+                yield Release(not failed)
+                if not failed:
+                    ids = self.core.listing_ids(listing, opened[0], opened[1], body)
         try:
             known = _catalogued(listing, ids, self.core.models)
             self._emit(self.core.listed(listing, ids, now=self.clock(), known=known))
@@ -464,7 +494,8 @@ def _catalogued(listing: Listing, ids: list[str] | None, models: Any) -> dict[st
 class _Open:
     """An open stream's bounds and counters (one attempt's)."""
 
-    __slots__ = ("started", "total", "idle", "max_bytes", "bytes", "first", "gap_by_shell", "last_data", "complete")
+    __slots__ = ("started", "total", "idle", "max_bytes", "bytes", "first", "gap_by_shell", "last_data", "complete",
+                 "items", "connector")
 
     def __init__(self, a: Attempt, now: float) -> None:
         self.started = now
@@ -476,7 +507,45 @@ class _Open:
         self.gap_by_shell = False
         self.last_data = 0.0
         self.complete = False  # read to its end: its connection can be reused
+        self.items: Any = None  # a connector's own stream (its iterator), in place of a response
+        self.connector: Any = None
 
+
+def _close_items(s: _Open) -> None:
+    """Close a connector's own stream (its generator's cleanup runs); what that raises is
+    logged, never the caller's problem."""
+    items, s.items = s.items, None
+    if items is not None:
+        try:
+            s.connector._mesh_close(items)
+        except Exception:
+            _log.exception("modelmesh: closing %s's stream failed", type(s.connector).__name__)
+
+
+
+def _own_check(probe: Probe) -> bool:
+    """A connector's own health check; an exception it raises fails the check."""
+    call = probe.request
+    assert isinstance(call, ConnectorCall)
+    connector = call.connector
+    try:
+        return bool(connector._mesh_check(call, probe.timeout))
+    except Exception as exc:
+        _log.info("modelmesh: %s check of %s failed: %s", type(connector).__name__, probe.key, type(exc).__name__)
+        return False
+
+
+def _own_listing(listing: Listing) -> list[str] | None:
+    """A connector's own model list; None when it lists none or failing (nothing changes)."""
+    call = listing.request
+    assert isinstance(call, ConnectorCall)
+    connector = call.connector
+    try:
+        ids: list[str] | None = connector._mesh_list(call, listing.timeout)
+        return ids
+    except Exception:
+        _log.exception("modelmesh: %s.list_models failed", type(connector).__name__)
+        return None
 
 
 def _own_verdict(discovery: Any, probe: Probe) -> bool | None:

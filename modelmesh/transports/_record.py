@@ -23,11 +23,14 @@ from .._core import _errors as E
 from .._core._protocol import (
     Attempt,
     Cancelled,
+    ChunkReceived,
     DataReceived,
     Deliver,
+    ErrorReceived,
     Failed,
     Read,
     ResponseReceived,
+    ResultReceived,
     RoutingOptions,
     StreamEnded,
     StreamOpened,
@@ -36,7 +39,7 @@ from .._core._protocol import (
     Wait,
 )
 from .._core._sharing import Fact
-from .._core._types import ErrorKind
+from .._core._types import ErrorInfo, ErrorKind
 
 __all__ = ["Recorder", "RecordingCore", "RecordingCall", "ByteMask", "mask_text", "mask_value", "shape",
            "encode_input", "decode_input", "key_print", "FORMAT"]
@@ -326,6 +329,14 @@ def encode_input(ev: Any) -> dict[str, Any]:
         return {"t": "cancelled"}
     if kind is TransportFailed:
         return {"t": "transport", "kind": ev.kind.value, "message": ev.message, "connect": ev.connect}
+    if kind is ResultReceived:  # a connector with its own I/O: what its complete() returned
+        return {"t": "result", "response": _enc(ev.response), "headers": dict(ev.headers)}
+    if kind is ChunkReceived:
+        return {"t": "chunk", "chunk": _enc(ev.chunk)}
+    if kind is ErrorReceived:
+        info = ev.info
+        return {"t": "error", "kind": info.kind.value, "message": info.message, "status": info.status,
+                "code": info.code, "retry_after": info.retry_after, "type": info.type, "param": info.param}
     raise TypeError(f"cannot record the input {ev!r}")
 
 
@@ -341,6 +352,14 @@ def decode_input(d: Mapping[str, Any]) -> Any:
         return StreamEnded()
     if t == "cancelled":
         return Cancelled()
+    if t == "result":
+        return ResultReceived(response=_dec(d["response"], {}), headers=d["headers"])
+    if t == "chunk":
+        return ChunkReceived(chunk=_dec(d["chunk"], {}))
+    if t == "error":
+        return ErrorReceived(info=ErrorInfo(kind=ErrorKind(d["kind"]), message=d["message"], status=d["status"],
+                                            code=d["code"], retry_after=d["retry_after"], type=d["type"],
+                                            param=d["param"]))
     return TransportFailed(kind=ErrorKind(d["kind"]), message=d["message"], connect=d["connect"])
 
 
@@ -613,6 +632,13 @@ class RecordingCall:
                 d["body"] = _enc(ByteMask()(event.body) if _textual(event.headers) else bytes(len(event.body)))
         elif kind is StreamOpened:
             object.__setattr__(self, "_mask", ByteMask() if _textual(event.headers) else None)
+        elif kind is ResultReceived or kind is ChunkReceived:  # what a connector with its own I/O answered
+            field = "response" if kind is ResultReceived else "chunk"
+            value = event.response if kind is ResultReceived else event.chunk
+            d[field] = _enc(mask_value(value) if rec.redacted else json.loads(
+                E.redact(json.dumps(_enc(value), ensure_ascii=False), rec.secrets)))
+        elif kind is ErrorReceived:
+            d["message"] = E.redact(d["message"], rec.secrets)
         elif kind is DataReceived:
             if not rec.redacted:
                 d["data"] = _enc(_secretless(event.data, rec.secrets))

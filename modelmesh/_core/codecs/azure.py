@@ -65,7 +65,7 @@ class AzureOpenAICodec(OpenAICodec):
         # The deployment decides the model on Azure; on the v1 surface `model` names it.
         return target.deployment or target.model
 
-    def _auth_headers(self, target: Target) -> dict[str, str]:
+    def _get_headers(self, target: Target) -> dict[str, str]:
         if not target.api_key:
             return {}
         if target.options.get("auth") == "bearer":

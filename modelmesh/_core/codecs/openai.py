@@ -93,7 +93,7 @@ class OpenAICodec(Codec):
         if op in _MEDIA_OPS:
             return self._media_request(target, op, require_mapping(body))
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
-        headers.update(self._auth_headers(target))
+        headers.update(self._get_headers(target))
         payload: dict[str, Any] | None = None
         if op != "models":
             payload = dict(require_mapping(body))
@@ -114,7 +114,7 @@ class OpenAICodec(Codec):
         payload["model"] = self._body_model(target)
         check_media(op, payload)
         headers = {"Accept": "application/octet-stream" if op == "speech" else "application/json"}
-        headers.update(self._auth_headers(target))
+        headers.update(self._get_headers(target))
         content: bytes | None = None
         if op in _MULTIPART:
             content, headers["Content-Type"] = multipart(form_fields(payload))
@@ -142,7 +142,7 @@ class OpenAICodec(Codec):
     def _body_model(self, target: Target) -> str:
         return target.model
 
-    def _auth_headers(self, target: Target) -> dict[str, str]:
+    def _get_headers(self, target: Target) -> dict[str, str]:
         headers: dict[str, str] = {}
         if target.api_key:
             headers["Authorization"] = f"Bearer {target.api_key}"

@@ -35,7 +35,7 @@ from ...transports._http import Http
 from ._base import seconds
 from ._retry import RetryMixin
 
-__all__ = ["HttpClientMixin", "iter_sse"]
+__all__ = ["HttpClientMixin", "iter_sse", "open_response", "read_all", "parse_json"]
 
 _READ_SIZE = 64 * 1024
 
@@ -148,8 +148,8 @@ class HttpClientMixin(RetryMixin):
                       headers: Mapping[str, str] | None = None, timeout: float | str | None = None) -> Any:
         """One request, retried on transient failures; the parsed JSON body (None when empty)."""
         def attempt() -> Any:
-            body = _read_all(self._http_open(method, path, json, headers, timeout))
-            return _parse_json(body, method, self._http_url(path))
+            body = read_all(self._http_open(method, path, json, headers, timeout))
+            return parse_json(body, method, self._http_url(path))
         return self._retry(attempt, retry_on=self._http_retryable)
 
     def _http_stream(self, path: str, json: Any = None, *, method: str = "POST",
@@ -182,21 +182,31 @@ class HttpClientMixin(RetryMixin):
         if payload is not None:
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        try:
-            response = client.send(method, url, sent, payload,
-                                   connect_timeout=min(self._http_connect_timeout, read), read_timeout=read)
-        except (urllib3.exceptions.TimeoutError, TimeoutError):
-            raise APITimeoutError(f"{method} {_public(url)}: no answer within {read:g}s") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise APIConnectionError(f"{method} {_public(url)}: connection failed ({type(exc).__name__})") from None
-        if response.status >= 400:
-            body = _read_all(response)
-            # an HTTP-date Retry-After is wall-clock time, whatever clock the mixins were given
-            raise _status_error(method, url, response.status, response.headers, body, time.time())
-        return response
+        return open_response(client, method, url, sent, payload,
+                             connect_timeout=min(self._http_connect_timeout, read), read_timeout=read)
 
 
-def _read_all(response: Any) -> bytes:
+def open_response(client: Http, method: str, url: str, headers: Mapping[str, str], payload: Any, *,
+                  connect_timeout: float, read_timeout: float) -> Any:
+    """Send once through `client`; the response with its body unread, or the mesh's error
+    for an error status (`status`, `retry_after` and the `response_body` attached), a
+    timeout (APITimeoutError) or a failed connection (APIConnectionError). Messages show
+    the URL without its query."""
+    try:
+        response = client.send(method, url, headers, payload, connect_timeout=connect_timeout,
+                               read_timeout=read_timeout)
+    except (urllib3.exceptions.TimeoutError, TimeoutError):
+        raise APITimeoutError(f"{method} {_public(url)}: no answer within {read_timeout:g}s") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise APIConnectionError(f"{method} {_public(url)}: connection failed ({type(exc).__name__})") from None
+    if response.status >= 400:
+        body = read_all(response)
+        # an HTTP-date Retry-After is wall-clock time, whatever clock the caller was given
+        raise _status_error(method, url, response.status, response.headers, body, time.time())
+    return response
+
+
+def read_all(response: Any) -> bytes:
     """The whole body of an `Http.send` response (urllib3's, or a requests adapter's `Whole`), released."""
     parts: list[bytes] = []
     try:
@@ -215,10 +225,11 @@ def _status_error(method: str, url: str, status: int, headers: Mapping[str, str]
     error = cls(f"{method} {_public(url)} answered {status}", status=status,
                 retry_after=parse_retry_after(dict(headers), now))
     error.response_body = body  # type: ignore[attr-defined]  # for the connector's own error parsing
+    error.response_headers = dict(headers)  # type: ignore[attr-defined]
     return error
 
 
-def _parse_json(body: bytes, method: str, url: str) -> Any:
+def parse_json(body: bytes, method: str, url: str) -> Any:
     if not body.strip():
         return None
     try:
