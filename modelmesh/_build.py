@@ -90,7 +90,7 @@ def build(
     user_strategies = _user_strategies(cfg, strategies, found)
     plugged = _plugged_policies(cfg, policies, found)
     discovery = _discovery(cfg, found)
-    found += _refusals(cfg)
+    found += _refusals(cfg, codecs)
     found += empty_pools(cfg)
     secrets = tuple(sorted({k for k in keys.values() if k} | set(cfg.secret_values())))
     sinks = [] if replaying else _sinks(cfg, secrets, found)
@@ -453,7 +453,7 @@ _UNACTED_PROVIDER = {"quota.query_current": (None, "quota_query_current"),
                      "rate_limits.tpm": ("rate_limits", "tpm")}
 
 
-def _refusals(config: MeshConfig) -> list[str]:
+def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
     """Settings this version would silently ignore: refused, so nobody believes they work."""
     sync = config.discovery
     problems = [f"providers.{pid}.config.catalogue.refresh_interval: nothing syncs this provider's models; set "
@@ -476,8 +476,8 @@ def _refusals(config: MeshConfig) -> list[str]:
             mine, base = (p, default) if part is None else (getattr(p, part), getattr(default, part))
             if getattr(mine, attr) != getattr(base, attr):
                 problems.append(f"{where}.{key}: {NOT_ACTED_ON}")
-        problems += [_infrastructure_refusal(where, p.connector, k) for k, on in p.infrastructure.items()
-                     if on and not (k == "batch" and _has_batch_api(p.connector))]
+        problems += [problem for k, on in p.infrastructure.items()
+                     if on and (problem := _infrastructure_refusal(where, p.connector, k, codecs.get(pid)))]
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
     return problems
@@ -495,20 +495,22 @@ def _probe_refusals(config: MeshConfig) -> list[str]:
             "remove one of them" for where, rotation in rotations if rotation.recovery.probe_on_start]
 
 
-def _has_batch_api(connector: str) -> bool:
-    """Whether batches can go to this connector's provider (`delivery_mode="batch"`): the
-    OpenAI-compatible family and Anthropic, whose batch APIs `codecs/batches.py` speaks."""
-    from ._core._batch import BATCH_CODECS
-    from ._core.codecs import codec_for_connector
+def _infrastructure_refusal(where: str, connector: str, key: str, codec: Any) -> str | None:
+    """`infrastructure.<key>: true` for a connector that does not offer it (or that this
+    version does not drive yet): the problem, naming both; None when it is fine."""
+    from ._core.codecs import infrastructure_of
 
-    return ":" not in connector and codec_for_connector(connector) in BATCH_CODECS
+    offered = infrastructure_of(connector, codec)
+    if key not in offered:
+        has = ", ".join(sorted(offered)) or "none"
+        return (f"{where}.infrastructure.{key}: the '{connector}' connector does not offer {key.replace('_', '-')} "
+                f"(it offers: {has}); remove it")
+    if key in _UNBUILT_INTERFACES:
+        return f"{where}.infrastructure.{key}: {NOT_ACTED_ON}"
+    return None
 
 
-def _infrastructure_refusal(where: str, connector: str, key: str) -> str:
-    if key == "batch":
-        return (f"{where}.infrastructure.batch: the '{connector}' connector has no batch API the mesh drives "
-                "(OpenAI-compatible connectors and anthropic have); remove it")
-    return f"{where}.infrastructure.{key}: {NOT_ACTED_ON}"
+_UNBUILT_INTERFACES = frozenset({"files", "fine_tuning"})
 
 
 # -- observability --------------------------------------------------------------------------

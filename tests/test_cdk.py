@@ -123,3 +123,32 @@ def test_openai_compatible_subclass_changes_only_what_differs():
                                     "chat", {"messages": [{"role": "user", "content": "hi"}], "seed": 1}, stream=False)
     assert req.headers["X-Api-Key"] == "k-123456789" and "Authorization" not in req.headers
     assert req.json["seed"] == 1 and req.url == "http://x/v1/chat/completions"
+
+
+def test_a_custom_connector_offers_no_infrastructure_until_it_says_so(inference_server, plugin_module):
+    url, _, _ = inference_server
+    cfg = config(url, url)
+    cfg["providers"]["internal"]["config"]["infrastructure"] = {"batch": True}
+    with pytest.raises(E.ConfigurationError, match=r"providers.internal.config.infrastructure.batch: the "
+                                                   r"'mm_test_plugins:InferenceProvider' connector does not offer "
+                                                   r"batch \(it offers: none\)"):
+        modelmesh.MeshClient(cfg, environ={})
+
+    class Batching(InferenceProvider):
+        infrastructure = frozenset({"discovery", "batch"})
+
+    sys.modules["mm_test_plugins"].Batching = Batching
+    cfg["providers"]["internal"]["connector"] = "mm_test_plugins:Batching"
+    modelmesh.MeshClient(cfg, environ={}).close()
+
+
+@pytest.mark.parametrize("connector, key, offers", [
+    ("mistral", "batch", "discovery"), ("openrouter", "files", "discovery, pricing, quota"),
+    ("anthropic", "fine_tuning", "batch, discovery")])
+def test_a_built_in_connector_is_refused_what_its_vendor_does_not_offer(connector, key, offers):
+    cfg = {"providers": {"p": {"connector": connector, "config": {
+        "auth": {"api_key": "key-0123456789abcdef"}, "models": ["m"], "infrastructure": {key: True}}}}}
+    with pytest.raises(E.ConfigurationError) as info:
+        modelmesh.MeshClient(cfg, environ={})
+    assert (f"providers.p.config.infrastructure.{key}: the '{connector}' connector does not offer "
+            f"{key.replace('_', '-')} (it offers: {offers}); remove it") in str(info.value)

@@ -10,7 +10,7 @@ import importlib
 from ._base import Codec, CodecError, StreamDecoder, StreamDone, StreamError, StreamItem, Target
 
 __all__ = ["Codec", "CodecError", "StreamDecoder", "StreamDone", "StreamError", "StreamItem", "Target",
-           "codec_names", "get_codec", "codec_for_connector"]
+           "codec_names", "get_codec", "codec_for_connector", "INTERFACES", "infrastructure_of"]
 
 # wire format -> (module, class)
 _BUILTIN = {
@@ -48,3 +48,34 @@ def codec_for_connector(connector: str) -> str:
 
 def codec_names() -> list[str]:
     return sorted(_BUILTIN)
+
+
+# The infrastructure interfaces of seed 002 beyond serving requests, as far as the mesh drives them:
+# discovery (a model listing), quota (remaining quota or balance), pricing (prices in the listing),
+# batch, files, fine_tuning. What each built-in connector offers is a fact about its vendor's API
+# and lives here; a custom connector class states its own (`infrastructure`, empty by default).
+INTERFACES = ("discovery", "quota", "pricing", "batch", "files", "fine_tuning")
+_OPENAI_FAMILY = frozenset({"discovery", "batch", "files", "fine_tuning"})
+_OFFERS: dict[str, frozenset[str]] = {
+    "openai": _OPENAI_FAMILY,
+    "openai-compatible": _OPENAI_FAMILY,  # whatever the server is: its configuration says what it has
+    "anthropic": frozenset({"discovery", "batch"}),
+    "groq": frozenset({"discovery", "batch", "files"}),
+    "together": frozenset({"discovery", "batch", "files"}),
+    "openrouter": frozenset({"discovery", "quota", "pricing"}),
+    "deepseek": frozenset({"discovery", "quota"}),
+    "elevenlabs": frozenset(),
+    "deepgram": frozenset(),
+}
+
+
+def infrastructure_of(connector: str, codec: Codec | None = None) -> frozenset[str]:
+    """The interfaces a configured connector offers: a built-in one's from the table above
+    (a model listing for any other whose wire format lists models), a custom class's from
+    its `infrastructure` attribute."""
+    if ":" in connector:
+        return frozenset(getattr(codec, "infrastructure", ()) or ())
+    offered = _OFFERS.get(connector)
+    if offered is None:
+        offered = frozenset({"discovery"})
+    return offered

@@ -245,6 +245,9 @@ class Codec(abc.ABC):
     ops: frozenset[str] = frozenset({"chat", "embeddings", "models"})
     default_base_url: str | None = None  # used when a Target's base_url is ""
     prefill: bool = False  # the vendor continues a trailing assistant message (models may override)
+    # the infrastructure interfaces a custom connector class offers (see codecs.INTERFACES);
+    # none by default: a subclass opts in by naming them. Built-in connectors' are in the registry.
+    infrastructure: frozenset[str] = frozenset()
 
     def base_url(self, target: Target) -> str:
         url = target.base_url or self.default_base_url
