@@ -251,3 +251,57 @@ def test_the_guides_quota_example_rotates_away_and_reprices():
             first_round("sync", client, events, 2)
             assert client.status()["providers"]["openrouter"]["reason"] == "quota_low"  # 3% left
             assert client.core.models["openrouter/openai/gpt-4o-mini"].output_per_1m == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("args", [(), ("--watch", "--count", "1")])
+def test_modelmesh_status_shows_what_is_left(ups, tmp_path, capsys, args):
+    import yaml
+
+    from modelmesh import cli
+
+    a, b = ups
+    a.quota = {"limit": 100.0, "usage": 98.0}
+    b.balance = {"total": "12.50", "currency": "USD", "available": True}
+    cfg = {"providers": {"router": provider("openrouter", a, "m1", quota={"query_remaining": True}),
+                         "seek": provider("deepseek", b, "m2", quota={"query_current": True})}}
+    path = tmp_path / "modelmesh.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["status", str(path), *args]) == 0
+    out = capsys.readouterr().out
+    assert "router: DOWN (quota_low); quota 2.00 of 100.00 USD left (2%)" in out \
+        or "router: down (quota_low), spend today" in out and "quota 2.00 of 100.00 USD left (2%)" in out
+    assert "balance 12.50 USD" in out and KEY not in out
+
+
+def test_a_custom_connector_class_can_offer_a_quota_query(ups):
+    import sys
+    import types
+
+    from modelmesh.cdk import OpenAICompatibleProvider, QuotaReport, WireRequest
+
+    class CreditsProvider(OpenAICompatibleProvider):
+        infrastructure = frozenset({"discovery", "quota"})
+
+        def quota_request(self, target):
+            return WireRequest(method="GET", url=f"{target.base_url}/key", headers=self._get_headers(target))
+
+        def parse_quota(self, status, headers, body):
+            import json
+
+            data = json.loads(body)["data"]
+            return QuotaReport(remaining=data["limit_remaining"], limit=data["limit"], unit="credits")
+
+    mod = types.ModuleType("mm_quota_plugins")
+    mod.CreditsProvider = CreditsProvider
+    sys.modules["mm_quota_plugins"] = mod
+    try:
+        a, _ = ups
+        a.quota = {"limit": 50.0, "usage": 49.0}
+        client, _, events, _ = make("sync", ups, connector="mm_quota_plugins:CreditsProvider")
+        with client:
+            first_round("sync", client, events)
+            row = client.status()["providers"]["router"]
+            assert row["reason"] == "quota_low" and row["quota"]["unit"] == "credits"
+            assert ask(client).mesh.provider == "backup"
+    finally:
+        del sys.modules["mm_quota_plugins"]

@@ -186,14 +186,16 @@ class KeysReloaded(MeshEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuotaReported(MeshEvent):
-    """A provider's quota endpoint answered (quota.query_*): amounts in `unit`; None: not told."""
+    """A provider's quota was asked (quota.query_*): amounts in `unit`; None: not told.
+    `answered` False: the query failed or made no sense, and nothing changed."""
 
     provider: str
-    remaining: float | None
-    limit: float | None
-    fraction: float | None  # of the limit left
-    unit: str
-    low: bool  # below quota.min_remaining (with query_remaining, the provider is rotated away from)
+    remaining: float | None = None
+    limit: float | None = None
+    fraction: float | None = None  # of the limit left
+    unit: str = ""
+    low: bool = False  # below quota.min_remaining (with query_remaining, the provider is rotated away from)
+    answered: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

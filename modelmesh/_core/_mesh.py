@@ -340,16 +340,15 @@ class MeshCore:
                 now: float) -> list[MeshEvent]:
         """A query's answer (`status` None: it could not be sent or read; nothing changes)."""
         events: list[MeshEvent] = []
-        if status is None:
-            return events
         runtime = self.providers[query.provider]
         if query.kind == "pricing":
-            if 200 <= status < 300:
+            if status is not None and 200 <= status < 300:
                 repriced = self._reprice(query.provider, parse_prices(body))
                 events.append(PricesUpdated(at=now, provider=query.provider, models=repriced))
             return events
-        report = parse_quota(query.connector, runtime.codec, status, headers, body, now)
+        report = None if status is None else parse_quota(query.connector, runtime.codec, status, headers, body, now)
         if report is None:
+            events.append(QuotaReported(at=now, provider=query.provider, answered=False))
             return events
         cfg = runtime.config
         # low only matters to a provider asked to rotate before its quota ends (query_remaining)
