@@ -482,6 +482,10 @@ def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
         problems += [_not_offered(f"{where}.{key}", p.connector, interface, codecs.get(pid))
                      for key, attr, interface in _QUERIES
                      if getattr(p, attr) and interface not in _offered(p.connector, codecs.get(pid))]
+        if p.auth.method in ("oauth", "service_account"):
+            problems.append(f"{where}.auth.method: '{p.auth.method}' is not built in this version (no token is "
+                            "obtained or refreshed); use method api_key with the bearer token as auth.api_key, "
+                            "kept fresh by a secret store with cache_ttl, or a modelmesh.cdk.BaseProvider")
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
     return problems

@@ -131,6 +131,11 @@ class _MeshBase(abc.ABC):
             out["observability"] = self.observer.status()
         return out
 
+    def usage(self, days: int = 7) -> list[dict[str, Any]]:
+        """Per provider and UTC day, the last `days` days (today included): requests served,
+        prompt and completion tokens, cost in USD, as this process counted them."""
+        return self.core.usage(self._clock(), _days(days))
+
     def statistics(self) -> list[dict[str, Any]]:
         """Requests, tokens, cost, latency percentiles and downtime per model, provider and
         pool (`observability.statistics.scopes`) over the retained windows, as of now."""
@@ -596,3 +601,8 @@ class _RawChat:
     def __init__(self, chat: Any) -> None:
         self.completions = _RawCalls(chat.completions)
 
+
+def _days(days: Any) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 62:
+        raise E.InvalidArgumentError(f"usage: 'days' must be a whole number from 1 to 62, got {days!r}", param="days")
+    return days

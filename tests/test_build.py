@@ -275,3 +275,14 @@ def test_status_shows_a_pool_description(tmp_path, capsys):
                     encoding="utf-8")
     assert cli.main(["status", str(path)]) == 0
     assert "pool chat:  the main chat pool" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["oauth", "service_account"])
+def test_token_exchange_methods_are_refused_saying_what_to_do_instead(method):
+    cfg = {"providers": {"p": {"connector": "openai", "config": {
+        "auth": {"method": method, "api_key": "sk-token-0123456789"}, "models": ["m"]}}}}
+    with pytest.raises(modelmesh.ConfigurationError) as info:
+        modelmesh.build(cfg, environ={})
+    text = str(info.value)
+    assert f"providers.p.config.auth.method: '{method}' is not built in this version" in text
+    assert "cache_ttl" in text and "BaseProvider" in text and "sk-token" not in text

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import modelmesh
+from modelmesh.errors import InvalidArgumentError
 from modelmesh.testing import Error, FakeClock, FakeUpstream, assert_replays
 
 from shells import SHELLS, make_client
@@ -305,3 +306,23 @@ def test_a_custom_connector_class_can_offer_a_quota_query(ups):
             assert ask(client).mesh.provider == "backup"
     finally:
         del sys.modules["mm_quota_plugins"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_usage_reports_requests_tokens_and_cost_per_provider_and_day(shell, ups):
+    a, b = ups
+    client, clock, events, _ = make(shell, ups, quota={})
+    clock.advance(1_767_225_600.0 - 60 - clock())  # 2025-12-31T23:59:00Z
+    with client:
+        first = ask(client)
+        clock.advance(120)  # into 2026-01-01
+        ask(client)
+        ask(client)
+        rows = client.usage(days=2)
+        assert [(r["provider"], r["date"], r["requests"]) for r in rows] == [
+            ("router", "2025-12-31", 1), ("router", "2026-01-01", 2)]
+        assert rows[0]["prompt_tokens"] == first.usage.prompt_tokens
+        assert rows[1]["completion_tokens"] == 2 * first.usage.completion_tokens
+        assert [r["date"] for r in client.usage(days=1)] == ["2026-01-01"]
+        with pytest.raises(InvalidArgumentError, match="'days' must be a whole number from 1 to 62"):
+            client.usage(days=0)

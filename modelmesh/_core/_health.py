@@ -182,6 +182,8 @@ class Health:
             Delisted: self._delisted, QuotaSeen: self._quota_seen,
         }
         self.quota: dict[str, Any] = {}  # provider -> its latest QuotaReport (quota queries)
+        # provider -> UTC day (days since the epoch) -> [requests, prompt tokens, completion tokens, cost]
+        self.daily: dict[str, dict[int, list[float]]] = {pid: {} for pid in providers}
 
     def add_pool(self, pool: Pool) -> None:
         self.pools[pool.name] = pool
@@ -409,9 +411,11 @@ class Health:
             state.reason = None
             state.recovered_at = now
             self.version += 1
-        ps = self.provider_states[pool.by_ref[o.ref].provider]
+        pid = pool.by_ref[o.ref].provider
+        ps = self.provider_states[pid]
         _add_spend(ps, now, o.cost)
         ps.total_quota_used += tokens
+        _count_day(self.daily[pid], now, o)
         decision = pool.deactivation.should_deactivate(state, now)
         if decision is not None:  # a limit reached by this very request: rotate away before the next
             self._deactivate(pool, o.ref, decision, now, events)
@@ -830,6 +834,22 @@ def _absorb(state: ModelState, limits: RateLimitInfo | None, now: float, cap: fl
     state.remaining_tokens = limits.remaining_tokens
     resets = [r for r in (limits.reset_requests, limits.reset_tokens) if r is not None]
     state.rate_reset_at = now + min(max(resets), cap) if resets else None
+
+
+USAGE_DAYS = 62  # days of per-provider usage kept (usage reports)
+
+
+def _count_day(ledger: dict[int, list[float]], now: float, o: Served) -> None:
+    day = int(now // 86400)
+    row = ledger.get(day)
+    if row is None:
+        row = ledger[day] = [0, 0, 0, 0.0]
+        if len(ledger) > USAGE_DAYS:
+            del ledger[min(ledger)]
+    row[0] += 1
+    row[1] += o.prompt_tokens
+    row[2] += o.completion_tokens
+    row[3] += o.cost
 
 
 def _add_spend(ps: ProviderState, now: float, cost: float) -> None:

@@ -21,6 +21,7 @@ import difflib
 import itertools
 from contextlib import nullcontext
 from dataclasses import replace
+from datetime import date, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from . import _errors as E
@@ -361,6 +362,20 @@ class MeshCore:
             self.health.record(QuotaSeen(provider=query.provider, low=low, until=until, report=report), now, events)
         return events
 
+    def usage(self, now: float, days: int = 7) -> list[dict[str, Any]]:
+        """What each provider served on each of the last `days` UTC days (today included), as
+        this process counted it: requests, prompt and completion tokens, cost in USD."""
+        today = int(now // 86400)
+        out = []
+        with self.lock:
+            for pid, ledger in self.health.daily.items():
+                for day in sorted(d for d in ledger if today - days < d <= today):
+                    requests, prompt, completion, cost = ledger[day]
+                    out.append({"provider": pid, "date": _iso_day(day), "requests": int(requests),
+                                "prompt_tokens": int(prompt), "completion_tokens": int(completion),
+                                "cost": round(cost, 10)})
+        return out
+
     def _reprice(self, pid: str, prices: Mapping[str, Price]) -> tuple[str, ...]:
         """The provider's listed prices for its models in the mesh, from the next request on;
         the refs repriced."""
@@ -537,3 +552,11 @@ class MeshCore:
         with self.lock:
             self.health.absorb(facts, now, events)
         return events
+
+
+def _iso_day(day: int) -> str:
+    """Days since 1970-01-01 (UTC) as YYYY-MM-DD (the civil calendar, computed)."""
+    return (_EPOCH + timedelta(days=day)).isoformat()
+
+
+_EPOCH = date(1970, 1, 1)
