@@ -226,6 +226,13 @@ class Call:
             ref, self._retry_ref = self._retry_ref, None
             if health.free(pool, ref, now, self.events):
                 return _Pick(ref, 0.0, ())
+        if not self.listening and self.options.preferred_provider is None:
+            plan = pool.plan()  # an order-only strategy: the first free member in its order is the pick
+            if plan is not None:
+                first = health.first_free(pool, plan, now, self.events, skip=self._excluded, also=self._round,
+                                          restrict=self._restrict, need=self._min_context)
+                if first is not None:
+                    return _Pick(first, 0.0, ())
         cands, earliest = health.available(pool, now, self.events, restrict=self._restrict)
         ctx = pool.context(now, self.rng, self.options, excluded=frozenset(self._excluded | self._round),
                            min_context=self._min_context)

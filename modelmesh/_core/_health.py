@@ -256,6 +256,32 @@ class Health:
             out.append(self._candidate(pool, model, index, now, full=not pool.order_only))
         return out, earliest
 
+    def first_free(self, pool: Pool, plan: tuple[int, ...], now: float, events: list[MeshEvent], *,
+                   skip: set[str], also: set[str], restrict: frozenset[str] | None,
+                   need: int | None) -> str | None:
+        """The first member in `plan` (indices in preference order) that can take a request
+        now and is not in `skip` or `also`, outside `restrict`, or too short for `need`
+        tokens; None when none can. What `available` and a ranking would choose, without
+        looking at the members after it."""
+        self._drain(now)
+        seats = self._seats[pool.name]
+        members = pool.members
+        untimed = pool.timed is None
+        for index in plan:
+            model = members[index]
+            ref = model.ref
+            if ref in skip or ref in also or (restrict is not None and ref not in restrict):
+                continue
+            if need is not None and model.context_window is not None and model.context_window < need:
+                continue
+            state, ps, simple = seats[index]
+            if simple and untimed and ps.available and state.breaker.state is _CLOSED \
+                    and state.remaining_requests != 0 and state.remaining_tokens != 0:
+                return ref
+            if self._block(pool, model, now, events) is None:
+                return ref
+        return None
+
     def free(self, pool: Pool, ref: str, now: float, events: list[MeshEvent]) -> bool:
         return self._block(pool, pool.by_ref[ref], now, events) is None
 

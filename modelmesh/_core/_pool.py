@@ -149,6 +149,9 @@ class Pool:
         self.plain = tuple(Candidate(ref=m.ref, provider=m.provider, model=m.model, index=i,
                                      context_window=m.context_window) for i, m in enumerate(self.members))
         self.previous: str | None = None  # the member that served this pool's last request
+        # for a strategy whose choice depends on configured order and `previous` alone: member
+        # indices in preference order, by `previous` (see `plan`); None for any other strategy
+        self._plans: dict[str | None, tuple[int, ...]] | None = {} if _plannable(self.strategy) else None
         self._unfit: dict[str, frozenset[str]] = {}
         self._budget: int | None = None
 
@@ -162,6 +165,23 @@ class Pool:
                                              index=len(self.members) - 1, context_window=model.context_window))
         self._unfit = {}
         self._budget = None
+        if self._plans is not None:
+            self._plans = {}
+
+    def plan(self) -> tuple[int, ...] | None:
+        """The members, as indices, in the order the strategy would rank them all now, when
+        that order depends on nothing but configuration and the previous server (priority and
+        stick-until-failure): the first free one is the choice, found without ranking every
+        member. None for strategies that read health, cost, a cursor or the session."""
+        plans = self._plans
+        if plans is None:
+            return None
+        previous = self.previous
+        found = plans.get(previous)
+        if found is None:
+            ranked = self.strategy.order(list(self.plain), SelectionContext(now=0.0, rng=_NO_RNG, previous=previous))
+            found = plans[previous] = tuple(c.index for c in ranked)
+        return found
 
     def replace_member(self, model: ModelInfo) -> None:
         """A member's facts changed (prices from its provider's listing): same place, new facts."""
@@ -201,6 +221,27 @@ class Pool:
         return SelectionContext(now=now, rng=rng, session_id=options.session_id,
                                 preferred_provider=options.preferred_provider, previous=self.previous,
                                 excluded=excluded, min_context=min_context, metadata=options.metadata)
+
+
+class _NoRng:
+    """The rng of a plan's context: a plannable strategy draws nothing (a draw is a bug)."""
+
+    def random(self) -> float:
+        raise AssertionError("a plannable strategy drew a random number")
+
+    def shuffle(self, x: Any) -> None:
+        raise AssertionError("a plannable strategy drew a random number")
+
+
+_NO_RNG: Any = _NoRng()
+
+
+def _plannable(strategy: Any) -> bool:
+    """Whether the strategy's order is a function of configured order and `previous` alone
+    (and its commit changes nothing): priority over stick-until-failure, or the latter."""
+    if type(strategy) is Priority:
+        return type(strategy.fallback) is StickUntilFailure
+    return type(strategy) is StickUntilFailure
 
 
 def _ranks_on_order_alone(strategy: Any) -> bool:
