@@ -221,6 +221,9 @@ class FakeUpstream:
         self._closing = threading.Event()
         self._in_flight = self._max_in_flight = 0
         self.batch_polls = 0  # status polls a submitted batch waits for before it is processed (_batches.py)
+        # fine-tuning jobs (_files.py): the retrieve that ends a job, and the error it then fails with (None: it succeeds)
+        self.fine_tune_polls = 1
+        self.fine_tune_error: str | None = None
         self._batch_api = BatchAPI(self)
         self._server = _Server(self, host)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -303,6 +306,18 @@ class FakeUpstream:
             return list(self._batch_api.batches.values())
 
     @property
+    def files(self) -> list[Any]:
+        """The files its files API holds (FakeFile: id, filename, purpose, content, created_at)."""
+        with self._batch_api.lock:
+            return list(self._batch_api.files.files.values())
+
+    @property
+    def fine_tuning_jobs(self) -> list[Any]:
+        """The fine-tuning jobs it was given (FakeFineTune: id, model, status, fine_tuned_model, ...)."""
+        with self._batch_api.lock:
+            return list(self._batch_api.files.jobs.values())
+
+    @property
     def in_flight(self) -> int:
         """Requests received whose answer has not started going out."""
         with self._cond:
@@ -313,6 +328,10 @@ class FakeUpstream:
         """The most requests that were ever in flight at once (see `in_flight`)."""
         with self._cond:
             return self._max_in_flight
+
+    def _serves_fine_tuned(self, model: str | None) -> bool:
+        with self._batch_api.lock:
+            return model is not None and self._batch_api.files.serves_model(model)
 
     def _take_step(self) -> Any:
         """Under the lock: the step for the next request (or batch line), unresolved."""
