@@ -103,6 +103,7 @@ class AsyncMeshClient(_MeshBase):
 
     def _resources(self) -> None:
         from ._abatch import AsyncBatches  # here, not at import: `import modelmesh` stays lean
+        from ._files import AsyncFiles, AsyncFineTuning
         from ._media import AsyncAudio, AsyncImages
 
         self.chat = _AsyncChat(self)
@@ -111,6 +112,8 @@ class AsyncMeshClient(_MeshBase):
         self.audio = AsyncAudio(self)
         self.images = AsyncImages(self)
         self.batches = AsyncBatches(self)
+        self.files = AsyncFiles(self)
+        self.fine_tuning = AsyncFineTuning(self)
         self.with_raw_response = _ClientRaw(self)
 
     async def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Any = None) -> Any:

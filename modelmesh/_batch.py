@@ -501,20 +501,41 @@ class _Conversation:
             job._move(event)
 
 
-def _batch_answer(client: Any, runtime: Any, wire: Any, status: int, headers: Any, body: bytes) -> bytes:
-    """The body of a batch API answer, or the mesh error its status says (the vendor's words)."""
+def _batch_answer(client: Any, runtime: Any, wire: Any, status: int, headers: Any, body: bytes,
+                  api: str = "batch API") -> bytes:
+    """The body of a provider API's answer, or the mesh error its status says (the vendor's
+    words, classified by the provider's codec, raised as the OpenAI SDK's class for it)."""
     if status < 400:
         return body
     info = runtime.codec.classify_error(status, headers, body, now=client._clock(), secrets=client.core.secret_values)
-    raise E.status_class(status)(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): "
+    raise E.status_class(status)(f"provider {runtime.id!r} {api} ({wire.method} {_path(wire.url)}): "
                                  f"{info.message}", status=status, provider=runtime.id, code=info.code, type=info.type)
 
 
-def _unreachable(runtime: Any, wire: Any, failed: Any) -> E.ModelMeshError:
-    """The mesh error for a batch API request that got no answer (`failed`: the shell's TransportFailed)."""
+def _unreachable(runtime: Any, wire: Any, failed: Any, api: str = "batch API") -> E.ModelMeshError:
+    """The mesh error for a provider API request that got no answer (`failed`: the shell's TransportFailed)."""
     cls = E.APITimeoutError if failed.kind.value == "timeout" else E.APIConnectionError
-    return cls(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): {failed.message}",
+    return cls(f"provider {runtime.id!r} {api} ({wire.method} {_path(wire.url)}): {failed.message}",
                provider=runtime.id)
+
+
+def send_wire(client: Any, runtime: Any, wire: Any, api: str = "batch API") -> bytes:
+    """Send one provider API request (an ApiWire: batches, files, fine-tuning) with MeshClient's
+    blocking HTTP; its answer's body, or the mesh error for its status or its failure."""
+    from .transports.sync import _translate
+
+    cfg = runtime.config
+    payload = wire.content if wire.content is not None else wire.json
+    try:
+        r = client.transport.http.send(wire.method, wire.url, wire.headers, payload,
+                                       connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout)
+        try:
+            body = _read_all(r)
+        finally:
+            r.release_conn()
+    except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated at the boundary
+        raise _unreachable(runtime, wire, _translate(exc), api) from None
+    return _batch_answer(client, runtime, wire, r.status, r.headers, body, api)
 
 
 def poll_interval(value: Any) -> float:
@@ -550,20 +571,7 @@ class _Remote:
                 error = exc
 
     def _send(self, runtime: Any, wire: Any) -> bytes:
-        from .transports.sync import _translate
-
-        cfg = runtime.config
-        payload = wire.content if wire.content is not None else wire.json
-        try:
-            r = self.client.transport.http.send(wire.method, wire.url, wire.headers, payload,
-                                                connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout)
-            try:
-                body = _read_all(r)
-            finally:
-                r.release_conn()
-        except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated at the boundary
-            raise _unreachable(runtime, wire, _translate(exc)) from None
-        return _batch_answer(self.client, runtime, wire, r.status, r.headers, body)
+        return send_wire(self.client, runtime, wire)
 
     def start(self) -> None:
         with self._poll:

@@ -496,8 +496,8 @@ def _probe_refusals(config: MeshConfig) -> list[str]:
 
 
 def _infrastructure_refusal(where: str, connector: str, key: str, codec: Any) -> str | None:
-    """`infrastructure.<key>: true` for a connector that does not offer it (or that this
-    version does not drive yet): the problem, naming both; None when it is fine."""
+    """`infrastructure.<key>: true` for a connector that does not offer it: the problem,
+    naming both; None when it is fine."""
     from ._core.codecs import infrastructure_of
 
     offered = infrastructure_of(connector, codec)
@@ -505,12 +505,7 @@ def _infrastructure_refusal(where: str, connector: str, key: str, codec: Any) ->
         has = ", ".join(sorted(offered)) or "none"
         return (f"{where}.infrastructure.{key}: the '{connector}' connector does not offer {key.replace('_', '-')} "
                 f"(it offers: {has}); remove it")
-    if key in _UNBUILT_INTERFACES:
-        return f"{where}.infrastructure.{key}: {NOT_ACTED_ON}"
     return None
-
-
-_UNBUILT_INTERFACES = frozenset({"files", "fine_tuning"})
 
 
 # -- observability --------------------------------------------------------------------------

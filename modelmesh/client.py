@@ -309,6 +309,7 @@ class MeshClient(_MeshBase):
 
     def _resources(self) -> None:
         from ._batch import Batches  # here, not at import: `import modelmesh` stays lean
+        from ._files import Files, FineTuning
         from ._media import Audio, Images
 
         self.chat = _Chat(self)
@@ -317,6 +318,8 @@ class MeshClient(_MeshBase):
         self.audio = Audio(self)
         self.images = Images(self)
         self.batches = Batches(self)
+        self.files = Files(self)
+        self.fine_tuning = FineTuning(self)
         self.with_raw_response = _ClientRaw(self)
 
     def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Callable[[Any], Any] | None = None) -> Any:
