@@ -69,6 +69,9 @@ class AsyncMeshClient(_MeshBase):
                              environ, policies)
         self.transport = AsyncTransport(self.core, sleep=sleep, probe_check_interval=probe_check_interval, **common)
         self._hook_finished()
+        self._follow_jobs()
+        if self._jobs is not None:
+            self.transport.round_hooks.append(self._jobs.acheck)
         self._resources()
 
     async def __aenter__(self) -> AsyncMeshClient:
@@ -100,6 +103,10 @@ class AsyncMeshClient(_MeshBase):
         """Fetch the model listings the registry sync wants now and apply them; returns how
         many were fetched. The client's background task does this by itself."""
         return int(await self.transport.run_discovery())
+
+    async def check_jobs(self) -> int:
+        """As MeshClient's `check_jobs`, awaited."""
+        return await self._jobs.acheck(force=True) if self._jobs is not None else 0
 
     def _resources(self) -> None:
         from ._abatch import AsyncBatches  # here, not at import: `import modelmesh` stays lean

@@ -480,7 +480,22 @@ def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
                      if on and (problem := _infrastructure_refusal(where, p.connector, k, codecs.get(pid)))]
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
+        problems += [problem for i, m in enumerate(p.models)
+                     if m.from_job is not None and (problem := _from_job_refusal(f"{where}.models[{i}].from_job",
+                                                                                 pid, p, m.from_job))]
     return problems
+
+
+def _from_job_refusal(where: str, pid: str, provider: Any, job: str) -> str | None:
+    """A model `from_job` is followed through its provider's fine-tuning API: the provider must
+    offer it, and a job id the mesh tagged must be this provider's."""
+    owner = job.rpartition("~")[2] if "~" in job else pid
+    if owner != pid:
+        return f"{where}: {job!r} is a job of provider '{owner}', not of '{pid}' whose model this is"
+    if not provider.infrastructure.get("fine_tuning"):
+        return (f"{where}: the mesh follows the job through the provider's fine-tuning API, so provider '{pid}' "
+                "needs infrastructure.fine_tuning: true")
+    return None
 
 
 def _probe_refusals(config: MeshConfig) -> list[str]:
