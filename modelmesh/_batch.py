@@ -23,8 +23,8 @@ and polls when asked: `refresh()` once, `wait()` until the batch ends, sleeping 
 client's `sleep` (a FakeClock's in tests, so no test waits). A provider batch's lines all
 name one pool, since the whole batch goes to one provider.
 
-Jobs live in this process, in the client that made them (there is no files API and no
-store of batches): `client.batches.retrieve(id)` finds a job this client created.
+Jobs live in this process, in the client that made them (there is no store of batches):
+`client.batches.retrieve(id)` finds a job this client created.
 
 What AsyncMeshClient shares (`_abatch.py` is its runner): the job and result model
 (`_JobView`), the checking of `create`'s arguments (`_BatchesBase._plan`), a local batch's
@@ -670,9 +670,10 @@ class _BatchesBase:
     @staticmethod
     def _arguments(where: str, input_file_id: str | None, completion_window: str, hints: Mapping[str, Any]) -> None:
         if input_file_id is not None:
-            raise E.InvalidArgumentError(f"{where}: 'input_file_id' names an uploaded file, and the mesh has no files "
-                                         "API; pass the request lines themselves as input=[...] or a JSONL file's "
-                                         "path as input='requests.jsonl'", param="input_file_id")
+            raise E.InvalidArgumentError(f"{where}: 'input_file_id' names a file uploaded to one provider, and a "
+                                         "batch's lines are routed by the mesh; pass the request lines themselves "
+                                         "as input=[...] or a JSONL file's path as input='requests.jsonl'",
+                                         param="input_file_id")
         if completion_window != "24h":
             raise E.InvalidArgumentError(f"{where}: 'completion_window' must be \"24h\", got {completion_window!r}",
                                          param="completion_window")
@@ -746,7 +747,7 @@ class Batches(_BatchesBase):
 
     Unlike OpenAI's, `create` takes the request lines themselves (`input=`: a list of
     `{"custom_id", "method", "url", "body"}` dicts, or the path of a JSONL file of them), not
-    an `input_file_id`: the mesh has no files API. Results are read from the job
+    an `input_file_id`: a file lives at one provider, a batch's lines are routed. Results are read from the job
     (`results(batch_id)` gives OpenAI's output lines) rather than from an output file."""
 
     def create(self, *, input: Any = None, endpoint: str = "/v1/chat/completions", completion_window: str = "24h",
