@@ -104,3 +104,29 @@ def test_the_proxy_with_two_workers_serves_files_and_fine_tuning(tmp_path, ups):
         status, headers, body = served.request("PUT", "/v1/files", headers={"Authorization": f"Bearer {MASTER}"})
         assert status == 405 and headers["allow"] == "POST, GET"
     assert UPSTREAM_KEY not in served.stdout + served.stderr
+
+
+def test_what_the_serving_layer_refuses_before_any_call(ups):
+    from modelmesh._serving import serve
+
+    a, _ = ups
+    with modelmesh.MeshClient({"providers": {"a": provider(a, files=True, fine_tuning=True)}}, environ={}) as mesh:
+        def answer(method, path, body=b"", **kw):
+            got = serve(mesh, method, path, body, **kw)
+            return got.status, json.loads(got.body) if got.body else None
+
+        status, body = answer("GET", "/v1/files", permit=lambda pool: None)  # a key limited to some pools
+        assert status == 403 and "files and fine-tuning belong to no pool" in body["error"]["message"]
+        status, body = answer("GET", "/v1/fine_tuning/jobs", query="limit=ten")
+        assert status == 400 and body["error"]["param"] == "limit"
+        status, body = answer("POST", "/v1/fine_tuning/jobs", b'{"model": "gpt-x", "training_file": "f", "x": 1}',
+                              content_type="application/json")
+        assert status == 400 and body["error"]["code"] == "unknown_parameter" and body["error"]["param"] == "x"
+        status, body = answer("POST", "/v1/fine_tuning/jobs", b'{"model": "gpt-x", "training_file": "f~a", '
+                              b'"provider": "b"}', content_type="application/json", provider="a")
+        assert status == 400 and body["error"]["param"] == "provider"
+        status, body = answer("POST", "/v1/files", b"{}", content_type="application/json")
+        assert status == 415
+        status, _ = answer("GET", "/v1/files/a/b/c")
+        assert status == 404
+    assert a.requests == []

@@ -184,6 +184,9 @@ class FakeUpstream:
     `prefill` makes it continue a conversation that ends in an assistant message, as
     Anthropic does (its default there): the answer is the rest of its text after that
     message's; elsewhere such a conversation gets the whole answer, as OpenAI gives it.
+    OpenAI style also serves files and fine-tuning jobs (`_files.py`): `fine_tune_polls` is
+    the retrieve that ends a job (1: the first), `fine_tune_error` a message jobs created
+    while it is set fail with.
     """
 
     def __init__(self, style: str = "openai", *, name: str | None = None,
