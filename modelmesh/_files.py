@@ -163,11 +163,17 @@ class _Ops:
                             content_type=upload.content_type)
         return FileObject(codec.parse_file(target, (yield runtime, wire)))
 
-    def list_files(self, purpose: Any, provider: Any) -> _Op:
+    def list_files(self, purpose: Any, after: Any, limit: Any, order: Any, provider: Any) -> _Op:
+        where = "files.list"
         if purpose is not None and not isinstance(purpose, str):
-            raise E.InvalidArgumentError(f"files.list: 'purpose' must be a str, got {purpose!r}", param="purpose")
-        runtime, target, codec, _ = self._at("files", provider, "files.list")
-        return FilePage(codec.parse_files(target, (yield runtime, codec.list_files(target, purpose))))
+            raise E.InvalidArgumentError(f"{where}: 'purpose' must be a str, got {purpose!r}", param="purpose")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000):
+            raise E.InvalidArgumentError(f"{where}: 'limit' must be 1..10000, got {limit!r}", param="limit")
+        if order not in (None, "asc", "desc"):
+            raise E.InvalidArgumentError(f"{where}: 'order' must be 'asc' or 'desc', got {order!r}", param="order")
+        runtime, target, codec, vendor = self._at("files", provider, where, after)
+        wire = codec.list_files(target, purpose, vendor or None, limit, order)
+        return FilePage(codec.parse_files(target, (yield runtime, wire)))
 
     def file(self, action: str, file_id: Any, provider: Any) -> _Op:
         where = f"files.{action}"
@@ -253,8 +259,11 @@ class Files(_Resource):
                                                                    provider), _FILES_API)
         return made
 
-    def list(self, *, purpose: str | None = None, provider: str | None = None) -> FilePage:
-        page: FilePage = _run(self._ops.client, self._ops.list_files(purpose, provider), _FILES_API)
+    def list(self, *, purpose: str | None = None, after: str | None = None, limit: int | None = None,
+             order: str | None = None, provider: str | None = None) -> FilePage:
+        """The provider's files (of `purpose`), a page of `limit` after the file `after`."""
+        page: FilePage = _run(self._ops.client, self._ops.list_files(purpose, after, limit, order, provider),
+                              _FILES_API)
         return page
 
     def retrieve(self, file_id: str, *, provider: str | None = None) -> FileObject:
@@ -279,8 +288,10 @@ class AsyncFiles(_Resource):
         made: FileObject = await _arun(self._ops.client, self._ops.upload(upload, purpose, provider), _FILES_API)
         return made
 
-    async def list(self, *, purpose: str | None = None, provider: str | None = None) -> FilePage:
-        page: FilePage = await _arun(self._ops.client, self._ops.list_files(purpose, provider), _FILES_API)
+    async def list(self, *, purpose: str | None = None, after: str | None = None, limit: int | None = None,
+                   order: str | None = None, provider: str | None = None) -> FilePage:
+        page: FilePage = await _arun(self._ops.client, self._ops.list_files(purpose, after, limit, order, provider),
+                                     _FILES_API)
         return page
 
     async def retrieve(self, file_id: str, *, provider: str | None = None) -> FileObject:

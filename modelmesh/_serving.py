@@ -285,13 +285,12 @@ def _infra_args(op: str, ident: str | None, body: bytes, content_type: str | Non
     if ident is not None:
         return {"fine_tuning_job_id" if op.startswith("jobs") else "file_id": ident}
     asked = dict(parse_qsl(query, keep_blank_values=False))
-    if op == "files_list":
-        return {"purpose": asked.get("purpose")}
-    if op == "jobs_list":
+    if op in ("files_list", "jobs_list"):  # the SDK's auto-pagination asks for the next page with `after`
         limit = asked.get("limit")
         if limit is not None and not limit.isdigit():
             return wire.error(400, f"'limit' must be a whole number, got {limit[:20]!r}", "invalid_value", "limit")
-        return {"after": asked.get("after"), "limit": int(limit) if limit is not None else None}
+        page = {"after": asked.get("after"), "limit": int(limit) if limit is not None else None}
+        return page | {"purpose": asked.get("purpose"), "order": asked.get("order")} if op == "files_list" else page
     if op == "files_create":
         kind = (content_type or "").partition(";")[0].strip().lower()
         if kind != "multipart/form-data":

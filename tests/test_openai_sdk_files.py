@@ -130,3 +130,17 @@ def test_what_the_serving_layer_refuses_before_any_call(ups):
         status, _ = answer("GET", "/v1/files/a/b/c")
         assert status == 404
     assert a.requests == []
+
+
+def test_the_sdks_auto_pagination_walks_every_page_through_the_mesh(ups):
+    a, _ = ups
+    mesh = modelmesh.MeshClient({"providers": {"a": provider(a, files=True, fine_tuning=True)}}, environ={})
+    with OpenAI(mesh=mesh) as sdk:
+        files = [sdk.files.create(file=(f"{i}.jsonl", TRAINING), purpose="fine-tune") for i in range(3)]
+        assert sorted(x.id for x in sdk.files.list(limit=1)) == sorted(f.id for f in files)  # three pages
+        assert [x.id for x in sdk.files.list(limit=2, order="asc").data] == [f.id for f in files[:2]]
+        jobs = [sdk.fine_tuning.jobs.create(model="gpt-x", training_file=f.id) for f in files]
+        assert [j.id for j in sdk.fine_tuning.jobs.list(limit=1)] == [j.id for j in reversed(jobs)]
+    # the next pages were asked for with the provider's own ids
+    assert any(r.query.get("after", "").startswith("file-") and "~" not in r.query["after"]
+               for r in a.requests if r.path == "/v1/files")

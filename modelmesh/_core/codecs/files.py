@@ -6,7 +6,7 @@ back to a `parse_*` method; nothing here does I/O. OpenAI's wire (and the OpenAI
 servers that offer these APIs: Groq, Together, ...) is the one the mesh drives:
 
     POST   {base}/files                multipart `purpose`, `file`      -> File object
-    GET    {base}/files[?purpose=]                                      -> {"object": "list", "data"}
+    GET    {base}/files[?purpose=&after=&limit=&order=]                 -> {"object": "list", "data", "has_more"}
     GET    {base}/files/{id}                                            -> File object
     GET    {base}/files/{id}/content                                    -> the bytes
     DELETE {base}/files/{id}                                            -> {"id", "deleted": true}
@@ -117,8 +117,11 @@ class FilesCodec:
         return ApiWire(method="POST", url=self._url(target, "/files"), headers=self._headers(target) | {
             "Content-Type": ctype}, content=body)
 
-    def list_files(self, target: Target, purpose: str | None = None) -> ApiWire:
-        return self._wire("GET", target, "/files", query={"purpose": purpose})
+    def list_files(self, target: Target, purpose: str | None = None, after: str | None = None,
+                   limit: int | None = None, order: str | None = None) -> ApiWire:
+        return self._wire("GET", target, "/files", query={
+            "purpose": purpose, "after": vendor_id(after, "after") if after is not None else None, "limit": limit,
+            "order": order})
 
     def retrieve_file(self, target: Target, file_id: str) -> ApiWire:
         return self._wire("GET", target, f"/files/{vendor_id(file_id, 'file_id')}")
