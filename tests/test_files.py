@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modelmesh import errors as E
 from modelmesh._core.codecs.files import tag, untag
@@ -138,6 +140,13 @@ def test_a_provider_that_cannot_be_reached_is_a_connection_error(shell):
                                              "models": ["gpt-x"], "infrastructure": {"files": True}}}
     with mesh(shell, {"a": cfg}) as client, pytest.raises(E.APIConnectionError, match="provider 'a' files API"):
         client.files.list()
+
+
+@given(ident=st.from_regex(r"[A-Za-z0-9_.:~-]{1,60}", fullmatch=True),
+       provider_id=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True))
+def test_any_id_of_any_provider_comes_back_whole(ident, provider_id):
+    assert untag(tag(ident, provider_id)) == (ident, provider_id)
+    assert "/" not in tag(ident, provider_id) and "?" not in tag(ident, provider_id)
 
 
 def test_ids_carry_their_provider_reversibly():
