@@ -100,8 +100,9 @@ class AsyncMeshClient(_MeshBase):
         return int(await self.transport.run_probes())
 
     async def run_discovery(self) -> int:
-        """Fetch the model listings the registry sync wants now and apply them; returns how
-        many were fetched. The client's background task does this by itself."""
+        """Fetch the model listings the registry sync wants now and the quota and price queries
+        due, and apply them; returns how many were fetched. The client's background task does
+        this by itself."""
         return int(await self.transport.run_discovery())
 
     async def check_jobs(self) -> int:

@@ -447,10 +447,11 @@ _MEMORY_UNACTED = {"config": "config", "sync_policy": "persistence.sync_policy",
                    "encryption_secret": "persistence.encryption_secret", "locking_enabled": "locking.enabled",
                    "locking_timeout": "locking.timeout",
                    "locking_retry_interval": "locking.retry_interval"}
-_UNACTED_PROVIDER = {"quota.query_current": (None, "quota_query_current"),
-                     "quota.query_remaining": (None, "quota_query_remaining"),
-                     "pricing.query": (None, "pricing_query"),
-                     "rate_limits.tpm": ("rate_limits", "tpm")}
+_UNACTED_PROVIDER = {"rate_limits.tpm": ("rate_limits", "tpm")}
+# settings that ask a provider's API for something: (the setting, the interface it needs)
+_QUERIES = (("quota.query_current", "quota_query_current", "quota"),
+            ("quota.query_remaining", "quota_query_remaining", "quota"),
+            ("pricing.query", "pricing_query", "pricing"))
 
 
 def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
@@ -478,6 +479,9 @@ def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{where}.{key}: {NOT_ACTED_ON}")
         problems += [problem for k, on in p.infrastructure.items()
                      if on and (problem := _infrastructure_refusal(where, p.connector, k, codecs.get(pid)))]
+        problems += [_not_offered(f"{where}.{key}", p.connector, interface, codecs.get(pid))
+                     for key, attr, interface in _QUERIES
+                     if getattr(p, attr) and interface not in _offered(p.connector, codecs.get(pid))]
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
         problems += [problem for i, m in enumerate(p.models)
@@ -510,16 +514,23 @@ def _probe_refusals(config: MeshConfig) -> list[str]:
             "remove one of them" for where, rotation in rotations if rotation.recovery.probe_on_start]
 
 
+def _offered(connector: str, codec: Any) -> frozenset[str]:
+    from ._core.codecs import infrastructure_of
+
+    return infrastructure_of(connector, codec)
+
+
+def _not_offered(where: str, connector: str, interface: str, codec: Any) -> str:
+    has = ", ".join(sorted(_offered(connector, codec))) or "none"
+    return (f"{where}: the '{connector}' connector does not offer {interface.replace('_', '-')} "
+            f"(it offers: {has}); remove it")
+
+
 def _infrastructure_refusal(where: str, connector: str, key: str, codec: Any) -> str | None:
     """`infrastructure.<key>: true` for a connector that does not offer it: the problem,
     naming both; None when it is fine."""
-    from ._core.codecs import infrastructure_of
-
-    offered = infrastructure_of(connector, codec)
-    if key not in offered:
-        has = ", ".join(sorted(offered)) or "none"
-        return (f"{where}.infrastructure.{key}: the '{connector}' connector does not offer {key.replace('_', '-')} "
-                f"(it offers: {has}); remove it")
+    if key not in _offered(connector, codec):
+        return _not_offered(f"{where}.infrastructure.{key}", connector, key, codec)
     return None
 
 

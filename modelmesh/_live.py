@@ -113,5 +113,22 @@ def table(snapshot: Mapping[str, Any]) -> str:
         lines.append("providers")
         for name, p in providers.items():
             state = "up" if p.get("up") else f"down ({p.get('reason') or 'unknown'})"
-            lines.append(f"  {name}: {state}, spend today {_cell(p.get('spend_day'), '$')}")
+            quota = f", {quota_text(p['quota'])}" if p.get("quota") else ""
+            lines.append(f"  {name}: {state}, spend today {_cell(p.get('spend_day'), '$')}{quota}")
     return "\n".join(lines)
+
+
+def quota_text(q: Mapping[str, Any]) -> str:
+    """What a provider's quota endpoint said, in a few words (status()'s `providers.<id>.quota`)."""
+    unit = q.get("unit") or ""
+    remaining, limit, used = q.get("remaining"), q.get("limit"), q.get("used")
+    if q.get("available") is False:
+        text = "quota: the provider says the key cannot be used"
+        return text + (f" (balance {remaining:.2f} {unit})" if remaining is not None else "")
+    if remaining is not None and limit:
+        return f"quota {remaining:.2f} of {limit:.2f} {unit} left ({remaining / limit:.0%})"
+    if remaining is not None:
+        return f"balance {remaining:.2f} {unit}"
+    if used is not None:
+        return f"quota used {used:.2f} {unit} (no limit)"
+    return "quota: not reported"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
@@ -30,6 +31,28 @@ def _client(path: str, **kw: Any):
     from .client import MeshClient
 
     return MeshClient(path, **kw)
+
+
+def _looking_client(path: str) -> Any:
+    """A client for a look at the mesh: with quota queries configured, it has their first
+    answers (each bounded by its provider's timeout), so `status` can show what is left."""
+    answers: list[Any] = []
+    arrived = threading.Condition()
+
+    def on_event(ev: Any) -> None:
+        if ev.type == "quota_reported":
+            with arrived:
+                answers.append(ev)
+                arrived.notify_all()
+
+    client = _client(path, on_event=on_event)
+    asked = [pid for pid, kind in client.core.queries.every if kind == "quota"]
+    if asked:
+        client.run_discovery()  # the start round, unless the background thread is already at it
+        limit = max(client.config.providers[pid].timeout for pid in asked) + 1.0
+        with arrived:
+            arrived.wait_for(lambda: len(answers) >= len(asked), timeout=limit)
+    return client
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -60,7 +83,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise SystemExit("modelmesh status: give a CONFIG file or --url, not both")
     if args.watch or args.url is not None:
         return _watch(args)
-    with _client(args.config) as client:
+    with _looking_client(args.config) as client:
         client.sync()  # with shared storage, what every process knows; without, nothing to do
         snap = client.status()
         if args.json:
@@ -72,8 +95,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{'read now' if st['reachable'] else 'UNREACHABLE, showing this process only'}"
                   f"{'' if st['locking'] else '; locking off'}")
             _print_processes(st["processes"], now=time.time())  # the client's clock when made here
+        from ._live import quota_text
+
         for pid, p in snap["providers"].items():
-            print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}")
+            quota = f"; {quota_text(p['quota'])}" if p.get("quota") else ""
+            print(f"provider {pid}: {'up' if p['up'] else 'DOWN (' + str(p['reason']) + ')'}{quota}")
         for name, rows in snap["pools"].items():
             pool = client.config.pools.get(name)
             print(f"pool {name}:" + (f"  {pool.description}" if pool is not None and pool.description else ""))
@@ -91,7 +117,7 @@ def _watch(args: argparse.Namespace) -> int:
     client: Any = None
     view: Any = None
     if args.url is None:
-        client = _client(args.config)
+        client = _looking_client(args.config)
         view = LiveView(client)
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and args.watch else ""
     shown = 0

@@ -317,8 +317,9 @@ class MeshClient(_MeshBase):
 
     def run_discovery(self) -> int:
         """Fetch the model listings the registry sync wants now (discovery.sync,
-        catalogue.auto_discover), in this thread, and apply them; returns how many were
-        fetched. The background thread does this by itself; requests never do."""
+        catalogue.auto_discover) and the quota and price queries due (quota.query_*,
+        pricing.query), in this thread, and apply them; returns how many were fetched. The
+        background thread does this by itself; requests never do."""
         return self.transport.run_discovery()
 
     def check_jobs(self) -> int:

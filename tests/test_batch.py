@@ -269,7 +269,8 @@ def test_a_connector_without_a_batch_api_cannot_claim_one():
         modelmesh.build({"providers": {"g": {"connector": "gemini", "config": {
             "auth": {"api_key": "gk-0123456789"}, "models": ["gemini-2.0-flash"], "infrastructure": {"batch": True}}}}},
             environ={})
-    assert "providers.g.config.infrastructure.batch: the 'gemini' connector does not offer batch (it offers: discovery)" in str(info.value)
+    assert ("providers.g.config.infrastructure.batch: the 'gemini' connector does not offer batch "
+            "(it offers: discovery)") in str(info.value)
 
 
 def test_one_pool_per_provider_batch_and_secrets_stay_out_of_errors(ups, clock):

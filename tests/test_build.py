@@ -223,7 +223,6 @@ UNACTED = {
     "providers": {"p": {"connector": "openai-compatible", "config": {
         "base_url": "http://127.0.0.1:9/v1", "auth": {"api_key": "sk-unacted-0123456789", "key_rotation": True},
         "models": [{"id": "m", "weight": 2}],
-        "quota": {"query_current": True, "query_remaining": True}, "pricing": {"query": True},
         "catalogue": {"refresh_interval": "1h"}, "rate_limits": {"tpm": 1000},
         "infrastructure": {"batch": False, "files": True}}}},
     "storage": {"connector": "memory", "config": {"path": "x"},
@@ -249,8 +248,7 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
                or "not acted on in this version; remove it or leave it at its default (" in p for p in problems)
     c = "providers.p.config"
     assert paths(problems) == {
-        f"{c}.models[0].weight", f"{c}.quota.query_current", f"{c}.quota.query_remaining",
-        f"{c}.pricing.query", f"{c}.rate_limits.tpm",
+        f"{c}.models[0].weight", f"{c}.rate_limits.tpm",
         "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
         "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",
         "storage.locking.enabled", "storage.locking.timeout", "storage.locking.retry_interval",

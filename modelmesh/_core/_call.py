@@ -736,6 +736,7 @@ _KEY_INPUTS = {ErrorKind.RATE_LIMITED: KeyInput.THROTTLED, ErrorKind.QUOTA_EXHAU
 _STANDBY_CAUSE: dict[str, tuple[type[E.APIStatusError], str]] = {
     DeactivationReason.AUTH_FAILURE.value: (E.AuthenticationError, "invalid_api_key"),
     DeactivationReason.QUOTA_EXHAUSTED.value: (E.RateLimitError, "insufficient_quota"),
+    DeactivationReason.QUOTA_LOW.value: (E.RateLimitError, "insufficient_quota"),
     DeactivationReason.RATE_LIMITED.value: (E.RateLimitError, "rate_limit_exceeded"),
     DeactivationReason.REQUEST_LIMIT.value: (E.RateLimitError, "rate_limit_exceeded"),
     DeactivationReason.TOKEN_LIMIT.value: (E.RateLimitError, "rate_limit_exceeded"),

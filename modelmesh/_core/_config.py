@@ -245,7 +245,8 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
     if set(retryable) & set(fatal):
         ctx.problem(error.path, f"codes {sorted(set(retryable) & set(fatal))} are both "
                                 "retryable and non-retryable")
-    quota = c.sub("quota", ("reset_schedule", "query_current", "query_remaining"))
+    quota = c.sub("quota", ("reset_schedule", "query_current", "query_remaining", "query_interval", "min_remaining"))
+    pricing = c.sub("pricing", ("query", "query_interval"))
     catalogue = c.sub("catalogue", ("auto_discover", "refresh_interval", "open"))
     auto = catalogue.get("auto_discover", False, as_bool)
     budget = c.sub("budget", _names(BudgetConfig))
@@ -270,7 +271,10 @@ def _provider(ctx: Ctx, pid: str, value: Any, path: str) -> ProviderConfig:
             ("daily", "monthly", "rolling", "daily_utc"))),
         quota_query_current=quota.get("query_current", False, as_bool),
         quota_query_remaining=quota.get("query_remaining", False, as_bool),
-        pricing_query=c.sub("pricing", ("query",)).get("query", False, as_bool),
+        quota_query_interval=quota.get("query_interval", base.quota_query_interval, as_positive_duration),
+        quota_min_remaining=quota.get("min_remaining", base.quota_min_remaining, as_number(0.0, 1.0)),
+        pricing_query=pricing.get("query", False, as_bool),
+        pricing_query_interval=pricing.get("query_interval", base.pricing_query_interval, as_positive_duration),
         retryable_codes=retryable, non_retryable_codes=fatal,
         headers=c.get("headers", base.headers, lambda v: FrozenMap(as_headers(v))),
         api_version=c.get("api_version", None, as_str),

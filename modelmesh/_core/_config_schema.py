@@ -206,9 +206,12 @@ class ProviderConfig:
     max_retries: int = 0
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     quota_reset_schedule: str | None = None   # daily | monthly | rolling | daily_utc
-    quota_query_current: bool = False
-    quota_query_remaining: bool = False
-    pricing_query: bool = False
+    quota_query_current: bool = False         # ask the provider's quota endpoint (status shows the usage)
+    quota_query_remaining: bool = False       # ... and rotate away before what is left runs out
+    quota_query_interval: float = 300.0       # seconds between quota queries
+    quota_min_remaining: float = 0.05         # below this share of the limit left: on standby (quota_low)
+    pricing_query: bool = False               # take prices from the provider's model listing
+    pricing_query_interval: float = 3600.0    # seconds between price queries
     retryable_codes: tuple[int, ...] = _DEFAULT_CODES
     non_retryable_codes: tuple[int, ...] = (400, 401, 403)
     headers: Mapping[str, str] = field(default=_EMPTY, repr=False)

@@ -26,6 +26,8 @@ __all__ = [
     "KeyRotated",
     "KeyRetired",
     "KeysReloaded",
+    "QuotaReported",
+    "PricesUpdated",
     "EVENT_TYPES",
 ]
 
@@ -182,6 +184,28 @@ class KeysReloaded(MeshEvent):
     fingerprint: str  # of the key now in use
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaReported(MeshEvent):
+    """A provider's quota was asked (quota.query_*): amounts in `unit`; None: not told.
+    `answered` False: the query failed or made no sense, and nothing changed."""
+
+    provider: str
+    remaining: float | None = None
+    limit: float | None = None
+    fraction: float | None = None  # of the limit left
+    unit: str = ""
+    low: bool = False  # below quota.min_remaining (with query_remaining, the provider is rotated away from)
+    answered: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PricesUpdated(MeshEvent):
+    """A provider's model listing gave prices (pricing.query) for `models` of the mesh."""
+
+    provider: str
+    models: tuple[str, ...]
+
+
 _NAMES: dict[type, str] = {
     RequestRouted: "request_routed",
     AttemptFailed: "attempt_failed",
@@ -198,5 +222,7 @@ _NAMES: dict[type, str] = {
     KeyRotated: "key_rotated",
     KeyRetired: "key_retired",
     KeysReloaded: "keys_reloaded",
+    QuotaReported: "quota_reported",
+    PricesUpdated: "prices_updated",
 }
 EVENT_TYPES = frozenset(_NAMES.values())

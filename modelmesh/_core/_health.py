@@ -52,6 +52,7 @@ __all__ = [
 _INF = math.inf
 _AVAILABILITY_LOW = "availability score below threshold"
 _HEALTH_FAILED = "health check failed"
+_QUOTA_LOW = DeactivationReason.QUOTA_LOW.value
 # standbys that a last-resort trial may cut short: the model erred or was busy, it is not barred
 _REASONS = {r.value: r for r in DeactivationReason}  # a shared fact's reason, as recorded here
 _SOFT = frozenset({DeactivationReason.RETRY_LIMIT, DeactivationReason.ERROR_RATE, DeactivationReason.RATE_LIMITED})
@@ -130,6 +131,17 @@ class ProviderByHand:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaSeen:
+    """A provider's quota endpoint answered (`_quota.py`): `low` puts it on standby (reason
+    quota_low) until `until`; not low brings it back from such a standby."""
+
+    provider: str
+    low: bool
+    until: float
+    report: Any = None  # the QuotaReport, kept for status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Delisted:
     """Registry sync: `ref` is gone from its provider's listing (`gone`), or listed again."""
 
@@ -167,8 +179,9 @@ class Health:
         self._record: dict[type, Callable[[Any, float, list[MeshEvent]], Consequence | None]] = {
             Sent: self._sent, Served: self._served, Faulted: self._faulted, Released: self._released,
             Probed: self._probed, ModelByHand: self._model_by_hand, ProviderByHand: self._provider_by_hand,
-            Delisted: self._delisted,
+            Delisted: self._delisted, QuotaSeen: self._quota_seen,
         }
+        self.quota: dict[str, Any] = {}  # provider -> its latest QuotaReport (quota queries)
 
     def add_pool(self, pool: Pool) -> None:
         self.pools[pool.name] = pool
@@ -502,6 +515,16 @@ class Health:
     def _provider_by_hand(self, o: ProviderByHand, now: float, events: list[MeshEvent]) -> None:
         self._provider_up(o.provider, now, "manual", events)
 
+    def _quota_seen(self, o: QuotaSeen, now: float, events: list[MeshEvent]) -> None:
+        pid = o.provider
+        self.quota[pid] = o.report
+        ps = self.provider_states[pid]
+        ours = not ps.available and ps.reason == _QUOTA_LOW  # a standby of another kind is not the quota's to end
+        if o.low and (ps.available or ours):
+            self._provider_down(pid, now, _QUOTA_LOW, o.until, events)
+        elif not o.low and ours:
+            self._provider_up(pid, now, "quota", events)
+
     # -- transitions ---------------------------------------------------------------------------
     def _deactivate(self, pool: Pool, ref: str, decision: Deactivation, now: float, events: list[MeshEvent]) -> None:
         self.version += 1
@@ -784,6 +807,8 @@ class Health:
             providers[pid] = {"up": up, "reason": None if up else ps.reason, "until": None if up else ps.until,
                               "spend_day": round(ps.spend_day, 6), "spend_month": round(ps.spend_month, 6),
                               "enabled": provider.config.enabled}
+            if pid in self.quota:
+                providers[pid]["quota"] = self.quota[pid].to_dict()
         pools = {pool.name: self.rows(pool, now) for pool in self.pools.values()}
         return {"providers": providers, "pools": pools}
 

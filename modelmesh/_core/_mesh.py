@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from . import _errors as E
@@ -28,16 +29,17 @@ from ._call import Call
 from ._capabilities import infer_capabilities, is_capability, is_under, resolve_capability, short_name
 from ._config_schema import CONNECTOR_CAPABILITIES, MeshConfig, PoolConfig
 from ._discovery import Listing, Registry
-from ._events import MeshEvent, ModelDeprecated, ModelDiscovered
-from ._health import Delisted, Health, ModelByHand, Probe, Probed, ProviderByHand
+from ._events import MeshEvent, ModelDeprecated, ModelDiscovered, PricesUpdated, QuotaReported
+from ._health import Delisted, Health, ModelByHand, Probe, Probed, ProviderByHand, QuotaSeen
 from ._policies import PolicySet
 from ._pool import ModelInfo, Pool, ProviderRuntime
 from ._protocol import RoutingDecision, RoutingOptions
+from ._quota import Price, Queries, Query, parse_prices, parse_quota, quota_request
 from ._sharing import Fact
 from ._types import DeactivationReason, Rng
-from .codecs import codec_for_connector, get_codec
+from .codecs import codec_for_connector, get_codec, infrastructure_of
 
-__all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "Listing"]
+__all__ = ["MeshCore", "RoutingOptions", "RoutingDecision", "Probe", "Listing", "Query"]
 
 
 _OP_WORDS = {"chat": "chat completion", "embeddings": "embeddings", "speech": "text-to-speech",
@@ -100,6 +102,8 @@ class MeshCore:
             self.health.add_pool(self.pools[name])
         self.health.start_checks = self._start_checks()
         self.registry = Registry(config)
+        self.queries = Queries(config, {pid: infrastructure_of(r.config.connector, r.codec)
+                                        for pid, r in self.providers.items()})
         self._implicit: dict[str, Pool] = {}
         # models taken out (or put back) by hand in every pool: pools made later by a request's
         # `model` name (a capability, a bare id) start with them so
@@ -120,7 +124,8 @@ class MeshCore:
     def starts_background(self) -> bool:
         """Whether the shell should start its background work (probes, discovery) as the client
         starts rather than at the first request: something is due at start."""
-        return (bool(self.health.start_checks) and self.health.probing) or bool(self.registry.at_start)
+        return ((bool(self.health.start_checks) and self.health.probing) or bool(self.registry.at_start)
+                or bool(self.queries.every))
 
     # -- membership ------------------------------------------------------------------------
     def _members(self, pcfg: PoolConfig) -> list[ModelInfo]:
@@ -312,6 +317,68 @@ class MeshCore:
         with self.lock:
             self.health.schedule_checks(now)
             self.registry.schedule(now)
+            self.queries.schedule(now)
+
+    # -- quota and pricing queries (see _quota) ------------------------------------------------------
+    def due_queries(self, now: float) -> list[Query]:
+        """The quota and price questions due now, each scheduled again at once."""
+        with self.lock:
+            due = self.queries.due(now)
+        out = []
+        for pid, kind in due:
+            runtime = self.providers[pid]
+            connector = runtime.config.connector
+            target = runtime.bare_target()
+            request = (quota_request(connector, runtime.codec, target) if kind == "quota"
+                       else runtime.codec.build_request(target, "models", {}, stream=False))
+            if request is not None:
+                out.append(Query(key=f"{kind}:{pid}", provider=pid, kind=kind, connector=connector, target=target,
+                                 request=request, timeout=runtime.config.timeout))
+        return out
+
+    def queried(self, query: Query, status: int | None, headers: Mapping[str, str], body: bytes, *,
+                now: float) -> list[MeshEvent]:
+        """A query's answer (`status` None: it could not be sent or read; nothing changes)."""
+        events: list[MeshEvent] = []
+        runtime = self.providers[query.provider]
+        if query.kind == "pricing":
+            if status is not None and 200 <= status < 300:
+                repriced = self._reprice(query.provider, parse_prices(body))
+                events.append(PricesUpdated(at=now, provider=query.provider, models=repriced))
+            return events
+        report = None if status is None else parse_quota(query.connector, runtime.codec, status, headers, body, now)
+        if report is None:
+            events.append(QuotaReported(at=now, provider=query.provider, answered=False))
+            return events
+        cfg = runtime.config
+        # low only matters to a provider asked to rotate before its quota ends (query_remaining)
+        low = cfg.quota_query_remaining and report.low(cfg.quota_min_remaining)
+        events.append(QuotaReported(at=now, provider=query.provider, remaining=report.remaining, limit=report.limit,
+                                    fraction=report.fraction, unit=report.unit, low=low))
+        with self.lock:
+            after = self.queries.next_at(query.provider, "quota") or now + cfg.quota_query_interval
+            until = after + cfg.quota_query_interval + cfg.timeout  # lapses if the next answers never come
+            self.health.record(QuotaSeen(provider=query.provider, low=low, until=until, report=report), now, events)
+        return events
+
+    def _reprice(self, pid: str, prices: Mapping[str, Price]) -> tuple[str, ...]:
+        """The provider's listed prices for its models in the mesh, from the next request on;
+        the refs repriced."""
+        done = []
+        with self.lock:
+            for ref, info in list(self.models.items()):
+                price = prices.get(info.model) if info.provider == pid else None
+                if price is None:
+                    continue
+                new = replace(info, input_per_1m=price.input_per_1m, output_per_1m=price.output_per_1m,
+                              per_request=price.per_request,
+                              context_window=info.context_window or price.context_window)
+                self.models[ref] = new
+                done.append(ref)
+                for pool in self.all_pools():
+                    if ref in pool.by_ref:
+                        pool.replace_member(new)
+        return tuple(done)
 
     # -- registry sync (see _discovery) ---------------------------------------------------------------
     def due_listings(self, now: float) -> list[Listing]:

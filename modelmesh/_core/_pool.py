@@ -163,6 +163,19 @@ class Pool:
         self._unfit = {}
         self._budget = None
 
+    def replace_member(self, model: ModelInfo) -> None:
+        """A member's facts changed (prices from its provider's listing): same place, new facts."""
+        old = self.by_ref.get(model.ref)
+        if old is None:
+            return
+        index = self.members.index(old)
+        self.members = (*self.members[:index], model, *self.members[index + 1:])
+        self.by_ref = {**self.by_ref, model.ref: model}
+        if model.context_window != old.context_window:
+            self.plain = (*self.plain[:index], Candidate(ref=model.ref, provider=model.provider, model=model.model,
+                                                         index=index, context_window=model.context_window),
+                          *self.plain[index + 1:])
+
     def attempt_budget(self, providers: Mapping[str, ProviderRuntime]) -> int:
         """Attempts a request may make: by default every member gets a try plus its same-model
         retries (the request's deadline bounds it all). Fixed by configuration: computed once."""

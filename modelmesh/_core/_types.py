@@ -58,6 +58,7 @@ class DeactivationReason(enum.Enum):
     BUDGET_LIMIT = "budget_limit"
     QUOTA_WINDOW = "quota_window"          # a limit of the daily/monthly period is spent
     QUOTA_EXHAUSTED = "quota_exhausted"    # the provider said the quota is spent
+    QUOTA_LOW = "quota_low"                # its quota endpoint says little is left: rotated away before a 429
     MAINTENANCE = "maintenance"
     AUTH_FAILURE = "auth_failure"
     PROVIDER_OUTAGE = "provider_outage"

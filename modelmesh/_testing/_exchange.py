@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from ._media import MEDIA_KINDS
+from ._openai import balance_body, key_body, priced
 from ._steps import (
     CutStream,
     Drop,
@@ -117,6 +118,8 @@ class Exchange:
             return Error(404, code="", message=f"Invalid URL ({self.req.method} {self.req.path})")
         if route.kind == "model" and route.model not in up.models:
             return Error(404, code="model_not_found")
+        if (route.kind == "key" and up.quota is None) or (route.kind == "balance" and up.balance is None):
+            return Error(404, code="", message=f"Invalid URL ({self.req.method} {self.req.path})")
         if route.kind == "chat" and (route.model or "").startswith("ft:") and not up._serves_fine_tuned(route.model):
             return Error(404, code="model_not_found")  # a fine-tuned model exists once its job has succeeded
         return None
@@ -125,7 +128,14 @@ class Exchange:
         kind, up = self.route.kind, self.up
         created = int(up._clock())
         if kind == "models":
-            return self.dialect.models_body(up.models, created, up.name)
+            listing = self.dialect.models_body(up.models, created, up.name)
+            return priced(listing, up.prices) if up.prices else listing
+        if kind == "key":
+            assert up.quota is not None
+            return key_body(up.quota)
+        if kind == "balance":
+            assert up.balance is not None
+            return balance_body(up.balance)
         if kind == "model":
             return self.dialect.model_body(self.route.model or "", created, up.name)
         if kind == "count_tokens":

@@ -100,6 +100,10 @@ class OpenAIDialect(Dialect):
             return Route(kind=_MEDIA_PATHS[req.path], model=req.model, stream=req.path == "/v1/audio/speech")
         if req.method == "GET" and req.path == "/v1/models":
             return Route(kind="models")
+        if req.method == "GET" and req.path == "/v1/key":  # OpenRouter's key endpoint
+            return Route(kind="key")
+        if req.method == "GET" and req.path == "/user/balance":  # DeepSeek's, on the host
+            return Route(kind="balance")
         if req.method == "GET" and req.path.startswith("/v1/models/") and len(req.path) > 11:
             return Route(kind="model", model=req.path[11:])
         return Route(kind="unknown")
@@ -247,6 +251,33 @@ class OpenAIDialect(Dialect):
 
     def model_body(self, model_id: str, created: int, owner: str) -> dict:
         return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
+
+
+# -- account endpoints of the OpenAI-compatible vendors ---------------------------------------------
+
+def priced(listing: dict, prices: Mapping[str, tuple[float, float]]) -> dict:
+    """A model listing with OpenRouter's `pricing` (USD per token, as decimal strings)."""
+    for entry in listing["data"]:
+        price = prices.get(entry["id"])
+        if price is not None:
+            entry["pricing"] = {"prompt": f"{price[0]:.10f}", "completion": f"{price[1]:.10f}", "request": "0"}
+    return listing
+
+
+def key_body(quota: Mapping[str, Any]) -> dict:
+    """OpenRouter's GET /key: the key's limit, what is left of it and its usage, in USD."""
+    limit, usage = quota.get("limit"), float(quota.get("usage", 0.0))
+    return {"data": {"label": "sk-or-v1-fak...key", "limit": limit, "usage": usage, "usage_daily": usage,
+                     "limit_remaining": None if limit is None else max(0.0, float(limit) - usage),
+                     "is_free_tier": False, "limit_reset": None}}
+
+
+def balance_body(balance: Mapping[str, Any]) -> dict:
+    """DeepSeek's GET /user/balance."""
+    total = str(balance.get("total", "0.00"))
+    return {"is_available": bool(balance.get("available", True)), "balance_infos": [
+        {"currency": balance.get("currency", "USD"), "total_balance": total, "granted_balance": "0.00",
+         "topped_up_balance": total}]}
 
 
 def _phrase(status: int) -> str:

@@ -224,6 +224,13 @@ class FakeUpstream:
         self._closing = threading.Event()
         self._in_flight = self._max_in_flight = 0
         self.batch_polls = 0  # status polls a submitted batch waits for before it is processed (_batches.py)
+        # what the account endpoints report (OpenAI style): `quota` as OpenRouter's GET /v1/key
+        # ({"limit": 100, "usage": 98}: USD), `balance` as DeepSeek's GET /user/balance
+        # ({"total": "0.50", "currency": "USD", "available": True}); None: the endpoint is absent.
+        # `prices`: model id -> (USD per input token, USD per output token), listed with the models
+        self.quota: dict[str, Any] | None = None
+        self.balance: dict[str, Any] | None = None
+        self.prices: dict[str, tuple[float, float]] = {}
         # fine-tuning jobs (_files.py): the retrieve that ends a job, and the error it then fails with (None: it succeeds)
         self.fine_tune_polls = 1
         self.fine_tune_error: str | None = None

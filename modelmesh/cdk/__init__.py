@@ -16,7 +16,10 @@ failover, rotation, rate-limit and budget handling for free.
   header), override `translate_request` and `translate_response`; errors are classified
   from the HTTP status and `error_message`. It does not stream: streaming requests skip it.
 
-Use one from configuration as `connector: "my_package.module:MyProvider"`.
+Use one from configuration as `connector: "my_package.module:MyProvider"`. A provider class
+offers no infrastructure (codecs.INTERFACES) until it names it in `infrastructure`; one that
+offers "quota" answers `quota_request(target) -> WireRequest` and
+`parse_quota(status, headers, body) -> QuotaReport | None`.
 
 Secret stores (seed 003): `BaseSecretStore` (override `_resolve(name)`; for management,
 `_names`, `_store` and `_remove`: a store without them is read-only and says so) and
@@ -47,6 +50,7 @@ import abc
 from collections.abc import Mapping
 from typing import Any
 
+from .._core._quota import QuotaReport
 from .._core._types import ErrorInfo, ErrorKind, WireRequest
 from .._core.codecs._base import (
     Codec,
@@ -79,7 +83,7 @@ __all__ = [
     "BaseObservability", "ConsoleObservability", "FileObservability", "NullObservability",
     "BaseRotationPolicy", "ThresholdRotationPolicy",
     "BaseStorage", "KeyValueStorage", "Lock", "Stat", "StorageUnavailable",
-    "BaseDiscovery", "HttpHealthDiscovery", "HealthCheck",
+    "BaseDiscovery", "HttpHealthDiscovery", "HealthCheck", "QuotaReport",
 ]
 __all__ += mixins.__all__
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from .._core import _errors as E
 from .._core._call import Call
-from .._core._mesh import Listing, MeshCore, Probe
+from .._core._mesh import Listing, MeshCore, Probe, Query
 from .._core._protocol import (
     Attempt,
     Cancelled,
@@ -409,29 +409,50 @@ class Driver:
         return ok, self.clock() - start
 
     # -- registry sync ------------------------------------------------------------------------
-    def due_listings(self) -> list[Listing]:
-        return self.core.due_listings(self.clock())
+    def due_fetches(self) -> list[Drive]:
+        """What discovery fetches now, each a drive to run to its end: the model listings the
+        registry sync wants, then the quota and price queries due (see `_core/_quota.py`)."""
+        now = self.clock()
+        drives = [self.list_models(listing) for listing in self.core.due_listings(now)]
+        return drives + [self.ask(query) for query in self.core.due_queries(now)]
 
     def list_models(self, listing: Listing) -> Drive:
         """Fetch one provider's model listing and hand its ids to the core (None when it failed:
         nothing changes). New ids get what the shipped catalogue knows of their prices."""
-        start = self.clock()
         ids = None
         if isinstance(listing.request, ConnectorCall):  # a connector that does its own I/O lists itself
             ids = yield Blocking(_own_listing, (listing,))
         else:
-            opened = yield Open(listing.request, listing.timeout, listing.timeout)
-            if type(opened) is not TransportFailed:
-                body = yield from self._body(LISTING_CAP, start, listing.timeout)
-                failed = type(body) is TransportFailed
-                yield Release(not failed)
-                if not failed:
-                    ids = self.core.listing_ids(listing, opened[0], opened[1], body)
+            got = yield from self._fetch(listing.request, listing.timeout)
+            if got is not None:
+                ids = self.core.listing_ids(listing, *got)
         try:
             known = _catalogued(listing, ids, self.core.models)
             self._emit(self.core.listed(listing, ids, now=self.clock(), known=known))
         except Exception:
             _log.exception("modelmesh: registry sync of %s failed unexpectedly", listing.provider)
+
+    def ask(self, query: Query) -> Drive:
+        """Send one quota or price query and hand its answer to the core (none, when it could
+        not be sent or read: nothing changes)."""
+        got = yield from self._fetch(query.request, query.timeout)
+        status, headers, body = got if got is not None else (None, {}, b"")
+        try:
+            self._emit(self.core.queried(query, status, headers, body, now=self.clock()))
+        except Exception:
+            _log.exception("modelmesh: the %s query of %s failed unexpectedly", query.kind, query.provider)
+
+    def _fetch(self, request: WireRequest, timeout: float) -> Drive:
+        """(status, headers, body) of a small GET-like request, all within `timeout`; None when
+        it could not be sent or read."""
+        start = self.clock()
+        opened = yield Open(request, timeout, timeout)
+        if type(opened) is TransportFailed:
+            return None
+        body = yield from self._body(LISTING_CAP, start, timeout)
+        failed = type(body) is TransportFailed
+        yield Release(not failed)
+        return None if failed else (opened[0], opened[1], body)
 
     # -- shared storage (blocking: a shell with an event loop calls these in a thread) ---------
     def sync(self, force: bool = True, patient: bool = True) -> bool:

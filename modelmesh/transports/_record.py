@@ -57,7 +57,8 @@ STRUCTURAL = frozenset({
 })
 
 # the doors of MeshCore that change (or may change) what it knows, with their argument names
-_CORE_DOORS = ("started", "route", "due_probes", "probe_result", "due_listings", "listed", "deactivate_model", "reactivate_model",
+_CORE_DOORS = ("started", "route", "due_probes", "probe_result", "due_listings", "listed", "due_queries", "queried",
+               "deactivate_model", "reactivate_model",
                "reactivate_provider", "snapshot", "facts", "absorb", "absorb_spend", "absorb_last_minute",
                "absorb_usage", "last_minute", "usage_period", "spend_periods")
 
@@ -430,7 +431,7 @@ class _Norm:
                     "score": value.score, "fallback": list(value.fallback_chain)}
         if door == "due_probes":
             return [[p.key, p.provider, p.pool, p.ref, p.request.method, self.text(p.request.url)] for p in value]
-        if door == "due_listings":
+        if door in ("due_listings", "due_queries"):
             return [[x.key, x.provider, x.request.method, self.text(x.request.url)] for x in value]
         if door in ("snapshot", "facts", "last_minute", "usage_period", "spend_periods"):
             text = json.dumps(_enc_loose(value), sort_keys=True, default=str)
@@ -756,6 +757,6 @@ class RecordingCore:
 
 # the doors that return the events they caused
 _EVENT_DOORS = frozenset({"set_api_keys", "probe_result", "deactivate_model", "reactivate_model", "reactivate_provider", "absorb",
-                          "absorb_usage", "listed"})
+                          "absorb_usage", "listed", "queried"})
 
 

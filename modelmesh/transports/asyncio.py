@@ -433,17 +433,17 @@ class AsyncTransport:
         return len(probes)
 
     async def run_discovery(self) -> int:
-        """Fetch every model listing the registry sync wants now and apply each; returns how many."""
-        listings = self.driver.due_listings()
-        for listing in listings:
+        """Fetch every model listing the registry sync wants now and every quota and price query
+        due, and apply each; returns how many."""
+        fetches = self.driver.due_fetches()
+        for drive in fetches:
             conn = _Conn()
-            drive = self.driver.list_models(listing)
             try:
                 await self._advance(drive, conn)
             finally:
                 drive.close()
                 await conn.drop()
-        return len(listings)
+        return len(fetches)
 
     async def _probe(self, probe: Probe) -> None:
         conn = _Conn()

@@ -221,7 +221,7 @@ def _replay_door(n: int, door: str, entry: Mapping[str, Any], core: Any, norm: _
     raised, out = _raised(n, door, entry, norm, lambda: getattr(core, door)(*args, **kwargs))
     if raised:
         return
-    if door in ("due_probes", "due_listings"):
+    if door in ("due_probes", "due_listings", "due_queries"):
         for p in out:
             probes[p.key] = p
     if door in _EVENT_DOORS:

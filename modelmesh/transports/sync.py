@@ -342,18 +342,18 @@ class SyncTransport:
         return len(probes)
 
     def run_discovery(self) -> int:
-        """Fetch every model listing the registry sync wants now (one after another: a sync is
-        rare) and apply each; returns how many were fetched."""
-        listings = self.driver.due_listings()
-        for listing in listings:
+        """Fetch every model listing the registry sync wants now and every quota and price
+        query due (one after another: they are rare) and apply each; returns how many."""
+        fetches = self.driver.due_fetches()
+        for drive in fetches:
             conn = _Conn()
             try:
-                self._advance(self.driver.list_models(listing), conn)
+                self._advance(drive, conn)
             except StopIteration:
                 pass
             finally:
                 conn.drop(False)
-        return len(listings)
+        return len(fetches)
 
     def _probe(self, probe: Probe) -> None:
         conn = _Conn()

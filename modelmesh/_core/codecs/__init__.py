@@ -64,15 +64,13 @@ _OFFERS: dict[str, frozenset[str]] = {
     "together": frozenset({"discovery", "batch", "files"}),
     "openrouter": frozenset({"discovery", "quota", "pricing"}),
     "deepseek": frozenset({"discovery", "quota"}),
-    "elevenlabs": frozenset(),
-    "deepgram": frozenset(),
 }
 
 
 def infrastructure_of(connector: str, codec: Codec | None = None) -> frozenset[str]:
     """The interfaces a configured connector offers: a built-in one's from the table above
-    (a model listing for any other whose wire format lists models), a custom class's from
-    its `infrastructure` attribute."""
+    (any other built-in one lists its models), a custom class's from its `infrastructure`
+    attribute."""
     if ":" in connector:
         return frozenset(getattr(codec, "infrastructure", ()) or ())
     offered = _OFFERS.get(connector)
