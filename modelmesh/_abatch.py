@@ -171,25 +171,7 @@ class _AsyncRemote:
                 error = exc
 
     async def _send(self, runtime: Any, wire: Any) -> bytes:
-        import httpx
-
-        from .transports._http import body_of
-        from .transports.asyncio import _translate
-
-        cfg = runtime.config
-        try:
-            shard = await self.client.transport.http.acquire(wire.url)
-            try:
-                request = shard.client.build_request(
-                    wire.method, wire.url, headers=dict(wire.headers), content=body_of(wire),
-                    timeout=httpx.Timeout(connect=cfg.connect_timeout, read=cfg.timeout, write=cfg.timeout,
-                                          pool=cfg.connect_timeout))
-                r = await shard.client.send(request)
-            finally:
-                shard.busy -= 1
-        except Exception as exc:  # noqa: BLE001 - httpx's errors, translated at the boundary
-            raise _unreachable(runtime, wire, _translate(exc)) from None
-        return _batch_answer(self.client, runtime, wire, r.status_code, r.headers, r.content)
+        return await asend_wire(self.client, runtime, wire)
 
     async def start(self) -> None:
         async with self._poll:
@@ -216,6 +198,29 @@ class _AsyncRemote:
     async def cancel(self) -> None:
         async with self._poll:
             await self._run(self.talk.cancel())
+
+
+async def asend_wire(client: Any, runtime: Any, wire: Any, api: str = "batch API") -> bytes:
+    """`_batch.send_wire` for AsyncMeshClient: the request sent with the client's httpx clients."""
+    import httpx
+
+    from .transports._http import body_of
+    from .transports.asyncio import _translate
+
+    cfg = runtime.config
+    try:
+        shard = await client.transport.http.acquire(wire.url)
+        try:
+            request = shard.client.build_request(
+                wire.method, wire.url, headers=dict(wire.headers), content=body_of(wire),
+                timeout=httpx.Timeout(connect=cfg.connect_timeout, read=cfg.timeout, write=cfg.timeout,
+                                      pool=cfg.connect_timeout))
+            r = await shard.client.send(request)
+        finally:
+            shard.busy -= 1
+    except Exception as exc:  # noqa: BLE001 - httpx's errors, translated at the boundary
+        raise _unreachable(runtime, wire, _translate(exc), api) from None
+    return _batch_answer(client, runtime, wire, r.status_code, r.headers, r.content, api)
 
 
 class AsyncBatches(_BatchesBase):

@@ -69,6 +69,9 @@ class AsyncMeshClient(_MeshBase):
                              environ, policies)
         self.transport = AsyncTransport(self.core, sleep=sleep, probe_check_interval=probe_check_interval, **common)
         self._hook_finished()
+        self._follow_jobs()
+        if self._jobs is not None:
+            self.transport.round_hooks.append(self._jobs.acheck)
         self._resources()
 
     async def __aenter__(self) -> AsyncMeshClient:
@@ -102,8 +105,13 @@ class AsyncMeshClient(_MeshBase):
         this by itself."""
         return int(await self.transport.run_discovery())
 
+    async def check_jobs(self) -> int:
+        """As MeshClient's `check_jobs`, awaited."""
+        return await self._jobs.acheck(force=True) if self._jobs is not None else 0
+
     def _resources(self) -> None:
         from ._abatch import AsyncBatches  # here, not at import: `import modelmesh` stays lean
+        from ._files import AsyncFiles, AsyncFineTuning
         from ._media import AsyncAudio, AsyncImages
 
         self.chat = _AsyncChat(self)
@@ -112,6 +120,8 @@ class AsyncMeshClient(_MeshBase):
         self.audio = AsyncAudio(self)
         self.images = AsyncImages(self)
         self.batches = AsyncBatches(self)
+        self.files = AsyncFiles(self)
+        self.fine_tuning = AsyncFineTuning(self)
         self.with_raw_response = _ClientRaw(self)
 
     async def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Any = None) -> Any:

@@ -23,8 +23,8 @@ and polls when asked: `refresh()` once, `wait()` until the batch ends, sleeping 
 client's `sleep` (a FakeClock's in tests, so no test waits). A provider batch's lines all
 name one pool, since the whole batch goes to one provider.
 
-Jobs live in this process, in the client that made them (there is no files API and no
-store of batches): `client.batches.retrieve(id)` finds a job this client created.
+Jobs live in this process, in the client that made them (there is no store of batches):
+`client.batches.retrieve(id)` finds a job this client created.
 
 What AsyncMeshClient shares (`_abatch.py` is its runner): the job and result model
 (`_JobView`), the checking of `create`'s arguments (`_BatchesBase._plan`), a local batch's
@@ -501,20 +501,41 @@ class _Conversation:
             job._move(event)
 
 
-def _batch_answer(client: Any, runtime: Any, wire: Any, status: int, headers: Any, body: bytes) -> bytes:
-    """The body of a batch API answer, or the mesh error its status says (the vendor's words)."""
+def _batch_answer(client: Any, runtime: Any, wire: Any, status: int, headers: Any, body: bytes,
+                  api: str = "batch API") -> bytes:
+    """The body of a provider API's answer, or the mesh error its status says (the vendor's
+    words, classified by the provider's codec, raised as the OpenAI SDK's class for it)."""
     if status < 400:
         return body
     info = runtime.codec.classify_error(status, headers, body, now=client._clock(), secrets=client.core.secret_values)
-    raise E.status_class(status)(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): "
+    raise E.status_class(status)(f"provider {runtime.id!r} {api} ({wire.method} {_path(wire.url)}): "
                                  f"{info.message}", status=status, provider=runtime.id, code=info.code, type=info.type)
 
 
-def _unreachable(runtime: Any, wire: Any, failed: Any) -> E.ModelMeshError:
-    """The mesh error for a batch API request that got no answer (`failed`: the shell's TransportFailed)."""
+def _unreachable(runtime: Any, wire: Any, failed: Any, api: str = "batch API") -> E.ModelMeshError:
+    """The mesh error for a provider API request that got no answer (`failed`: the shell's TransportFailed)."""
     cls = E.APITimeoutError if failed.kind.value == "timeout" else E.APIConnectionError
-    return cls(f"provider {runtime.id!r} batch API ({wire.method} {_path(wire.url)}): {failed.message}",
+    return cls(f"provider {runtime.id!r} {api} ({wire.method} {_path(wire.url)}): {failed.message}",
                provider=runtime.id)
+
+
+def send_wire(client: Any, runtime: Any, wire: Any, api: str = "batch API") -> bytes:
+    """Send one provider API request (an ApiWire: batches, files, fine-tuning) with MeshClient's
+    blocking HTTP; its answer's body, or the mesh error for its status or its failure."""
+    from .transports.sync import _translate
+
+    cfg = runtime.config
+    payload = wire.content if wire.content is not None else wire.json
+    try:
+        r = client.transport.http.send(wire.method, wire.url, wire.headers, payload,
+                                       connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout)
+        try:
+            body = _read_all(r)
+        finally:
+            r.release_conn()
+    except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated at the boundary
+        raise _unreachable(runtime, wire, _translate(exc), api) from None
+    return _batch_answer(client, runtime, wire, r.status, r.headers, body, api)
 
 
 def poll_interval(value: Any) -> float:
@@ -550,20 +571,7 @@ class _Remote:
                 error = exc
 
     def _send(self, runtime: Any, wire: Any) -> bytes:
-        from .transports.sync import _translate
-
-        cfg = runtime.config
-        payload = wire.content if wire.content is not None else wire.json
-        try:
-            r = self.client.transport.http.send(wire.method, wire.url, wire.headers, payload,
-                                                connect_timeout=cfg.connect_timeout, read_timeout=cfg.timeout)
-            try:
-                body = _read_all(r)
-            finally:
-                r.release_conn()
-        except Exception as exc:  # noqa: BLE001 - urllib3's and requests' errors, translated at the boundary
-            raise _unreachable(runtime, wire, _translate(exc)) from None
-        return _batch_answer(self.client, runtime, wire, r.status, r.headers, body)
+        return send_wire(self.client, runtime, wire)
 
     def start(self) -> None:
         with self._poll:
@@ -662,9 +670,10 @@ class _BatchesBase:
     @staticmethod
     def _arguments(where: str, input_file_id: str | None, completion_window: str, hints: Mapping[str, Any]) -> None:
         if input_file_id is not None:
-            raise E.InvalidArgumentError(f"{where}: 'input_file_id' names an uploaded file, and the mesh has no files "
-                                         "API; pass the request lines themselves as input=[...] or a JSONL file's "
-                                         "path as input='requests.jsonl'", param="input_file_id")
+            raise E.InvalidArgumentError(f"{where}: 'input_file_id' names a file uploaded to one provider, and a "
+                                         "batch's lines are routed by the mesh; pass the request lines themselves "
+                                         "as input=[...] or a JSONL file's path as input='requests.jsonl'",
+                                         param="input_file_id")
         if completion_window != "24h":
             raise E.InvalidArgumentError(f"{where}: 'completion_window' must be \"24h\", got {completion_window!r}",
                                          param="completion_window")
@@ -738,7 +747,7 @@ class Batches(_BatchesBase):
 
     Unlike OpenAI's, `create` takes the request lines themselves (`input=`: a list of
     `{"custom_id", "method", "url", "body"}` dicts, or the path of a JSONL file of them), not
-    an `input_file_id`: the mesh has no files API. Results are read from the job
+    an `input_file_id`: a file lives at one provider, a batch's lines are routed. Results are read from the job
     (`results(batch_id)` gives OpenAI's output lines) rather than from an output file."""
 
     def create(self, *, input: Any = None, endpoint: str = "/v1/chat/completions", completion_window: str = "24h",

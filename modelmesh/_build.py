@@ -488,7 +488,22 @@ def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
                             "kept fresh by a secret store with cache_ttl, or a modelmesh.cdk.BaseProvider")
         problems += [f"{where}.models[{i}].weight: {NOT_ACTED_ON} (load-balanced pools take "
                      "rotation.selection.weights)" for i, m in enumerate(p.models) if m.weight is not None]
+        problems += [problem for i, m in enumerate(p.models)
+                     if m.from_job is not None and (problem := _from_job_refusal(f"{where}.models[{i}].from_job",
+                                                                                 pid, p, m.from_job))]
     return problems
+
+
+def _from_job_refusal(where: str, pid: str, provider: Any, job: str) -> str | None:
+    """A model `from_job` is followed through its provider's fine-tuning API: the provider must
+    offer it, and a job id the mesh tagged must be this provider's."""
+    owner = job.rpartition("~")[2] if "~" in job else pid
+    if owner != pid:
+        return f"{where}: {job!r} is a job of provider '{owner}', not of '{pid}' whose model this is"
+    if not provider.infrastructure.get("fine_tuning"):
+        return (f"{where}: the mesh follows the job through the provider's fine-tuning API, so provider '{pid}' "
+                "needs infrastructure.fine_tuning: true")
+    return None
 
 
 def _probe_refusals(config: MeshConfig) -> list[str]:
@@ -516,16 +531,11 @@ def _not_offered(where: str, connector: str, interface: str, codec: Any) -> str:
 
 
 def _infrastructure_refusal(where: str, connector: str, key: str, codec: Any) -> str | None:
-    """`infrastructure.<key>: true` for a connector that does not offer it (or that this
-    version does not drive yet): the problem, naming both; None when it is fine."""
+    """`infrastructure.<key>: true` for a connector that does not offer it: the problem,
+    naming both; None when it is fine."""
     if key not in _offered(connector, codec):
         return _not_offered(f"{where}.infrastructure.{key}", connector, key, codec)
-    if key in _UNBUILT_INTERFACES:
-        return f"{where}.infrastructure.{key}: {NOT_ACTED_ON}"
     return None
-
-
-_UNBUILT_INTERFACES = frozenset({"files", "fine_tuning"})
 
 
 # -- observability --------------------------------------------------------------------------

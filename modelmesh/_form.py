@@ -1,4 +1,4 @@
-"""A multipart/form-data request body (OpenAI's transcriptions, translations and image edits)
+"""A multipart/form-data request body (OpenAI's transcriptions, translations, image edits, file uploads)
 read into the request dict the mesh sends: fields as values, files as `Upload`s.
 
 How it works: the stdlib's email parser reads MIME multipart, and form-data is MIME
@@ -23,7 +23,8 @@ from ._core._types import Upload
 __all__ = ["FormError", "FormPart", "parse_form", "form_parts", "FILE_FIELDS"]
 
 # the form fields that are files, per operation; any other field is text
-FILE_FIELDS = {"transcriptions": ("file",), "translations": ("file",), "image_edits": ("image", "mask")}
+FILE_FIELDS = {"transcriptions": ("file",), "translations": ("file",), "image_edits": ("image", "mask"),
+               "files_create": ("file",)}
 _NUMBERS: dict[str, type] = {"temperature": float, "n": int, "output_compression": int, "partial_images": int}
 _BOOLEANS = frozenset({"stream"})
 

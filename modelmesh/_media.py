@@ -133,6 +133,11 @@ class BinaryContent:
     def read(self) -> bytes:
         return self.content
 
+    @property
+    def text(self) -> str:
+        """The bytes as UTF-8 text (a file's content, say)."""
+        return self.content.decode("utf-8", "replace")
+
     async def aread(self) -> bytes:
         return self.content
 

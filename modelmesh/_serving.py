@@ -11,6 +11,8 @@ one step at a time:
     Execute(call)                            -> its Succeeded      (transport.execute)
     OpenStream(call)                         -> (handle, first)    (transport.stream, then its
                                                 first Deliver, or None for a stream with none)
+    Infra(resource, method, kwargs)          -> its result         (mesh.files.create(...),
+                                                mesh.fine_tuning.jobs.list(...), ...)
 
 A ModelMeshError a step raises is thrown back into the generator, which answers it. `serve`
 performs the steps blocking, `aserve` awaits them: the request-to-call mapping and the answer
@@ -24,6 +26,12 @@ Audio and images take the same path. Speech is always opened as a mesh stream an
 audio answered as it arrives (`BytesBody`), so failover before the first byte is invisible
 and a long file is never held whole; transcriptions, translations and image edits arrive as
 multipart/form-data (`_form.parse_form`, loaded only for them), the others as JSON.
+
+Files and fine-tuning (`/files...`, `/fine_tuning/jobs...`) are no pool requests: each is
+one call of the mesh's `files` or `fine_tuning.jobs` resource (`_files.py`), which picks
+the provider: from the id, else from the `x-modelmesh-provider` header (or a `provider`
+field in the JSON body or form), else the one provider that offers it. A key limited to
+some pools may not use them.
 
 A stream is pulled until its first chunk (or its failure) before `serve` returns, so a
 routing failure is the answer's status; the rest is pulled lazily as the front door reads
@@ -44,7 +52,7 @@ from ._core import _errors as E
 from ._core._protocol import RoutingOptions
 
 __all__ = ["Answer", "SSEBody", "AsyncSSEBody", "BytesBody", "AsyncBytesBody", "serve", "aserve", "serving",
-           "models_page", "ListModels", "Start", "Execute", "OpenStream", "expected_content_type"]
+           "models_page", "ListModels", "Start", "Execute", "OpenStream", "Infra", "expected_content_type"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -101,21 +109,38 @@ class OpenStream:
     call: Any
 
 
-Step = ListModels | Start | Execute | OpenStream
+@dataclass(frozen=True, slots=True)
+class Infra:
+    """Call `mesh.<resource>.<method>(**kwargs)` (`resource` a dotted path: "fine_tuning.jobs")."""
+
+    resource: str
+    method: str
+    kwargs: dict[str, Any]
+
+    def bound(self, mesh: Any) -> Any:
+        target = mesh
+        for name in self.resource.split("."):
+            target = getattr(target, name)
+        return getattr(target, self.method)
+
+
+Step = ListModels | Start | Execute | OpenStream | Infra
 Serving = Generator[Step, Any, Answer]
 
 
 def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
           timeout: float | None = None, aliases: Mapping[str, str] | None = None,
-          permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None) -> Answer:
+          permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None,
+          query: str = "", provider: str | None = None) -> Answer:
     """Answer `method path` (a full path: `base_path` is taken off it) with `body` (JSON, or
     the multipart/form-data of an upload, as `content_type` says) through `mesh` (a
     MeshClient). `timeout` caps the whole mesh request, failovers included;
     `aliases` maps a model name a caller sends to the pool, capability or model it means;
     `permit` is asked about the pool the request was routed to before anything is sent, and
-    may answer with an error instead (the proxy's per-key allowed pools)."""
+    may answer with an error instead (the proxy's per-key allowed pools). `query` is the
+    URL's query string and `provider` the `x-modelmesh-provider` header (files, fine-tuning)."""
     steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit,
-                    content_type=content_type)
+                    content_type=content_type, query=query, provider=provider)
     transport = mesh.transport
     result: Any = None
     error: E.ModelMeshError | None = None
@@ -134,6 +159,8 @@ def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/
                                          options=step.options)
             elif isinstance(step, Execute):
                 result = transport.execute(step.call)
+            elif isinstance(step, Infra):
+                result = step.bound(mesh)(**step.kwargs)
             else:
                 handle = transport.stream(step.call)
                 try:
@@ -146,11 +173,12 @@ def serve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/
 
 async def aserve(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
                  timeout: float | None = None, aliases: Mapping[str, str] | None = None,
-                 permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None) -> Answer:
+                 permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None,
+                 query: str = "", provider: str | None = None) -> Answer:
     """`serve` for an AsyncMeshClient: the same steps, awaited; a stream's body is an
     AsyncSSEBody (an AsyncBytesBody for speech)."""
     steps = serving(mesh, method, path, body, base_path=base_path, timeout=timeout, aliases=aliases, permit=permit,
-                    content_type=content_type)
+                    content_type=content_type, query=query, provider=provider)
     transport = mesh.transport
     result: Any = None
     error: E.ModelMeshError | None = None
@@ -169,6 +197,8 @@ async def aserve(mesh: Any, method: str, path: str, body: bytes, *, base_path: s
                                                options=step.options)
             elif isinstance(step, Execute):
                 result = await transport.execute(step.call)
+            elif isinstance(step, Infra):
+                result = await step.bound(mesh)(**step.kwargs)
             else:
                 handle = transport.stream(step.call)
                 try:
@@ -181,12 +211,15 @@ async def aserve(mesh: Any, method: str, path: str, body: bytes, *, base_path: s
 
 def serving(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = "/v1",
             timeout: float | None = None, aliases: Mapping[str, str] | None = None,
-            permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None) -> Serving:
+            permit: Callable[[str], wire.WireError | None] | None = None, content_type: str | None = None,
+            query: str = "", provider: str | None = None) -> Serving:
     """The work of `serve`, as the steps it needs performed (see the module's docstring)."""
     relative = path[len(base_path):] if path.startswith(base_path + "/") else None
     found = wire.route(method, relative) if relative is not None else None
     if found is None:
         return error_answer(wire.unknown_route(method, path))
+    if found.op in wire.INFRA_OPS:
+        return (yield from _infra(found, body, content_type, query, provider, permit))
     if found.op == "models":
         return json_answer(200, (yield ListModels()), op=found.op)
     if found.op == "model":
@@ -203,9 +236,86 @@ def serving(mesh: Any, method: str, path: str, body: bytes, *, base_path: str = 
     return (yield from _send(found.op, parsed, name, timeout, permit))
 
 
-def expected_content_type(op: str) -> str:
-    """The content type a request for `op` is sent in."""
+def expected_content_type(op: str) -> str | None:
+    """The content type a request for `op` is sent in (None: it has no body)."""
+    if op == "jobs_cancel":
+        return None
     return "multipart/form-data" if op in wire.MULTIPART_OPS else wire.JSON
+
+
+# -- files and fine-tuning ---------------------------------------------------------------------------
+_INFRA_CALLS = {"files_create": ("files", "create"), "files_list": ("files", "list"),
+                "files_retrieve": ("files", "retrieve"), "files_delete": ("files", "delete"),
+                "files_content": ("files", "content"), "jobs_create": ("fine_tuning.jobs", "create"),
+                "jobs_list": ("fine_tuning.jobs", "list"), "jobs_retrieve": ("fine_tuning.jobs", "retrieve"),
+                "jobs_cancel": ("fine_tuning.jobs", "cancel")}
+_JOB_CREATE = ("model", "training_file", "validation_file", "hyperparameters", "suffix", "seed", "method",
+               "metadata", "integrations")
+
+
+def _infra(found: wire.Route, body: bytes, content_type: str | None, query: str, provider: str | None,
+           permit: Callable[[str], wire.WireError | None] | None) -> Serving:
+    """A files or fine-tuning request: one call of the mesh's resource for it."""
+    op = found.op
+    if permit is not None:
+        return error_answer(wire.forbidden("This key may use some pools only; files and fine-tuning belong to no "
+                                           "pool, so it may not use them"), op=op)
+    args = _infra_args(op, found.ident, body, content_type, query)
+    if isinstance(args, wire.WireError):
+        return error_answer(args, op=op)
+    named = args.pop("provider", None)
+    if named is not None and provider is not None and named != provider:
+        return error_answer(wire.error(400, f"The {wire.PROVIDER_HEADER} header says {provider!r} and the body "
+                                            f"{named!r}", "invalid_value", "provider"), op=op)
+    resource, method = _INFRA_CALLS[op]
+    try:
+        result = yield Infra(resource, method, dict(args, provider=named or provider))
+    except E.ModelMeshError as exc:
+        return _failure(exc, op=op)
+    if op == "files_content":
+        return Answer(status=200, headers=[("content-type", "application/octet-stream")], body=result.content, op=op)
+    return json_answer(200, result.model_dump(), op=op)
+
+
+def _infra_args(op: str, ident: str | None, body: bytes, content_type: str | None,
+                query: str) -> dict[str, Any] | wire.WireError:
+    """The call's keyword arguments from the path's id, the query string and the body."""
+    from urllib.parse import parse_qsl
+
+    if ident is not None:
+        return {"fine_tuning_job_id" if op.startswith("jobs") else "file_id": ident}
+    asked = dict(parse_qsl(query, keep_blank_values=False))
+    if op in ("files_list", "jobs_list"):  # the SDK's auto-pagination asks for the next page with `after`
+        limit = asked.get("limit")
+        if limit is not None and not limit.isdigit():
+            return wire.error(400, f"'limit' must be a whole number, got {limit[:20]!r}", "invalid_value", "limit")
+        page = {"after": asked.get("after"), "limit": int(limit) if limit is not None else None}
+        return page | {"purpose": asked.get("purpose"), "order": asked.get("order")} if op == "files_list" else page
+    if op == "files_create":
+        kind = (content_type or "").partition(";")[0].strip().lower()
+        if kind != "multipart/form-data":
+            return wire.unsupported_media_type(content_type or "", "multipart/form-data")
+        from . import _form
+
+        try:
+            form = _form.parse_form(op, body, content_type or "")
+        except _form.FormError as exc:
+            return wire.error(400, str(exc), None, exc.param)
+        for name in ("file", "purpose"):
+            if not form.get(name):
+                return wire.invalid_body(f"Missing required parameter: '{name}'.", name)
+        return {k: form[k] for k in ("file", "purpose", "provider") if k in form}
+    try:  # jobs_create
+        parsed = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return wire.invalid_body("We could not parse the JSON body of your request.")
+    if not isinstance(parsed, dict):
+        return wire.invalid_body("The request body must be a JSON object.")
+    unknown = sorted(set(parsed) - {*_JOB_CREATE, "provider"})
+    if unknown:
+        return wire.error(400, f"Unrecognized request argument supplied: {', '.join(unknown)}", "unknown_parameter",
+                          unknown[0])
+    return parsed
 
 
 def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:

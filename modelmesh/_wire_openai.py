@@ -35,7 +35,7 @@ __all__ = [
     "WireError", "error", "error_status", "error_body", "wire_error", "unknown_route", "invalid_body", "no_answer",
     "method_not_allowed", "missing_key", "wrong_key", "forbidden", "too_large", "unsupported_media_type",
     "allowed_methods", "MULTIPART_OPS", "transcript_body", "TRANSCRIPTION_FORMATS",
-    "embeddings_request", "embeddings_body", "find_model", "model_not_found",
+    "embeddings_request", "embeddings_body", "find_model", "model_not_found", "INFRA_OPS", "PROVIDER_HEADER",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -47,17 +47,46 @@ EVENT_STREAM = "text/event-stream; charset=utf-8"
 class Route:
     """An OpenAI API path the mesh serves: `op` is "chat", "embeddings", one of the audio and
     image operations (`_POSTS`), "models" or "model" (one model, `model_id` unquoted:
-    `provider/model-id` arrives as `provider%2Fmodel-id`)."""
+    `provider/model-id` arrives as `provider%2Fmodel-id`), or one of the files and
+    fine-tuning operations (`INFRA_OPS`; `ident` the file or job id in the path)."""
 
     op: str
     model_id: str | None = None
+    ident: str | None = None
 
 
 # the POST endpoints and the mesh operation each is; the ops in MULTIPART_OPS take multipart/form-data
 _POSTS = {"/chat/completions": "chat", "/embeddings": "embeddings", "/audio/speech": "speech",
           "/audio/transcriptions": "transcriptions", "/audio/translations": "translations",
           "/images/generations": "images", "/images/edits": "image_edits"}
-MULTIPART_OPS = frozenset({"transcriptions", "translations", "image_edits"})
+MULTIPART_OPS = frozenset({"transcriptions", "translations", "image_edits", "files_create"})
+# files and fine-tuning: (method, path pattern) -> op; `{id}` is one path segment
+_INFRA = {("POST", "/files"): "files_create", ("GET", "/files"): "files_list",
+          ("GET", "/files/{id}"): "files_retrieve", ("DELETE", "/files/{id}"): "files_delete",
+          ("GET", "/files/{id}/content"): "files_content",
+          ("POST", "/fine_tuning/jobs"): "jobs_create", ("GET", "/fine_tuning/jobs"): "jobs_list",
+          ("GET", "/fine_tuning/jobs/{id}"): "jobs_retrieve", ("POST", "/fine_tuning/jobs/{id}/cancel"): "jobs_cancel"}
+INFRA_OPS = frozenset(_INFRA.values())
+# the header (or a JSON body's / form's `provider` field) naming the provider of a files or fine-tuning call
+PROVIDER_HEADER = "x-modelmesh-provider"
+
+
+def _infra_shape(path: str) -> tuple[str, str | None] | None:
+    """(the pattern of `_INFRA` a path has, its id) or None."""
+    parts = path.strip("/").split("/")
+    if parts[:1] == ["files"]:
+        head = 1
+    elif parts[:2] == ["fine_tuning", "jobs"]:
+        head = 2
+    else:
+        return None
+    rest = parts[head:]
+    base = "/" + "/".join(parts[:head])
+    if not rest:
+        return base, None
+    if not rest[0] or len(rest) > 2 or (len(rest) == 2 and rest[1] not in ("content", "cancel")):
+        return None
+    return base + "/{id}" + ("/" + rest[1] if len(rest) == 2 else ""), unquote(rest[0])
 
 
 def route(method: str, path: str) -> Route | None:
@@ -70,6 +99,9 @@ def route(method: str, path: str) -> Route | None:
         return Route("models")
     if method == "GET" and path.startswith("/models/") and len(path) > 8:
         return Route("model", unquote(path[8:]))
+    shape = _infra_shape(path)
+    if shape is not None and (method, shape[0]) in _INFRA:
+        return Route(_INFRA[(method, shape[0])], ident=shape[1])
     return None
 
 
@@ -81,7 +113,9 @@ def allowed_methods(path: str) -> str | None:
         return "POST"
     if path == "/models" or (path.startswith("/models/") and len(path) > 8):
         return "GET"
-    return None
+    shape = _infra_shape(path)
+    methods = [m for m, p in _INFRA if shape is not None and p == shape[0]]
+    return ", ".join(methods) if methods else None
 
 
 def encode_json(value: Any) -> bytes:
@@ -201,7 +235,7 @@ def error(status: int, message: str, code: str | None, param: str | None = None,
 def unknown_route(method: str, path: str) -> WireError:
     """An endpoint the mesh does not serve; the words OpenAI uses for a URL it does not know."""
     return error(404, f"Invalid URL ({method} {path}): the mesh serves POST {', POST '.join(_POSTS)}, "
-                        "GET /models and GET /models/{model}", "unknown_url")
+                        "GET /models, GET /models/{model}, /files and /fine_tuning/jobs", "unknown_url")
 
 
 def method_not_allowed(method: str, path: str, allowed: str) -> WireError:

@@ -129,12 +129,23 @@ class _MeshBase(abc.ABC):
             out["storage"] = dict(shared.describe(), sync_policy=self.config.storage.sync_policy)
         if self.observer.sinks:
             out["observability"] = self.observer.status()
+        if self._jobs is not None:
+            out["from_job"] = self._jobs.view()
         return out
 
     def usage(self, days: int = 7) -> list[dict[str, Any]]:
         """Per provider and UTC day, the last `days` days (today included): requests served,
         prompt and completion tokens, cost in USD, as this process counted them."""
         return self.core.usage(self._clock(), _days(days))
+
+    def _follow_jobs(self) -> None:
+        """Take the `from_job` models out until their jobs succeed (`_jobwatch.py`), checked each
+        background round; only a configuration with such a model loads the module."""
+        self._jobs: Any = None
+        if any(m.from_job for p in self.config.providers.values() for m in p.models):
+            from ._jobwatch import JobWatch
+
+            self._jobs = JobWatch.for_client(self)
 
     def statistics(self) -> list[dict[str, Any]]:
         """Requests, tokens, cost, latency percentiles and downtime per model, provider and
@@ -281,6 +292,9 @@ class MeshClient(_MeshBase):
         self.transport = SyncTransport(self.core, sleep=sleep or time.sleep, session=session,
                                        probe_check_interval=probe_check_interval, **common)
         self._hook_finished()
+        self._follow_jobs()
+        if self._jobs is not None:
+            self.transport.round_hooks.append(self._jobs.check)
         self._resources()
 
     def __enter__(self) -> MeshClient:
@@ -313,8 +327,15 @@ class MeshClient(_MeshBase):
         background thread does this by itself; requests never do."""
         return self.transport.run_discovery()
 
+    def check_jobs(self) -> int:
+        """Ask how the fine-tuning jobs of the `from_job` models stand now, in this thread (the
+        background thread does it every minute by itself); a model whose job has succeeded
+        serves from then on. Returns how many jobs were asked about."""
+        return self._jobs.check(force=True) if self._jobs is not None else 0
+
     def _resources(self) -> None:
         from ._batch import Batches  # here, not at import: `import modelmesh` stays lean
+        from ._files import Files, FineTuning
         from ._media import Audio, Images
 
         self.chat = _Chat(self)
@@ -323,6 +344,8 @@ class MeshClient(_MeshBase):
         self.audio = Audio(self)
         self.images = Images(self)
         self.batches = Batches(self)
+        self.files = Files(self)
+        self.fine_tuning = FineTuning(self)
         self.with_raw_response = _ClientRaw(self)
 
     def _request(self, op: str, kwargs: dict[str, Any], stream: bool, view: Callable[[Any], Any] | None = None) -> Any:

@@ -9,6 +9,11 @@ step per coming request (`Error(429, retry_after=2)`, `CutStream(after_chunks=2)
 otherwise it answers "Hello from {name}". `FakeClock` replaces `time.time` and
 `time.sleep` so no test waits for a cooldown.
 
+OpenAI style also serves the files and fine-tuning APIs (`up.files`, `up.fine_tuning_jobs`
+show what it holds): a job ends at its `up.fine_tune_polls`-th retrieve, succeeded (its
+`ft:...` model then answers chat) or, with `up.fine_tune_error` set when it was created,
+failed with that message.
+
     with FakeUpstream("anthropic", api_key="k") as up:
         up.script(Error(529, code="overloaded_error"), Reply(text="hi"))
         ...  # point the mesh at up.url

@@ -33,6 +33,8 @@ class AsyncAdapter:
         self.chat = _Chat(self)
         self.embeddings = _Call(self, self.client.embeddings)
         self.models = _Call(self, self.client.models)
+        self.files = _Call(self, self.client.files)
+        self.fine_tuning = _FineTuning(self)
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -80,6 +82,11 @@ class _Call:
 class _Chat:
     def __init__(self, adapter: AsyncAdapter) -> None:
         self.completions = _Call(adapter, adapter.client.chat.completions)
+
+
+class _FineTuning:
+    def __init__(self, adapter: AsyncAdapter) -> None:
+        self.jobs = _Call(adapter, adapter.client.fine_tuning.jobs)
 
 
 class _Stream:

@@ -171,7 +171,7 @@ def test_bad_input_is_refused_naming_the_line(ups, clock, tmp_path):
         assert "line 3: 'method' must be \"POST\"" in str(info.value)
         with pytest.raises(E.InvalidArgumentError, match="line 2 is not JSON"):
             client.batches.create(input=broken)
-        with pytest.raises(E.InvalidArgumentError, match="no files API"):
+        with pytest.raises(E.InvalidArgumentError, match="names a file uploaded to one provider"):
             client.batches.create(input_file_id="file-abc", endpoint=CHAT)
         with pytest.raises(E.InvalidArgumentError, match="max_concurrency"):
             client.batches.create(input=lines(1), max_concurrency=0)

@@ -248,12 +248,12 @@ def test_settings_nothing_acts_on_are_refused_at_their_paths():
                or "not acted on in this version; remove it or leave it at its default (" in p for p in problems)
     c = "providers.p.config"
     assert paths(problems) == {
-        f"{c}.models[0].weight", f"{c}.rate_limits.tpm", f"{c}.infrastructure.files",
+        f"{c}.models[0].weight", f"{c}.rate_limits.tpm",
         "storage.config", "storage.persistence.sync_policy", "storage.persistence.sync_interval",
         "storage.persistence.format", "storage.persistence.compression", "storage.persistence.encryption",
         "storage.locking.enabled", "storage.locking.timeout", "storage.locking.retry_interval",
-    }  # acted on: discovery (tests/test_discovery.py), the proxy: section by `modelmesh serve`
-    # (tests/test_proxy*.py), observability by the Observer (tests/test_observability_sinks.py)
+    }  # acted on: infrastructure.files (tests/test_files.py), discovery (tests/test_discovery.py), the proxy:
+    # section by `modelmesh serve` (tests/test_proxy*.py), observability by the Observer (tests/test_observability_sinks.py)
     assert "proxy-key-0123456789" not in str(info.value) and "sk-unacted" not in str(info.value)
 
 

@@ -147,3 +147,31 @@ def test_the_cdk_guides_table_of_lines_counts_its_own_examples():
         lines = sum(1 for i in picks for line in blocks[i].splitlines()
                     if line.strip() and not line.strip().startswith("#"))
         assert table[scenario] == lines, f"{scenario}: the table says {table[scenario]}, its example has {lines}"
+
+
+def test_the_files_and_fine_tuning_example_in_the_guide_runs(tmp_path, monkeypatch, capsys):
+    """The guide's configuration and code, the base URL pointed at a fake OpenAI."""
+    import json
+
+    text = (DOCS / "guide.md").read_text()
+    section = text[text.index("## Files and fine-tuning"):text.index("## The official openai SDK over the mesh")]
+    config = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", section, flags=re.S)[0])
+    code = _python_blocks(section)[0]
+    key = "sk-docs-files-0123456789"
+    training = "".join(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                                {"role": "assistant", "content": "a"}]}) + "\n" for _ in range(2))
+    with FakeUpstream("openai", name="docs", api_key=key) as up:
+        config["providers"]["openai"]["config"]["base_url"] = up.url
+        (tmp_path / "modelmesh.yaml").write_text(yaml.safe_dump(config))
+        (tmp_path / "train.jsonl").write_text(training)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        scope: dict = {"__name__": "guide"}
+        exec(compile(code, "docs/guide.md", "exec"), scope)  # noqa: S102 - our own documentation
+        scope["client"].close()
+        assert [x.purpose for x in up.files] == ["fine-tune-results"]  # the training file was deleted
+        assert up.fine_tuning_jobs[0].training_file == scope["f"].id.partition("~")[0]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == repr([scope["f"].id]) and printed[1] == training[:40]
+    assert printed[2].startswith("succeeded ft:gpt-4o-mini-2024-07-18:fake-org:support:")
+    assert printed[3] == f"{scope['job'].id} succeeded"

@@ -376,10 +376,21 @@ def _model(ctx: Ctx, entry: Any, path: str, default_caps: tuple[str, ...] = ()) 
         weight=m.get("weight", None, as_number(0)),
         aliases=m.get("aliases", (), as_list(as_str)),
         prefill=m.get("prefill", None, as_bool),
+        from_job=m.get("from_job", None, as_job_id),
     )
     if model_id is None:
         return None
     return ModelConfig(id=model_id.strip(), **fields_)
+
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}(~[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def as_job_id(value: Any) -> str:
+    """A fine-tuning job's id, as its provider gave it (`ftjob-abc`) or as the mesh did (`ftjob-abc~openai`)."""
+    if not isinstance(value, str) or not _JOB_ID.match(value.strip()):
+        raise ValueError(f"expected a fine-tuning job id such as 'ftjob-abc123', got {show(value)}")
+    return value.strip()
 
 
 def as_model_capability(value: Any) -> str:

@@ -170,6 +170,7 @@ class ModelConfig:
     weight: float | None = None
     aliases: tuple[str, ...] = ()
     prefill: bool | None = None               # continues a trailing assistant message; None = the connector's default
+    from_job: str | None = None               # a fine-tuning job: the model serves once that job has succeeded
 
     def __post_init__(self) -> None:
         if not self.capabilities:

@@ -1,10 +1,10 @@
 """The fake upstream's batch APIs: OpenAI's files and batches, Anthropic's message batches.
 
-Theory of operation: OpenAI style serves `POST /v1/files` (multipart, `purpose=batch`),
-`GET /v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches/{id}` and
+Theory of operation: OpenAI style serves `POST /v1/batches`, `GET /v1/batches/{id}` and
 `POST /v1/batches/{id}/cancel`; Anthropic style serves `POST /v1/messages/batches`,
 `GET /v1/messages/batches/{id}`, `GET /v1/messages/batches/{id}/results` and
-`POST /v1/messages/batches/{id}/cancel`. Each of these HTTP requests takes a step from the
+`POST /v1/messages/batches/{id}/cancel`; the files a batch reads and writes are the
+upstream's files API's (`_files.py`, whose endpoints are served here too). Each of these HTTP requests takes a step from the
 upstream's script like any other, so a scripted fault (`Error(500)`, `Drop`, ...) hits it;
 any other step lets the endpoint answer. A batch is processed when it is created, or after
 `upstream.batch_polls` status polls: then each of its lines takes the next step (the
@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from ._exchange import Exchange
+from ._files import FILES_PATH, FilesAPI, Refusal
 from ._steps import Error, Headers, RecordedRequest, Reply, SlowFirstByte, SlowStream, Step, StreamErrorEvent, resolve_step
 from ._wire import Route, digest, json_bytes
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchAPI", "FakeBatch"]
 
-_OPENAI = re.compile(r"^/v1/(files|batches)(?:/([^/]+)(?:/(content|cancel))?)?$")
+_OPENAI = re.compile(r"^/v1/(batches)(?:/([^/]+)(?:/(cancel))?)?$")
 _ANTHROPIC = re.compile(r"^/v1/messages/batches(?:/([^/]+)(?:/(results|cancel))?)?$")
 _ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 _FAULTS_PASS = (Reply, SlowStream)  # steps that let a batch endpoint answer normally
@@ -59,14 +60,14 @@ class BatchAPI:
 
     def __init__(self, upstream: FakeUpstream) -> None:
         self.up = upstream
-        self.files: dict[str, bytes] = {}
+        self.files = FilesAPI(upstream)
         self.batches: dict[str, FakeBatch] = {}
-        self.lock = threading.Lock()  # one batch request at a time: they change what the fake holds
+        self.lock = threading.RLock()  # one batch request at a time (a batch line asks it again, for ft: models)
 
     def serves(self, req: RecordedRequest) -> bool:
         style = self.up.style
         if style == "openai":
-            return bool(_OPENAI.match(req.path))
+            return bool(_OPENAI.match(req.path) or FILES_PATH.match(req.path))
         return style == "anthropic" and bool(_ANTHROPIC.match(req.path))
 
     # -- the HTTP side ---------------------------------------------------------------------
@@ -83,8 +84,11 @@ class BatchAPI:
             return exchange._send_error(refused)
         try:
             with self.lock:
-                status, body = (self._openai if self.up.style == "openai" else self._anthropic)(req, salt)
-        except _Refusal as r:
+                if FILES_PATH.match(req.path) and self.up.style == "openai":
+                    status, body = self.files.answer(req, salt)
+                else:
+                    status, body = (self._openai if self.up.style == "openai" else self._anthropic)(req, salt)
+        except Refusal as r:
             return exchange._send_error(r.error)
         if isinstance(body, bytes):
             return exchange._send(status, "application/binary", body, {})
@@ -105,12 +109,6 @@ class BatchAPI:
         m = _OPENAI.match(req.path)
         assert m is not None
         kind, ident, action = m.groups()
-        if kind == "files" and ident is None and req.method == "POST":
-            return 200, self._upload(req, salt)
-        if kind == "files" and action == "content" and req.method == "GET":
-            if ident not in self.files:
-                raise _Refusal(Error(404, code="", message=f"No such File object: {ident}"))
-            return 200, self.files[ident]
         if kind == "batches" and ident is None and req.method == "POST":
             return 200, self._openai_create(req, salt)
         batch = self.batches.get(ident or "")
@@ -126,27 +124,17 @@ class BatchAPI:
             return 200, self._openai_batch(batch)
         raise _Refusal(Error(404, code="", message=f"Invalid URL ({req.method} {req.path})"))
 
-    def _upload(self, req: RecordedRequest, salt: str) -> dict[str, Any]:
-        parts = _multipart(req)
-        if parts.get("purpose") != b"batch":
-            raise _Refusal(Error(400, code="", message="'purpose' must be 'batch' for batch input files"))
-        if "file" not in parts:
-            raise _Refusal(Error(400, code="", message="Missing required parameter: 'file'."))
-        file_id = f"file-{digest(salt, 'file')[:24]}"
-        self.files[file_id] = parts["file"]
-        return {"id": file_id, "object": "file", "bytes": len(parts["file"]), "created_at": self._now(),
-                "filename": "batch.jsonl", "purpose": "batch"}
-
     def _openai_create(self, req: RecordedRequest, salt: str) -> dict[str, Any]:
         body = req.json if isinstance(req.json, dict) else {}
         file_id, endpoint = body.get("input_file_id"), body.get("endpoint")
-        if file_id not in self.files:
+        content = self.files.content_of(str(file_id))
+        if content is None:
             raise _Refusal(Error(400, code="", message=f"Invalid 'input_file_id': '{file_id}'. File not found."))
         if endpoint not in _ENDPOINTS or body.get("completion_window") != "24h":
             raise _Refusal(Error(400, code="", message="endpoint must be /v1/chat/completions or /v1/embeddings "
                                                        "and completion_window 24h"))
         lines: list[tuple[str, str, dict[str, Any]]] = []
-        for number, text in enumerate(self.files[str(file_id)].splitlines(), 1):
+        for number, text in enumerate(content.splitlines(), 1):
             line = json.loads(text) if text.strip() else None
             if not isinstance(line, dict) or line.get("url") != endpoint or not isinstance(line.get("body"), dict):
                 raise _Refusal(Error(400, code="", message=f"line {number}: each line needs custom_id, method, url "
@@ -160,8 +148,9 @@ class BatchAPI:
         ended = b.status in ("completed", "cancelled")
         out_id, err_id = f"file-out-{b.id[6:]}", f"file-err-{b.id[6:]}"
         if ended:
-            self.files[out_id] = _jsonl(self._openai_line(b, a) for a in ok)
-            self.files[err_id] = _jsonl(self._openai_line(b, a) for a in failed)
+            self.files.put(out_id, _jsonl(self._openai_line(b, a) for a in ok), "batch_output", "batch_output.jsonl")
+            self.files.put(err_id, _jsonl(self._openai_line(b, a) for a in failed), "batch_output",
+                           "batch_errors.jsonl")
         return {"id": b.id, "object": "batch", "endpoint": b.lines[0][1] if b.lines else None, "errors": None,
                 "input_file_id": None, "completion_window": "24h", "status": b.status,
                 "output_file_id": out_id if ended and ok else None, "error_file_id": err_id if ended and failed else None,
@@ -297,10 +286,7 @@ class BatchAPI:
         return int(self.up._clock())
 
 
-class _Refusal(Exception):
-    def __init__(self, error: Error) -> None:
-        super().__init__(error.message)
-        self.error = error
+_Refusal = Refusal
 
 
 def _jsonl(lines: Any) -> bytes:
@@ -311,21 +297,3 @@ def _iso(t: int | None) -> str | None:
     if t is None:
         return None
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _multipart(req: RecordedRequest) -> dict[str, bytes]:
-    """The fields of a multipart/form-data body, by name."""
-    ctype = req.headers.get("content-type", "")
-    found = re.search(r'boundary="?([^";]+)"?', ctype)
-    if "multipart/form-data" not in ctype or not found:
-        raise _Refusal(Error(400, code="", message="the upload must be multipart/form-data"))
-    delimiter = b"--" + found.group(1).encode()
-    fields: dict[str, bytes] = {}
-    for part in req.body.split(delimiter)[1:]:
-        if part.startswith(b"--"):
-            break
-        head, _, content = part.partition(b"\r\n\r\n")
-        name = re.search(rb'name="([^"]+)"', head)
-        if name:
-            fields[name.group(1).decode()] = content[:-2] if content.endswith(b"\r\n") else content
-    return fields

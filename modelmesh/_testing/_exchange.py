@@ -120,6 +120,8 @@ class Exchange:
             return Error(404, code="model_not_found")
         if (route.kind == "key" and up.quota is None) or (route.kind == "balance" and up.balance is None):
             return Error(404, code="", message=f"Invalid URL ({self.req.method} {self.req.path})")
+        if route.kind == "chat" and (route.model or "").startswith("ft:") and not up._serves_fine_tuned(route.model):
+            return Error(404, code="model_not_found")  # a fine-tuned model exists once its job has succeeded
         return None
 
     def _other_body(self) -> dict:

@@ -219,6 +219,7 @@ class OpenAIDialect(Dialect):
             found = re.search(r"'(\w+)'", err.message)
             param = found[1] if found else None
         text = err.message if err.message is not None else message.replace("{model}", model or "unknown")
+        param = err.param if err.param is not None else param
         return {"error": {"message": text, "type": kind, "param": param, "code": code or None}}
 
     def stream_error(self, err: Error, model: str | None, route: Route, sent: int) -> bytes:

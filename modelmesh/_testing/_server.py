@@ -184,6 +184,9 @@ class FakeUpstream:
     `prefill` makes it continue a conversation that ends in an assistant message, as
     Anthropic does (its default there): the answer is the rest of its text after that
     message's; elsewhere such a conversation gets the whole answer, as OpenAI gives it.
+    OpenAI style also serves files and fine-tuning jobs (`_files.py`): `fine_tune_polls` is
+    the retrieve that ends a job (1: the first), `fine_tune_error` a message jobs created
+    while it is set fail with.
     """
 
     def __init__(self, style: str = "openai", *, name: str | None = None,
@@ -228,6 +231,9 @@ class FakeUpstream:
         self.quota: dict[str, Any] | None = None
         self.balance: dict[str, Any] | None = None
         self.prices: dict[str, tuple[float, float]] = {}
+        # fine-tuning jobs (_files.py): the retrieve that ends a job, and the error it then fails with (None: it succeeds)
+        self.fine_tune_polls = 1
+        self.fine_tune_error: str | None = None
         self._batch_api = BatchAPI(self)
         self._server = _Server(self, host)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -310,6 +316,18 @@ class FakeUpstream:
             return list(self._batch_api.batches.values())
 
     @property
+    def files(self) -> list[Any]:
+        """The files its files API holds (FakeFile: id, filename, purpose, content, created_at)."""
+        with self._batch_api.lock:
+            return list(self._batch_api.files.files.values())
+
+    @property
+    def fine_tuning_jobs(self) -> list[Any]:
+        """The fine-tuning jobs it was given (FakeFineTune: id, model, status, fine_tuned_model, ...)."""
+        with self._batch_api.lock:
+            return list(self._batch_api.files.jobs.values())
+
+    @property
     def in_flight(self) -> int:
         """Requests received whose answer has not started going out."""
         with self._cond:
@@ -320,6 +338,10 @@ class FakeUpstream:
         """The most requests that were ever in flight at once (see `in_flight`)."""
         with self._cond:
             return self._max_in_flight
+
+    def _serves_fine_tuned(self, model: str | None) -> bool:
+        with self._batch_api.lock:
+            return model is not None and self._batch_api.files.serves_model(model)
 
     def _take_step(self) -> Any:
         """Under the lock: the step for the next request (or batch line), unresolved."""

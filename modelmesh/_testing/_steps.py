@@ -251,13 +251,15 @@ class Reply:
 class Error:
     """A vendor-shaped error response. `code` is the vendor's code or type
     (`insufficient_quota`, `overloaded_error`, `RESOURCE_EXHAUSTED`); each style also
-    understands the other styles' common codes. `retry_after` sets Retry-After."""
+    understands the other styles' common codes. `retry_after` sets Retry-After; `param`
+    names the request parameter at fault, where the vendor's error body says one."""
 
     status: int
     code: str | None = None
     message: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     retry_after: float | None = None
+    param: str | None = None
 
     def __post_init__(self) -> None:
         _status(self.status, 400, "Error")

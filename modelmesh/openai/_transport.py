@@ -58,7 +58,9 @@ class MeshTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         answer = serve(self.mesh, request.method, request.url.path, request.read(), base_path=self.base_path,
-                       timeout=_deadline(request), content_type=request.headers.get("content-type"))
+                       timeout=_deadline(request), content_type=request.headers.get("content-type"),
+                       query=request.url.query.decode("ascii", "replace"),
+                       provider=request.headers.get(wire.PROVIDER_HEADER))
         return _response(answer, request)
 
 
@@ -83,7 +85,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         answer = await aserve(self.mesh, request.method, request.url.path, await request.aread(),
                               base_path=self.base_path, timeout=_deadline(request),
-                              content_type=request.headers.get("content-type"))
+                              content_type=request.headers.get("content-type"),
+                              query=request.url.query.decode("ascii", "replace"),
+                              provider=request.headers.get(wire.PROVIDER_HEADER))
         return _response(answer, request)
 
 

@@ -179,7 +179,7 @@ class ProxyApp:
         if method == "POST":
             kind = content_type.partition(";")[0].strip().lower()
             expected = expected_content_type(found.op)
-            if kind != expected:
+            if expected is not None and kind != expected:
                 return error_answer(wire.unsupported_media_type(content_type, expected))
             read = _read_body(environ, self.max_body_bytes)
             if read is None:
@@ -187,7 +187,8 @@ class ProxyApp:
             body = read
         permit = _permit(vkey) if vkey is not None and vkey.pools is not None else None
         return serve(self.mesh, method, path, body, base_path=self.base_path, aliases=self.aliases, permit=permit,
-                     content_type=content_type)
+                     content_type=content_type, query=environ.get("QUERY_STRING") or "",
+                     provider=environ.get("HTTP_X_MODELMESH_PROVIDER") or None)
 
     def _take(self, name: str, bucket: Bucket, whose: str) -> Answer | None:
         """A token from the bucket `name`, or the 429 that says when to come back. A store that

@@ -38,7 +38,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -230,6 +230,7 @@ class AsyncTransport:
                              sync_interval=sync_interval, secrets=secrets, discovery=discovery)
         self.http = AsyncHttp(environ=environ)
         self._probe_every = probe_interval(probe_check_interval)
+        self.round_hooks: list[Callable[[], Awaitable[Any]]] = []  # more work of each background round
         self._prober: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -402,7 +403,8 @@ class AsyncTransport:
 
     async def background_round(self) -> None:
         """One round of the background task: due probes and health checks, due registry syncs,
-        the periodic storage sync. Never raises (but is cancellable)."""
+        the periodic storage sync, the client's `round_hooks` (coroutine functions: its
+        fine-tuning jobs followed). Never raises (but is cancellable)."""
         try:
             await self.run_probes()
             await self.run_discovery()
@@ -410,6 +412,11 @@ class AsyncTransport:
                 await asyncio.to_thread(self.driver.sync, False, True)
         except Exception:  # a bug here must not end recovery for the life of the client
             _log.exception("modelmesh: a round of recovery probes failed")
+        for hook in self.round_hooks:
+            try:
+                await hook()
+            except Exception:
+                _log.exception("modelmesh: a background check (%r) failed", hook)
 
     async def run_probes(self) -> int:
         """Send every probe recovery asks for now (up to 4 at once) and record the outcomes;

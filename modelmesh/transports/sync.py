@@ -156,6 +156,7 @@ class SyncTransport:
                              sync_interval=sync_interval, secrets=secrets, discovery=discovery)
         self.http = Http(session=session, environ=environ, pool_maxsize=pool_maxsize)
         self._probe_every = probe_interval(probe_check_interval)
+        self.round_hooks: list[Callable[[], Any]] = []  # more work of each background round (the client's)
         self._prober: threading.Thread | None = None
         self._prober_lock = threading.Lock()
         self._stop = threading.Event()
@@ -295,7 +296,8 @@ class SyncTransport:
 
     def background_round(self) -> None:
         """One round of the background thread: due probes and health checks, due registry
-        syncs, the periodic storage sync. Never raises."""
+        syncs, the periodic storage sync, the client's `round_hooks` (its fine-tuning jobs
+        followed). Never raises."""
         try:
             self.run_probes()
         except Exception:  # a bug here must not end recovery for the life of the client
@@ -306,6 +308,11 @@ class SyncTransport:
             _log.exception("modelmesh: a round of registry sync failed")
         if self.driver.sync_due():
             self.sync(force=False)
+        for hook in self.round_hooks:
+            try:
+                hook()
+            except Exception:
+                _log.exception("modelmesh: a background check (%r) failed", hook)
 
     def run_probes(self) -> int:
         """Send every probe recovery asks for now and record the outcomes; returns how many

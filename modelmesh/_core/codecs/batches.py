@@ -21,17 +21,17 @@ Anthropic: `POST /messages/batches {"requests": [{"custom_id", "params"}]}` -> `
 from __future__ import annotations
 
 import abc
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import _errors as E
 from .._batch import BatchItem, Counts, ItemError, ItemOutcome, Status
 from .._types import ErrorInfo, ErrorKind
 from ._base import Codec, CodecError, Target, as_dict, as_int, load_json
+from .files import ApiWire, FilesCodec
 
 __all__ = ["BatchWire", "RemoteBatch", "BatchCodec", "OpenAIBatchCodec", "AnthropicBatchCodec", "batch_codec",
            "item_error", "not_run"]
@@ -39,19 +39,8 @@ __all__ = ["BatchWire", "RemoteBatch", "BatchCodec", "OpenAIBatchCodec", "Anthro
 _PATHS = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchWire:
-    """One HTTP request of a provider batch: `json`, or `content` bytes sent as they are.
-    `headers` hold credentials: never printed."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    json: Any = None
-    content: bytes | None = None
-
-    def __repr__(self) -> str:
-        return f"BatchWire(method={self.method!r}, url={self.url!r})"
+# One HTTP request of a provider batch: the files API's request type (`files.ApiWire`).
+BatchWire = ApiWire
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,13 +131,8 @@ class OpenAIBatchCodec(BatchCodec):
         lines = [{"custom_id": it.custom_id, "method": "POST", "url": _PATHS[op], "body": self._body(target, it)}
                  for it in items]
         jsonl = "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines).encode()
-        boundary = "modelmesh-" + hashlib.sha256(jsonl).hexdigest()[:32]
-        content = b"".join([
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n".encode(),
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"batch.jsonl\"\r\n"
-            "Content-Type: application/jsonl\r\n\r\n".encode(), jsonl, f"\r\n--{boundary}--\r\n".encode()])
-        headers = self._headers(target) | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        return BatchWire(method="POST", url=f"{self._base(target)}/files", headers=headers, content=content)
+        return FilesCodec(self.codec).upload(target, filename="batch.jsonl", content=jsonl, purpose="batch",
+                                             content_type="application/jsonl")
 
     def after_submit(self, target: Target, op: str, body: bytes) -> BatchWire | RemoteBatch:
         data = self._object(target, body, "the file upload")
@@ -175,11 +159,11 @@ class OpenAIBatchCodec(BatchCodec):
             raise _malformed(target, f"the batch answer has no id or an unknown status ({status!r})")
         counts = as_dict(data.get("request_counts"))
         files = [data.get(k) for k in ("output_file_id", "error_file_id")]
-        base = self._base(target)
+        content = FilesCodec(self.codec).content
         return RemoteBatch(id=batch_id, status=Status(status),
                            counts=Counts(total=as_int(counts.get("total")), completed=as_int(counts.get("completed")),
                                          failed=as_int(counts.get("failed"))),
-                           results=tuple(f"{base}/files/{_id(f)}/content" for f in files if isinstance(f, str) and f),
+                           results=tuple(content(target, f).url for f in files if isinstance(f, str) and f),
                            created_at=_time(data.get("created_at")),
                            ended_at=_time(data.get("completed_at") or data.get("cancelled_at")
                                           or data.get("failed_at") or data.get("expired_at")))
