@@ -104,8 +104,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             pool = client.config.pools.get(name)
             print(f"pool {name}:" + (f"  {pool.description}" if pool is not None and pool.description else ""))
             for row in rows:
-                print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}")
+                print(f"  {row['model']:<40} {row['status']:<8} {row['breaker']}{_rate_text(row.get('rate_limits'))}")
     return 0
+
+
+def _rate_text(limits: Any) -> str:
+    """What the provider's rate-limit headers said last, as a few words ('' when nothing)."""
+    if not limits:
+        return ""
+    parts = [f"{limits[f'remaining_{k}']}/{limits[f'limit_{k}'] or '?'} {k}"
+             for k in ("requests", "tokens") if limits.get(f"remaining_{k}") is not None]
+    return f"  ({', '.join(parts)} left)" if parts else ""
 
 
 def _watch(args: argparse.Namespace) -> int:

@@ -326,3 +326,19 @@ def test_usage_reports_requests_tokens_and_cost_per_provider_and_day(shell, ups)
         assert [r["date"] for r in client.usage(days=1)] == ["2026-01-01"]
         with pytest.raises(InvalidArgumentError, match="'days' must be a whole number from 1 to 62"):
             client.usage(days=0)
+
+
+def test_status_shows_what_the_rate_limit_headers_said_until_their_reset(ups):
+    from modelmesh.testing import Reply
+
+    a, _ = ups
+    client, clock, _, _ = make("sync", ups, quota={})
+    with client:
+        a.script(Reply(headers={"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "42",
+                                "x-ratelimit-reset-requests": "20s"}))
+        assert ask(client).mesh.provider == "router"
+        row = next(r for r in client.status()["pools"]["chat"] if r["model"] == "router/m1")
+        assert row["rate_limits"]["remaining_requests"] == 42 and row["rate_limits"]["limit_requests"] == 500
+        clock.advance(21)
+        row = next(r for r in client.status()["pools"]["chat"] if r["model"] == "router/m1")
+        assert row["rate_limits"] is None  # reset since: no longer known

@@ -35,8 +35,15 @@ _PLAIN = frozenset({str, int, bool, type(None)})  # exact types, tested first: m
 
 
 def _problem(value: Any, depth: int) -> tuple[str, str] | None:
-    if type(value) in _PLAIN or type(value) is Upload:
+    kind = type(value)
+    if kind in _PLAIN or kind is Upload:
         return None
+    if kind is dict and depth < _MAX_DEPTH:  # a message: plain values under string keys, in the common case
+        for k, v in value.items():
+            if type(k) is not str or type(v) not in _PLAIN:
+                break
+        else:
+            return None
     if depth > _MAX_DEPTH:
         return "", f"nested deeper than {_MAX_DEPTH} levels"
     if isinstance(value, (str, bool, int)):  # their subclasses (a str enum, say)

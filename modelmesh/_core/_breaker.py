@@ -35,6 +35,10 @@ class BreakerState(enum.Enum):
     OPEN = "open"
     HALF_OPEN = "half_open"
 
+    # members are singletons compared by identity: hashing by identity too is the same
+    # contract, in C rather than Enum's Python-level __hash__ (every transition looks one up)
+    __hash__ = object.__hash__
+
 
 class BreakerInput(enum.Enum):
     REQUEST = "request"                      # a request was let through
@@ -47,6 +51,8 @@ class BreakerInput(enum.Enum):
     LAST_RESORT = "last_resort"              # nothing else can answer: a trial before the deadline
     TRIP = "trip"                            # forced open until a given time
     RESET = "reset"                          # closed by hand, probe or recovery
+
+    __hash__ = object.__hash__  # see BreakerState
 
 
 class BreakerError(RuntimeError):
@@ -348,6 +354,8 @@ del _S, _I, _B
 
 
 def _time(name: str, value: object, *, allow_inf: bool = False) -> float:
+    if type(value) is float and -_INF < value < _INF:  # the common case, decided in one test (NaN fails it)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
             or (math.isinf(value) and not (allow_inf and value > 0)):
         raise ValueError(f"circuit breaker: {name} must be a finite timestamp, got {value!r}")

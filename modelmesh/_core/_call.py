@@ -125,7 +125,9 @@ class Call:
         self._retry_ref: str | None = None
         self._keys_tried: dict[str, set[int]] = {}  # per provider: positions of the keys this request sent
         self._key_retries = 0  # attempts repeated on another key: they do not spend the attempt budget
-        self._assembly = StreamAssembly(bool((self.body.get("stream_options") or {}).get("include_usage")))
+        # a stream's assembly; a non-streaming call shares one that never holds anything
+        self._assembly = (StreamAssembly(bool((self.body.get("stream_options") or {}).get("include_usage")))
+                          if stream else _NO_STREAM)
         # the attempt in flight (set by _attempt before any input can refer to it)
         self._ref = ""
         self._model: ModelInfo | None = None
@@ -305,9 +307,11 @@ class Call:
         self._decoder = None
         self._limits = None
         self._finished = False
-        self._assembly.begin()
-        partial = self._assembly.partial_text
-        if partial and self.stream:  # recovering a stream the caller has part of
+        partial = ""
+        if self.stream:
+            self._assembly.begin()
+            partial = self._assembly.partial_text
+        if partial:  # recovering a stream the caller has part of
             if model.prefill:  # the model continues the answer; a prefill may not end in whitespace
                 self._assembly.expect(partial[len(partial.rstrip()):], strict=False)
             else:  # the answer starts again: it must repeat exactly what was delivered
@@ -734,6 +738,8 @@ def _with_extras(request: WireRequest | ConnectorCall, options: RoutingOptions) 
     headers = {k: v for k, v in request.headers.items() if k.lower() not in mine}
     return replace(request, url=url, headers={**headers, **options.extra_headers})
 
+
+_NO_STREAM = StreamAssembly(False)  # never fed: the assembly of every non-streaming call
 
 # failures that say something about the key sent, not the model: what each does to the key
 _KEY_INPUTS = {ErrorKind.RATE_LIMITED: KeyInput.THROTTLED, ErrorKind.QUOTA_EXHAUSTED: KeyInput.THROTTLED,

@@ -313,7 +313,7 @@ class Health:
 
     def rows(self, pool: Pool, now: float) -> list[dict[str, Any]]:
         """`pool`'s members as `view` shows them (a pure read)."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for model in pool.members:
             state = self.model_states[(pool.name, model.ref)]
             block = self._block(pool, model, now, None)
@@ -333,6 +333,13 @@ class Health:
                 "tokens": state.tokens_used,
                 "cost": round(state.cost, 6),
             })
+            if state.remaining_requests is not None or state.remaining_tokens is not None:
+                # what the provider's rate-limit headers said last, while their reset has not passed
+                stale = state.rate_reset_at is not None and state.rate_reset_at <= now
+                rows[-1]["rate_limits"] = None if stale else {
+                    "remaining_requests": state.remaining_requests, "limit_requests": state.limit_requests,
+                    "remaining_tokens": state.remaining_tokens, "limit_tokens": state.limit_tokens,
+                    "reset_at": state.rate_reset_at}
         return rows
 
     def budget_spent(self, provider: str, now: float) -> bool:

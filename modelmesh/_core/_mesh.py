@@ -47,6 +47,8 @@ _OP_WORDS = {"chat": "chat completion", "embeddings": "embeddings", "speech": "t
              "transcriptions": "speech-to-text (transcription)", "translations": "speech translation",
              "images": "text-to-image", "image_edits": "image editing"}
 
+_NO_OPTIONS = RoutingOptions()  # frozen: shared by every request that gives none
+
 # the most model names a provider with an open catalogue takes without their being listed: each
 # one is a model and a pool in memory, and a caller (a proxy's client) must not grow them for ever
 MAX_UNLISTED = 256
@@ -231,7 +233,7 @@ class MeshCore:
             raise E.BadRequestError(f"'{model}' cannot take a {_OP_WORDS.get(op, op)} request: its models offer "
                                     f"{', '.join(offered)}; nothing was sent", param="model")
         return Call(health=self.health, pool=pool, providers=self.providers, rng=self.rng, lock=self.lock,
-                    secrets=self.secret_values, op=op, body=body, stream=stream, options=options or RoutingOptions(),
+                    secrets=self.secret_values, op=op, body=body, stream=stream, options=options or _NO_OPTIONS,
                     now=now, request_id=f"{self.request_prefix}{next(self._ids)}", listening=self.listening,
                     excluded=unfit)
 

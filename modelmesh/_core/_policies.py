@@ -176,6 +176,8 @@ class RetryLimit(_Deactivator):
         return f"RetryLimit({self.n}, error_codes={sorted(self.error_codes)})"
 
     def should_deactivate(self, state: ModelState, now: float) -> Deactivation | None:
+        if not state.consecutive_failures:  # no streak at all (after every success): nothing to count
+            return None
         streak = state.streak_count(self.error_codes)
         if streak >= self.n:
             return Deactivation(reason=DeactivationReason.RETRY_LIMIT,

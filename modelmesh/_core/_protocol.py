@@ -82,6 +82,9 @@ class Phase(enum.Enum):
     WAITING = "waiting"      # backing off until `wait_until`
     DONE = "done"            # Succeeded or Failed has been decided
 
+    # identity hashing, in C (Enum's own __hash__ is Python): every input looks its phase up
+    __hash__ = object.__hash__
+
 
 # -- actions (what the shell should do) ------------------------------------------------
 @dataclass(slots=True, kw_only=True)  # per request or chunk: plain, see the module's note

@@ -125,7 +125,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
     """Fold OpenAI-style, Anthropic-style and Retry-After headers into one `RateLimitInfo`."""
     lowered = _lower(headers)
     if not any(k.startswith(_RATE_PREFIXES) for k in lowered):  # most answers carry none
-        return RateLimitInfo()
+        return _NO_LIMITS
     found: dict[str, float | int | None] = {}
     for kind in ("requests", "tokens"):
         found[f"limit_{kind}"] = _count(lowered.get(f"x-ratelimit-limit-{kind}"))
@@ -147,6 +147,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimi
 
 
 _RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+_NO_LIMITS = RateLimitInfo()  # frozen: one shared for every answer that says nothing
 
 # -- helpers -----------------------------------------------------------------------------
 

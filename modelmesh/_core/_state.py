@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelStatus", "ModelState", "ProviderState", "MIN_AVAILABILITY", "PROBE_ALPHA"]
 
+_INF = math.inf
+
 MIN_AVAILABILITY = 0.5  # a provider's availability score below this makes it unavailable
 PROBE_ALPHA = 0.3       # EWMA weight of the newest probe in the availability score
 _NO_STATUS = "none"     # failure-streak key for failures without an HTTP status (timeouts, resets)
@@ -126,6 +128,8 @@ _KIND_TEXT = {
 
 
 def _amount(name: str, value: object) -> float:
+    if type(value) is float and 0.0 <= value < _INF:  # the common case, decided in one test
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     return value

@@ -104,8 +104,10 @@ class RateLimitInfo:
     reset_tokens: float | None = None    # seconds from now until the token budget resets
     retry_after: float | None = None     # seconds
 
-    def is_empty(self) -> bool:
-        return all(getattr(self, f) is None for f in self.__slots__)
+    def is_empty(self) -> bool:  # on every answer: spelt out, not a loop over the fields
+        return (self.limit_requests is None and self.remaining_requests is None and self.reset_requests is None
+                and self.limit_tokens is None and self.remaining_tokens is None and self.reset_tokens is None
+                and self.retry_after is None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

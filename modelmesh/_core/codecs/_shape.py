@@ -60,6 +60,8 @@ def check_usage(usage: Any, what: str = "usage") -> dict[str, Any]:
     if not isinstance(usage, dict):
         raise ShapeError(f"{what} is not an object: {_show(usage)}")
     for key, value in usage.items():
+        if type(value) is int and value >= 0 and type(key) is str:  # a count, or a number: nothing to do
+            continue
         name = f"{what}.{key}"
         if not isinstance(key, str):
             raise ShapeError(f"{what} has a key that is not a string")
