@@ -110,7 +110,7 @@ class RateLimitInfo:
                 and self.retry_after is None)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # one per attempt: plain, as _protocol.py explains; never changed once made
 class WireRequest:
     """An HTTP request a codec wants sent. `headers` may hold credentials: never print them.
     The body is `json` (encoded by the shell) or, for what is not JSON (a multipart upload,
