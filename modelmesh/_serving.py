@@ -292,25 +292,16 @@ def _infra_args(op: str, ident: str | None, body: bytes, content_type: str | Non
         page = {"after": asked.get("after"), "limit": int(limit) if limit is not None else None}
         return page | {"purpose": asked.get("purpose"), "order": asked.get("order")} if op == "files_list" else page
     if op == "files_create":
-        kind = (content_type or "").partition(";")[0].strip().lower()
-        if kind != "multipart/form-data":
-            return wire.unsupported_media_type(content_type or "", "multipart/form-data")
-        from . import _form
-
-        try:
-            form = _form.parse_form(op, body, content_type or "")
-        except _form.FormError as exc:
-            return wire.error(400, str(exc), None, exc.param)
+        form = _form_fields(op, body, content_type)
+        if isinstance(form, wire.WireError):
+            return form
         for name in ("file", "purpose"):
             if not form.get(name):
                 return wire.invalid_body(f"Missing required parameter: '{name}'.", name)
         return {k: form[k] for k in ("file", "purpose", "provider") if k in form}
-    try:  # jobs_create
-        parsed = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return wire.invalid_body("We could not parse the JSON body of your request.")
-    if not isinstance(parsed, dict):
-        return wire.invalid_body("The request body must be a JSON object.")
+    parsed = _json_object(body)  # jobs_create
+    if isinstance(parsed, wire.WireError):
+        return parsed
     unknown = sorted(set(parsed) - {*_JOB_CREATE, "provider"})
     if unknown:
         return wire.error(400, f"Unrecognized request argument supplied: {', '.join(unknown)}", "unknown_parameter",
@@ -320,28 +311,39 @@ def _infra_args(op: str, ident: str | None, body: bytes, content_type: str | Non
 
 def parse_body(body: bytes) -> dict[str, Any] | wire.WireError:
     """The request's JSON object with a non-empty `model`, or the 400 that says what is wrong."""
+    parsed = _json_object(body)
+    return parsed if isinstance(parsed, wire.WireError) else _with_model(parsed)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | wire.WireError:
+    """The request's JSON object, or the 400 that says it is not one."""
     try:
         parsed = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):
         return wire.invalid_body("We could not parse the JSON body of your request.")
     if not isinstance(parsed, dict):
         return wire.invalid_body("The request body must be a JSON object.")
-    return _with_model(parsed)
+    return parsed
 
 
 def parse_form(op: str, body: bytes, content_type: str | None) -> dict[str, Any] | wire.WireError:
     """The multipart/form-data request of an upload as a request dict (its files `Upload`s),
     or the error that says what is wrong."""
+    parsed = _form_fields(op, body, content_type)
+    return parsed if isinstance(parsed, wire.WireError) else _with_model(parsed)
+
+
+def _form_fields(op: str, body: bytes, content_type: str | None) -> dict[str, Any] | wire.WireError:
+    """A multipart/form-data body's fields (files as `Upload`s), or the error that says why not."""
     kind = (content_type or "").partition(";")[0].strip().lower()
     if kind != "multipart/form-data":
         return wire.unsupported_media_type(content_type or "", "multipart/form-data")
     from . import _form  # only uploads load the email package
 
     try:
-        parsed = _form.parse_form(op, body, content_type or "")
+        return _form.parse_form(op, body, content_type or "")
     except _form.FormError as exc:
         return wire.error(400, str(exc), None, exc.param)
-    return _with_model(parsed)
 
 
 def _with_model(parsed: dict[str, Any]) -> dict[str, Any] | wire.WireError:
