@@ -82,6 +82,15 @@ TRANSITIONS: dict[bool, dict[tuple[Phase, type], tuple[str, frozenset[Phase]]]] 
 class Call:
     """One logical request, driven by one thread."""
 
+    __slots__ = (  # one per request: slots make it and its every attribute read cheaper
+        "_answered", "_assembly", "_attempt_started", "_clipped", "_decoder", "_excluded", "_final",
+        "_finished", "_headers", "_interruption", "_key_retries", "_keys_tried", "_last_error", "_limits",
+        "_min_context", "_model", "_queue", "_ref", "_restrict", "_retry_after", "_retry_ref", "_round",
+        "_round_no", "_same_model", "_table", "_target", "_wait_until", "attempts", "body", "budget",
+        "deadline", "events", "health", "listening", "lock", "op", "options", "phase", "pool", "providers",
+        "request_id", "retry", "rng", "secrets", "started", "stream",
+    )
+
     def __init__(
         self, *, health: Health, pool: Pool, providers: Mapping[str, ProviderRuntime], rng: Rng,
         lock: AbstractContextManager[Any], secrets: tuple[str, ...], op: str, body: Mapping[str, Any],
