@@ -38,6 +38,8 @@ def _problem(value: Any, depth: int) -> tuple[str, str] | None:
     kind = type(value)
     if kind in _PLAIN or kind is Upload:
         return None
+    if kind is float and value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+        return None
     if kind is dict and depth < _MAX_DEPTH:  # a message: plain values under string keys, in the common case
         for k, v in value.items():
             if type(k) is not str or type(v) not in _PLAIN:

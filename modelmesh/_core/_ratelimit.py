@@ -123,9 +123,12 @@ def _retry_after(lowered: Mapping[str, str], now: float | None) -> float | None:
 
 def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> RateLimitInfo:
     """Fold OpenAI-style, Anthropic-style and Retry-After headers into one `RateLimitInfo`."""
-    lowered = _lower(headers)
-    if not any(k.startswith(_RATE_PREFIXES) for k in lowered):  # most answers carry none
+    for key in headers:  # most answers carry none: found out before anything is built
+        if type(key) is str and key.lower().startswith(_RATE_PREFIXES):
+            break
+    else:
         return _NO_LIMITS
+    lowered = _lower(headers)
     found: dict[str, float | int | None] = {}
     for kind in ("requests", "tokens"):
         found[f"limit_{kind}"] = _count(lowered.get(f"x-ratelimit-limit-{kind}"))
