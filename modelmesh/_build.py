@@ -477,11 +477,11 @@ def _refusals(config: MeshConfig, codecs: Mapping[str, Any]) -> list[str]:
             mine, base = (p, default) if part is None else (getattr(p, part), getattr(default, part))
             if getattr(mine, attr) != getattr(base, attr):
                 problems.append(f"{where}.{key}: {NOT_ACTED_ON}")
-        problems += [problem for k, on in p.infrastructure.items()
-                     if on and (problem := _infrastructure_refusal(where, p.connector, k, codecs.get(pid)))]
-        problems += [_not_offered(f"{where}.{key}", p.connector, interface, codecs.get(pid))
-                     for key, attr, interface in _QUERIES
-                     if getattr(p, attr) and interface not in _offered(p.connector, codecs.get(pid))]
+        asked = [(f"infrastructure.{k}", k) for k, on in p.infrastructure.items() if on]
+        asked += [(key, interface) for key, attr, interface in _QUERIES if getattr(p, attr)]
+        offered = _offered(p.connector, codecs.get(pid)) if asked else frozenset()
+        problems += [_not_offered(f"{where}.{key}", p.connector, interface, offered)
+                     for key, interface in asked if interface not in offered]
         if p.auth.method in ("oauth", "service_account"):
             problems.append(f"{where}.auth.method: '{p.auth.method}' is not built in this version (no token is "
                             "obtained or refreshed); use method api_key with the bearer token as auth.api_key, "
@@ -524,18 +524,11 @@ def _offered(connector: str, codec: Any) -> frozenset[str]:
     return infrastructure_of(connector, codec)
 
 
-def _not_offered(where: str, connector: str, interface: str, codec: Any) -> str:
-    has = ", ".join(sorted(_offered(connector, codec))) or "none"
+def _not_offered(where: str, connector: str, interface: str, offered: frozenset[str]) -> str:
+    """A setting asking `connector` for an infrastructure interface it does not offer."""
+    has = ", ".join(sorted(offered)) or "none"
     return (f"{where}: the '{connector}' connector does not offer {interface.replace('_', '-')} "
             f"(it offers: {has}); remove it")
-
-
-def _infrastructure_refusal(where: str, connector: str, key: str, codec: Any) -> str | None:
-    """`infrastructure.<key>: true` for a connector that does not offer it: the problem,
-    naming both; None when it is fine."""
-    if key not in _offered(connector, codec):
-        return _not_offered(f"{where}.infrastructure.{key}", connector, key, codec)
-    return None
 
 
 # -- observability --------------------------------------------------------------------------
