@@ -126,6 +126,35 @@ def test_sigterm_lets_a_stream_in_flight_finish(tmp_path, up):
     assert text == "one two three four five six seven" and rest.endswith(b"data: [DONE]\n\n")
 
 
+def test_sigterm_stops_workers_that_are_still_starting(tmp_path, up):
+    """Granian's workers are forked with the parent's signal handler and install their own only
+    once their app is built; a SIGTERM in between used to be lost and the parent waited
+    `shutdown_timeout` (30 s) before killing them."""
+    path = config(tmp_path, up)
+    data = json.loads(path.read_text())
+    data["observability"] = {"connectors": [{"connector": "held_start:HeldSink"}]}
+    path.write_text(json.dumps(data))
+    held = tmp_path / "held"
+    held.mkdir()
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {"HELD_START_DIR": str(held), "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    served = start(path, "--workers", "2", env=env, wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(held.iterdir())) < 2 and time.monotonic() < deadline:  # both workers are building
+            assert served.proc.poll() is None, served.stderr
+            time.sleep(0.02)
+        assert len(list(held.iterdir())) == 2
+        stopped = time.monotonic()
+        served.proc.send_signal(15)
+        assert served.proc.wait(timeout=15) == 0
+        assert time.monotonic() - stopped < 10
+    finally:
+        (held / "go").write_text("")
+        served.stop()
+    assert "Traceback" not in served.stderr
+
+
 # -- docs/proxy.md, as written -----------------------------------------------------------------
 def doc_blocks(kind: str) -> list[str]:
     return re.findall(rf"```{kind}\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.S)

@@ -182,12 +182,29 @@ def run_server(config_path: str, *, host: str | None = None, port: int | None = 
     # requests in flight finishing); the configuration is checked first, here, and a bad one
     # keeps the workers as they are
     server.signal_handler_reload = _reload_handler(server.signal_handler_reload, config_path, cfg, no_auth, out)  # type: ignore[method-assign]
+    server.signal_handler_interrupt = _stop_handler(server.signal_handler_interrupt)  # type: ignore[method-assign]
     try:
         server.serve()
     finally:
         if state_dir is not None:
             shutil.rmtree(state_dir, ignore_errors=True)
     return 0
+
+
+def _stop_handler(stop: Any) -> Any:
+    """SIGTERM/SIGINT. Granian installs this in the parent before it forks the workers, and a
+    worker keeps it until it installs its own, after `worker_app` has built its client. Run in
+    the parent, it stops the server; run in a worker that is still starting, it ends that worker
+    (nothing has been served there yet), where Granian's handler, a flag on the worker's copy of
+    the parent, would lose the signal and leave the parent waiting out `shutdown_timeout`."""
+    parent = os.getpid()
+
+    def on_stop(*args: Any) -> None:
+        if os.getpid() != parent:
+            raise SystemExit(0)  # unwinds the build (create_app closes what it opened)
+        stop(*args)
+
+    return on_stop
 
 
 def _reload_handler(restart: Any, config_path: str, running: Any, no_auth: bool, out: TextIO) -> Any:
