@@ -48,3 +48,64 @@ def test_the_first_free_member_in_the_plan_is_the_ranked_choice(n, strategy, dat
 def test_strategies_that_read_more_than_order_have_no_plan():
     for strategy in ("round-robin", "cost-first", "latency-first", "session-sticky", "load-balanced"):
         assert mesh(3, strategy, []).pools["chat"].plan() is None, strategy
+
+
+# -- the other shortcuts on a request's path: each says what the long way says ---------------------
+from modelmesh._core import _breaker as B  # noqa: E402
+from modelmesh._core._body import check_body  # noqa: E402
+from modelmesh._core.codecs import _shape  # noqa: E402
+
+
+def test_the_breakers_shortcuts_are_what_its_table_says():
+    """on_request and record_success return early while CLOSED (with no failures counted):
+    the table must still say that those inputs change nothing there."""
+    S, In, CB = B.BreakerState, B.BreakerInput, B.CircuitBreaker
+    assert B.TRANSITIONS[(S.CLOSED, In.REQUEST)] == (S.CLOSED, CB._nothing)
+    assert B.TRANSITIONS[(S.CLOSED, In.SUCCESS)] == (S.CLOSED, CB._clear_failures)
+    breaker = CB(failure_threshold=3)
+    breaker.record_failure(1.0)
+    breaker.record_success(2.0)  # the long way: the count is cleared
+    assert breaker.failures == 0 and breaker.state is S.CLOSED
+
+
+_text = st.one_of(st.none(), st.text(max_size=3), st.integers(-2, 2), st.booleans(), st.floats(allow_nan=True))
+_choice = st.fixed_dictionaries({}, optional={
+    "index": st.one_of(st.none(), st.integers(-2, 3), st.booleans(), st.floats()),
+    "finish_reason": _text,
+    "message": st.one_of(st.none(), st.integers(), st.fixed_dictionaries({}, optional={
+        "role": _text, "content": _text, "tool_calls": st.one_of(st.none(), st.lists(st.integers(), max_size=1))}))})
+
+
+@settings(max_examples=400, deadline=None)
+@given(choice=_choice)
+def test_a_whole_choice_is_one_the_full_check_leaves_as_it_is(choice):
+    if _shape._whole(choice):
+        before = repr(choice)
+        _shape._check_choice_head(choice, choice["index"], "choices[0]")
+        _shape._check_message(choice.get("message"), "choices[0].message")
+        assert repr(choice) == before
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=2), st.floats(allow_nan=True),
+                  st.just({1, 2}), st.just(b"x"))
+_json = st.recursive(_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.dictionaries(st.text(max_size=2), inner, max_size=3)),
+                     max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages=_json)
+def test_a_body_is_refused_exactly_when_a_value_in_it_is_not_finite_json(messages):
+    import json
+
+    try:
+        json.dumps(messages, allow_nan=False)
+        sendable = True
+    except (TypeError, ValueError):
+        sendable = False
+    try:
+        check_body({"messages": messages})
+        refused = False
+    except Exception:
+        refused = True
+    assert refused is not sendable

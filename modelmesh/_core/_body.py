@@ -46,6 +46,20 @@ def _problem(value: Any, depth: int) -> tuple[str, str] | None:
                 break
         else:
             return None
+    if kind is list and depth < _MAX_DEPTH:  # messages: a list of such dicts, told without recursion
+        for v in value:
+            if type(v) in _PLAIN:
+                continue
+            if type(v) is not dict:
+                break
+            for k, x in v.items():
+                if type(k) is not str or type(x) not in _PLAIN:
+                    break
+            else:
+                continue
+            break
+        else:
+            return None
     if depth > _MAX_DEPTH:
         return "", f"nested deeper than {_MAX_DEPTH} levels"
     if isinstance(value, (str, bool, int)):  # their subclasses (a str enum, say)

@@ -183,6 +183,8 @@ class CircuitBreaker:
 
     def on_request(self, now: float) -> None:
         """A request is being sent: in HALF_OPEN it takes one of the probe slots."""
+        if self._state is BreakerState.CLOSED:  # TRANSITIONS: (CLOSED, REQUEST) -> CLOSED, _nothing
+            return
         self.allow(now)  # let an expired deadline open the half-open door first
         if self._state is BreakerState.HALF_OPEN and self._in_flight >= self.half_open_max:
             raise BreakerError(
@@ -195,6 +197,8 @@ class CircuitBreaker:
         self.process(BreakerInput.RELEASE, now)
 
     def record_success(self, now: float) -> None:
+        if self._state is BreakerState.CLOSED and not self._failures:  # (CLOSED, SUCCESS) clears a count of 0
+            return
         event = BreakerInput.SUCCESS
         if self._state is BreakerState.HALF_OPEN and self._successes + 1 >= self.success_threshold:
             event = BreakerInput.SUCCESS_THRESHOLD

@@ -514,7 +514,7 @@ class Call:
             hint = self.options.preferred_provider
             if hint is None or model.provider != hint:  # a hint moves its own request, not the pool's next ones
                 pool.previous = model.ref
-        self.attempts.append(E.AttemptRecord(provider=model.provider, model=model.model, pool=pool.name, latency=latency))
+        self.attempts.append(E.AttemptRecord(model.provider, model.model, pool.name, "ok", None, "", latency))
         if self.listening:
             self.events.append(RequestCompleted(
                 at=now, request_id=self.request_id, pool=pool.name, provider=model.provider, model=model.model,

@@ -14,8 +14,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "AttemptRecord",
@@ -90,9 +89,9 @@ def _cut_fragments(text: str, secret: str) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptRecord:
-    """One attempt of a logical request: where it went and how it ended."""
+class AttemptRecord(NamedTuple):
+    """One attempt of a logical request: where it went and how it ended. A named tuple
+    (read-only fields, cheap to make: one is made per attempt)."""
 
     provider: str
     model: str

@@ -16,17 +16,16 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Sample", "RollingWindow"]
 
 _INF = math.inf
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Sample:
-    """One observation: when it happened, its value (e.g. latency in seconds), its outcome."""
+class Sample(NamedTuple):
+    """One observation: when it happened, its value (e.g. latency in seconds), its outcome.
+    A named tuple: one is made per request, and a tuple is the cheapest immutable record."""
 
     at: float
     value: float
@@ -71,9 +70,9 @@ class RollingWindow:
     # -- writing ------------------------------------------------------------------------
     def record(self, now: float, value: float, success: bool = True) -> None:
         """Add one observation made at `now`."""
-        sample = Sample(at=_finite("now", now), value=_finite("value", value), success=bool(success))
-        self._prune(sample.at)
-        self._samples.append(sample)
+        at = _finite("now", now)
+        self._prune(at)
+        self._samples.append(Sample(at, _finite("value", value), success is True or bool(success)))
 
     def clear(self) -> None:
         self._samples.clear()
