@@ -87,6 +87,9 @@ class Target:
     api_version: str | None = None
     deployment: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # what a codec worked out from this target alone and reuses (its built-in headers); a
+    # target is rebuilt when its configuration or key changes, and the memo with it
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("provider", "model"):
@@ -363,6 +366,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
 
+_BOM_FIRST = (0xEF, "\ufeff")  # body[0] of a byte-order mark: in bytes (an int) and in text
+
+
 def load_json(body: bytes | str | None) -> Any:
     """Decoded JSON, or None when the body is empty or not JSON.
 
@@ -374,7 +380,7 @@ def load_json(body: bytes | str | None) -> Any:
     if not body:
         return _NO_JSON
     if _orjson is not None:
-        if body[:1] in (b"\xef", "\ufeff"):  # a byte-order mark, which the standard parser skips in bytes
+        if body[0] in _BOM_FIRST:  # a byte-order mark, which the standard parser skips in bytes
             body = body[3:] if isinstance(body, (bytes, bytearray)) and body[:3] == b"\xef\xbb\xbf" else body
         try:
             return _orjson.loads(body)
@@ -448,7 +454,7 @@ def opt_str(value: Any) -> str | None:
 
 
 def require_mapping(body: Any, what: str = "request body") -> Mapping[str, Any]:
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):  # exact dict first: the ABC check costs
         raise TypeError(f"{what} must be a mapping, got {type(body).__name__}")
     return body
 

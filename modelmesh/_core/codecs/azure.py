@@ -26,7 +26,7 @@ from typing import Any
 
 from .._types import ErrorKind
 from ._base import CodecError, Target
-from .openai import _PATHS, OpenAICodec
+from .openai import _PATHS, _STATIC_HEADERS, OpenAICodec
 
 __all__ = ["AzureOpenAICodec", "DEFAULT_API_VERSION"]
 
@@ -77,6 +77,9 @@ class AzureOpenAICodec(OpenAICodec):
         if choices and all(c.get("finish_reason") == "content_filter" and not _has_output(c) for c in choices):
             raise CodecError.of(ErrorKind.CONTENT_FILTERED, "the completion was filtered by Azure's content filter",
                                 code="content_filter", status=200)
+
+
+_STATIC_HEADERS.add(AzureOpenAICodec._get_headers)  # the key header alone: the same for every request to a target
 
 
 def _has_output(choice: dict[str, Any]) -> bool:

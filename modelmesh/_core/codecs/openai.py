@@ -92,22 +92,33 @@ class OpenAICodec(Codec):
         self._check_op(op, stream)
         if op in _MEDIA_OPS:
             return self._media_request(target, op, require_mapping(body))
-        headers = {"Accept": "text/event-stream" if stream else "application/json"}
-        headers.update(self._get_headers(target))
         payload: dict[str, Any] | None = None
         if op != "models":
             payload = dict(require_mapping(body))
             payload["model"] = self._body_model(target)
-            headers["Content-Type"] = "application/json"
             if op == "chat":
                 self._settle_stream(payload, body, stream)
-        return WireRequest(
-            method="GET" if op == "models" else "POST",
-            url=self._url(target, op),
-            headers=merge_headers(headers, target.headers),
-            json=payload,
-            stream=stream,
-        )
+        return WireRequest(method="GET" if op == "models" else "POST", url=self._url(target, op),
+                           headers=self._headers(target, op, stream), json=payload, stream=stream)
+
+    def _headers(self, target: Target, op: str, stream: bool) -> dict[str, str]:
+        """Accept, Content-Type, `_get_headers` and the configured ones over them. Worked out once
+        per target when `_get_headers` is one of ours (its answer depends on the target alone); a
+        subclass's own `_get_headers` is asked for every request, so it may sign or stamp each."""
+        static = type(self)._get_headers in _STATIC_HEADERS
+        if static:
+            known = target.memo.get((op, stream))
+            if known is not None:
+                return dict(known)
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        headers.update(self._get_headers(target))
+        if op != "models":
+            headers["Content-Type"] = "application/json"
+        headers = merge_headers(headers, target.headers)
+        if static:
+            target.memo[(op, stream)] = headers
+            return dict(headers)
+        return headers
 
     def _media_request(self, target: Target, op: str, body: Mapping[str, Any]) -> WireRequest:
         payload = {k: v for k, v in body.items() if k != "stream"}  # speech streams as plain HTTP
@@ -291,6 +302,9 @@ def _retry_from_text(message: str) -> float | None:
 
 
 # -- audio and images --------------------------------------------------------------------------
+# the `_get_headers` whose answer depends on the target alone (ours), so `_headers` keeps it per target
+_STATIC_HEADERS: set[Any] = {OpenAICodec._get_headers}
+
 _MEDIA_OPS = frozenset({"speech", "transcriptions", "translations", "images", "image_edits"})
 _REQUIRED = {"speech": ("input", "voice"), "transcriptions": ("file",), "translations": ("file",),
              "images": ("prompt",), "image_edits": ("image", "prompt")}
