@@ -112,8 +112,9 @@ class Call:
         self.started = now
         self.retry = retry = pool.config.retry
         self.budget = pool.attempt_budget(providers)
-        limits = [t for t in (retry.deadline, options.timeout) if t]
-        self.deadline = now + min(limits) if limits else None
+        deadline, timeout = retry.deadline, options.timeout  # the nearer of the two that are set
+        limit = timeout if not deadline else deadline if not timeout else min(deadline, timeout)
+        self.deadline = now + limit if limit else None
         self.phase = Phase.READY
         self.attempts: list[E.AttemptRecord] = []
         self.events: list[MeshEvent] = []
@@ -503,9 +504,10 @@ class Call:
     # -- verdicts ------------------------------------------------------------------------------
     def _success(self, response: dict[str, Any] | None, now: float, limits: RateLimitInfo | None) -> Phase:
         model, pool = self._m, self.pool
-        usage = (response or {}).get("usage") or self._assembly.usage
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
+        usage = (response.get("usage") if response is not None else None) or self._assembly.usage
+        prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+        if type(prompt) is not int or type(completion) is not int:  # counts were shape-checked: ints, as a rule
+            prompt, completion = int(prompt), int(completion)
         cost = model.cost(prompt, completion)
         latency = now - self._attempt_started
         with self.lock:
